@@ -1,0 +1,96 @@
+package rpc
+
+// Method names of the function registry.
+const (
+	MethodFunctionCreate       = "Function.Create"
+	MethodFunctionUpdateCode   = "Function.UpdateCode"
+	MethodFunctionUpdateConfig = "Function.UpdateConfig"
+	MethodFunctionGet          = "Function.Get"
+	MethodFunctionList         = "Function.List"
+	MethodFunctionDelete       = "Function.Delete"
+)
+
+// FunctionConfig is a deployed function as the registry holds it and as
+// clients see it. It is the one type for this concept: the scheduler's state
+// stores it, the wire carries it, and `-o json` prints it.
+//
+// A FunctionConfig held by the scheduler is immutable: copy it (Clone), change
+// the copy, and store the copy.
+type FunctionConfig struct {
+	Name       string            `msgpack:"name" json:"FunctionName"`
+	Runtime    string            `msgpack:"runtime" json:"Runtime"`
+	Handler    string            `msgpack:"handler" json:"Handler"`
+	MemoryMB   int               `msgpack:"memory_mb" json:"MemorySize"`
+	TimeoutSec int               `msgpack:"timeout_sec" json:"Timeout"`
+	Env        map[string]string `msgpack:"env,omitempty" json:"Environment,omitempty"`
+	// CodeSHA256 is the hex sha256 of the code zip: the bundle's address.
+	CodeSHA256 string `msgpack:"code_sha256" json:"CodeSha256"`
+	// CodeSize is the size of the zip in bytes.
+	CodeSize int64 `msgpack:"code_size" json:"CodeSize"`
+	// Revision changes with every update of code or configuration (it is the
+	// Raft index of the change). Warm sandboxes are keyed by name and revision.
+	Revision uint64 `msgpack:"revision" json:"RevisionId"`
+	// LastModifiedMs is the time of the last change in Unix milliseconds, as
+	// supplied by the node that proposed it.
+	LastModifiedMs int64 `msgpack:"last_modified_ms" json:"LastModified"`
+}
+
+// Clone returns a deep copy.
+func (f *FunctionConfig) Clone() *FunctionConfig {
+	c := *f
+	if f.Env != nil {
+		c.Env = make(map[string]string, len(f.Env))
+		for k, v := range f.Env {
+			c.Env[k] = v
+		}
+	}
+	return &c
+}
+
+// CreateFunctionRequest deploys a new function. ZipFile is the code as a zip
+// archive; a client deploying a folder zips it first.
+type CreateFunctionRequest struct {
+	Name       string            `msgpack:"name"`
+	Runtime    string            `msgpack:"runtime"`
+	Handler    string            `msgpack:"handler"`
+	MemoryMB   int               `msgpack:"memory_mb"`   // 0 means the default (128)
+	TimeoutSec int               `msgpack:"timeout_sec"` // 0 means the default (3)
+	Env        map[string]string `msgpack:"env,omitempty"`
+	ZipFile    []byte            `msgpack:"zip_file"`
+}
+
+// UpdateCodeRequest replaces a function's code.
+type UpdateCodeRequest struct {
+	Name    string `msgpack:"name"`
+	ZipFile []byte `msgpack:"zip_file"`
+}
+
+// UpdateConfigRequest changes a function's configuration. Nil fields are left
+// as they are; a non-nil Env replaces the whole environment.
+type UpdateConfigRequest struct {
+	Name       string            `msgpack:"name"`
+	MemoryMB   *int              `msgpack:"memory_mb,omitempty"`
+	TimeoutSec *int              `msgpack:"timeout_sec,omitempty"`
+	Env        map[string]string `msgpack:"env,omitempty"`
+}
+
+// GetFunctionRequest names one function (also used by Delete).
+type GetFunctionRequest struct {
+	Name string `msgpack:"name"`
+}
+
+// FunctionResponse answers Create, UpdateCode, UpdateConfig and Get.
+type FunctionResponse struct {
+	Function *FunctionConfig `msgpack:"function"`
+}
+
+// ListFunctionsRequest lists every function.
+type ListFunctionsRequest struct{}
+
+// ListFunctionsResponse holds the functions sorted by name.
+type ListFunctionsResponse struct {
+	Functions []*FunctionConfig `msgpack:"functions"`
+}
+
+// DeleteFunctionResponse answers Delete.
+type DeleteFunctionResponse struct{}

@@ -1,0 +1,54 @@
+package rpc
+
+// MethodInvoke runs a function.
+const MethodInvoke = "Invoke.Invoke"
+
+// Invocation types, as Lambda names them.
+const (
+	InvocationRequestResponse = "RequestResponse"
+	InvocationEvent           = "Event"
+	InvocationDryRun          = "DryRun"
+)
+
+// Log types for InvokeRequest.LogType.
+const (
+	LogTypeNone = "None"
+	LogTypeTail = "Tail"
+)
+
+// FunctionErrorUnhandled is InvokeResponse.FunctionError when the function
+// failed (it returned an error, crashed, ran out of memory or timed out).
+const FunctionErrorUnhandled = "Unhandled"
+
+// Payload limits, as Lambda's.
+const (
+	MaxSyncPayload  = 6 * 1024 * 1024
+	MaxAsyncPayload = 256 * 1024
+)
+
+// InvokeRequest invokes a function.
+type InvokeRequest struct {
+	FunctionName   string `msgpack:"function_name"`
+	InvocationType string `msgpack:"invocation_type,omitempty"` // "" means RequestResponse
+	LogType        string `msgpack:"log_type,omitempty"`        // "Tail" returns the last 4 KB of log
+	Payload        []byte `msgpack:"payload"`
+}
+
+// InvokeResponse is the outcome of an invocation. A function error is not a
+// platform error: it arrives here with FunctionError set and Payload holding
+// {"errorType": ..., "errorMessage": ...}.
+type InvokeResponse struct {
+	RequestID       string `msgpack:"request_id"`
+	StatusCode      int    `msgpack:"status_code"`
+	FunctionError   string `msgpack:"function_error,omitempty"`
+	Payload         []byte `msgpack:"payload"`
+	LogResult       []byte `msgpack:"log_result,omitempty"` // raw text, not base64
+	ExecutedVersion string `msgpack:"executed_version"`
+}
+
+// FunctionErrorPayload is the JSON body of a function error, as Lambda's.
+type FunctionErrorPayload struct {
+	ErrorType    string   `json:"errorType"`
+	ErrorMessage string   `json:"errorMessage"`
+	StackTrace   []string `json:"stackTrace,omitempty"`
+}

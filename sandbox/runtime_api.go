@@ -1,0 +1,262 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"nimbus/rpc"
+)
+
+// The AWS Lambda Runtime API, served by the agent into one sandbox. Paths,
+// headers and status codes are Lambda's, so that aws-lambda-go, a shell
+// bootstrap with curl, or any other custom runtime works unmodified.
+const (
+	pathNext     = "GET /2018-06-01/runtime/invocation/next"
+	pathResponse = "POST /2018-06-01/runtime/invocation/{id}/response"
+	pathError    = "POST /2018-06-01/runtime/invocation/{id}/error"
+	pathInitErr  = "POST /2018-06-01/runtime/init/error"
+
+	headerRequestID     = "Lambda-Runtime-Aws-Request-Id"
+	headerDeadline      = "Lambda-Runtime-Deadline-Ms"
+	headerFunctionARN   = "Lambda-Runtime-Invoked-Function-Arn"
+	headerTraceID       = "Lambda-Runtime-Trace-Id"
+	headerClientContext = "Lambda-Runtime-Client-Context"
+	headerErrorType     = "Lambda-Runtime-Function-Error-Type"
+)
+
+// maxResponse is the largest response a function may return (Lambda's sync
+// response limit).
+const maxResponse = rpc.MaxSyncPayload
+
+// invocation is one event handed to the runtime. done is closed exactly once,
+// by finish, after out is set; delivered is closed when /next hands it out,
+// after deadline is set.
+type invocation struct {
+	id      string
+	payload []byte
+	arn     string
+	traceID string
+	timeout time.Duration
+
+	delivered chan struct{}
+	deadline  time.Time // set before delivered is closed
+
+	done chan struct{}
+	once sync.Once
+	out  outcome // set before done is closed
+}
+
+// outcome is what the runtime answered. errType is empty on success.
+type outcome struct {
+	payload []byte
+	errType string
+}
+
+func newInvocation(id string, payload []byte, arn, traceID string, timeout time.Duration) *invocation {
+	return &invocation{
+		id: id, payload: payload, arn: arn, traceID: traceID, timeout: timeout,
+		delivered: make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+}
+
+func (inv *invocation) finish(o outcome) bool {
+	ok := false
+	inv.once.Do(func() {
+		inv.out = o
+		close(inv.done)
+		ok = true
+	})
+	return ok
+}
+
+// runtimeAPI serves one sandbox. The invoker puts an invocation in pending;
+// the runtime's long-polling /next takes it. There is at most one invocation
+// in flight per sandbox, as in Lambda.
+type runtimeAPI struct {
+	pending chan *invocation // capacity 1
+	ready   chan struct{}    // closed at the runtime's first /next: init is over
+	closed  chan struct{}
+
+	readyOnce sync.Once
+	closeOnce sync.Once
+	readyAt   time.Time // set before ready is closed
+
+	mu      sync.Mutex
+	current *invocation // the invocation handed out and not yet answered
+	initErr *outcome    // set by /init/error
+
+	srv *http.Server
+}
+
+func newRuntimeAPI() *runtimeAPI {
+	a := &runtimeAPI{
+		pending: make(chan *invocation, 1),
+		ready:   make(chan struct{}),
+		closed:  make(chan struct{}),
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc(pathNext, a.next)
+	mux.HandleFunc(pathResponse, a.response)
+	mux.HandleFunc(pathError, a.invocationError)
+	mux.HandleFunc(pathInitErr, a.initError)
+	a.srv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          nil,
+	}
+	return a
+}
+
+func (a *runtimeAPI) serve(ln net.Listener) {
+	_ = a.srv.Serve(ln)
+}
+
+func (a *runtimeAPI) close() {
+	a.closeOnce.Do(func() {
+		close(a.closed)
+		a.srv.Close()
+	})
+}
+
+// initFailure returns the error the runtime reported from /init/error, if any.
+func (a *runtimeAPI) initFailure() *outcome {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.initErr
+}
+
+func (a *runtimeAPI) next(w http.ResponseWriter, r *http.Request) {
+	a.readyOnce.Do(func() {
+		a.readyAt = time.Now()
+		close(a.ready)
+	})
+	var inv *invocation
+	select {
+	case inv = <-a.pending:
+	case <-a.closed:
+		http.Error(w, "sandbox is shutting down", http.StatusGone)
+		return
+	case <-r.Context().Done():
+		return
+	}
+	inv.deadline = time.Now().Add(inv.timeout)
+	a.mu.Lock()
+	a.current = inv
+	a.mu.Unlock()
+	close(inv.delivered)
+
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h[headerRequestID] = []string{inv.id}
+	h[headerDeadline] = []string{strconv.FormatInt(inv.deadline.UnixMilli(), 10)}
+	h[headerFunctionARN] = []string{inv.arn}
+	h[headerTraceID] = []string{inv.traceID}
+	h["Content-Length"] = []string{strconv.Itoa(len(inv.payload))}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(inv.payload)
+}
+
+// take returns the current invocation if id names it, and clears it.
+func (a *runtimeAPI) take(id string) *invocation {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	inv := a.current
+	if inv == nil || inv.id != id {
+		return nil
+	}
+	a.current = nil
+	return inv
+}
+
+func (a *runtimeAPI) response(w http.ResponseWriter, r *http.Request) {
+	inv := a.take(r.PathValue("id"))
+	if inv == nil {
+		writeAPIError(w, http.StatusBadRequest, "InvalidRequestID", "Invalid request ID")
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxResponse+1))
+	if err != nil {
+		inv.finish(functionError("Runtime.ResponseError", "failed to read the runtime's response: "+err.Error()))
+		writeAPIError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
+		return
+	}
+	if len(body) > maxResponse {
+		inv.finish(functionError("Function.ResponseSizeTooLarge",
+			"Response payload size exceeded maximum allowed payload size ("+strconv.Itoa(maxResponse)+" bytes)."))
+		writeAPIError(w, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", "response too large")
+		return
+	}
+	inv.finish(outcome{payload: body})
+	writeAccepted(w)
+}
+
+func (a *runtimeAPI) invocationError(w http.ResponseWriter, r *http.Request) {
+	inv := a.take(r.PathValue("id"))
+	if inv == nil {
+		writeAPIError(w, http.StatusBadRequest, "InvalidRequestID", "Invalid request ID")
+		return
+	}
+	inv.finish(readRuntimeError(r))
+	writeAccepted(w)
+}
+
+func (a *runtimeAPI) initError(w http.ResponseWriter, r *http.Request) {
+	o := readRuntimeError(r)
+	a.mu.Lock()
+	a.initErr = &o
+	a.mu.Unlock()
+	writeAccepted(w)
+}
+
+// readRuntimeError turns an error the runtime posted into Lambda's error
+// body: the runtime's own JSON if it is an object with errorType or
+// errorMessage, otherwise one built from the error-type header.
+func readRuntimeError(r *http.Request) outcome {
+	body, _ := io.ReadAll(io.LimitReader(r.Body, maxResponse))
+	errType := r.Header.Get(headerErrorType)
+	var p rpc.FunctionErrorPayload
+	if json.Unmarshal(body, &p) == nil && (p.ErrorType != "" || p.ErrorMessage != "") {
+		if p.ErrorType == "" {
+			p.ErrorType = errType
+		}
+		if p.ErrorType == "" {
+			p.ErrorType = "Runtime.Unknown"
+		}
+		out, _ := json.Marshal(p)
+		return outcome{payload: out, errType: p.ErrorType}
+	}
+	if errType == "" {
+		errType = "Runtime.Unknown"
+	}
+	return functionError(errType, string(body))
+}
+
+func functionError(errType, msg string) outcome {
+	out, _ := json.Marshal(rpc.FunctionErrorPayload{ErrorType: errType, ErrorMessage: msg})
+	return outcome{payload: out, errType: errType}
+}
+
+var accepted = []byte(`{"status":"OK"}`)
+
+func writeAccepted(w http.ResponseWriter) {
+	w.Header()["Content-Type"] = []string{"application/json"}
+	w.WriteHeader(http.StatusAccepted)
+	_, _ = w.Write(accepted)
+}
+
+func writeAPIError(w http.ResponseWriter, code int, errType, msg string) {
+	body, _ := json.Marshal(rpc.FunctionErrorPayload{ErrorType: errType, ErrorMessage: msg})
+	w.Header()["Content-Type"] = []string{"application/json"}
+	w.WriteHeader(code)
+	_, _ = w.Write(body)
+}
+
+// errClosed is returned to an invoker whose sandbox was shut down.
+var errClosed = errors.New("sandbox closed")

@@ -1,0 +1,12 @@
+#!/bin/sh
+# A custom runtime in sh and curl, as in Lambda's custom-runtime tutorial.
+set -eu
+API="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime"
+while true; do
+  HEADERS="$(mktemp)"
+  EVENT=$(curl -sS -LD "$HEADERS" "$API/invocation/next")
+  REQUEST_ID=$(grep -Fi Lambda-Runtime-Aws-Request-Id "$HEADERS" | tr -d '[:space:]' | cut -d: -f2)
+  rm -f "$HEADERS"
+  echo "event: $EVENT"
+  curl -sS -o /dev/null -X POST "$API/invocation/$REQUEST_ID/response" -d "{\"echo\":$EVENT}"
+done
