@@ -2,13 +2,46 @@ package sandbox
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"nimbus/rpc"
 )
+
+// helloBin is examples/hello built once for the tests (a static Go binary
+// using aws-lambda-go).
+var helloBin string
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		if os.Geteuid() == 0 {
+			dir, err := os.MkdirTemp("", "nimbus-hello-")
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			defer os.RemoveAll(dir)
+			helloBin = filepath.Join(dir, "bootstrap")
+			cmd := exec.Command("go", "build", "-o", helloBin, "../examples/hello")
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "build examples/hello: %v\n%s", err, out)
+				return 1
+			}
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
 
 // requireRoot skips tests that need real containers when not root. CI runs
 // as root, so they run there.
@@ -45,12 +78,6 @@ func (s *memSink) lines(fn string) []string {
 	return out
 }
 
-// sharedImage is built once per test binary under a fixed dir.
-func imageDir(t testing.TB) string {
-	dir := filepath.Join(os.TempDir(), "nimbus-test-image")
-	return dir
-}
-
 func newTestManager(t testing.TB, cfg Config) (*Manager, *memSink) {
 	t.Helper()
 	requireRoot(t)
@@ -58,7 +85,8 @@ func newTestManager(t testing.TB, cfg Config) (*Manager, *memSink) {
 	if cfg.StateDir == "" {
 		cfg.StateDir = filepath.Join(t.TempDir(), "state")
 	}
-	cfg.ImageDir = imageDir(t)
+	// One image for the whole test run: building it takes a moment.
+	cfg.ImageDir = filepath.Join(os.TempDir(), "nimbus-test-image")
 	cfg.Logs = sink
 	m, err := NewManager(cfg)
 	if err != nil {
@@ -68,15 +96,14 @@ func newTestManager(t testing.TB, cfg Config) (*Manager, *memSink) {
 	return m, sink
 }
 
-// codeDir makes a function code folder whose bootstrap is the named script
-// in testdata.
-func codeDir(t testing.TB, script string) string {
+// codeDir makes a function code folder whose bootstrap is the given file.
+func codeDir(t testing.TB, bootstrap string) string {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join("testdata", script))
+	b, err := os.ReadFile(bootstrap)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,18 +113,339 @@ func codeDir(t testing.TB, script string) string {
 	return dir
 }
 
+func script(name string) string { return filepath.Join("testdata", name) }
+
 func fnConfig(name string, rev uint64) *rpc.FunctionConfig {
 	return &rpc.FunctionConfig{Name: name, Runtime: "provided", Handler: "bootstrap", MemoryMB: 128, TimeoutSec: 3, Revision: rev}
 }
 
-func TestShellRuntimeEcho(t *testing.T) {
+func invoke(t *testing.T, m *Manager, fn *rpc.FunctionConfig, dir, payload string) *Result {
+	t.Helper()
+	res, err := m.Invoke(context.Background(), &Request{Function: fn, CodeDir: dir, Payload: []byte(payload), Tail: true})
+	if err != nil {
+		t.Fatalf("invoke %s: %v", fn.Name, err)
+	}
+	return res
+}
+
+func TestShellRuntime(t *testing.T) {
+	t.Parallel()
 	m, sink := newTestManager(t, Config{})
-	dir := codeDir(t, "echo.sh")
 	fn := fnConfig("echo", 1)
-	res, err := m.Invoke(context.Background(), &Request{Function: fn, CodeDir: dir, Payload: []byte(`{"a":1}`), Tail: true})
+	res := invoke(t, m, fn, codeDir(t, script("echo.sh")), `{"a":1}`)
+	if res.ErrorType != "" || string(res.Payload) != `{"echo":{"a":1}}` {
+		t.Fatalf("got %s (%s)", res.Payload, res.ErrorType)
+	}
+	if !res.Cold || res.InitDuration <= 0 {
+		t.Errorf("first invoke: cold=%v init=%v, want a cold start with an Init Duration", res.Cold, res.InitDuration)
+	}
+	lines := sink.lines("echo")
+	want := []string{"START RequestId: " + res.RequestID + " Version: $LATEST", `event: {"a":1}`, "END RequestId: " + res.RequestID}
+	for i, w := range want {
+		if i >= len(lines) || lines[i] != w {
+			t.Fatalf("log line %d = %q, want %q (all: %q)", i, at(lines, i), w, lines)
+		}
+	}
+	report := at(lines, 3)
+	for _, part := range []string{"REPORT RequestId: " + res.RequestID, "\tDuration: ", "\tBilled Duration: ", "\tMemory Size: 128 MB", "\tMax Memory Used: ", "\tInit Duration: "} {
+		if !strings.Contains(report, part) {
+			t.Errorf("REPORT line %q lacks %q", report, part)
+		}
+	}
+	if !strings.Contains(res.LogTail, "END RequestId: "+res.RequestID) {
+		t.Errorf("tail %q lacks the END line", res.LogTail)
+	}
+}
+
+func at(s []string, i int) string {
+	if i < len(s) {
+		return s[i]
+	}
+	return ""
+}
+
+func TestGoRuntimeWarmReuse(t *testing.T) {
+	t.Parallel()
+	m, sink := newTestManager(t, Config{FreezeAfter: 20 * time.Millisecond})
+	fn := fnConfig("hello", 7)
+	fn.Env = map[string]string{"GREETING": "hi"}
+	dir := codeDir(t, helloBin)
+
+	var first *Result
+	for i := 0; i < 5; i++ {
+		res := invoke(t, m, fn, dir, `{"name":"nimbus"}`)
+		if res.ErrorType != "" {
+			t.Fatalf("invoke %d failed: %s", i, res.Payload)
+		}
+		var out struct {
+			Message, RequestID, FunctionName, FunctionARN string
+			MemoryMB                                      int
+			DeadlineInMs                                  int64
+		}
+		if err := json.Unmarshal(res.Payload, &out); err != nil {
+			t.Fatal(err)
+		}
+		if out.Message != "Hello, nimbus!" || out.RequestID != res.RequestID || out.FunctionName != "hello" ||
+			out.MemoryMB != 128 || !strings.HasSuffix(out.FunctionARN, ":function:hello") {
+			t.Fatalf("context seen by aws-lambda-go is wrong: %+v (request %s)", out, res.RequestID)
+		}
+		if out.DeadlineInMs <= 0 || out.DeadlineInMs > 3000 {
+			t.Errorf("deadline %d ms away, want within the 3 s timeout", out.DeadlineInMs)
+		}
+		if i == 0 {
+			first = res
+			if !res.Cold {
+				t.Fatal("first invocation was not a cold start")
+			}
+			continue
+		}
+		if res.Cold || res.InitDuration != 0 {
+			t.Fatalf("invocation %d: cold=%v init=%v, want warm reuse", i, res.Cold, res.InitDuration)
+		}
+		if i == 2 {
+			// Idle long enough to be frozen; the next invoke thaws it.
+			waitFor(t, "sandbox frozen", func() bool { return m.frozenCount() == 1 })
+		}
+	}
+	if st := m.Stats(); st.Idle != 1 || st.Busy != 0 {
+		t.Fatalf("stats %+v, want one idle sandbox reused throughout", st)
+	}
+	found := false
+	for _, l := range sink.lines("hello") {
+		if strings.Contains(l, "greeting nimbus") {
+			found = true
+		}
+	}
+	if !found || first == nil {
+		t.Fatalf("the function's log line is missing: %q", sink.lines("hello"))
+	}
+}
+
+// frozenCount counts the manager's frozen sandboxes.
+func (m *Manager) frozenCount() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for sb := range m.all {
+		sb.mu.Lock()
+		if sb.frozen && readFile(filepath.Join(sb.cgroups.freezer, "freezer.state")) != "THAWED" {
+			n++
+		}
+		sb.mu.Unlock()
+	}
+	return n
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return strings.TrimSpace(string(b))
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestFailures(t *testing.T) {
+	t.Parallel()
+	m, sink := newTestManager(t, Config{})
+	cases := []struct {
+		name, script string
+		timeout      int
+		errType      string
+		msg          string
+		status       string
+	}{
+		{"fn-error", "error.sh", 3, "MyError", "something broke", ""},
+		{"fn-crash", "crash.sh", 3, "Runtime.ExitError", "Runtime exited with error: exit status 3", "error"},
+		{"fn-oom", "oom.sh", 10, "Runtime.OutOfMemory", "Runtime exited with error: signal: killed", "error"},
+		{"fn-timeout", "sleep.sh", 1, "Sandbox.Timedout", "Task timed out after 1.00 seconds", "timeout"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			fn := fnConfig(c.name, 1)
+			fn.TimeoutSec = c.timeout
+			dir := codeDir(t, script(c.script))
+			res := invoke(t, m, fn, dir, `{}`)
+			var p rpc.FunctionErrorPayload
+			if err := json.Unmarshal(res.Payload, &p); err != nil {
+				t.Fatalf("error payload %q: %v", res.Payload, err)
+			}
+			if res.ErrorType != c.errType || p.ErrorType != c.errType || !strings.Contains(p.ErrorMessage, c.msg) {
+				t.Fatalf("got %s (type %q), want type %q and message containing %q", res.Payload, res.ErrorType, c.errType, c.msg)
+			}
+			if c.status != "" {
+				report := ""
+				for _, l := range sink.lines(c.name) {
+					if strings.HasPrefix(l, "REPORT ") {
+						report = l
+					}
+				}
+				if !strings.Contains(report, "Status: "+c.status) {
+					t.Errorf("REPORT %q lacks Status: %s", report, c.status)
+				}
+				// The broken sandbox is gone and the next invocation gets a
+				// fresh one (which fails the same way, but runs).
+				waitFor(t, "broken sandbox destroyed", func() bool { return !m.HasWarm(fn) })
+				res2 := invoke(t, m, fn, dir, `{}`)
+				if !res2.Cold {
+					t.Errorf("after a %s the next invocation reused the broken sandbox", c.status)
+				}
+			} else {
+				res2 := invoke(t, m, fn, dir, `{}`)
+				if res2.Cold || res2.ErrorType != c.errType {
+					t.Errorf("a handled error should keep the sandbox warm: cold=%v type=%q", res2.Cold, res2.ErrorType)
+				}
+			}
+		})
+	}
+	if !strings.Contains(strings.Join(sink.lines("fn-crash"), "\n"), "about to crash") {
+		t.Errorf("the crashing function's last line was lost: %q", sink.lines("fn-crash"))
+	}
+}
+
+func TestQuotasApplied(t *testing.T) {
+	t.Parallel()
+	m, _ := newTestManager(t, Config{FreezeAfter: -1})
+	for _, mem := range []int{128, 1792, 3008} {
+		fn := fnConfig("quota"+strconv.Itoa(mem), 1)
+		fn.MemoryMB = mem
+		res := invoke(t, m, fn, codeDir(t, script("echo.sh")), `1`)
+		if res.ErrorType != "" {
+			t.Fatalf("invoke: %s", res.Payload)
+		}
+		sb := m.idle[sandboxKey(fn)][0]
+		if got := readFile(filepath.Join(sb.cgroups.memory, "memory.limit_in_bytes")); got != strconv.Itoa(mem<<20) {
+			t.Errorf("%d MB: memory.limit_in_bytes = %s", mem, got)
+		}
+		wantQuota := strconv.FormatInt(int64(mem)*100000/1792, 10)
+		if got := readFile(filepath.Join(sb.cgroups.cpu, "cpu.cfs_quota_us")); got != wantQuota {
+			t.Errorf("%d MB: cpu.cfs_quota_us = %s, want %s", mem, got, wantQuota)
+		}
+		if got := readFile(filepath.Join(sb.cgroups.cpu, "cpu.cfs_period_us")); got != "100000" {
+			t.Errorf("cpu.cfs_period_us = %s", got)
+		}
+		st, _ := sb.ctr.State()
+		if got := readFile(filepath.Join(st.CgroupPaths["pids"], "pids.max")); got != "1024" {
+			t.Errorf("pids.max = %s", got)
+		}
+	}
+}
+
+func TestIsolation(t *testing.T) {
+	t.Parallel()
+	m, _ := newTestManager(t, Config{})
+	// A server on the host's loopback that the sandbox must not reach.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("result %+v payload=%s", res, res.Payload)
-	t.Logf("logs %q", sink.lines("echo"))
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("HTTP/1.0 200 OK\r\n\r\nreached"))
+			c.Close()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	fn := fnConfig("probe", 1)
+	res := invoke(t, m, fn, codeDir(t, script("probe.sh")), strconv.Itoa(port))
+	var p struct {
+		UID           int    `json:"uid"`
+		RootWritable  bool   `json:"root_writable"`
+		TaskWritable  bool   `json:"task_writable"`
+		TmpWritable   bool   `json:"tmp_writable"`
+		Pids          int    `json:"pids"`
+		Ifaces        string `json:"ifaces"`
+		Routes        int    `json:"routes"`
+		HostReachable bool   `json:"host_reachable"`
+		CapEff        string `json:"cap_eff"`
+		NoNewPrivs    int    `json:"no_new_privs"`
+		TmpKB         int    `json:"tmp_kb"`
+	}
+	if err := json.Unmarshal(res.Payload, &p); err != nil {
+		t.Fatalf("probe answered %q: %v", res.Payload, err)
+	}
+	if p.UID != sandboxUID {
+		t.Errorf("runs as uid %d, want %d", p.UID, sandboxUID)
+	}
+	if p.RootWritable || p.TaskWritable || !p.TmpWritable {
+		t.Errorf("writable: root=%v /var/task=%v /tmp=%v, want false false true", p.RootWritable, p.TaskWritable, p.TmpWritable)
+	}
+	if p.Pids > 10 {
+		t.Errorf("sees %d processes: the host's are visible", p.Pids)
+	}
+	if p.Ifaces != "lo," || p.Routes != 0 || p.HostReachable {
+		t.Errorf("network: ifaces %q routes %d host reachable %v, want loopback only", p.Ifaces, p.Routes, p.HostReachable)
+	}
+	if p.CapEff != "0000000000000000" || p.NoNewPrivs != 1 {
+		t.Errorf("CapEff %s NoNewPrivs %d, want none and 1", p.CapEff, p.NoNewPrivs)
+	}
+	if p.TmpKB != 512*1024 {
+		t.Errorf("/tmp is %d KB, want 512 MB", p.TmpKB)
+	}
+}
+
+func TestRetireAndIdleExpiry(t *testing.T) {
+	t.Parallel()
+	m, _ := newTestManager(t, Config{IdleTimeout: 300 * time.Millisecond})
+	dir := codeDir(t, script("echo.sh"))
+	v1 := fnConfig("rev", 1)
+	invoke(t, m, v1, dir, `1`)
+	if !m.HasWarm(v1) {
+		t.Fatal("no warm sandbox after an invocation")
+	}
+	v2 := fnConfig("rev", 2)
+	m.Retire("rev", 2)
+	if m.HasWarm(v1) {
+		t.Fatal("old revision still warm after Retire")
+	}
+	if res := invoke(t, m, v2, dir, `2`); !res.Cold {
+		t.Fatal("new revision reused an old sandbox")
+	}
+	waitFor(t, "idle sandbox expired", func() bool { return m.Stats() == Stats{} })
+}
+
+func TestConcurrentInvocations(t *testing.T) {
+	t.Parallel()
+	m, _ := newTestManager(t, Config{})
+	fn := fnConfig("conc", 1)
+	dir := codeDir(t, helloBin)
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 10; i++ {
+				name := fmt.Sprintf("g%d-%d", g, i)
+				res, err := m.Invoke(context.Background(), &Request{Function: fn, CodeDir: dir, Payload: []byte(`{"name":"` + name + `"}`)})
+				if err != nil {
+					errs <- err.Error()
+					return
+				}
+				if !strings.Contains(string(res.Payload), "Hello, "+name+"!") {
+					errs <- fmt.Sprintf("%s got %s", name, res.Payload)
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	if st := m.Stats(); st.Busy != 0 || st.Idle < 1 || st.Idle > 4 {
+		t.Errorf("stats %+v: want between 1 and 4 idle sandboxes", st)
+	}
 }
