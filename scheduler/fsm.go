@@ -1,0 +1,132 @@
+package scheduler
+
+import (
+	"sync"
+
+	"github.com/hashicorp/raft"
+
+	"nimbus/rpc"
+)
+
+// FSM is nimbus's replicated state machine (raft.FSM).
+//
+// Locks and mutation:
+//   - mu guards state. Apply and Restore take it for writing; every reader
+//     (Function, Functions, Snapshot) takes it for reading.
+//   - Objects reachable from state are immutable once stored: an apply
+//     copies, changes the copy and stores the copy. So readers may keep and
+//     share the pointers they get, and Snapshot only copies the map.
+//   - notifyMu orders OnFunctionChange calls: a writer takes it before it
+//     releases mu and holds it while it calls the callback, so callbacks run
+//     outside mu, one at a time, in the order the changes were applied.
+//
+// Raft calls Apply, Snapshot and Restore from one goroutine; Function and
+// Functions may be called from any goroutine.
+type FSM struct {
+	onFunctionChange func(old, new *rpc.FunctionConfig)
+
+	mu    sync.RWMutex
+	state *fsmState
+
+	notifyMu sync.Mutex
+}
+
+// FSMOptions configures an FSM.
+type FSMOptions struct {
+	// OnFunctionChange, if set, is called after an apply that changed a
+	// function (old nil on create, new nil on delete), outside the FSM lock,
+	// in apply order. The node uses it to retire warm sandboxes of old
+	// revisions and to drop logs/code.
+	//
+	// Restore calls it too, once per function that the restored state adds,
+	// removes or changes (in name order), so that a replica that catches up
+	// through a snapshot learns of the changes it did not apply one by one.
+	// On start-up that means one (nil, f) call per function in the snapshot.
+	//
+	// It runs on Raft's FSM goroutine: it must be quick and must not call
+	// Apply or Restore. It may read the FSM (Function, Functions).
+	OnFunctionChange func(old, new *rpc.FunctionConfig)
+}
+
+// fsmState is the whole replicated state. A state is never changed after
+// Restore has swapped it out; maps inside it are changed only by applyX
+// functions under FSM.mu, and the values they hold are immutable.
+//
+// A later issue adds the concurrency ledger, reserved concurrency, the async
+// queue and membership here, each with its commands and snapshot records.
+type fsmState struct {
+	functions map[string]*rpc.FunctionConfig
+}
+
+func newFSMState() *fsmState {
+	return &fsmState{functions: make(map[string]*rpc.FunctionConfig)}
+}
+
+// ApplyResult is what Apply returns for every entry (raft.ApplyFuture's
+// Response). Err is nil or an *rpc.Error; when it is set, Apply changed
+// nothing. Function is the stored value after a put and the removed value
+// after a delete; it is immutable.
+type ApplyResult struct {
+	Function *rpc.FunctionConfig
+	Err      error
+}
+
+// functionChange is one change to report through OnFunctionChange.
+type functionChange struct {
+	old, new *rpc.FunctionConfig
+}
+
+// NewFSM returns an FSM with an empty state.
+func NewFSM(opts FSMOptions) *FSM {
+	return &FSM{
+		onFunctionChange: opts.OnFunctionChange,
+		state:            newFSMState(),
+	}
+}
+
+var _ raft.FSM = (*FSM)(nil)
+
+// Apply applies one committed log entry. It is deterministic: the result and
+// the new state depend only on the state and the entry. It never panics on an
+// unknown or garbled entry: it returns an ApplyResult with Err set and leaves
+// the state as it was.
+func (f *FSM) Apply(l *raft.Log) interface{} {
+	t, body, err := splitEntry(l.Data)
+	if err != nil {
+		return ApplyResult{Err: err}
+	}
+	switch t {
+	case CmdPutFunction:
+		return f.applyPutFunction(l.Index, body)
+	case CmdDeleteFunction:
+		return f.applyDeleteFunction(l.Index, body)
+	}
+	return ApplyResult{Err: rpc.Errorf(rpc.CodeService, "unknown command type %d at index %d", uint8(t), l.Index)}
+}
+
+// update runs fn with the state locked for writing and then reports the
+// changes fn returns, outside mu and in order (see FSM).
+func (f *FSM) update(fn func(s *fsmState) (ApplyResult, []functionChange)) ApplyResult {
+	f.mu.Lock()
+	res, changes := fn(f.state)
+	if len(changes) == 0 || f.onFunctionChange == nil {
+		f.mu.Unlock()
+		return res
+	}
+	f.notifyMu.Lock()
+	f.mu.Unlock()
+	defer f.notifyMu.Unlock()
+	for _, c := range changes {
+		f.onFunctionChange(c.old, c.new)
+	}
+	return res
+}
+
+// replace swaps in a whole new state (Restore) and reports every function
+// that differs between the two, in name order.
+func (f *FSM) replace(next *fsmState) {
+	f.update(func(s *fsmState) (ApplyResult, []functionChange) {
+		f.state = next
+		return ApplyResult{}, diffFunctions(s.functions, next.functions)
+	})
+}
