@@ -31,20 +31,20 @@ const tailBytes = 4096
 //
 // Order: a line the function wrote before answering must appear before the
 // END line. The function's write finished before its HTTP answer was sent,
-// so the bytes are in the pipe by then; sync waits until the reader has
-// consumed everything the pipe held when sync was called.
+// so the bytes are in the pipe by then; sync drains the pipe itself. Every
+// read of the pipe, the reader goroutine's and sync's, happens under mu, so
+// when sync sees the pipe empty no byte is left in flight elsewhere.
 type logPipe struct {
 	r, w     *os.File
 	function string
 	sink     LogSink
 
-	mu        sync.Mutex // guards everything below; sink.Append runs under it to keep order
-	cond      *sync.Cond
-	readTotal int64
-	eof       bool
-	partial   []byte
-	reqID     string
-	tail      *strings.Builder // non-nil while the current invocation wants its tail
+	mu      sync.Mutex // guards everything below; sink.Append runs under it to keep order
+	buf     []byte
+	eof     bool
+	partial []byte
+	reqID   string
+	tail    *strings.Builder // non-nil while the current invocation wants its tail
 }
 
 func newLogPipe(function string, sink LogSink) (*logPipe, error) {
@@ -52,29 +52,50 @@ func newLogPipe(function string, sink LogSink) (*logPipe, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &logPipe{r: r, w: w, function: function, sink: sink}
-	p.cond = sync.NewCond(&p.mu)
-	return p, nil
+	return &logPipe{r: r, w: w, function: function, sink: sink, buf: make([]byte, 64<<10)}, nil
+}
+
+// readLocked reads what the pipe holds now, without blocking, and turns it
+// into events. It reports false when the pipe had nothing (EAGAIN). The
+// caller holds mu.
+func (p *logPipe) readLocked(fd uintptr) bool {
+	for !p.eof {
+		n, err := unix.Read(int(fd), p.buf)
+		switch {
+		case n > 0:
+			p.consume(p.buf[:n])
+			if n < len(p.buf) {
+				return true
+			}
+		case err == unix.EINTR:
+		case err == unix.EAGAIN:
+			return false
+		default: // 0 bytes: every writer closed it; or a read error
+			p.flushPartial()
+			p.eof = true
+		}
+	}
+	return true
 }
 
 // run reads until every writer has closed the pipe.
 func (p *logPipe) run() {
-	buf := make([]byte, 64<<10)
+	defer p.r.Close()
+	rc, err := p.r.SyscallConn()
+	if err != nil {
+		return
+	}
 	for {
-		n, err := p.r.Read(buf)
+		err := rc.Read(func(fd uintptr) bool {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			return p.readLocked(fd)
+		})
 		p.mu.Lock()
-		if n > 0 {
-			p.consume(buf[:n])
-			p.readTotal += int64(n)
-		}
-		if err != nil {
-			p.flushPartial()
-			p.eof = true
-		}
-		p.cond.Broadcast()
+		done := p.eof || err != nil
+		p.eof = done
 		p.mu.Unlock()
-		if err != nil {
-			p.r.Close()
+		if done {
 			return
 		}
 	}
@@ -130,25 +151,14 @@ func (p *logPipe) flushPartial() {
 	_ = p.sink.Append(p.function, ev)
 }
 
-// sync waits until every byte written to the pipe before the call has been
-// turned into events, and flushes an unterminated last line.
+// sync turns every byte written to the pipe before the call into events,
+// and flushes an unterminated last line.
 func (p *logPipe) sync() {
-	// FIONREAD through the poller's fd: Fd() would make the pipe blocking.
-	pending, err := 0, error(nil)
-	if rc, cerr := p.r.SyscallConn(); cerr == nil {
-		cerr = rc.Control(func(fd uintptr) {
-			pending, err = unix.IoctlGetInt(int(fd), unix.TIOCINQ)
-		})
-		if cerr != nil {
-			err = cerr
-		}
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if err == nil && pending > 0 {
-		target := p.readTotal + int64(pending)
-		for p.readTotal < target && !p.eof {
-			p.cond.Wait()
+	if !p.eof {
+		if rc, err := p.r.SyscallConn(); err == nil {
+			_ = rc.Control(func(fd uintptr) { p.readLocked(fd) })
 		}
 	}
 	p.flushPartial()
