@@ -61,9 +61,9 @@ func Errorf(code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// AsError converts any error into an *Error for the wire: an *Error anywhere
-// in the chain is kept (its message is the outermost text when they differ);
-// anything else becomes a ServiceException.
+// AsError converts any error into an *Error for the wire: the first *Error
+// in the chain is returned as it is; anything else becomes a
+// ServiceException carrying the error's text.
 func AsError(err error) *Error {
 	if err == nil {
 		return nil

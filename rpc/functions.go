@@ -66,12 +66,14 @@ type UpdateCodeRequest struct {
 }
 
 // UpdateConfigRequest changes a function's configuration. Nil fields are left
-// as they are; a non-nil Env replaces the whole environment.
+// as they are; a non-nil Env replaces the whole environment (an empty map
+// clears it, which is why Env is not omitempty: nil and empty must differ
+// on the wire).
 type UpdateConfigRequest struct {
 	Name       string            `msgpack:"name"`
 	MemoryMB   *int              `msgpack:"memory_mb,omitempty"`
 	TimeoutSec *int              `msgpack:"timeout_sec,omitempty"`
-	Env        map[string]string `msgpack:"env,omitempty"`
+	Env        map[string]string `msgpack:"env"`
 }
 
 // GetFunctionRequest names one function (also used by Delete).

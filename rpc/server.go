@@ -1,0 +1,479 @@
+package rpc
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	defaultIdleTimeout  = 5 * time.Minute
+	defaultFrameTimeout = 30 * time.Second
+	readBufferSize      = 32 << 10
+	// maxInflightPerConn caps the handlers running for one connection; when
+	// reached the server stops reading that connection until one finishes,
+	// which pushes back on the peer through TCP.
+	maxInflightPerConn = 4096
+	// workerIdle is how long an idle handler goroutine waits for more work.
+	workerIdle = 10 * time.Second
+)
+
+var errIdle = errors.New("rpc: idle timeout")
+
+// ServerOptions configures a Server. The zero value is usable.
+type ServerOptions struct {
+	// MaxFrameSize bounds a frame's payload in both directions; 0 means
+	// DefaultMaxFrameSize. A request announcing more is refused without
+	// allocating it and its connection is closed. A response that would be
+	// larger is replaced by a ServiceException.
+	MaxFrameSize int
+	// IdleTimeout closes a connection with no request in flight and no bytes
+	// in either direction for this long; 0 means 5 minutes.
+	IdleTimeout time.Duration
+	// FrameTimeout is how long the rest of a frame may take once its first
+	// byte has arrived, and how long a batch of responses may take to write;
+	// 0 means 30 seconds.
+	FrameTimeout time.Duration
+	// Logger receives connection-level events; nil discards them.
+	Logger *slog.Logger
+}
+
+// handlerFunc decodes the body (f.b[off:]), releases f, and runs the handler.
+type handlerFunc func(ctx context.Context, f *frameBuf, off int) (any, error)
+
+// Server serves registered handlers on any number of listeners.
+//
+// handlers is copy-on-write: Handle stores a new map, readers load it without
+// a lock. mu guards listeners, conns and closed.
+type Server struct {
+	opts     ServerOptions
+	log      *slog.Logger
+	handlers atomic.Pointer[map[string]handlerFunc]
+	handleMu sync.Mutex // serialises Handle
+	work     chan job   // unbuffered: idle workers receive here
+
+	ctx    context.Context // cancelled by Close; parent of every handler context
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	closed    bool
+	listeners map[net.Listener]struct{}
+	conns     map[*serverConn]struct{}
+	wg        sync.WaitGroup // connection goroutines
+}
+
+// NewServer returns a Server with no handlers.
+func NewServer(opts ServerOptions) *Server {
+	if opts.MaxFrameSize <= 0 {
+		opts.MaxFrameSize = DefaultMaxFrameSize
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = defaultIdleTimeout
+	}
+	if opts.FrameTimeout <= 0 {
+		opts.FrameTimeout = defaultFrameTimeout
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		opts:      opts,
+		log:       log,
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*serverConn]struct{}),
+		work:      make(chan job),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	empty := map[string]handlerFunc{}
+	s.handlers.Store(&empty)
+	return s
+}
+
+// Handle registers fn for method, replacing any earlier handler. Requests
+// are msgpack-decoded into a new Req; a body that does not decode is answered
+// with InvalidParameterValueException and the connection stays up. An error
+// returned by fn is sent as AsError(err), so a *Error anywhere in its chain
+// keeps its code and anything else becomes a ServiceException. A panic in fn
+// is recovered, logged and answered as a ServiceException.
+//
+// fn runs in its own goroutine with a context that carries the caller's
+// deadline and is cancelled when the connection or the server closes.
+func Handle[Req, Resp any](s *Server, method string, fn func(ctx context.Context, req *Req) (*Resp, error)) {
+	h := func(ctx context.Context, f *frameBuf, off int) (any, error) {
+		req := new(Req)
+		err := decodeBody(f.b[off:], req)
+		putBuf(f)
+		if err != nil {
+			return nil, Errorf(CodeInvalidParameterValue, "rpc: decode %s request: %v", method, err)
+		}
+		resp, err := fn(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		return resp, nil
+	}
+	s.handleMu.Lock()
+	defer s.handleMu.Unlock()
+	old := *s.handlers.Load()
+	m := make(map[string]handlerFunc, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[method] = h
+	s.handlers.Store(&m)
+}
+
+// Serve accepts connections on ln until Close, then returns nil. It returns
+// the listener's error if ln fails for another reason. ln is closed when
+// Serve returns.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+
+	var backoff time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// Out of file descriptors, an aborted handshake: wait and retry.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("rpc: accept failed", "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.ctx.Done():
+				return nil
+			}
+			continue
+		}
+		backoff = 0
+		sc := s.newConn(conn)
+		if sc == nil {
+			conn.Close()
+			return nil
+		}
+		go sc.serve()
+	}
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// Close stops every listener, closes every connection and cancels every
+// handler context. It waits for the connection goroutines, not for handlers
+// (their answers are dropped). Calls on a closed Server's connections fail
+// on the client with ErrConnClosed.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	for sc := range s.conns {
+		sc.shutdown()
+	}
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+// serverConn is one accepted connection: a reader goroutine (serve) that
+// parses frames and hands each request to a worker goroutine of its own
+// (dispatch), and a connWriter that sends the answers in whatever order they
+// finish. inflight counts requests read and not yet answered; sem bounds it.
+type serverConn struct {
+	s      *Server
+	conn   net.Conn
+	br     *bufio.Reader
+	w      *connWriter
+	ctx    context.Context // cancelled when the connection closes
+	cancel context.CancelFunc
+	sem    chan struct{} // one token per running handler
+
+	inflight  atomic.Int32
+	lastDone  atomic.Int64 // when a handler last finished, ns since w.epoch
+	closeOnce sync.Once
+}
+
+// newConn registers a connection, or returns nil if the server is closed.
+func (s *Server) newConn(conn net.Conn) *serverConn {
+	sc := &serverConn{
+		s:    s,
+		conn: conn,
+		br:   bufio.NewReaderSize(conn, readBufferSize),
+		w:    newConnWriter(conn, s.opts.FrameTimeout),
+		sem:  make(chan struct{}, maxInflightPerConn),
+	}
+	sc.ctx, sc.cancel = context.WithCancel(s.ctx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		sc.cancel()
+		return nil
+	}
+	s.conns[sc] = struct{}{}
+	s.wg.Add(2)
+	return sc
+}
+
+// shutdown closes the connection, then cancels its handlers (in that order,
+// so that no answer to a cancelled handler reaches the peer). Idempotent.
+func (sc *serverConn) shutdown() {
+	sc.closeOnce.Do(func() {
+		sc.w.close()
+		sc.conn.Close()
+		sc.cancel()
+	})
+}
+
+func (sc *serverConn) serve() {
+	s := sc.s
+	log := s.log.With("remote", sc.conn.RemoteAddr().String())
+	go func() {
+		defer s.wg.Done()
+		if err := sc.w.loop(); err != nil && !errors.Is(err, errWriterClosed) {
+			log.Debug("rpc: write failed", "err", err)
+		}
+		sc.shutdown()
+	}()
+	defer func() {
+		sc.shutdown()
+		s.mu.Lock()
+		delete(s.conns, sc)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	log.Debug("rpc: connection opened")
+
+	for {
+		if err := sc.awaitFrame(); err != nil {
+			sc.logClose(log, err)
+			return
+		}
+		if !frameBuffered(sc.br) {
+			sc.conn.SetReadDeadline(time.Now().Add(s.opts.FrameTimeout))
+		}
+		f := getBuf()
+		if err := readFrame(sc.br, s.opts.MaxFrameSize, f); err != nil {
+			putBuf(f)
+			sc.logClose(log, err)
+			return
+		}
+		h, off, err := parseHeader(f.b)
+		if err != nil {
+			putBuf(f)
+			sc.logClose(log, err)
+			return
+		}
+		fn := (*s.handlers.Load())[string(h.method)]
+		if fn == nil {
+			e := Errorf(CodeInvalidParameterValue, "unknown method %s", h.method)
+			putBuf(f)
+			sc.reply(h.seq, nil, e)
+			continue
+		}
+		select {
+		case sc.sem <- struct{}{}:
+		case <-sc.ctx.Done():
+			putBuf(f)
+			return
+		}
+		sc.inflight.Add(1)
+		s.dispatch(job{sc: sc, fn: fn, seq: h.seq, timeoutMs: h.timeoutMs, f: f, off: off})
+	}
+}
+
+// job is one request for a worker.
+type job struct {
+	sc        *serverConn
+	fn        handlerFunc
+	seq       uint64
+	timeoutMs uint64
+	f         *frameBuf
+	off       int
+}
+
+// dispatch runs j on an idle worker goroutine, or on a new one if none is
+// idle: every request runs concurrently with every other. Workers are reused
+// because a fresh goroutine grows its stack for every request (msgpack and
+// handlers run deep), which costs more than the rest of the dispatch.
+func (s *Server) dispatch(j job) {
+	select {
+	case s.work <- j:
+	default:
+		go s.worker(j)
+	}
+}
+
+// worker runs j, then jobs handed to it, until it has been idle for a whole
+// workerIdle period or the server closes.
+func (s *Server) worker(j job) {
+	j.sc.handle(j)
+	tick := time.NewTicker(workerIdle)
+	defer tick.Stop()
+	busy := false
+	for {
+		select {
+		case j = <-s.work:
+			j.sc.handle(j)
+			busy = true
+		case <-tick.C:
+			if !busy {
+				return
+			}
+			busy = false
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+func (sc *serverConn) logClose(log *slog.Logger, err error) {
+	switch {
+	case sc.ctx.Err() != nil, errors.Is(err, net.ErrClosed):
+		log.Debug("rpc: connection closed")
+	case errors.Is(err, errIdle):
+		log.Debug("rpc: closing idle connection")
+	case isEOF(err):
+		log.Debug("rpc: connection closed by peer", "err", err)
+	default:
+		log.Warn("rpc: closing connection", "err", err)
+	}
+}
+
+// awaitFrame blocks until the next frame's first byte is readable. It fails
+// with errIdle once the connection has had no request in flight and no bytes
+// either way for IdleTimeout.
+func (sc *serverConn) awaitFrame() error {
+	if sc.br.Buffered() > 0 {
+		return nil
+	}
+	idle := sc.s.opts.IdleTimeout
+	deadline := time.Now().Add(idle)
+	for {
+		sc.conn.SetReadDeadline(deadline)
+		_, err := sc.br.Peek(1)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+		now := time.Now()
+		if sc.inflight.Load() > 0 {
+			deadline = now.Add(idle)
+			continue
+		}
+		last := sc.w.lastWriteTime()
+		if done := sc.w.epoch.Add(time.Duration(sc.lastDone.Load())); done.After(last) {
+			last = done
+		}
+		if last = last.Add(idle); last.After(now) {
+			deadline = last
+			continue
+		}
+		return errIdle
+	}
+}
+
+func (sc *serverConn) handle(j job) {
+	ctx := sc.ctx
+	var cancel context.CancelFunc
+	if j.timeoutMs > 0 {
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(j.timeoutMs)*time.Millisecond)
+	}
+	resp, err := sc.call(ctx, j.fn, j.f, j.off)
+	if cancel != nil {
+		cancel()
+	}
+	sc.reply(j.seq, resp, err)
+	// Before the decrement: awaitFrame, seeing inflight reach 0, must also
+	// see that this answer is recent (its write may not have happened yet).
+	sc.lastDone.Store(int64(time.Since(sc.w.epoch)))
+	sc.inflight.Add(-1)
+	<-sc.sem
+}
+
+func (sc *serverConn) call(ctx context.Context, fn handlerFunc, f *frameBuf, off int) (resp any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			sc.s.log.Error("rpc: handler panicked", "panic", r, "stack", string(debug.Stack()))
+			resp, err = nil, Errorf(CodeService, "rpc: internal error")
+		}
+	}()
+	return fn(ctx, f, off)
+}
+
+// reply encodes and queues the answer to request seq.
+func (sc *serverConn) reply(seq uint64, resp any, err error) {
+	f := getBuf()
+	if err == nil {
+		startFrame(f, seq, "", 0, nil)
+		err = encodeResponse(f, resp)
+		if err != nil {
+			err = Errorf(CodeService, "rpc: encode response: %v", err)
+		} else if err = finishFrame(f, sc.s.opts.MaxFrameSize); err != nil {
+			err = Errorf(CodeService, "rpc: response too large: %v", err)
+		}
+	}
+	if err != nil {
+		startFrame(f, seq, "", 0, AsError(err))
+		f.b = append(f.b, 0xc0) // nil body
+		if ferr := finishFrame(f, sc.s.opts.MaxFrameSize); ferr != nil {
+			// Only an error message of ~MaxFrameSize gets here.
+			startFrame(f, seq, "", 0, Errorf(CodeService, "rpc: error too large"))
+			f.b = append(f.b, 0xc0)
+			finishFrame(f, sc.s.opts.MaxFrameSize)
+		}
+	}
+	sc.w.send(f) // fails only once the connection is closing: drop the answer
+}
+
+// encodeResponse is encodeBody for a handler's response, whose type the
+// handler chose: a panic in the encoder becomes an error.
+func encodeResponse(f *frameBuf, resp any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return encodeBody(f, resp)
+}
+
+func isEOF(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
