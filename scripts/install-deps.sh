@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what building and testing nimbus needs on a Debian machine with Go:
+# gcc for cgo (libcontainer's nsenter), curl and the coreutils the default
+# sandbox image is assembled from, iproute2 for network-namespace tests, and
+# the Go modules. Safe to run again; installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for pair in gcc:gcc curl:curl ip:iproute2 dpkg:dpkg ldd:libc-bin grep:grep sed:sed awk:mawk tar:tar gzip:gzip find:findutils xargs:findutils; do
+  cmd=${pair%%:*} pkg=${pair##*:}
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ! -e /usr/include/stdio.h ]; then need+=(libc6-dev); fi
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing packages: ${need[*]} (run as root to install them)" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+command -v go >/dev/null 2>&1 || export PATH=$PATH:/usr/local/go/bin
+go mod download

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Sets up and runs the whole test suite: unit tests, fuzz seeds, and the
+# end-to-end tests on real containers (they need root; as another user they
+# skip and say why).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+command -v go >/dev/null 2>&1 || export PATH=$PATH:/usr/local/go/bin
+go vet ./...
+go test -count=1 -timeout 20m ./...
+# The packages whose concurrency is their own, once more under the race detector.
+go test -race -count=1 -timeout 10m ./rpc/ ./logstore/ ./scheduler/ ./bundle/
