@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"strconv"
 	"time"
 )
 
@@ -16,21 +17,43 @@ type Config struct {
 	// sandbox image. Required.
 	DataDir string
 	// Dev runs one node with both roles and a single-voter Raft that it
-	// bootstraps on first start.
+	// bootstraps on first start, on an in-memory Raft transport.
 	Dev bool
-	// RPCListener is where clients connect. Required: the caller opens it
-	// (so a test can pass 127.0.0.1:0).
+	// Server makes the node a Raft voter; Worker makes it run sandboxes.
+	// Dev implies both.
+	Server, Worker bool
+	// RPCListener is where clients (and, on servers, Raft peers) connect.
+	// Required: the caller opens it, so a test can pass 127.0.0.1:0.
 	RPCListener net.Listener
-	// GossipAddr is the memberlist bind address (default 127.0.0.1:0).
+	// Advertise is the rpc address peers use (default: the listener's).
+	Advertise string
+	// GossipAddr is the memberlist bind address (default: the rpc IP and
+	// port+1; 127.0.0.1:0 for a dev node).
 	GossipAddr string
+	// Join lists gossip addresses (IP:PORT, or rpc addresses whose port+1
+	// is gossip, see JoinAddrs) of nodes to join at start.
+	Join []string
+	// BootstrapExpect is how many servers must meet before the first Raft
+	// configuration is written (servers without Raft state only).
+	BootstrapExpect int
+	// EncryptKey encrypts gossip (16, 24 or 32 bytes), when set.
+	EncryptKey []byte
 
-	// AccountConcurrency is the most invocations running at once (default
-	// 1000, Lambda's account limit).
+	// AccountConcurrency is the most invocations running at once in the
+	// cluster (default 1000, Lambda's account limit). Read by the leader.
 	AccountConcurrency int
+	// MemoryMB is what a worker offers sandboxes (default: the host's
+	// memory less 1 GiB).
+	MemoryMB int
 	// SandboxIdleTimeout is how long a warm sandbox is kept (default 10m).
 	SandboxIdleTimeout time.Duration
 	// SandboxStateDir holds container state (default DataDir/containers).
 	SandboxStateDir string
+
+	// Timings, shortened by tests. Zero takes the default.
+	HeartbeatInterval time.Duration // worker -> leader (default 1s)
+	DeadServerGrace   time.Duration // a dead server leaves the Raft configuration after this (default 30s)
+	FastTimings       bool          // Raft and gossip timings for in-process tests on loopback
 
 	Logger *slog.Logger
 }
@@ -42,17 +65,57 @@ func (c *Config) setDefaults() error {
 	if c.RPCListener == nil {
 		return errors.New("node: RPCListener is required")
 	}
-	if !c.Dev {
-		return errors.New("node: only --dev nodes exist so far")
+	if c.Dev {
+		c.Server, c.Worker = true, true
+	}
+	if !c.Server && !c.Worker {
+		return errors.New("node: a node needs a role: --server, --worker or both (or --dev)")
+	}
+	if c.Advertise == "" {
+		c.Advertise = c.RPCListener.Addr().String()
 	}
 	if c.GossipAddr == "" {
-		c.GossipAddr = "127.0.0.1:0"
+		if c.Dev {
+			c.GossipAddr = "127.0.0.1:0"
+		} else {
+			g, err := GossipAddrFor(c.Advertise)
+			if err != nil {
+				return err
+			}
+			c.GossipAddr = g
+		}
 	}
 	if c.AccountConcurrency == 0 {
 		c.AccountConcurrency = 1000
+	}
+	if c.MemoryMB == 0 {
+		c.MemoryMB = hostMemoryMB() - 1024
+		if c.MemoryMB < 1024 {
+			c.MemoryMB = 1024
+		}
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = time.Second
+	}
+	if c.DeadServerGrace == 0 {
+		c.DeadServerGrace = 30 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return nil
+}
+
+// GossipAddrFor returns the gossip address of a node whose rpc address is
+// addr: the same IP, port+1.
+func GossipAddrFor(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return "", err
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p+1)), nil
 }

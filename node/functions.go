@@ -4,11 +4,12 @@ import (
 	"context"
 	"time"
 
-	"nimbus/bundle"
 	"nimbus/rpc"
 	"nimbus/scheduler"
 )
 
+// Every handler here runs on the leader: a node that does not lead
+// forwards the request, so a client gets the same answer from any node.
 func (n *Node) registerFunctions() {
 	rpc.Handle(n.server, rpc.MethodFunctionCreate, n.createFunction)
 	rpc.Handle(n.server, rpc.MethodFunctionUpdateCode, n.updateFunctionCode)
@@ -18,23 +19,11 @@ func (n *Node) registerFunctions() {
 	rpc.Handle(n.server, rpc.MethodFunctionDelete, n.deleteFunction)
 }
 
-// storeCode validates an uploaded zip and stores it by digest. Nothing is
-// stored when it is refused.
-func (n *Node) storeCode(zip []byte) (sha string, size int64, err error) {
-	if len(zip) == 0 {
-		return "", 0, rpc.Errorf(rpc.CodeInvalidParameterValue, "ZipFile is required: the function's code as a zip archive")
-	}
-	if len(zip) > bundle.MaxZipSize {
-		return "", 0, rpc.Errorf(rpc.CodeRequestTooLarge,
-			"Request must be smaller than %d bytes for the CreateFunction operation", bundle.MaxZipSize)
-	}
-	if err := bundle.Check(zip, true); err != nil {
-		return "", 0, err
-	}
-	return n.code.Put(zip)
-}
-
 func (n *Node) createFunction(ctx context.Context, req *rpc.CreateFunctionRequest) (*rpc.FunctionResponse, error) {
+	if !n.isLeader() {
+		var resp rpc.FunctionResponse
+		return &resp, n.forward(ctx, rpc.MethodFunctionCreate, req, &resp)
+	}
 	fn, err := scheduler.NormalizeCreate(req)
 	if err != nil {
 		return nil, err
@@ -42,7 +31,7 @@ func (n *Node) createFunction(ctx context.Context, req *rpc.CreateFunctionReques
 	if _, exists := n.fsm.Function(fn.Name); exists {
 		return nil, rpc.Errorf(rpc.CodeResourceConflict, "Function already exist: %s", fn.Name)
 	}
-	if fn.CodeSHA256, fn.CodeSize, err = n.storeCode(req.ZipFile); err != nil {
+	if fn.CodeSHA256, fn.CodeSize, err = n.storeCode(ctx, req.ZipFile); err != nil {
 		return nil, err
 	}
 	fn.LastModifiedMs = time.Now().UnixMilli()
@@ -54,12 +43,16 @@ func (n *Node) createFunction(ctx context.Context, req *rpc.CreateFunctionReques
 }
 
 func (n *Node) updateFunctionCode(ctx context.Context, req *rpc.UpdateCodeRequest) (*rpc.FunctionResponse, error) {
+	if !n.isLeader() {
+		var resp rpc.FunctionResponse
+		return &resp, n.forward(ctx, rpc.MethodFunctionUpdateCode, req, &resp)
+	}
 	cur, err := n.function(req.Name)
 	if err != nil {
 		return nil, err
 	}
 	fn := cur.Clone()
-	if fn.CodeSHA256, fn.CodeSize, err = n.storeCode(req.ZipFile); err != nil {
+	if fn.CodeSHA256, fn.CodeSize, err = n.storeCode(ctx, req.ZipFile); err != nil {
 		return nil, err
 	}
 	fn.LastModifiedMs = time.Now().UnixMilli()
@@ -73,6 +66,10 @@ func (n *Node) updateFunctionCode(ctx context.Context, req *rpc.UpdateCodeReques
 }
 
 func (n *Node) updateFunctionConfig(ctx context.Context, req *rpc.UpdateConfigRequest) (*rpc.FunctionResponse, error) {
+	if !n.isLeader() {
+		var resp rpc.FunctionResponse
+		return &resp, n.forward(ctx, rpc.MethodFunctionUpdateConfig, req, &resp)
+	}
 	cur, err := n.function(req.Name)
 	if err != nil {
 		return nil, err
@@ -92,6 +89,10 @@ func (n *Node) updateFunctionConfig(ctx context.Context, req *rpc.UpdateConfigRe
 }
 
 func (n *Node) getFunction(ctx context.Context, req *rpc.GetFunctionRequest) (*rpc.FunctionResponse, error) {
+	if !n.isLeader() {
+		var resp rpc.FunctionResponse
+		return &resp, n.forward(ctx, rpc.MethodFunctionGet, req, &resp)
+	}
 	fn, err := n.function(req.Name)
 	if err != nil {
 		return nil, err
@@ -100,10 +101,18 @@ func (n *Node) getFunction(ctx context.Context, req *rpc.GetFunctionRequest) (*r
 }
 
 func (n *Node) listFunctions(ctx context.Context, req *rpc.ListFunctionsRequest) (*rpc.ListFunctionsResponse, error) {
+	if !n.isLeader() {
+		var resp rpc.ListFunctionsResponse
+		return &resp, n.forward(ctx, rpc.MethodFunctionList, req, &resp)
+	}
 	return &rpc.ListFunctionsResponse{Functions: n.fsm.Functions()}, nil
 }
 
 func (n *Node) deleteFunction(ctx context.Context, req *rpc.GetFunctionRequest) (*rpc.DeleteFunctionResponse, error) {
+	if !n.isLeader() {
+		var resp rpc.DeleteFunctionResponse
+		return &resp, n.forward(ctx, rpc.MethodFunctionDelete, req, &resp)
+	}
 	if _, err := n.function(req.Name); err != nil {
 		return nil, err
 	}
@@ -113,8 +122,9 @@ func (n *Node) deleteFunction(ctx context.Context, req *rpc.GetFunctionRequest) 
 	return &rpc.DeleteFunctionResponse{}, nil
 }
 
-// function looks a function up in the local FSM. On a dev node (the leader)
-// this is the committed state.
+// function looks a function up in the FSM. Handlers call it on the leader,
+// where the FSM holds every committed change: reads are consistent (a
+// non-leader forwards them).
 func (n *Node) function(name string) (*rpc.FunctionConfig, error) {
 	if err := scheduler.ValidateName(name); err != nil {
 		return nil, err

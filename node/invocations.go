@@ -2,26 +2,34 @@ package node
 
 import (
 	"context"
-	"log/slog"
+	"errors"
+	"time"
 
 	"nimbus/rpc"
 	"nimbus/sandbox"
+	"nimbus/scheduler"
 )
 
 func (n *Node) registerInvoke() {
 	rpc.Handle(n.server, rpc.MethodInvoke, n.invoke)
 }
 
-// invoke runs a synchronous invocation on this node's sandboxes. Over the
-// account concurrency limit the caller is throttled, never queued.
+// invoke is the frontend of a synchronous invocation, on whichever node the
+// client called: it asks the leader for a slot (no Raft commit: the ledger
+// is the leader's memory), runs the invocation on the granted worker (this
+// node, or a peer), and the worker gives the slot back. Over a limit the
+// caller is throttled, never queued.
 func (n *Node) invoke(ctx context.Context, req *rpc.InvokeRequest) (*rpc.InvokeResponse, error) {
-	fn, err := n.function(req.FunctionName)
-	if err != nil {
+	if err := scheduler.ValidateName(req.FunctionName); err != nil {
 		return nil, err
 	}
 	switch req.InvocationType {
 	case "", rpc.InvocationRequestResponse:
 	case rpc.InvocationDryRun:
+		var fr rpc.FunctionResponse
+		if _, err := n.getFunctionAnywhere(ctx, req.FunctionName, &fr); err != nil {
+			return nil, err
+		}
 		return &rpc.InvokeResponse{StatusCode: 204, ExecutedVersion: "$LATEST"}, nil
 	case rpc.InvocationEvent:
 		return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "InvocationType Event is not supported yet: invoke with RequestResponse")
@@ -36,38 +44,94 @@ func (n *Node) invoke(ctx context.Context, req *rpc.InvokeRequest) (*rpc.InvokeR
 	if len(payload) == 0 {
 		payload = []byte("{}")
 	}
-	select {
-	case n.slots <- struct{}{}:
-	default:
-		return nil, &rpc.Error{Code: rpc.CodeTooManyRequests, Message: "Rate Exceeded.", Reason: rpc.ReasonConcurrentInvocationLimitExceeded}
-	}
-	defer func() { <-n.slots }()
 
-	codeDir, err := n.code.Tree(fn.CodeSHA256)
+	grant, err := n.acquire(ctx, req.FunctionName)
 	if err != nil {
-		return nil, rpc.Errorf(rpc.CodeService, "code of %s unavailable: %v", fn.Name, err)
+		return nil, err
 	}
-	res, err := n.sandboxes.Invoke(ctx, &sandbox.Request{
-		Function: fn,
-		CodeDir:  codeDir,
-		Payload:  payload,
-		Tail:     req.LogType == rpc.LogTypeTail,
-	})
+	run := &rpc.RunRequest{SlotID: grant.SlotID, Function: grant.Function, Payload: payload, LogType: req.LogType}
+	if grant.Worker == n.name {
+		return n.workerRun(ctx, run)
+	}
+	wctx, done := n.watch.track(ctx, grant.Worker)
+	defer done()
+	var resp rpc.InvokeResponse
+	err = n.peers.call(wctx, grant.WorkerAddr, rpc.MethodWorkerRun, run, &resp)
 	if err != nil {
-		n.log.Warn("invocation failed", slog.String("function", fn.Name), slog.Any("err", err))
-		return nil, rpc.AsError(err)
+		var re *rpc.Error
+		switch {
+		case errors.As(err, &re):
+			return nil, re
+		case errors.Is(context.Cause(wctx), errWorkerLost):
+			return nil, rpc.Errorf(rpc.CodeService, "worker %s died during the invocation (the function may have run)", grant.Worker)
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		default:
+			return nil, rpc.Errorf(rpc.CodeService, "worker %s failed during the invocation (the function may have run): %v", grant.Worker, err)
+		}
 	}
-	out := &rpc.InvokeResponse{
-		RequestID:       res.RequestID,
-		StatusCode:      200,
-		Payload:         res.Payload,
-		ExecutedVersion: "$LATEST",
+	return &resp, nil
+}
+
+// getFunctionAnywhere reads a function from the leader.
+func (n *Node) getFunctionAnywhere(ctx context.Context, name string, out *rpc.FunctionResponse) (*rpc.FunctionResponse, error) {
+	if n.isLeader() {
+		fn, err := n.function(name)
+		if err != nil {
+			return nil, err
+		}
+		out.Function = fn
+		return out, nil
 	}
-	if res.ErrorType != "" {
-		out.FunctionError = rpc.FunctionErrorUnhandled
+	return out, n.forward(ctx, rpc.MethodFunctionGet, &rpc.GetFunctionRequest{Name: name}, out)
+}
+
+// acquire gets a slot from the leader: locally when this node leads.
+func (n *Node) acquire(ctx context.Context, name string) (*rpc.AcquireResponse, error) {
+	if n.isLeader() {
+		return n.grant(ctx, &rpc.AcquireRequest{FunctionName: name})
 	}
-	if req.LogType == rpc.LogTypeTail {
-		out.LogResult = []byte(res.LogTail)
+	var resp rpc.AcquireResponse
+	if err := n.forward(ctx, rpc.MethodLedgerAcquire, &rpc.AcquireRequest{FunctionName: name}, &resp); err != nil {
+		return nil, err
 	}
-	return out, nil
+	return &resp, nil
+}
+
+// grant is Ledger.Acquire on the leader. Right after an election the ledger
+// waits for the workers' heartbeats before it grants anything, so that the
+// limits hold across the change; the caller waits that out (a few seconds
+// at most) rather than being refused.
+func (n *Node) grant(ctx context.Context, req *rpc.AcquireRequest) (*rpc.AcquireResponse, error) {
+	if !n.isLeader() {
+		var resp rpc.AcquireResponse
+		return &resp, n.forward(ctx, rpc.MethodLedgerAcquire, req, &resp)
+	}
+	fn, err := n.function(req.FunctionName)
+	if err != nil {
+		return nil, err
+	}
+	reserved, has := n.fsm.Reserved(fn.Name)
+	greq := scheduler.GrantRequest{
+		Function:    fn.Name,
+		Key:         sandbox.Key(fn),
+		MemoryMB:    fn.MemoryMB,
+		Reserved:    reserved,
+		HasReserved: has,
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		g, err := n.ledger.Grant(greq, n.fsm.ReservedTotal())
+		if err == nil {
+			return &rpc.AcquireResponse{SlotID: g.SlotID, Worker: g.Worker, WorkerAddr: g.WorkerAddr, Function: fn}, nil
+		}
+		if !errors.Is(err, scheduler.ErrLedgerRecovering) || time.Now().After(deadline) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }

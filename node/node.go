@@ -5,14 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 
 	"nimbus/bundle"
@@ -27,31 +25,43 @@ type Sandboxes interface {
 	Invoke(ctx context.Context, req *sandbox.Request) (*sandbox.Result, error)
 	Retire(name string, keep uint64)
 	Stats() sandbox.Stats
+	WarmKeys() map[string]int
 	Close() error
 }
 
 // Node is a running agent. Its fields are set in Start and not changed
-// afterwards; each component guards its own state.
+// afterwards (closers only by Start and Close); each component guards its
+// own state. A node without the server role has no Raft and no FSM; one
+// without the worker role has no sandboxes.
 type Node struct {
 	cfg  Config
 	name string
 	log  *slog.Logger
 
-	fsm       *scheduler.FSM
-	raft      *raft.Raft
-	gossip    *memberlist.Memberlist
-	code      *bundle.Store
-	logs      *logstore.Store
-	sandboxes Sandboxes
-	server    *rpc.Server
-	slots     chan struct{} // account concurrency: one token per running invocation
+	fsm        *scheduler.FSM // servers only
+	raft       *raft.Raft     // servers only
+	raftConf   *raft.Config
+	raftStores raftStores
+	mux        *portMux // servers only: rpc and Raft share the port
+	members    *membership
+	code       *bundle.Store
+	logs       *logstore.Store
+	sandboxes  Sandboxes // workers only
+	server     *rpc.Server
+	peers      *peerPool
+	ledger     *scheduler.Ledger // used while this node leads
+	work       *workerState      // workers only
+	watch      *workerWatch      // frontends: running calls by worker
 
-	closers []func() error // run in reverse order by Close
-	served  chan error
+	stopping  chan struct{}
+	closeOnce sync.Once
+	closers   []func() error // run in reverse order by Close
+	bg        sync.WaitGroup
 }
 
-// Start opens the data dir, starts Raft, gossip, the sandbox manager and the
-// rpc server, and returns once the node serves. Close stops it.
+// Start opens the data dir, starts Raft (servers), gossip, the sandbox
+// manager (workers) and the rpc server, and returns once the node serves.
+// A dev node also waits until it leads. Close stops it.
 func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
@@ -59,7 +69,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, served: make(chan error, 1)}
+	n := &Node{cfg: cfg, log: cfg.Logger, stopping: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -69,7 +79,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.log = n.log.With("node", n.name)
-	n.slots = make(chan struct{}, cfg.AccountConcurrency)
+	n.peers = newPeerPool()
+	n.closers = append(n.closers, n.peers.Close)
+	n.watch = newWorkerWatch()
 
 	if n.code, err = bundle.OpenStore(filepath.Join(cfg.DataDir, "code")); err != nil {
 		return nil, err
@@ -79,61 +91,106 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.closers = append(n.closers, n.logs.Close)
 
-	stateDir := cfg.SandboxStateDir
-	if stateDir == "" {
-		stateDir = filepath.Join(cfg.DataDir, "containers")
+	if cfg.Worker {
+		stateDir := cfg.SandboxStateDir
+		if stateDir == "" {
+			stateDir = filepath.Join(cfg.DataDir, "containers")
+		}
+		mgr, err := sandbox.NewManager(sandbox.Config{
+			StateDir:    stateDir,
+			ImageDir:    filepath.Join(cfg.DataDir, "images"),
+			IdleTimeout: cfg.SandboxIdleTimeout,
+			Logs:        n.logs,
+			Logger:      n.log.With("component", "sandbox"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("sandboxes: %w", err)
+		}
+		n.sandboxes = mgr
+		n.closers = append(n.closers, mgr.Close)
+		n.work = newWorkerState()
 	}
-	mgr, err := sandbox.NewManager(sandbox.Config{
-		StateDir:    stateDir,
-		ImageDir:    filepath.Join(cfg.DataDir, "images"),
-		IdleTimeout: cfg.SandboxIdleTimeout,
-		Logs:        n.logs,
-		Logger:      n.log.With("component", "sandbox"),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("sandboxes: %w", err)
-	}
-	n.sandboxes = mgr
-	n.closers = append(n.closers, mgr.Close)
 
-	n.fsm = scheduler.NewFSM(scheduler.FSMOptions{OnFunctionChange: n.functionChanged})
-	if err := n.openRaft(); err != nil {
-		return nil, err
-	}
-	if err := n.openGossip(); err != nil {
-		return nil, err
-	}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := n.waitLeader(wctx); err != nil {
-		return nil, err
+	rpcListener := cfg.RPCListener
+	if cfg.Server {
+		n.fsm = scheduler.NewFSM(scheduler.FSMOptions{OnFunctionChange: n.functionChanged})
+		n.ledger = scheduler.NewLedger(scheduler.LedgerOptions{
+			AccountLimit:  cfg.AccountConcurrency,
+			RecoveryGrace: 3 * cfg.HeartbeatInterval,
+			WorkerTimeout: 5 * cfg.HeartbeatInterval,
+		})
+		if !cfg.Dev {
+			n.mux = newPortMux(cfg.RPCListener)
+			n.closers = append(n.closers, n.mux.Close)
+			rpcListener = n.mux.rpc
+		}
+		if err := n.openRaft(); err != nil {
+			return nil, err
+		}
 	}
 
 	n.server = rpc.NewServer(rpc.ServerOptions{Logger: n.log.With("component", "rpc")})
 	n.registerFunctions()
 	n.registerInvoke()
 	n.registerLogs()
-	go func() { n.served <- n.server.Serve(cfg.RPCListener) }()
+	n.registerCluster()
+	n.registerInternal()
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		_ = n.server.Serve(rpcListener)
+	}()
 	n.closers = append(n.closers, n.server.Close)
-	n.log.Info("node started", "rpc", cfg.RPCListener.Addr().String(), "data_dir", cfg.DataDir)
+
+	if err := n.openGossip(); err != nil {
+		return nil, err
+	}
+	if cfg.Server {
+		n.startLeaderLoop()
+		if !cfg.Dev && cfg.BootstrapExpect > 0 {
+			n.bg.Add(1)
+			go func() {
+				defer n.bg.Done()
+				n.bootstrapWhenExpected()
+			}()
+		}
+	}
+	if cfg.Worker {
+		n.startWorkerLoops()
+	}
+	if cfg.Dev {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := n.waitLeader(wctx); err != nil {
+			return nil, err
+		}
+	}
+	n.log.Info("node started", "rpc", n.cfg.Advertise, "gossip", cfg.GossipAddr,
+		"server", cfg.Server, "worker", cfg.Worker, "data_dir", cfg.DataDir)
 	return n, nil
 }
 
 // Addr is the rpc address clients dial.
-func (n *Node) Addr() string { return n.cfg.RPCListener.Addr().String() }
+func (n *Node) Addr() string { return n.cfg.Advertise }
 
 // Name is the node's name in Raft and gossip.
 func (n *Node) Name() string { return n.name }
 
-// Close stops serving, shuts Raft and gossip down, and destroys sandboxes.
+// Close leaves the cluster, stops serving, shuts Raft down and destroys
+// sandboxes.
 func (n *Node) Close() error {
 	var errs []error
-	for i := len(n.closers) - 1; i >= 0; i-- {
-		if err := n.closers[i](); err != nil {
-			errs = append(errs, err)
+	n.closeOnce.Do(func() {
+		close(n.stopping)
+		n.leaveRaft()
+		for i := len(n.closers) - 1; i >= 0; i-- {
+			if err := n.closers[i](); err != nil && !errors.Is(err, raft.ErrRaftShutdown) {
+				errs = append(errs, err)
+			}
 		}
-	}
-	n.closers = nil
+		n.closers = nil
+		n.bg.Wait()
+	})
 	return errors.Join(errs...)
 }
 
@@ -159,59 +216,10 @@ func nodeName(cfg Config) (string, error) {
 	return name, os.WriteFile(path, []byte(name+"\n"), 0o600)
 }
 
-// openGossip starts memberlist. A dev node is a cluster of one; its
-// metadata already says what peers will need.
-func (n *Node) openGossip() error {
-	host, portStr, err := net.SplitHostPort(n.cfg.GossipAddr)
-	if err != nil {
-		return fmt.Errorf("gossip address: %w", err)
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil {
-		return fmt.Errorf("gossip port: %w", err)
-	}
-	mc := memberlist.DefaultLANConfig()
-	mc.Name = n.name
-	mc.BindAddr = host
-	mc.BindPort = port
-	mc.AdvertiseAddr = host
-	mc.AdvertisePort = port
-	mc.LogOutput = slogWriter{n.log.With("component", "gossip")}
-	mc.Delegate = &gossipDelegate{meta: n.meta()}
-	ml, err := memberlist.Create(mc)
-	if err != nil {
-		return fmt.Errorf("gossip: %w", err)
-	}
-	n.gossip = ml
-	n.closers = append(n.closers, func() error {
-		_ = ml.Leave(time.Second)
-		return ml.Shutdown()
-	})
-	return nil
-}
-
-// meta is the node's gossip metadata: roles and rpc address.
-func (n *Node) meta() []byte {
-	return []byte("roles=server,worker;rpc=" + n.cfg.RPCListener.Addr().String())
-}
-
-type gossipDelegate struct{ meta []byte }
-
-func (d *gossipDelegate) NodeMeta(limit int) []byte {
-	if len(d.meta) > limit {
-		return d.meta[:limit]
-	}
-	return d.meta
-}
-func (d *gossipDelegate) NotifyMsg([]byte)                           {}
-func (d *gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (d *gossipDelegate) LocalState(join bool) []byte                { return nil }
-func (d *gossipDelegate) MergeRemoteState(buf []byte, join bool)     {}
-
 // functionChanged follows the registry: warm sandboxes of an old revision
 // (or of a deleted function) are retired.
 func (n *Node) functionChanged(old, cur *rpc.FunctionConfig) {
-	if old == nil {
+	if old == nil || n.sandboxes == nil {
 		return
 	}
 	var keep uint64

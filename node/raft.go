@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,7 +25,9 @@ const raftApplyTimeout = 10 * time.Second
 
 // openRaft opens the durable log (raft-wal) and snapshots in the data dir
 // and starts Raft. A dev node bootstraps itself as the single voter on
-// first start; afterwards it recovers from disk.
+// first start, on an in-memory transport; a cluster server talks TCP on the
+// shared rpc port and bootstraps once BootstrapExpect servers have met
+// (bootstrapWhenExpected). Afterwards both recover from disk.
 func (n *Node) openRaft() error {
 	dir := filepath.Join(n.cfg.DataDir, "raft")
 	if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o700); err != nil {
@@ -40,23 +43,46 @@ func (n *Node) openRaft() error {
 	if err != nil {
 		return fmt.Errorf("open raft snapshots: %w", err)
 	}
-	// A single voter talks to no one: an in-memory transport with a fixed
-	// address keeps the configuration valid across restarts.
-	_, trans := raft.NewInmemTransport(raft.ServerAddress(n.name))
+	var trans raft.Transport
+	if n.cfg.Dev {
+		// A single voter talks to no one: an in-memory transport with a
+		// fixed address keeps the configuration valid across restarts.
+		_, trans = raft.NewInmemTransport(raft.ServerAddress(n.name))
+	} else {
+		adv, err := net.ResolveTCPAddr("tcp", n.cfg.Advertise)
+		if err != nil {
+			return fmt.Errorf("advertise address: %w", err)
+		}
+		layer := &raftLayer{chanListener: n.mux.raft, advertise: adv}
+		trans = raft.NewNetworkTransportWithLogger(layer, 3, 10*time.Second, hlog)
+	}
+	n.raftStores = raftStores{log: wal, stable: wal, snaps: snaps, trans: trans}
 
 	conf := raft.DefaultConfig()
 	conf.LocalID = raft.ServerID(n.name)
 	conf.Logger = hlog
-	conf.HeartbeatTimeout = 100 * time.Millisecond
-	conf.ElectionTimeout = 100 * time.Millisecond
-	conf.LeaderLeaseTimeout = 50 * time.Millisecond
 	conf.SnapshotThreshold = 1024
+	switch {
+	case n.cfg.Dev:
+		conf.HeartbeatTimeout = 100 * time.Millisecond
+		conf.ElectionTimeout = 100 * time.Millisecond
+		conf.LeaderLeaseTimeout = 50 * time.Millisecond
+	case n.cfg.FastTimings:
+		conf.HeartbeatTimeout = 200 * time.Millisecond
+		conf.ElectionTimeout = 200 * time.Millisecond
+		conf.LeaderLeaseTimeout = 100 * time.Millisecond
+	default:
+		conf.HeartbeatTimeout = 500 * time.Millisecond
+		conf.ElectionTimeout = 500 * time.Millisecond
+		conf.LeaderLeaseTimeout = 250 * time.Millisecond
+	}
+	n.raftConf = conf
 
 	has, err := raft.HasExistingState(wal, wal, snaps)
 	if err != nil {
 		return err
 	}
-	if !has {
+	if !has && n.cfg.Dev {
 		cfg := raft.Configuration{Servers: []raft.Server{{ID: conf.LocalID, Address: trans.LocalAddr()}}}
 		if err := raft.BootstrapCluster(conf, wal, wal, snaps, trans, cfg); err != nil {
 			return fmt.Errorf("bootstrap raft: %w", err)
@@ -69,6 +95,67 @@ func (n *Node) openRaft() error {
 	n.raft = r
 	n.closers = append(n.closers, func() error { return r.Shutdown().Error() })
 	return nil
+}
+
+// raftStores are what bootstrapping needs besides the config.
+type raftStores struct {
+	log    raft.LogStore
+	stable raft.StableStore
+	snaps  raft.SnapshotStore
+	trans  raft.Transport
+}
+
+// bootstrapWhenExpected waits until BootstrapExpect servers are alive in
+// gossip, then writes the first configuration: every server computes the
+// same one (the servers sorted by name), as Consul's bootstrap-expect does.
+// A server that already has Raft state, or finds a leader, does nothing.
+func (n *Node) bootstrapWhenExpected() {
+	has, err := raft.HasExistingState(n.raftStores.log, n.raftStores.stable, n.raftStores.snaps)
+	if err != nil || has {
+		return
+	}
+	for {
+		select {
+		case <-n.stopping:
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		if addr, _ := n.raft.LeaderWithID(); addr != "" {
+			return
+		}
+		servers := n.members.alive(rpc.RoleServer)
+		if len(servers) < n.cfg.BootstrapExpect {
+			continue
+		}
+		var cfg raft.Configuration
+		for _, name := range servers {
+			addr, ok := n.members.rpcAddr(name)
+			if !ok {
+				continue
+			}
+			cfg.Servers = append(cfg.Servers, raft.Server{ID: raft.ServerID(name), Address: raft.ServerAddress(addr)})
+		}
+		if len(cfg.Servers) < n.cfg.BootstrapExpect {
+			continue
+		}
+		if err := n.raft.BootstrapCluster(cfg).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			n.log.Warn("raft bootstrap failed", "err", err)
+			continue
+		}
+		n.log.Info("raft bootstrapped", "servers", servers)
+		return
+	}
+}
+
+// leaveRaft, on a graceful stop, hands leadership to another voter first so
+// the cluster does not wait out an election timeout.
+func (n *Node) leaveRaft() {
+	if n.raft == nil || n.cfg.Dev || n.raft.State() != raft.Leader {
+		return
+	}
+	if f := n.raft.GetConfiguration(); f.Error() == nil && len(f.Configuration().Servers) > 1 {
+		_ = n.raft.LeadershipTransfer().Error()
+	}
 }
 
 // waitLeader waits until this node leads (a dev node always ends up so).

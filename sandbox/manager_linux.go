@@ -289,6 +289,19 @@ func (m *Manager) Stats() Stats {
 	return s
 }
 
+// WarmKeys counts idle sandboxes by Key, for the worker's heartbeat.
+func (m *Manager) WarmKeys() map[string]int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]int, len(m.idle))
+	for key, stack := range m.idle {
+		if len(stack) > 0 {
+			out[key] = len(stack)
+		}
+	}
+	return out
+}
+
 // HasWarm reports whether an idle sandbox of fn's revision is waiting.
 func (m *Manager) HasWarm(fn *rpc.FunctionConfig) bool {
 	m.mu.Lock()

@@ -198,6 +198,10 @@ func sandboxKey(fn *rpc.FunctionConfig) string {
 	return fn.Name + "@" + strconv.FormatUint(fn.Revision, 10)
 }
 
+// Key is how warm sandboxes are keyed: function name and revision. The
+// scheduler places invocations on workers with an idle sandbox of the key.
+func Key(fn *rpc.FunctionConfig) string { return sandboxKey(fn) }
+
 func (m *Manager) environment(fn *rpc.FunctionConfig, id string) []string {
 	env := make([]string, 0, len(fn.Env)+16)
 	for k, v := range fn.Env {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"net"
@@ -9,6 +11,8 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -17,21 +21,32 @@ import (
 	"nimbus/node"
 )
 
+// defaultPort is the rpc (and Raft) port; gossip uses the next one.
+const defaultPort = 8700
+
 func (c *cli) agentCmd() *cobra.Command {
 	var (
-		dev         bool
-		dataDir     string
-		rpcAddr     string
-		name        string
-		logLevel    string
-		idleTimeout time.Duration
-		debugAddr   string
+		dev, server, worker bool
+		dataDir, rpcAddr    string
+		bind, name          string
+		join                []string
+		bootstrapExpect     int
+		encrypt             string
+		logLevel            string
+		idleTimeout         time.Duration
+		debugAddr           string
+		accountLimit        int
+		memoryMB            int
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run a node",
-		Long: "Run a node. With --dev: one node with the server and worker roles and a\n" +
-			"single-voter Raft bootstrapped in its data dir; no other configuration needed.",
+		Long: "Run a node.\n\n" +
+			"  --dev                      one node with both roles and a single-voter Raft; nothing else to configure\n" +
+			"  --server --worker --bind IP:PORT --join IP:PORT,... --bootstrap-expect 3\n" +
+			"                             a cluster node; rpc and Raft share PORT (default 8700), gossip uses PORT+1\n" +
+			"  --worker --bind IP:PORT --join IP:PORT\n" +
+			"                             a worker-only node",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var level slog.Level
@@ -39,23 +54,56 @@ func (c *cli) agentCmd() *cobra.Command {
 				return fmt.Errorf("--log-level: %w", err)
 			}
 			log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: level}))
-			if !dev {
-				return fmt.Errorf("only --dev is supported so far: nimbus agent --dev")
+			cfg := node.Config{
+				Name:               name,
+				DataDir:            dataDir,
+				Dev:                dev,
+				Server:             server,
+				Worker:             worker,
+				BootstrapExpect:    bootstrapExpect,
+				AccountConcurrency: accountLimit,
+				MemoryMB:           memoryMB,
+				SandboxIdleTimeout: idleTimeout,
+				Logger:             log,
 			}
-			ln, err := net.Listen("tcp", rpcAddr)
+			listen := rpcAddr
+			if !dev {
+				if !server && !worker {
+					return fmt.Errorf("give a role: --server, --worker, or both (or --dev for a single dev node)")
+				}
+				if bind == "" {
+					return fmt.Errorf("--bind IP:PORT is required for a cluster node")
+				}
+				listen = withPort(bind)
+				cfg.Advertise = listen
+				for _, j := range join {
+					for _, a := range strings.Split(j, ",") {
+						if a = strings.TrimSpace(a); a == "" {
+							continue
+						}
+						g, err := node.GossipAddrFor(withPort(a))
+						if err != nil {
+							return fmt.Errorf("--join %s: %w", a, err)
+						}
+						cfg.Join = append(cfg.Join, g)
+					}
+				}
+				if encrypt != "" {
+					key, err := node.ParseEncryptKey(encrypt)
+					if err != nil {
+						return err
+					}
+					cfg.EncryptKey = key
+				}
+			}
+			ln, err := net.Listen("tcp", listen)
 			if err != nil {
 				return fmt.Errorf("rpc listener: %w", err)
 			}
+			cfg.RPCListener = ln
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			n, err := node.Start(ctx, node.Config{
-				Name:               name,
-				DataDir:            dataDir,
-				Dev:                true,
-				RPCListener:        ln,
-				SandboxIdleTimeout: idleTimeout,
-				Logger:             log,
-			})
+			n, err := node.Start(ctx, cfg)
 			if err != nil {
 				ln.Close()
 				return err
@@ -74,13 +122,45 @@ func (c *cli) agentCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.BoolVar(&dev, "dev", false, "one node with both roles and a single-voter Raft")
+	f.BoolVar(&server, "server", false, "be a Raft voter (1, 3 or 5 per cluster)")
+	f.BoolVar(&worker, "worker", false, "run sandboxes")
 	f.StringVar(&dataDir, "data-dir", "/var/lib/nimbus", "where Raft, code, logs and the sandbox image are kept")
-	f.StringVar(&rpcAddr, "rpc-addr", defaultAddr, "address clients connect to")
+	f.StringVar(&rpcAddr, "rpc-addr", "127.0.0.1:8700", "address clients connect to (--dev)")
+	f.StringVar(&bind, "bind", "", "IP:PORT of this node: rpc and Raft on PORT, gossip on PORT+1")
+	f.StringSliceVar(&join, "join", nil, "IP:PORT of nodes to join (comma-separated or repeated)")
+	f.IntVar(&bootstrapExpect, "bootstrap-expect", 0, "servers to wait for before the first Raft election")
+	f.StringVar(&encrypt, "encrypt", "", "base64 key (16, 24 or 32 bytes) encrypting gossip; see `nimbus keygen`")
 	f.StringVar(&name, "name", "", "node name (default: the one kept in the data dir, else the host name)")
+	f.IntVar(&accountLimit, "account-concurrency", 1000, "invocations running at once in the cluster (read by the leader)")
+	f.IntVar(&memoryMB, "memory", 0, "memory in MB this worker offers sandboxes (default: the host's less 1 GiB)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (off when empty)")
 	f.DurationVar(&idleTimeout, "sandbox-idle-timeout", 10*time.Minute, "how long an unused warm sandbox is kept")
 	return cmd
+}
+
+// withPort adds the default port to an address given as a bare IP.
+func withPort(addr string) string {
+	if _, _, err := net.SplitHostPort(addr); err == nil {
+		return addr
+	}
+	return net.JoinHostPort(addr, strconv.Itoa(defaultPort))
+}
+
+func (c *cli) keygenCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "keygen",
+		Short: "Print a new random key for --encrypt",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			key := make([]byte, 32)
+			if _, err := rand.Read(key); err != nil {
+				return err
+			}
+			fmt.Fprintln(c.stdout, base64.StdEncoding.EncodeToString(key))
+			return nil
+		},
+	}
 }
 
 // serveDebug serves net/http/pprof's handlers on addr until ctx ends.

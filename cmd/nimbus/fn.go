@@ -19,6 +19,7 @@ func (c *cli) fnCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "fn", Short: "Deploy and manage functions"}
 	cmd.AddCommand(c.fnCreateCmd(), c.fnUpdateCodeCmd(), c.fnUpdateConfigCmd(),
 		c.fnGetCmd(), c.fnListCmd(), c.fnDeleteCmd())
+	cmd.AddCommand(c.concurrencyCmds()...)
 	return cmd
 }
 
@@ -265,6 +266,12 @@ func (c *cli) call(ctx context.Context, output string, do func(context.Context, 
 	switch v := v.(type) {
 	case *rpc.FunctionConfig:
 		printFunction(c, v)
+	case *rpc.MembersResponse:
+		c.printMembers(v)
+	case *rpc.RaftResponse:
+		c.printRaft(v)
+	case *rpc.ConcurrencyResponse:
+		c.printConcurrency(v)
 	case functionList:
 		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NAME\tRUNTIME\tMEMORY\tTIMEOUT\tCODE SIZE\tLAST MODIFIED")

@@ -51,7 +51,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(c.agentCmd(), c.fnCmd(), c.invokeCmd(), c.logsCmd(), c.benchCmd())
+	root.AddCommand(c.agentCmd(), c.fnCmd(), c.invokeCmd(), c.logsCmd(), c.benchCmd(), c.clusterCmd(), c.keygenCmd())
 
 	err := root.Execute()
 	var ee exitError

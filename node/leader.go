@@ -1,0 +1,291 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"nimbus/rpc"
+)
+
+// peerPool keeps one multiplexed rpc client per peer address.
+type peerPool struct {
+	mu      sync.Mutex
+	clients map[string]*rpc.Client
+	closed  bool
+}
+
+func newPeerPool() *peerPool { return &peerPool{clients: map[string]*rpc.Client{}} }
+
+func (p *peerPool) get(ctx context.Context, addr string) (*rpc.Client, error) {
+	p.mu.Lock()
+	if c, ok := p.clients[addr]; ok {
+		p.mu.Unlock()
+		return c, nil
+	}
+	p.mu.Unlock()
+	c, err := rpc.Dial(ctx, addr, rpc.ClientOptions{DialTimeout: 2 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		c.Close()
+		return nil, rpc.ErrConnClosed
+	}
+	if old, ok := p.clients[addr]; ok {
+		c.Close()
+		return old, nil
+	}
+	p.clients[addr] = c
+	return c, nil
+}
+
+// call runs one rpc on a peer.
+func (p *peerPool) call(ctx context.Context, addr, method string, req, resp any) error {
+	c, err := p.get(ctx, addr)
+	if err != nil {
+		return err
+	}
+	return c.Call(ctx, method, req, resp)
+}
+
+func (p *peerPool) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for _, c := range p.clients {
+		c.Close()
+	}
+	p.clients = nil
+	return nil
+}
+
+// isLeader reports whether this node leads Raft now.
+func (n *Node) isLeader() bool {
+	return n.raft != nil && n.raft.State() == raft.Leader
+}
+
+// leaderAddr returns the rpc address of the current leader. A server knows
+// it from Raft (Raft and rpc share the port); a worker-only node asks the
+// servers it knows from gossip.
+func (n *Node) leaderAddr(ctx context.Context) (string, error) {
+	if n.raft != nil {
+		if addr, _ := n.raft.LeaderWithID(); addr != "" {
+			return string(addr), nil
+		}
+		return "", errNoLeader
+	}
+	for _, name := range n.members.alive(rpc.RoleServer) {
+		addr, ok := n.members.rpcAddr(name)
+		if !ok {
+			continue
+		}
+		var view rpc.RaftResponse
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := n.peers.call(cctx, addr, rpc.MethodClusterRaft, &rpc.RaftRequest{}, &view)
+		cancel()
+		if err == nil && view.Leader != "" {
+			if a, ok := n.members.rpcAddr(view.Leader); ok {
+				return a, nil
+			}
+		}
+	}
+	return "", errNoLeader
+}
+
+// forward sends a request to the leader and waits for its answer. While no
+// leader is known (an election) it retries until ctx ends (at most 5 s).
+func (n *Node) forward(ctx context.Context, method string, req, resp any) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for {
+		addr, err := n.leaderAddr(ctx)
+		if err == nil {
+			if addr == n.cfg.Advertise {
+				// Leadership changed under us: we lead now, but the handler
+				// decided to forward. Ask the caller to retry.
+				return rpc.Errorf(rpc.CodeService, "leadership changed during the request; retry")
+			}
+			err = n.peers.call(ctx, addr, method, req, resp)
+			var re *rpc.Error
+			if err == nil || errors.As(err, &re) {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return rpc.Errorf(rpc.CodeService, "no leader reachable: %v", err)
+		case <-n.stopping:
+			return rpc.Errorf(rpc.CodeService, "node is stopping")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// startLeaderLoop follows leadership: on gaining it the ledger is reset and
+// rebuilt from worker heartbeats, and the reconcile loop runs while it lasts.
+func (n *Node) startLeaderLoop() {
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		var stop chan struct{}
+		var wg sync.WaitGroup
+		leaderCh := n.raft.LeaderCh()
+		for {
+			select {
+			case <-n.stopping:
+				if stop != nil {
+					close(stop)
+				}
+				wg.Wait()
+				return
+			case isLeader := <-leaderCh:
+				if isLeader && stop == nil {
+					n.log.Info("gained leadership")
+					n.ledger.Reset(n.members.alive(rpc.RoleWorker))
+					stop = make(chan struct{})
+					wg.Add(1)
+					go func(stop chan struct{}) {
+						defer wg.Done()
+						n.reconcileLoop(stop)
+					}(stop)
+				} else if !isLeader && stop != nil {
+					n.log.Info("lost leadership")
+					close(stop)
+					wg.Wait()
+					stop = nil
+				}
+			}
+		}
+	}()
+}
+
+// reconcileLoop keeps the Raft voter set in step with gossip, as Consul's
+// autopilot does: alive servers missing from the configuration are added;
+// servers that left are removed at once, dead ones after DeadServerGrace.
+func (n *Node) reconcileLoop(stop chan struct{}) {
+	interval := time.Second
+	if n.cfg.FastTimings {
+		interval = 100 * time.Millisecond
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		n.reconcile()
+		select {
+		case <-stop:
+			return
+		case <-n.stopping:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (n *Node) reconcile() {
+	if n.cfg.Dev || !n.isLeader() {
+		return
+	}
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	inConfig := map[string]raft.Server{}
+	for _, s := range f.Configuration().Servers {
+		inConfig[string(s.ID)] = s
+	}
+	members := n.members.snapshot()
+	for name, st := range members {
+		if !st.meta.has(rpc.RoleServer) || (st.status != rpc.MemberAlive && st.status != rpc.MemberSuspect) {
+			continue
+		}
+		if s, ok := inConfig[name]; ok && string(s.Address) == st.meta.RPC {
+			continue
+		}
+		n.log.Info("adding raft voter", "server", name, "addr", st.meta.RPC)
+		if err := n.raft.AddVoter(raft.ServerID(name), raft.ServerAddress(st.meta.RPC), 0, 5*time.Second).Error(); err != nil {
+			n.log.Warn("add voter failed", "server", name, "err", err)
+		}
+	}
+	for name := range inConfig {
+		if name == n.name {
+			continue
+		}
+		st, known := members[name]
+		remove := false
+		switch {
+		case known && st.status == rpc.MemberLeft:
+			remove = true
+		case known && st.status == rpc.MemberDead:
+			remove = time.Since(st.since) > n.cfg.DeadServerGrace
+		}
+		if remove {
+			n.log.Info("removing raft server", "server", name, "status", st.status)
+			if err := n.raft.RemoveServer(raft.ServerID(name), 0, 5*time.Second).Error(); err != nil {
+				n.log.Warn("remove server failed", "server", name, "err", err)
+			}
+		}
+	}
+}
+
+// memberChanged reacts to gossip: the leader frees a dead worker's slots;
+// every node fails the calls it is waiting on that worker for.
+func (n *Node) memberChanged(name, status string) {
+	if status != rpc.MemberDead && status != rpc.MemberLeft {
+		return
+	}
+	if n.isLeader() {
+		if freed := n.ledger.RemoveWorker(name); len(freed) > 0 {
+			n.log.Warn("worker gone: slots freed", "worker", name, "status", status, "slots", len(freed))
+		}
+	}
+	n.watch.fail(name, status)
+}
+
+// workerWatch tracks the Worker.Run calls a frontend is waiting on, by
+// worker, so that a worker's death cancels them.
+type workerWatch struct {
+	mu    sync.Mutex
+	calls map[string]map[*context.CancelCauseFunc]struct{}
+}
+
+func newWorkerWatch() *workerWatch {
+	return &workerWatch{calls: map[string]map[*context.CancelCauseFunc]struct{}{}}
+}
+
+// track returns a context cancelled if worker dies, and a function to call
+// when the call is over.
+func (w *workerWatch) track(ctx context.Context, worker string) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	key := &cancel
+	w.mu.Lock()
+	if w.calls[worker] == nil {
+		w.calls[worker] = map[*context.CancelCauseFunc]struct{}{}
+	}
+	w.calls[worker][key] = struct{}{}
+	w.mu.Unlock()
+	return ctx, func() {
+		w.mu.Lock()
+		delete(w.calls[worker], key)
+		w.mu.Unlock()
+		cancel(nil)
+	}
+}
+
+// errWorkerLost is the cause of a call cancelled by its worker's death.
+var errWorkerLost = errors.New("worker lost")
+
+func (w *workerWatch) fail(worker, status string) {
+	w.mu.Lock()
+	calls := w.calls[worker]
+	delete(w.calls, worker)
+	w.mu.Unlock()
+	for c := range calls {
+		(*c)(errWorkerLost)
+	}
+}

@@ -1,0 +1,243 @@
+package node
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"nimbus/rpc"
+)
+
+// version is reported in gossip metadata and `cluster members`.
+const version = "0.1.0"
+
+// nodeMeta is what a node tells the cluster about itself through gossip.
+type nodeMeta struct {
+	Roles    []string `msgpack:"roles"`
+	RPC      string   `msgpack:"rpc"`
+	MemoryMB int      `msgpack:"mem"`
+	Version  string   `msgpack:"v"`
+}
+
+func (m nodeMeta) has(role string) bool {
+	for _, r := range m.Roles {
+		if r == role {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseEncryptKey decodes a gossip key given in base64 (16, 24 or 32 bytes).
+func ParseEncryptKey(s string) ([]byte, error) {
+	k, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("encrypt key: not base64: %w", err)
+	}
+	if n := len(k); n != 16 && n != 24 && n != 32 {
+		return nil, fmt.Errorf("encrypt key: %d bytes, want 16, 24 or 32", n)
+	}
+	return k, nil
+}
+
+// membership wraps memberlist: it keeps decoded metadata and the last
+// status of every node it has seen (memberlist forgets dead nodes), and
+// calls onChange after each event. mu guards seen.
+type membership struct {
+	ml       *memberlist.Memberlist
+	self     nodeMeta
+	onChange func(name string, status string)
+
+	mu   sync.Mutex
+	seen map[string]*memberState
+}
+
+type memberState struct {
+	meta   nodeMeta
+	addr   string // gossip address
+	status string
+	since  time.Time // when status last changed
+}
+
+// openGossip starts memberlist and joins the configured peers.
+func (n *Node) openGossip() error {
+	host, portStr, err := net.SplitHostPort(n.cfg.GossipAddr)
+	if err != nil {
+		return fmt.Errorf("gossip address: %w", err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return fmt.Errorf("gossip port: %w", err)
+	}
+	var roles []string
+	if n.cfg.Server {
+		roles = append(roles, rpc.RoleServer)
+	}
+	if n.cfg.Worker {
+		roles = append(roles, rpc.RoleWorker)
+	}
+	mb := &membership{
+		self:     nodeMeta{Roles: roles, RPC: n.cfg.Advertise, MemoryMB: n.cfg.MemoryMB, Version: version},
+		seen:     map[string]*memberState{},
+		onChange: n.memberChanged,
+	}
+	mc := memberlist.DefaultLANConfig()
+	if n.cfg.FastTimings {
+		mc = memberlist.DefaultLocalConfig()
+		mc.ProbeInterval = 200 * time.Millisecond
+		mc.ProbeTimeout = 100 * time.Millisecond
+		mc.GossipInterval = 50 * time.Millisecond
+		mc.SuspicionMult = 2
+	}
+	mc.Name = n.name
+	mc.BindAddr = host
+	mc.BindPort = port
+	mc.AdvertiseAddr = host
+	mc.AdvertisePort = port
+	mc.SecretKey = n.cfg.EncryptKey
+	mc.LogOutput = slogWriter{n.log.With("component", "gossip")}
+	mc.Delegate = mb
+	mc.Events = mb
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return fmt.Errorf("gossip: %w", err)
+	}
+	mb.ml = ml
+	n.members = mb
+	n.closers = append(n.closers, func() error {
+		_ = ml.Leave(2 * time.Second)
+		return ml.Shutdown()
+	})
+	if len(n.cfg.Join) > 0 {
+		if _, err := ml.Join(n.cfg.Join); err != nil {
+			// Peers may not be up yet: keep trying in the background.
+			n.log.Warn("join failed, retrying", "peers", n.cfg.Join, "err", err)
+			go n.retryJoin()
+		}
+	}
+	return nil
+}
+
+// retryJoin keeps joining until one peer answers or the node stops.
+func (n *Node) retryJoin() {
+	for {
+		select {
+		case <-n.stopping:
+			return
+		case <-time.After(time.Second):
+		}
+		if _, err := n.members.ml.Join(n.cfg.Join); err == nil {
+			n.log.Info("joined", "peers", n.cfg.Join)
+			return
+		}
+	}
+}
+
+// NodeMeta implements memberlist.Delegate.
+func (m *membership) NodeMeta(limit int) []byte {
+	b, _ := msgpack.Marshal(&m.self)
+	if len(b) > limit {
+		return nil
+	}
+	return b
+}
+func (m *membership) NotifyMsg([]byte)                           {}
+func (m *membership) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (m *membership) LocalState(join bool) []byte                { return nil }
+func (m *membership) MergeRemoteState(buf []byte, join bool)     {}
+
+// NotifyJoin, NotifyLeave and NotifyUpdate implement memberlist.EventDelegate.
+func (m *membership) NotifyJoin(nd *memberlist.Node)   { m.event(nd, rpc.MemberAlive) }
+func (m *membership) NotifyUpdate(nd *memberlist.Node) { m.event(nd, rpc.MemberAlive) }
+func (m *membership) NotifyLeave(nd *memberlist.Node) {
+	status := rpc.MemberDead
+	if nd.State == memberlist.StateLeft {
+		status = rpc.MemberLeft
+	}
+	m.event(nd, status)
+}
+
+func (m *membership) event(nd *memberlist.Node, status string) {
+	var meta nodeMeta
+	_ = msgpack.Unmarshal(nd.Meta, &meta)
+	m.mu.Lock()
+	st := m.seen[nd.Name]
+	if st == nil {
+		st = &memberState{}
+		m.seen[nd.Name] = st
+	}
+	if meta.RPC != "" {
+		st.meta = meta
+	}
+	st.addr = nd.Address()
+	if st.status != status {
+		st.status = status
+		st.since = time.Now()
+	}
+	m.mu.Unlock()
+	if m.onChange != nil {
+		go m.onChange(nd.Name, status)
+	}
+}
+
+// snapshot returns every node seen, with its current status (alive ones as
+// memberlist sees them now: alive or suspect).
+func (m *membership) snapshot() map[string]memberState {
+	states := map[string]string{}
+	for _, nd := range m.ml.Members() {
+		switch nd.State {
+		case memberlist.StateSuspect:
+			states[nd.Name] = rpc.MemberSuspect
+		case memberlist.StateAlive:
+			states[nd.Name] = rpc.MemberAlive
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]memberState, len(m.seen))
+	for name, st := range m.seen {
+		c := *st
+		if s, ok := states[name]; ok && c.status == rpc.MemberAlive {
+			c.status = s
+		}
+		out[name] = c
+	}
+	return out
+}
+
+// alive returns the alive (or suspect) members that have role, sorted by
+// name.
+func (m *membership) alive(role string) []string {
+	var names []string
+	for name, st := range m.snapshot() {
+		if (st.status == rpc.MemberAlive || st.status == rpc.MemberSuspect) && (role == "" || st.meta.has(role)) {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// get returns a member's state.
+func (m *membership) get(name string) (memberState, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st, ok := m.seen[name]
+	if !ok {
+		return memberState{}, false
+	}
+	return *st, true
+}
+
+// rpcAddr returns a member's rpc address.
+func (m *membership) rpcAddr(name string) (string, bool) {
+	st, ok := m.get(name)
+	return st.meta.RPC, ok && st.meta.RPC != ""
+}

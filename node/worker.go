@@ -1,0 +1,202 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"nimbus/rpc"
+	"nimbus/sandbox"
+)
+
+// workerState is what a worker tracks of its own work: the slots it runs
+// (reported in every heartbeat, so a new leader can rebuild its counts) and
+// the releases still to send. mu guards slots.
+type workerState struct {
+	mu       sync.Mutex
+	slots    map[uint64]rpc.SlotInfo
+	releases chan uint64
+}
+
+func newWorkerState() *workerState {
+	return &workerState{slots: map[uint64]rpc.SlotInfo{}, releases: make(chan uint64, 8192)}
+}
+
+func (w *workerState) add(s rpc.SlotInfo) {
+	w.mu.Lock()
+	w.slots[s.ID] = s
+	w.mu.Unlock()
+}
+
+func (w *workerState) remove(id uint64) {
+	w.mu.Lock()
+	delete(w.slots, id)
+	w.mu.Unlock()
+}
+
+func (w *workerState) list() []rpc.SlotInfo {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]rpc.SlotInfo, 0, len(w.slots))
+	for _, s := range w.slots {
+		out = append(out, s)
+	}
+	return out
+}
+
+// startWorkerLoops starts the heartbeat and release senders.
+func (n *Node) startWorkerLoops() {
+	n.bg.Add(2)
+	go func() {
+		defer n.bg.Done()
+		n.heartbeatLoop()
+	}()
+	go func() {
+		defer n.bg.Done()
+		n.releaseLoop()
+	}()
+}
+
+func (n *Node) heartbeat() *rpc.HeartbeatRequest {
+	return &rpc.HeartbeatRequest{
+		Node:     n.name,
+		Addr:     n.cfg.Advertise,
+		MemoryMB: n.cfg.MemoryMB,
+		Slots:    n.work.list(),
+		Warm:     n.sandboxes.WarmKeys(),
+	}
+}
+
+// sendHeartbeat reports to the leader (itself, if it leads).
+func (n *Node) sendHeartbeat(ctx context.Context) error {
+	hb := n.heartbeat()
+	if n.isLeader() {
+		n.ledger.Heartbeat(hb)
+		return nil
+	}
+	addr, err := n.leaderAddr(ctx)
+	if err != nil {
+		return err
+	}
+	return n.peers.call(ctx, addr, rpc.MethodWorkerHeartbeat, hb, &rpc.HeartbeatResponse{})
+}
+
+func (n *Node) heartbeatLoop() {
+	t := time.NewTicker(n.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.HeartbeatInterval)
+		if err := n.sendHeartbeat(ctx); err != nil {
+			n.log.Debug("heartbeat not delivered", "err", err)
+		}
+		cancel()
+		select {
+		case <-n.stopping:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// releaseSlot gives a finished slot back: at once when this node leads,
+// else through the batching sender.
+func (n *Node) releaseSlot(id uint64) {
+	n.work.remove(id)
+	if n.isLeader() {
+		n.ledger.Release(n.name, id)
+		return
+	}
+	select {
+	case n.work.releases <- id:
+	default:
+		// The sender is far behind; the next heartbeat no longer lists the
+		// slot, and the leader drops it then.
+	}
+}
+
+// releaseLoop sends releases to the leader in batches. A batch that cannot
+// be delivered is retried briefly; after that the heartbeats reconcile.
+func (n *Node) releaseLoop() {
+	for {
+		var batch []uint64
+		select {
+		case <-n.stopping:
+			return
+		case id := <-n.work.releases:
+			batch = append(batch, id)
+		}
+	drain:
+		for len(batch) < 1024 {
+			select {
+			case id := <-n.work.releases:
+				batch = append(batch, id)
+			default:
+				break drain
+			}
+		}
+		for attempt := 0; attempt < 5; attempt++ {
+			if n.isLeader() {
+				n.ledger.Release(n.name, batch...)
+				break
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			addr, err := n.leaderAddr(ctx)
+			if err == nil {
+				err = n.peers.call(ctx, addr, rpc.MethodLedgerRelease, &rpc.ReleaseRequest{Worker: n.name, SlotIDs: batch}, &rpc.ReleaseResponse{})
+			}
+			cancel()
+			if err == nil {
+				break
+			}
+			select {
+			case <-n.stopping:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// workerRun runs one invocation in a slot the leader granted to this node.
+func (n *Node) workerRun(ctx context.Context, req *rpc.RunRequest) (*rpc.InvokeResponse, error) {
+	if n.sandboxes == nil {
+		return nil, rpc.Errorf(rpc.CodeService, "node %s is not a worker", n.name)
+	}
+	fn := req.Function
+	if fn == nil {
+		return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "Worker.Run without a function")
+	}
+	n.work.add(rpc.SlotInfo{ID: req.SlotID, Function: fn.Name, MemoryMB: fn.MemoryMB})
+	defer n.releaseSlot(req.SlotID)
+
+	codeDir, err := n.ensureCode(ctx, fn.CodeSHA256)
+	if err != nil {
+		return nil, err
+	}
+	res, err := n.sandboxes.Invoke(ctx, &sandbox.Request{
+		Function: fn,
+		CodeDir:  codeDir,
+		Payload:  req.Payload,
+		Tail:     req.LogType == rpc.LogTypeTail,
+	})
+	if err != nil {
+		if errors.Is(err, sandbox.ErrClosed) {
+			return nil, rpc.Errorf(rpc.CodeService, "worker %s is shutting down", n.name)
+		}
+		return nil, rpc.AsError(err)
+	}
+	out := &rpc.InvokeResponse{
+		RequestID:       res.RequestID,
+		StatusCode:      200,
+		Payload:         res.Payload,
+		ExecutedVersion: "$LATEST",
+	}
+	if res.ErrorType != "" {
+		out.FunctionError = rpc.FunctionErrorUnhandled
+	}
+	if req.LogType == rpc.LogTypeTail {
+		out.LogResult = []byte(res.LogTail)
+	}
+	return out, nil
+}
