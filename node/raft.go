@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 
 	"nimbus/rpc"
 	"nimbus/scheduler"
@@ -33,11 +34,16 @@ func (n *Node) openRaft() error {
 	if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o700); err != nil {
 		return err
 	}
-	wal, err := raftwal.Open(filepath.Join(dir, "wal"))
+	// The WAL's Close leaves its metadata DB (bolt, with a file lock) open,
+	// so a node restarted in the same process would wait forever for the
+	// lock: open the DB here and close it after the WAL.
+	meta := &metadb.BoltMetaDB{}
+	wal, err := raftwal.Open(filepath.Join(dir, "wal"), raftwal.WithMetaStore(meta))
 	if err != nil {
+		meta.Close()
 		return fmt.Errorf("open raft log: %w", err)
 	}
-	n.closers = append(n.closers, wal.Close)
+	n.closers = append(n.closers, meta.Close, wal.Close)
 	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Info, Output: slogWriter{n.log.With("component", "raft")}})
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog)
 	if err != nil {

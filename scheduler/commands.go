@@ -17,8 +17,10 @@ import (
 type CommandType uint8
 
 const (
-	CmdPutFunction    CommandType = 1 // PutFunctionCommand
-	CmdDeleteFunction CommandType = 2 // DeleteFunctionCommand
+	CmdPutFunction       CommandType = 1 // PutFunctionCommand
+	CmdDeleteFunction    CommandType = 2 // DeleteFunctionCommand
+	CmdPutConcurrency    CommandType = 3 // PutConcurrencyCommand
+	CmdDeleteConcurrency CommandType = 4 // DeleteConcurrencyCommand
 )
 
 func (t CommandType) String() string {
@@ -27,6 +29,10 @@ func (t CommandType) String() string {
 		return "PutFunction"
 	case CmdDeleteFunction:
 		return "DeleteFunction"
+	case CmdPutConcurrency:
+		return "PutConcurrency"
+	case CmdDeleteConcurrency:
+		return "DeleteConcurrency"
 	}
 	return fmt.Sprintf("CommandType(%d)", uint8(t))
 }
@@ -78,6 +84,35 @@ type DeleteFunctionCommand struct {
 	Name string `msgpack:"name"`
 }
 
+// PutConcurrencyCommand sets a function's reserved concurrency
+// (CmdPutConcurrency), replacing any reservation it had. It fails with
+// ResourceNotFoundException if the function does not exist. Reserved 0 is a
+// valid reservation: the function is throttled on every invocation.
+//
+// The proposer checks the request with ValidateReservation against the
+// total it read (ReservedTotal minus the function's current reservation).
+type PutConcurrencyCommand struct {
+	Name     string `msgpack:"name"`
+	Reserved int    `msgpack:"reserved"`
+	// MaxTotal, if not 0, makes an increase fail with
+	// ResourceConflictException when the sum of every function's
+	// reservation would then exceed it. The proposer sets it to
+	// MaxReservedTotal(accountLimit): two reservations validated at the same
+	// time against the same total cannot then together take the unreserved
+	// pool below its minimum; the loser re-reads and re-validates. A
+	// decrease is never refused.
+	MaxTotal int `msgpack:"max_total,omitempty"`
+}
+
+// DeleteConcurrencyCommand removes a function's reserved concurrency
+// (CmdDeleteConcurrency), so that it draws from the unreserved pool again.
+// It fails with ResourceNotFoundException if the function does not exist,
+// and succeeds without a change if it has no reservation (as Lambda's
+// DeleteFunctionConcurrency).
+type DeleteConcurrencyCommand struct {
+	Name string `msgpack:"name"`
+}
+
 // EncodeCommand returns the log entry for cmd: one type byte followed by the
 // msgpack encoding of cmd. cmd must be the command type's struct (or a
 // pointer to it); a mismatch is an error, so a proposer cannot put an entry
@@ -89,6 +124,10 @@ func EncodeCommand(t CommandType, cmd any) ([]byte, error) {
 		ok = isCommand[PutFunctionCommand](cmd)
 	case CmdDeleteFunction:
 		ok = isCommand[DeleteFunctionCommand](cmd)
+	case CmdPutConcurrency:
+		ok = isCommand[PutConcurrencyCommand](cmd)
+	case CmdDeleteConcurrency:
+		ok = isCommand[DeleteConcurrencyCommand](cmd)
 	default:
 		return nil, fmt.Errorf("scheduler: encode command: unknown command type %d", uint8(t))
 	}

@@ -82,6 +82,11 @@ func TestEncodeCommand(t *testing.T) {
 		{"put pointer", CmdPutFunction, &put, ""},
 		{"delete value", CmdDeleteFunction, DeleteFunctionCommand{Name: "f"}, ""},
 		{"delete pointer", CmdDeleteFunction, &DeleteFunctionCommand{Name: "f"}, ""},
+		{"put concurrency", CmdPutConcurrency, PutConcurrencyCommand{Name: "f", Reserved: 5, MaxTotal: 900}, ""},
+		{"put concurrency pointer", CmdPutConcurrency, &PutConcurrencyCommand{Name: "f"}, ""},
+		{"delete concurrency", CmdDeleteConcurrency, DeleteConcurrencyCommand{Name: "f"}, ""},
+		{"concurrency wrong struct", CmdDeleteConcurrency, PutConcurrencyCommand{Name: "f"}, "takes a DeleteConcurrencyCommand"},
+		{"concurrency nil pointer", CmdPutConcurrency, (*PutConcurrencyCommand)(nil), "takes a PutConcurrencyCommand"},
 		{"wrong struct", CmdPutFunction, DeleteFunctionCommand{Name: "f"}, "takes a PutFunctionCommand"},
 		{"nil pointer", CmdDeleteFunction, (*DeleteFunctionCommand)(nil), "takes a DeleteFunctionCommand"},
 		{"nil", CmdPutFunction, nil, "takes a PutFunctionCommand"},
@@ -130,6 +135,20 @@ func TestCommandRoundTrip(t *testing.T) {
 		t.Fatalf("delete round trip = %+v, %v", gotDel, err)
 	}
 
+	pc := PutConcurrencyCommand{Name: "f", Reserved: 7, MaxTotal: 900}
+	data = mustEncode(t, CmdPutConcurrency, pc)
+	var gotPC PutConcurrencyCommand
+	if err := decodeCommand(CmdPutConcurrency, data[1:], &gotPC); err != nil || gotPC != pc {
+		t.Fatalf("put concurrency round trip = %+v, %v", gotPC, err)
+	}
+	dc := DeleteConcurrencyCommand{Name: "f"}
+	data = mustEncode(t, CmdDeleteConcurrency, dc)
+	var gotDC DeleteConcurrencyCommand
+	if err := decodeCommand(CmdDeleteConcurrency, data[1:], &gotDC); err != nil || gotDC != dc {
+		t.Fatalf("delete concurrency round trip = %+v, %v", gotDC, err)
+	}
+	data = mustEncode(t, CmdDeleteFunction, &del)
+
 	// One msgpack value, nothing after it.
 	if err := decodeCommand(CmdDeleteFunction, append(bytes.Clone(data[1:]), 0xc0), &gotDel); err == nil {
 		t.Fatal("trailing bytes accepted")
@@ -140,7 +159,7 @@ func TestCommandRoundTrip(t *testing.T) {
 // would make replicas misread their logs.
 func TestCommandTypesAreStable(t *testing.T) {
 	t.Parallel()
-	pins := map[CommandType]uint8{CmdPutFunction: 1, CmdDeleteFunction: 2}
+	pins := map[CommandType]uint8{CmdPutFunction: 1, CmdDeleteFunction: 2, CmdPutConcurrency: 3, CmdDeleteConcurrency: 4}
 	for ct, want := range pins {
 		if uint8(ct) != want {
 			t.Errorf("%s = %d, want %d", ct, uint8(ct), want)
@@ -149,7 +168,7 @@ func TestCommandTypesAreStable(t *testing.T) {
 	if PutCreate != 1 || PutUpdate != 2 {
 		t.Errorf("PutMode values changed: create %d, update %d", PutCreate, PutUpdate)
 	}
-	if recordFunction != 1 || recordEnd != 255 {
-		t.Errorf("snapshot record values changed: function %d, end %d", recordFunction, recordEnd)
+	if recordFunction != 1 || recordReservation != 2 || recordEnd != 255 {
+		t.Errorf("snapshot record values changed: function %d, reservation %d, end %d", recordFunction, recordReservation, recordEnd)
 	}
 }

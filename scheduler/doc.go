@@ -1,33 +1,48 @@
-// Package scheduler owns nimbus's replicated state: the Raft FSM, the
-// commands that change it, and the rules a request must pass before a command
-// is proposed.
+// Package scheduler owns nimbus's replicated state and the leader's
+// decisions about where invocations run: the Raft FSM, the commands that
+// change it, the rules a request must pass before a command is proposed,
+// and the concurrency ledger with placement.
 //
 // What it owns today:
 //
 //   - the function registry: name -> *rpc.FunctionConfig, where a config's
 //     Revision is the Raft index of the entry that stored it;
+//   - reserved concurrency: name -> reserved slots, beside the registry
+//     (deleting a function deletes its reservation), with ReservedTotal kept
+//     as the sum;
 //   - the command encoding: one CommandType byte followed by msgpack
-//     (EncodeCommand), with one applyX function per command;
+//     (EncodeCommand), with one applyX function per command
+//     (PutFunction, DeleteFunction, PutConcurrency, DeleteConcurrency);
 //   - snapshots: a header (magic and version) followed by typed msgpack
-//     records, restored into a fresh state that is swapped in whole;
-//   - the validation of function requests with Lambda's rules and messages
-//     (NormalizeCreate, ApplyConfigUpdate, ValidateName).
+//     records (functions, then reservations), restored into a fresh state
+//     that is swapped in whole;
+//   - the validation of requests with Lambda's rules and messages
+//     (NormalizeCreate, ApplyConfigUpdate, ValidateName,
+//     ValidateReservation);
+//   - the concurrency ledger (Ledger): the leader's soft state of which
+//     invocation slots are live on which worker, the account limit, the
+//     reserved and unreserved pools, and placement (warm sandbox first,
+//     then most free memory). It is never replicated: a new leader calls
+//     Reset and rebuilds it from worker heartbeats, so a sync invoke never
+//     waits for a Raft commit.
 //
-// Later it also owns the concurrency ledger, reserved concurrency, the async
-// queue, triggers, server membership and placement decisions. They extend the
-// same FSM: new CommandType values and new snapshot record types are appended,
-// never renumbered.
+// Later it also owns the async queue, triggers and server membership. They
+// extend the same FSM: new CommandType values and new snapshot record types
+// are appended, never renumbered.
 //
 // What it must never do:
 //
 //   - run containers, fetch or store code, write logs, or touch the network
 //     (that is the node's and the sandbox's work; the node learns of changes
-//     through FSMOptions.OnFunctionChange);
+//     through FSMOptions.OnFunctionChange, and feeds the ledger the
+//     heartbeats it receives);
 //   - do I/O, read the clock or draw random numbers inside Apply: every
 //     replica must reach the same state from the same log, so times and ids
-//     come in the command, supplied by the node that proposed it;
+//     come in the command, supplied by the node that proposed it (the
+//     ledger, which is not replicated, reads its injectable clock);
 //   - change a stored object in place: stored values are immutable and shared
 //     with readers and snapshots; a change copies, changes the copy and
 //     stores the copy;
+//   - put the ledger's counts in the FSM or a log entry;
 //   - import anything of nimbus but rpc.
 package scheduler

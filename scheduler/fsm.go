@@ -12,7 +12,8 @@ import (
 //
 // Locks and mutation:
 //   - mu guards state. Apply and Restore take it for writing; every reader
-//     (Function, Functions, Snapshot) takes it for reading.
+//     (Function, Functions, Reserved, ReservedTotal, Snapshot) takes it for
+//     reading.
 //   - Objects reachable from state are immutable once stored: an apply
 //     copies, changes the copy and stores the copy. So readers may keep and
 //     share the pointers they get, and Snapshot only copies the map.
@@ -20,8 +21,8 @@ import (
 //     releases mu and holds it while it calls the callback, so callbacks run
 //     outside mu, one at a time, in the order the changes were applied.
 //
-// Raft calls Apply, Snapshot and Restore from one goroutine; Function and
-// Functions may be called from any goroutine.
+// Raft calls Apply, Snapshot and Restore from one goroutine; the readers may
+// be called from any goroutine.
 type FSM struct {
 	onFunctionChange func(old, new *rpc.FunctionConfig)
 
@@ -52,20 +53,30 @@ type FSMOptions struct {
 // Restore has swapped it out; maps inside it are changed only by applyX
 // functions under FSM.mu, and the values they hold are immutable.
 //
-// A later issue adds the concurrency ledger, reserved concurrency, the async
-// queue and membership here, each with its commands and snapshot records.
+// Invariants: every name in reserved is a name in functions (deleting a
+// function deletes its reservation); reservedTotal is the sum of reserved.
+//
+// The async queue and membership come here later, each with its commands
+// and snapshot records. The concurrency ledger does not: in-flight counts
+// are the leader's soft state (Ledger), never replicated.
 type fsmState struct {
-	functions map[string]*rpc.FunctionConfig
+	functions     map[string]*rpc.FunctionConfig
+	reserved      map[string]int // function name -> reserved concurrency (>= 0)
+	reservedTotal int
 }
 
 func newFSMState() *fsmState {
-	return &fsmState{functions: make(map[string]*rpc.FunctionConfig)}
+	return &fsmState{
+		functions: make(map[string]*rpc.FunctionConfig),
+		reserved:  make(map[string]int),
+	}
 }
 
 // ApplyResult is what Apply returns for every entry (raft.ApplyFuture's
 // Response). Err is nil or an *rpc.Error; when it is set, Apply changed
 // nothing. Function is the stored value after a put and the removed value
-// after a delete; it is immutable.
+// after a delete of a function (nil for the concurrency commands); it is
+// immutable.
 type ApplyResult struct {
 	Function *rpc.FunctionConfig
 	Err      error
@@ -100,6 +111,10 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 		return f.applyPutFunction(l.Index, body)
 	case CmdDeleteFunction:
 		return f.applyDeleteFunction(l.Index, body)
+	case CmdPutConcurrency:
+		return f.applyPutConcurrency(body)
+	case CmdDeleteConcurrency:
+		return f.applyDeleteConcurrency(body)
 	}
 	return ApplyResult{Err: rpc.Errorf(rpc.CodeService, "unknown command type %d at index %d", uint8(t), l.Index)}
 }

@@ -216,19 +216,27 @@ func TestGarbledEntries(t *testing.T) {
 		{"put mode 0", raw(CmdPutFunction, PutFunctionCommand{Function: fullFunction("new")}), rpc.ErrService},
 		{"put mode 9", raw(CmdPutFunction, PutFunctionCommand{Function: fullFunction("keep"), Mode: 9}), rpc.ErrService},
 		{"delete nil body", raw(CmdDeleteFunction, nil), rpc.ErrResourceNotFound},
+		{"put concurrency negative", raw(CmdPutConcurrency, PutConcurrencyCommand{Name: "keep", Reserved: -5}), rpc.ErrService},
+		{"put concurrency unknown", raw(CmdPutConcurrency, PutConcurrencyCommand{Name: "nope", Reserved: 5}), rpc.ErrResourceNotFound},
+		{"delete concurrency unknown", raw(CmdDeleteConcurrency, DeleteConcurrencyCommand{Name: "nope"}), rpc.ErrResourceNotFound},
+		{"put concurrency not msgpack", []byte{byte(CmdPutConcurrency), 0xc1}, rpc.ErrService},
 		{"truncated put", mustEncode(t, CmdPutFunction, PutFunctionCommand{Function: fullFunction("x"), Mode: PutCreate})[:20], rpc.ErrService},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f, rec := newRecordedFSM()
 			apply(t, f, 1, CmdPutFunction, PutFunctionCommand{Function: fullFunction("keep"), Mode: PutCreate})
+			apply(t, f, 2, CmdPutConcurrency, PutConcurrencyCommand{Name: "keep", Reserved: 3})
 			rec.take()
-			before := f.Functions()
+			before, beforeRes := f.Functions(), reservations(f)
 
-			res := applyRaw(t, f, 2, tt.data)
+			res := applyRaw(t, f, 3, tt.data)
 			wantCode(t, res, tt.code)
 			if after := f.Functions(); !reflect.DeepEqual(after, before) {
 				t.Fatalf("state changed: %v -> %v", before, after)
+			}
+			if after := reservations(f); !reflect.DeepEqual(after, beforeRes) {
+				t.Fatalf("reservations changed: %v -> %v", beforeRes, after)
 			}
 			if c := rec.take(); len(c) != 0 {
 				t.Fatalf("OnFunctionChange called: %v", c)
@@ -290,24 +298,41 @@ func FuzzApply(f *testing.F) {
 	f.Add([]byte{byte(CmdPutFunction), 0xc0})
 	f.Add([]byte{byte(CmdDeleteFunction), 0x81, 0xa4, 'n', 'a', 'm', 'e', 0xa1, 'x'})
 	f.Add([]byte{7, 1, 2, 3})
+	f.Add(mustEncode(f, CmdPutConcurrency, PutConcurrencyCommand{Name: "existing", Reserved: 10}))
+	f.Add(mustEncode(f, CmdPutConcurrency, PutConcurrencyCommand{Name: "existing", Reserved: 900, MaxTotal: 900}))
+	f.Add(mustEncode(f, CmdPutConcurrency, PutConcurrencyCommand{Name: "existing", Reserved: -1}))
+	f.Add(mustEncode(f, CmdPutConcurrency, PutConcurrencyCommand{Name: "seed", Reserved: 1}))
+	f.Add(mustEncode(f, CmdDeleteConcurrency, DeleteConcurrencyCommand{Name: "existing"}))
+	f.Add(mustEncode(f, CmdDeleteConcurrency, DeleteConcurrencyCommand{Name: "seed"}))
+	f.Add([]byte{byte(CmdPutConcurrency), 0x81, 0xa8, 'r', 'e', 's', 'e', 'r', 'v', 'e', 'd', 0xff})
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fsm, rec := newRecordedFSM()
 		apply(t, fsm, 1, CmdPutFunction, PutFunctionCommand{Function: fullFunction("existing"), Mode: PutCreate})
+		apply(t, fsm, 2, CmdPutFunction, PutFunctionCommand{Function: fullFunction("reserved"), Mode: PutCreate})
+		apply(t, fsm, 3, CmdPutConcurrency, PutConcurrencyCommand{Name: "reserved", Reserved: 5})
 		rec.take()
-		before := fsm.Functions()
+		before, beforeRes := fsm.Functions(), reservations(fsm)
 
-		res := applyRaw(t, fsm, 2, data)
+		res := applyRaw(t, fsm, 4, data)
 		after := fsm.Functions()
 		changes := rec.take()
+		checkReservations(t, fsm)
 		if res.Err != nil {
-			if !reflect.DeepEqual(after, before) || len(changes) != 0 {
+			if !reflect.DeepEqual(after, before) || !reflect.DeepEqual(reservations(fsm), beforeRes) || len(changes) != 0 {
 				t.Fatalf("failed apply (%v) changed the state", res.Err)
 			}
 			return
 		}
-		if len(changes) != 1 {
-			t.Fatalf("successful apply reported %d changes", len(changes))
+		switch CommandType(data[0]) {
+		case CmdPutFunction, CmdDeleteFunction:
+			if len(changes) != 1 {
+				t.Fatalf("successful apply reported %d changes", len(changes))
+			}
+		default:
+			if len(changes) != 0 || !reflect.DeepEqual(after, before) {
+				t.Fatalf("a concurrency command changed functions (%d changes)", len(changes))
+			}
 		}
 		for _, fc := range after {
 			if fc.Name == "" {
@@ -317,8 +342,8 @@ func FuzzApply(f *testing.F) {
 				t.Fatal("Function and Functions disagree")
 			}
 		}
-		if res.Function != nil && data[0] == byte(CmdPutFunction) && res.Function.Revision != 2 {
-			t.Fatalf("revision = %d, want the index 2", res.Function.Revision)
+		if res.Function != nil && data[0] == byte(CmdPutFunction) && res.Function.Revision != 4 {
+			t.Fatalf("revision = %d, want the index 4", res.Function.Revision)
 		}
 	})
 }

@@ -50,7 +50,8 @@ func (f *FSM) applyPutFunction(index uint64, body []byte) ApplyResult {
 	})
 }
 
-// applyDeleteFunction removes a function; the result holds the removed value.
+// applyDeleteFunction removes a function and its reserved concurrency; the
+// result holds the removed value.
 func (f *FSM) applyDeleteFunction(index uint64, body []byte) ApplyResult {
 	var cmd DeleteFunctionCommand
 	if err := decodeCommand(CmdDeleteFunction, body, &cmd); err != nil {
@@ -62,6 +63,7 @@ func (f *FSM) applyDeleteFunction(index uint64, body []byte) ApplyResult {
 			return ApplyResult{Err: errFunctionNotFound(cmd.Name)}, nil
 		}
 		delete(s.functions, cmd.Name)
+		s.deleteReservation(cmd.Name)
 		return ApplyResult{Function: old}, []functionChange{{old: old}}
 	})
 }

@@ -97,6 +97,12 @@ func TestSingleNodeRaft(t *testing.T) {
 	if res := propose(CmdDeleteFunction, DeleteFunctionCommand{Name: "other"}); res.Err != nil {
 		t.Fatal(res.Err)
 	}
+	if res := propose(CmdPutConcurrency, PutConcurrencyCommand{Name: "hello", Reserved: 20, MaxTotal: MaxReservedTotal(1000)}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if res := propose(CmdPutConcurrency, PutConcurrencyCommand{Name: "other", Reserved: 1}); !errors.Is(res.Err, rpc.ErrResourceNotFound) {
+		t.Fatalf("reservation of a deleted function: %v", res.Err)
+	}
 	// A garbled entry reaches the FSM as an error, and Raft goes on.
 	fut := r.Apply([]byte{0xee, 1, 2}, 5*time.Second)
 	if err := fut.Error(); err != nil {
@@ -135,5 +141,8 @@ func TestSingleNodeRaft(t *testing.T) {
 	}
 	if got2, ok := fresh.Function("hello"); !ok || got2.Revision != got.Revision || got2.MemoryMB != 512 {
 		t.Fatalf("restored Function(hello) = %+v, %v", got2, ok)
+	}
+	if r, ok := fresh.Reserved("hello"); !ok || r != 20 || fresh.ReservedTotal() != 20 {
+		t.Fatalf("restored Reserved(hello) = %d, %v; total %d", r, ok, fresh.ReservedTotal())
 	}
 }

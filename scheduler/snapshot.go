@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"sort"
 
 	"github.com/hashicorp/raft"
 	"github.com/vmihailenco/msgpack/v5"
@@ -20,9 +22,15 @@ import (
 //	records: msgpack uint8 record type, then the record's msgpack value
 //	end:     recordEnd, then a msgpack uint64: the number of records before it
 //
+// Records come in a fixed order: every function, then every reservation
+// (each in name order), so a reservation always follows its function.
+//
 // The end record makes a truncated snapshot an error rather than a smaller
 // state. Restore refuses unknown record types (a snapshot from a newer
-// release must not be half-read) and bytes after the end record.
+// release must not be half-read) and bytes after the end record. A record
+// type added later is not a new version: a snapshot written before it
+// existed simply holds none of it (a version 1 snapshot of a release without
+// reservations restores as a state without reservations).
 var snapshotMagic = [8]byte{'N', 'M', 'B', 'S', 'F', 'S', 'M', 0}
 
 const snapshotVersion uint16 = 1
@@ -32,18 +40,26 @@ const snapshotVersion uint16 = 1
 type snapshotRecordType uint8
 
 const (
-	recordFunction snapshotRecordType = 1 // *rpc.FunctionConfig
-	recordEnd      snapshotRecordType = 255
+	recordFunction    snapshotRecordType = 1 // *rpc.FunctionConfig
+	recordReservation snapshotRecordType = 2 // reservationRecord
+	recordEnd         snapshotRecordType = 255
 )
+
+// reservationRecord is one function's reserved concurrency in a snapshot.
+type reservationRecord struct {
+	Name     string `msgpack:"name"`
+	Reserved int    `msgpack:"reserved"`
+}
 
 // fsmSnapshot is a point-in-time capture of the state. It holds only
 // immutable values, so Persist may run while Apply goes on.
 type fsmSnapshot struct {
-	functions []*rpc.FunctionConfig // sorted by name
+	functions    []*rpc.FunctionConfig // sorted by name
+	reservations []reservationRecord   // sorted by name
 }
 
 // Snapshot captures the state cheaply: the stored values are immutable, so
-// copying the map's pointers is a consistent capture. The encoding happens
+// copying the maps' pointers and numbers is a consistent capture. The encoding happens
 // in Persist, off the FSM goroutine.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
@@ -51,9 +67,14 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	for _, fc := range f.state.functions {
 		fns = append(fns, fc)
 	}
+	res := make([]reservationRecord, 0, len(f.state.reserved))
+	for name, r := range f.state.reserved {
+		res = append(res, reservationRecord{Name: name, Reserved: r})
+	}
 	f.mu.RUnlock()
 	sortFunctions(fns)
-	return &fsmSnapshot{functions: fns}, nil
+	sort.Slice(res, func(i, j int) bool { return res[i].Name < res[j].Name })
+	return &fsmSnapshot{functions: fns, reservations: res}, nil
 }
 
 // Persist writes the snapshot to sink and closes it, or cancels it on error.
@@ -88,6 +109,11 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 	}
 	for _, fc := range s.functions {
 		if err := record(recordFunction, fc); err != nil {
+			return err
+		}
+	}
+	for i := range s.reservations {
+		if err := record(recordReservation, &s.reservations[i]); err != nil {
 			return err
 		}
 	}
@@ -142,6 +168,8 @@ func readSnapshot(r io.Reader) (*fsmState, error) {
 		switch snapshotRecordType(t) {
 		case recordFunction:
 			err = restoreFunction(dec, st)
+		case recordReservation:
+			err = restoreReservation(dec, st)
 		case recordEnd:
 			return st, finishSnapshot(dec, br, n)
 		default:
@@ -168,6 +196,33 @@ func restoreFunction(dec *msgpack.Decoder, st *fsmState) error {
 		fc.Env = nil
 	}
 	st.functions[fc.Name] = fc
+	return nil
+}
+
+// restoreReservation reads one reservation. Its function must have come
+// before it, and it must not be negative or appear twice.
+func restoreReservation(dec *msgpack.Decoder, st *fsmState) error {
+	var r *reservationRecord
+	if err := dec.Decode(&r); err != nil {
+		return fmt.Errorf("reservation: %w", eofIsTruncation(err))
+	}
+	if r == nil || r.Name == "" {
+		return errors.New("reservation without a function name")
+	}
+	if _, ok := st.functions[r.Name]; !ok {
+		return fmt.Errorf("reservation of %q, which is not a function before it", r.Name)
+	}
+	if r.Reserved < 0 {
+		return fmt.Errorf("reservation of %q is negative (%d)", r.Name, r.Reserved)
+	}
+	if _, dup := st.reserved[r.Name]; dup {
+		return fmt.Errorf("reservation of %q appears twice", r.Name)
+	}
+	if r.Reserved > math.MaxInt-st.reservedTotal {
+		return errors.New("reservations overflow their total")
+	}
+	st.reserved[r.Name] = r.Reserved
+	st.reservedTotal += r.Reserved
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -46,7 +47,8 @@ func restore(f *FSM, data []byte) error {
 	return f.Restore(io.NopCloser(bytes.NewReader(data)))
 }
 
-// populated returns an FSM holding functions of every shape.
+// populated returns an FSM holding functions of every shape, two of them
+// with a reservation (one of 0).
 func populated(t testing.TB) *FSM {
 	t.Helper()
 	f := NewFSM(FSMOptions{})
@@ -55,6 +57,11 @@ func populated(t testing.TB) *FSM {
 	minimal := &rpc.FunctionConfig{Name: "m"}
 	for i, fc := range []*rpc.FunctionConfig{fullFunction("full"), noEnv, minimal, fullFunction("zz-last")} {
 		if res := apply(t, f, uint64(i+1), CmdPutFunction, PutFunctionCommand{Function: fc, Mode: PutCreate}); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	for i, r := range []PutConcurrencyCommand{{Name: "full", Reserved: 50}, {Name: "m", Reserved: 0}} {
+		if res := apply(t, f, uint64(5+i), CmdPutConcurrency, r); res.Err != nil {
 			t.Fatal(res.Err)
 		}
 	}
@@ -78,6 +85,13 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if got, want := dst.Functions(), src.Functions(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("restored:\n got %+v\nwant %+v", got, want)
 	}
+	if got, want := reservations(dst), map[string]int{"full": 50, "m": 0}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("restored reservations = %v, want %v", got, want)
+	}
+	if got := dst.ReservedTotal(); got != 50 {
+		t.Fatalf("restored ReservedTotal = %d, want 50", got)
+	}
+	checkReservations(t, dst)
 	// A fresh replica learns of every function through the callback.
 	wantChanges := []change{{"", "full@9"}, {"", "m@3"}, {"", "no-env@2"}, {"", "zz-last@4"}}
 	if got := rec.take(); !reflect.DeepEqual(got, wantChanges) {
@@ -102,6 +116,9 @@ func TestSnapshotEmpty(t *testing.T) {
 	}
 	if n := len(f.Functions()); n != 0 {
 		t.Fatalf("restoring an empty snapshot left %d functions", n)
+	}
+	if n, total := len(reservations(f)), f.ReservedTotal(); n != 0 || total != 0 {
+		t.Fatalf("restoring an empty snapshot left %d reservations (total %d)", n, total)
 	}
 }
 
@@ -162,6 +179,37 @@ func TestRestoreReportsDifferences(t *testing.T) {
 	}
 }
 
+// TestRestoreSnapshotWithoutReservations: a snapshot written before
+// reservations existed (functions only) restores, without reservations.
+func TestRestoreSnapshotWithoutReservations(t *testing.T) {
+	t.Parallel()
+	old := snapshotBytes(t, 1, func(enc *msgpack.Encoder) {
+		enc.SetSortMapKeys(true) // as Persist writes
+		for _, name := range []string{"a", "b"} {
+			fc := fullFunction(name)
+			fc.Revision = 3
+			_ = enc.EncodeUint8(uint8(recordFunction))
+			_ = enc.Encode(fc)
+		}
+		_ = enc.EncodeUint8(uint8(recordEnd))
+		_ = enc.EncodeUint64(2)
+	})
+	f := populated(t)
+	if err := restore(f, old); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.Functions()); n != 2 {
+		t.Fatalf("restored %d functions, want 2", n)
+	}
+	if r, total := reservations(f), f.ReservedTotal(); len(r) != 0 || total != 0 {
+		t.Fatalf("reservations = %v (total %d), want none", r, total)
+	}
+	// A state without reservations persists to the same bytes as before.
+	if again := persist(t, f); !bytes.Equal(again, old) {
+		t.Fatal("a state without reservations persists differently from the old format")
+	}
+}
+
 // snapshotBytes builds a snapshot by hand: header, then the given records.
 func snapshotBytes(t testing.TB, version uint16, records func(enc *msgpack.Encoder)) []byte {
 	t.Helper()
@@ -178,6 +226,10 @@ func TestRestoreRejectsGarbage(t *testing.T) {
 	fn := func(enc *msgpack.Encoder, fc *rpc.FunctionConfig) {
 		_ = enc.EncodeUint8(uint8(recordFunction))
 		_ = enc.Encode(fc)
+	}
+	rsv := func(enc *msgpack.Encoder, v any) {
+		_ = enc.EncodeUint8(uint8(recordReservation))
+		_ = enc.Encode(v)
 	}
 	end := func(enc *msgpack.Encoder, n uint64) {
 		_ = enc.EncodeUint8(uint8(recordEnd))
@@ -216,12 +268,50 @@ func TestRestoreRejectsGarbage(t *testing.T) {
 		{"wrong count", snapshotBytes(t, 1, func(enc *msgpack.Encoder) { fn(enc, fullFunction("a")); end(enc, 2) }), "counts 2 records, read 1"},
 		{"end without count", snapshotBytes(t, 1, func(enc *msgpack.Encoder) { _ = enc.EncodeUint8(uint8(recordEnd)) }), "truncated"},
 		{"data after end", append(bytes.Clone(valid), 0xc0), "data after end record"},
+		{"reservation of no function", snapshotBytes(t, 1, func(enc *msgpack.Encoder) {
+			rsv(enc, reservationRecord{Name: "ghost", Reserved: 1})
+			end(enc, 1)
+		}), `"ghost", which is not a function before it`},
+		{"reservation before its function", snapshotBytes(t, 1, func(enc *msgpack.Encoder) {
+			rsv(enc, reservationRecord{Name: "a", Reserved: 1})
+			fn(enc, fullFunction("a"))
+			end(enc, 2)
+		}), "not a function before it"},
+		{"reservation negative", snapshotBytes(t, 1, func(enc *msgpack.Encoder) {
+			fn(enc, fullFunction("a"))
+			rsv(enc, reservationRecord{Name: "a", Reserved: -3})
+			end(enc, 2)
+		}), "negative"},
+		{"reservation twice", snapshotBytes(t, 1, func(enc *msgpack.Encoder) {
+			fn(enc, fullFunction("a"))
+			rsv(enc, reservationRecord{Name: "a", Reserved: 1})
+			rsv(enc, reservationRecord{Name: "a", Reserved: 2})
+			end(enc, 3)
+		}), `"a" appears twice`},
+		{"reservations overflow", snapshotBytes(t, 1, func(enc *msgpack.Encoder) {
+			fn(enc, fullFunction("a"))
+			fn(enc, fullFunction("b"))
+			rsv(enc, reservationRecord{Name: "a", Reserved: math.MaxInt})
+			rsv(enc, reservationRecord{Name: "b", Reserved: 1})
+			end(enc, 4)
+		}), "overflow"},
+		{"reservation nil", snapshotBytes(t, 1, func(enc *msgpack.Encoder) { rsv(enc, nil); end(enc, 1) }), "without a function name"},
+		{"reservation nameless", snapshotBytes(t, 1, func(enc *msgpack.Encoder) {
+			rsv(enc, reservationRecord{Reserved: 1})
+			end(enc, 1)
+		}), "without a function name"},
+		{"reservation not a map", snapshotBytes(t, 1, func(enc *msgpack.Encoder) { rsv(enc, "a"); end(enc, 1) }), "reservation:"},
+		{"reservation truncated", snapshotBytes(t, 1, func(enc *msgpack.Encoder) {
+			fn(enc, fullFunction("a"))
+			_ = enc.EncodeUint8(uint8(recordReservation))
+		}), "truncated"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f, rec := newRecordedFSM()
 			apply(t, f, 1, CmdPutFunction, PutFunctionCommand{Function: fullFunction("keep"), Mode: PutCreate})
+			apply(t, f, 2, CmdPutConcurrency, PutConcurrencyCommand{Name: "keep", Reserved: 4})
 			rec.take()
 			before := f.Functions()
 
@@ -231,6 +321,9 @@ func TestRestoreRejectsGarbage(t *testing.T) {
 			}
 			if !reflect.DeepEqual(f.Functions(), before) {
 				t.Fatal("a failed Restore changed the state")
+			}
+			if r, total := reservations(f), f.ReservedTotal(); !reflect.DeepEqual(r, map[string]int{"keep": 4}) || total != 4 {
+				t.Fatalf("a failed Restore changed the reservations: %v (total %d)", r, total)
 			}
 			if c := rec.take(); len(c) != 0 {
 				t.Fatalf("a failed Restore called OnFunctionChange: %v", c)
@@ -298,23 +391,33 @@ func FuzzRestore(f *testing.F) {
 	f.Add(valid[:len(valid)/2])
 	f.Add(append(bytes.Clone(valid[:10]), 0x01, 0xc0, 0xff, 0x00))
 	f.Add([]byte("NMBSFSM\x00\x00\x01"))
+	f.Add(snapshotBytes(f, 1, func(enc *msgpack.Encoder) {
+		_ = enc.EncodeUint8(uint8(recordFunction))
+		_ = enc.Encode(fullFunction("a"))
+		_ = enc.EncodeUint8(uint8(recordReservation))
+		_ = enc.Encode(reservationRecord{Name: "a", Reserved: 1})
+		_ = enc.EncodeUint8(uint8(recordEnd))
+		_ = enc.EncodeUint64(2)
+	}))
 	f.Add([]byte{})
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fsm := NewFSM(FSMOptions{})
 		apply(t, fsm, 1, CmdPutFunction, PutFunctionCommand{Function: fullFunction("keep"), Mode: PutCreate})
-		before := fsm.Functions()
+		apply(t, fsm, 2, CmdPutConcurrency, PutConcurrencyCommand{Name: "keep", Reserved: 4})
+		before, beforeRes := fsm.Functions(), reservations(fsm)
 		if err := restore(fsm, data); err != nil {
-			if !reflect.DeepEqual(fsm.Functions(), before) {
+			if !reflect.DeepEqual(fsm.Functions(), before) || !reflect.DeepEqual(reservations(fsm), beforeRes) {
 				t.Fatal("a failed Restore changed the state")
 			}
 			return
 		}
+		checkReservations(t, fsm)
 		again := NewFSM(FSMOptions{})
 		if err := restore(again, persist(t, fsm)); err != nil {
 			t.Fatalf("re-restoring an accepted state: %v", err)
 		}
-		if !reflect.DeepEqual(again.Functions(), fsm.Functions()) {
+		if !reflect.DeepEqual(again.Functions(), fsm.Functions()) || !reflect.DeepEqual(reservations(again), reservations(fsm)) {
 			t.Fatal("an accepted state does not round-trip")
 		}
 	})

@@ -32,6 +32,65 @@ const (
 	MaxEnvSize = 4 * 1024
 )
 
+// Concurrency limits, as Lambda's defaults.
+const (
+	// DefaultAccountLimit is the account's concurrency limit when none is
+	// configured: the most invocations running at once, all functions
+	// together.
+	DefaultAccountLimit = 1000
+	// unreservedMinDivisor: the unreserved pool may not fall below
+	// accountLimit/unreservedMinDivisor (100 at the default limit).
+	unreservedMinDivisor = 10
+)
+
+// MinUnreserved returns the smallest unreserved pool reservations may leave
+// of an account limit: a tenth of it (100 of 1000). A limit <= 0 means
+// DefaultAccountLimit.
+func MinUnreserved(accountLimit int) int {
+	if accountLimit <= 0 {
+		accountLimit = DefaultAccountLimit
+	}
+	return accountLimit / unreservedMinDivisor
+}
+
+// MaxReservedTotal returns the most concurrency all functions together may
+// reserve under an account limit (900 of 1000): the MaxTotal a proposer puts
+// in a PutConcurrencyCommand. A limit <= 0 means DefaultAccountLimit.
+func MaxReservedTotal(accountLimit int) int {
+	if accountLimit <= 0 {
+		accountLimit = DefaultAccountLimit
+	}
+	return accountLimit - MinUnreserved(accountLimit)
+}
+
+// ValidateReservation checks a PutFunctionConcurrency request as Lambda
+// does: a valid function name, reserved >= 0, and the account's unreserved
+// pool (accountLimit minus every reservation, this one included) left at or
+// above MinUnreserved(accountLimit). currentTotalExcludingThisFunction is
+// ReservedTotal minus the function's current reservation, so that changing
+// an existing reservation counts it once. An accountLimit <= 0 means
+// DefaultAccountLimit. Errors are *rpc.Error with
+// CodeInvalidParameterValue.
+func ValidateReservation(name string, reserved int, accountLimit int, currentTotalExcludingThisFunction int) error {
+	var v violations
+	v.name(name)
+	if reserved < 0 {
+		v.add(strconv.Itoa(reserved), "reservedConcurrentExecutions", "Member must have value greater than or equal to 0")
+	}
+	if err := v.err(); err != nil {
+		return err
+	}
+	others := max(currentTotalExcludingThisFunction, 0)
+	// reserved > MaxReservedTotal - others, written so that it cannot
+	// overflow whatever reserved is.
+	if reserved > MaxReservedTotal(accountLimit)-others {
+		return rpc.Errorf(rpc.CodeInvalidParameterValue,
+			"Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [%d].",
+			MinUnreserved(accountLimit))
+	}
+	return nil
+}
+
 // runtimes are the runtimes nimbus runs: Lambda's custom runtimes, where the
 // code's bootstrap executable implements the Runtime API.
 var runtimes = []string{"provided", "provided.al2", "provided.al2023"}

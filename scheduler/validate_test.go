@@ -3,6 +3,7 @@ package scheduler
 import (
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -306,5 +307,51 @@ func TestApplyConfigUpdate(t *testing.T) {
 
 	if _, err := ApplyConfigUpdate(nil, &rpc.UpdateConfigRequest{Name: "f"}); !errors.Is(err, rpc.ErrResourceNotFound) {
 		t.Fatalf("nil cur: err = %v", err)
+	}
+}
+
+func TestValidateReservation(t *testing.T) {
+	t.Parallel()
+	const below = "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [%d]."
+	tests := []struct {
+		name     string
+		fn       string
+		reserved int
+		limit    int
+		others   int
+		want     string // "" means valid
+	}{
+		{"zero", "f", 0, 1000, 0, ""},
+		{"some", "f", 100, 1000, 0, ""},
+		{"up to the minimum", "f", 900, 1000, 0, ""},
+		{"one over", "f", 901, 1000, 0, fmt.Sprintf(below, 100)},
+		{"others count", "f", 400, 1000, 500, ""},
+		{"others count, over", "f", 401, 1000, 500, fmt.Sprintf(below, 100)},
+		{"others already over: even 0 fails", "f", 0, 1000, 950, fmt.Sprintf(below, 100)},
+		{"huge", "f", math.MaxInt, 1000, 0, fmt.Sprintf(below, 100)},
+		{"negative others count as 0", "f", 900, 1000, -50, ""},
+		{"default limit", "f", 900, 0, 0, ""},
+		{"default limit over", "f", 901, -1, 0, fmt.Sprintf(below, 100)},
+		{"other limit", "f", 4500, 5000, 0, ""},
+		{"other limit over", "f", 4501, 5000, 0, fmt.Sprintf(below, 500)},
+		{"small limit", "f", 9, 10, 0, ""},
+		{"small limit over", "f", 10, 10, 0, fmt.Sprintf(below, 1)},
+		{"negative", "f", -1, 1000, 0,
+			"1 validation error detected: Value '-1' at 'reservedConcurrentExecutions' failed to satisfy constraint: Member must have value greater than or equal to 0"},
+		{"bad name", "a b", 1, 1000, 0, "Value 'a b' at 'functionName'"},
+		{"bad name and negative", "", -2, 1000, 0, "2 validation errors detected"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := ValidateReservation(tt.fn, tt.reserved, tt.limit, tt.others)
+			wantInvalid(t, err, tt.want)
+			if tt.want != "" && strings.HasPrefix(tt.want, "Specified") && err.(*rpc.Error).Message != tt.want {
+				t.Fatalf("message = %q, want exactly %q", err.(*rpc.Error).Message, tt.want)
+			}
+		})
+	}
+	if MinUnreserved(1000) != 100 || MaxReservedTotal(1000) != 900 || MaxReservedTotal(0) != 900 {
+		t.Fatalf("MinUnreserved(1000) = %d, MaxReservedTotal(1000) = %d", MinUnreserved(1000), MaxReservedTotal(1000))
 	}
 }
