@@ -112,7 +112,7 @@ func (n *Node) putConcurrency(ctx context.Context, req *rpc.PutConcurrencyReques
 	if err := scheduler.ValidateReservation(req.Name, req.Reserved, n.cfg.AccountConcurrency, others); err != nil {
 		return nil, err
 	}
-	if _, err := n.apply(scheduler.CmdPutConcurrency, &scheduler.PutConcurrencyCommand{Name: req.Name, Reserved: req.Reserved}); err != nil {
+	if _, err := n.apply(scheduler.CmdPutConcurrency, &scheduler.PutConcurrencyCommand{Name: req.Name, Reserved: req.Reserved, MaxTotal: scheduler.MaxReservedTotal(n.cfg.AccountConcurrency)}); err != nil {
 		return nil, err
 	}
 	r := req.Reserved
