@@ -117,25 +117,49 @@ func (n *Node) openGossip() error {
 	})
 	if len(n.cfg.Join) > 0 {
 		if _, err := ml.Join(n.cfg.Join); err != nil {
-			// Peers may not be up yet: keep trying in the background.
+			// Peers may not be up yet: the reconnect loop keeps trying.
 			n.log.Warn("join failed, retrying", "peers", n.cfg.Join, "err", err)
-			go n.retryJoin()
 		}
 	}
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		n.reconnectLoop()
+	}()
 	return nil
 }
 
-// retryJoin keeps joining until one peer answers or the node stops.
-func (n *Node) retryJoin() {
+// reconnectLoop rejoins nodes gossip gave up on. memberlist only talks to
+// members it believes alive, so after a partition heals both sides would
+// stay apart for good; like serf's reconnect and Consul's retry-join, the
+// node periodically joins the failed members' last addresses and its --join
+// list while any of them is unaccounted for.
+func (n *Node) reconnectLoop() {
+	every := 5 * time.Second
+	if n.cfg.FastTimings {
+		every = 500 * time.Millisecond
+	}
 	for {
 		select {
 		case <-n.stopping:
 			return
-		case <-time.After(time.Second):
+		case <-time.After(every):
 		}
-		if _, err := n.members.ml.Join(n.cfg.Join); err == nil {
-			n.log.Info("joined", "peers", n.cfg.Join)
-			return
+		var addrs []string
+		for name, st := range n.members.snapshot() {
+			if name != n.name && st.status == rpc.MemberDead && st.addr != "" {
+				addrs = append(addrs, st.addr)
+			}
+		}
+		if len(addrs) == 0 && n.members.ml.NumMembers() > 1 {
+			continue
+		}
+		addrs = append(addrs, n.cfg.Join...)
+		if len(addrs) == 0 {
+			continue
+		}
+		if joined, err := n.members.ml.Join(addrs); err == nil && joined > 0 {
+			n.log.Debug("gossip reconnect", "joined", joined)
 		}
 	}
 }

@@ -160,7 +160,16 @@ func (n *Node) leaveRaft() {
 		return
 	}
 	if f := n.raft.GetConfiguration(); f.Error() == nil && len(f.Configuration().Servers) > 1 {
-		_ = n.raft.LeadershipTransfer().Error()
+		// Bounded: with the peers unreachable the transfer cannot finish.
+		done := make(chan struct{})
+		go func() {
+			_ = n.raft.LeadershipTransfer().Error()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+		}
 	}
 }
 
