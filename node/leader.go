@@ -136,6 +136,16 @@ func (n *Node) startLeaderLoop() {
 		var stop chan struct{}
 		var wg sync.WaitGroup
 		leaderCh := n.raft.LeaderCh()
+		// Leader changes seen by this server: remember who led before, and
+		// heartbeat the new leader at once so its ledger recovers quickly.
+		obs := make(chan raft.Observation, 16)
+		observer := raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+			_, ok := o.Data.(raft.LeaderObservation)
+			return ok
+		})
+		n.raft.RegisterObserver(observer)
+		defer n.raft.DeregisterObserver(observer)
+		var previous, current raft.ServerID
 		for {
 			select {
 			case <-n.stopping:
@@ -144,10 +154,32 @@ func (n *Node) startLeaderLoop() {
 				}
 				wg.Wait()
 				return
+			case o := <-obs:
+				lo := o.Data.(raft.LeaderObservation)
+				if lo.LeaderID != current {
+					if current != "" {
+						previous = current
+					}
+					current = lo.LeaderID
+					n.heartbeatSoon()
+				}
 			case isLeader := <-leaderCh:
 				if isLeader && stop == nil {
-					n.log.Info("gained leadership")
-					n.ledger.Reset(n.members.alive(rpc.RoleWorker))
+					n.log.Info("gained leadership", "previous_leader", previous)
+					// The ledger waits for every live worker's report of
+					// its running slots before granting. The previous
+					// leader lost the election because a majority could
+					// not reach it: waiting for its report would only
+					// stretch the failover, and its slots are as unknown
+					// after the wait as before it.
+					var known []string
+					for _, w := range n.members.alive(rpc.RoleWorker) {
+						if w != string(previous) || previous == raft.ServerID(n.name) {
+							known = append(known, w)
+						}
+					}
+					n.ledger.Reset(known)
+					n.heartbeatSoon()
 					stop = make(chan struct{})
 					wg.Add(1)
 					go func(stop chan struct{}) {
@@ -163,6 +195,17 @@ func (n *Node) startLeaderLoop() {
 			}
 		}
 	}()
+}
+
+// heartbeatSoon asks the worker's heartbeat loop to report now.
+func (n *Node) heartbeatSoon() {
+	if n.work == nil {
+		return
+	}
+	select {
+	case n.work.beat <- struct{}{}:
+	default:
+	}
 }
 
 // reconcileLoop keeps the Raft voter set in step with gossip, as Consul's

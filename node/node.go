@@ -116,7 +116,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		n.fsm = scheduler.NewFSM(scheduler.FSMOptions{OnFunctionChange: n.functionChanged})
 		n.ledger = scheduler.NewLedger(scheduler.LedgerOptions{
 			AccountLimit:  cfg.AccountConcurrency,
-			RecoveryGrace: 3 * cfg.HeartbeatInterval,
+			RecoveryGrace: 2 * cfg.HeartbeatInterval,
 			WorkerTimeout: 5 * cfg.HeartbeatInterval,
 		})
 		if !cfg.Dev {

@@ -17,10 +17,11 @@ type workerState struct {
 	mu       sync.Mutex
 	slots    map[uint64]rpc.SlotInfo
 	releases chan uint64
+	beat     chan struct{} // a heartbeat is wanted now
 }
 
 func newWorkerState() *workerState {
-	return &workerState{slots: map[uint64]rpc.SlotInfo{}, releases: make(chan uint64, 8192)}
+	return &workerState{slots: map[uint64]rpc.SlotInfo{}, releases: make(chan uint64, 8192), beat: make(chan struct{}, 1)}
 }
 
 func (w *workerState) add(s rpc.SlotInfo) {
@@ -95,6 +96,7 @@ func (n *Node) heartbeatLoop() {
 		case <-n.stopping:
 			return
 		case <-t.C:
+		case <-n.work.beat:
 		}
 	}
 }

@@ -19,7 +19,7 @@ import (
 
 func (c *cli) benchCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Measure invoke latency and throughput against a node"}
-	cmd.AddCommand(c.benchWarmCmd(), c.benchColdCmd(), c.benchFanoutCmd())
+	cmd.AddCommand(c.benchWarmCmd(), c.benchColdCmd())
 	return cmd
 }
 
@@ -52,6 +52,7 @@ func (c *cli) benchWarmCmd() *cobra.Command {
 		duration    time.Duration
 		warmup      int
 		payload     string
+		addrs       []string
 	)
 	cmd := &cobra.Command{
 		Use:   "warm",
@@ -59,11 +60,14 @@ func (c *cli) benchWarmCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := context.Background()
+			if len(addrs) == 0 {
+				addrs = []string{c.addr}
+			}
 			clients := make([]*rpc.Client, concurrency)
 			for i := range clients {
-				cl, err := c.client(ctx)
+				cl, err := rpc.Dial(ctx, addrs[i%len(addrs)], rpc.ClientOptions{DialTimeout: 5 * time.Second})
 				if err != nil {
-					return err
+					return &dialError{err}
 				}
 				defer cl.Close()
 				clients[i] = cl
@@ -123,6 +127,7 @@ func (c *cli) benchWarmCmd() *cobra.Command {
 	f.DurationVar(&duration, "duration", 10*time.Second, "how long to measure")
 	f.IntVar(&warmup, "warmup", 50, "invocations per caller before measuring")
 	f.StringVar(&payload, "payload", `{"name":"bench"}`, "event")
+	f.StringSliceVar(&addrs, "addrs", nil, "spread the callers over these nodes (default: --addr)")
 	return cmd
 }
 
@@ -169,34 +174,5 @@ func (c *cli) benchColdCmd() *cobra.Command {
 	f.StringVar(&function, "function", "hello", "function to invoke (deployed already)")
 	f.IntVar(&count, "count", 30, "cold starts to measure")
 	f.StringVar(&payload, "payload", `{"name":"bench"}`, "event")
-	return cmd
-}
-
-func (c *cli) benchFanoutCmd() *cobra.Command {
-	var (
-		from  string
-		count int
-	)
-	cmd := &cobra.Command{
-		Use:   "fanout",
-		Short: "Deploy COUNT copies of a function and invoke each once, leaving COUNT warm sandboxes",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := context.Background()
-			cl, err := c.client(ctx)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			src, err := cl.GetFunction(ctx, &rpc.GetFunctionRequest{Name: from})
-			if err != nil {
-				return err
-			}
-			_ = src
-			return fmt.Errorf("fanout: deploy copies with `nimbus fn create` (the zip is not readable back over rpc)")
-		},
-	}
-	cmd.Flags().StringVar(&from, "from", "hello", "function to copy")
-	cmd.Flags().IntVar(&count, "count", 100, "copies")
 	return cmd
 }
