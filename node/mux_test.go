@@ -5,6 +5,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // TestPortMux: a connection that starts with the Raft byte reaches the Raft
@@ -25,7 +27,7 @@ func TestPortMux(t *testing.T) {
 	}
 	defer silent.Close()
 
-	rc, err := layer.Dial("127.0.0.1:"+portOf(base), time.Second)
+	rc, err := layer.Dial(raft.ServerAddress("127.0.0.1:"+portOf(base)), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
