@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building and testing nimbus needs on a Debian machine with Go:
 # gcc for cgo (libcontainer's nsenter), curl and the coreutils the default
-# sandbox image is assembled from, iproute2 for network-namespace tests, and
+# sandbox image is assembled from, iproute2 and util-linux (nsenter, flock)
+# for the network-namespace cluster, and
 # the Go modules. Safe to run again; installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pair in gcc:gcc curl:curl ip:iproute2 dpkg:dpkg ldd:libc-bin grep:grep sed:sed awk:mawk tar:tar gzip:gzip find:findutils xargs:findutils; do
+for pair in gcc:gcc curl:curl ip:iproute2 nsenter:util-linux flock:util-linux dpkg:dpkg ldd:libc-bin grep:grep sed:sed awk:mawk tar:tar gzip:gzip find:findutils xargs:findutils; do
   cmd=${pair%%:*} pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
