@@ -354,3 +354,52 @@ func TestClusterWorkerOnlyNodeAndCodeFetch(t *testing.T) {
 		t.Fatal("the worker ran the function without fetching its code")
 	}
 }
+
+func TestClusterGossipEncryptionAndLeave(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	tc := startCluster(t, 3, func(i int, cfg *Config) { cfg.EncryptKey = key })
+	ctx := ctxT(t)
+	lead := tc.waitLeader()
+
+	// A node with another key cannot join: the members never see it.
+	stranger := tc.start(3, Config{
+		Name: "stranger", Worker: true, MemoryMB: 1024, GossipAddr: "127.0.0.1:0",
+		Join:        []string{tc.nodes[lead].members.ml.LocalNode().Address()},
+		EncryptKey:  []byte("fedcba9876543210fedcba9876543210"),
+		FastTimings: true,
+	})
+	if got := tc.nodes[lead].members.ml.NumMembers(); got != 3 {
+		t.Fatalf("the leader sees %d members after a join with the wrong key, want 3", got)
+	}
+	if got := stranger.members.ml.NumMembers(); got != 1 {
+		t.Fatalf("the stranger sees %d members, want only itself", got)
+	}
+	tc.stop(3)
+
+	// A graceful stop is "left" at once, and the leader drops the server
+	// from the Raft configuration without waiting for the dead-server grace.
+	follower := (lead + 1) % 3
+	tc.stop(follower)
+	name := tc.nodes[follower].Name()
+	waitFor(t, "the stopped follower is left and out of the raft configuration", func() bool {
+		var view rpc.RaftResponse
+		if err := tc.clients[lead].Call(ctx, rpc.MethodClusterRaft, &rpc.RaftRequest{}, &view); err != nil {
+			return false
+		}
+		for _, s := range view.Servers {
+			if s.ID == name {
+				return false
+			}
+		}
+		var members rpc.MembersResponse
+		if err := tc.clients[lead].Call(ctx, rpc.MethodClusterMembers, &rpc.MembersRequest{}, &members); err != nil {
+			return false
+		}
+		for _, m := range members.Members {
+			if m.Name == name {
+				return m.Status == rpc.MemberLeft
+			}
+		}
+		return false
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,9 +56,15 @@ type membership struct {
 	self     nodeMeta
 	onChange func(name string, status string)
 
-	mu   sync.Mutex
-	seen map[string]*memberState
+	mu      sync.Mutex
+	seen    map[string]*memberState
+	leaving map[string]bool // nodes that announced a graceful leave
 }
+
+// leaveMsgPrefix starts the message a node sends every member before a
+// graceful leave. memberlist reports a leave and a death alike to the event
+// delegate, so the node says which it is itself.
+const leaveMsgPrefix = "nimbus-leave:"
 
 type memberState struct {
 	meta   nodeMeta
@@ -86,6 +93,7 @@ func (n *Node) openGossip() error {
 	mb := &membership{
 		self:     nodeMeta{Roles: roles, RPC: n.cfg.Advertise, MemoryMB: n.cfg.MemoryMB, Version: version},
 		seen:     map[string]*memberState{},
+		leaving:  map[string]bool{},
 		onChange: n.memberChanged,
 	}
 	mc := memberlist.DefaultLANConfig()
@@ -112,6 +120,7 @@ func (n *Node) openGossip() error {
 	mb.ml = ml
 	n.members = mb
 	n.closers = append(n.closers, func() error {
+		mb.announceLeave(n.name)
 		_ = ml.Leave(2 * time.Second)
 		return ml.Shutdown()
 	})
@@ -172,20 +181,49 @@ func (m *membership) NodeMeta(limit int) []byte {
 	}
 	return b
 }
-func (m *membership) NotifyMsg([]byte)                           {}
+func (m *membership) NotifyMsg(b []byte) {
+	if name, ok := strings.CutPrefix(string(b), leaveMsgPrefix); ok {
+		m.mu.Lock()
+		m.leaving[name] = true
+		m.mu.Unlock()
+	}
+}
 func (m *membership) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (m *membership) LocalState(join bool) []byte                { return nil }
 func (m *membership) MergeRemoteState(buf []byte, join bool)     {}
 
 // NotifyJoin, NotifyLeave and NotifyUpdate implement memberlist.EventDelegate.
-func (m *membership) NotifyJoin(nd *memberlist.Node)   { m.event(nd, rpc.MemberAlive) }
+func (m *membership) NotifyJoin(nd *memberlist.Node) {
+	m.rejoined(nd.Name)
+	m.event(nd, rpc.MemberAlive)
+}
 func (m *membership) NotifyUpdate(nd *memberlist.Node) { m.event(nd, rpc.MemberAlive) }
 func (m *membership) NotifyLeave(nd *memberlist.Node) {
+	m.mu.Lock()
 	status := rpc.MemberDead
-	if nd.State == memberlist.StateLeft {
+	if m.leaving[nd.Name] {
 		status = rpc.MemberLeft
 	}
+	m.mu.Unlock()
 	m.event(nd, status)
+}
+
+// NotifyJoin of a node that had announced its leave: it is back.
+func (m *membership) rejoined(name string) {
+	m.mu.Lock()
+	delete(m.leaving, name)
+	m.mu.Unlock()
+}
+
+// announceLeave tells every member, reliably (TCP), that this node leaves
+// on purpose.
+func (m *membership) announceLeave(self string) {
+	msg := []byte(leaveMsgPrefix + self)
+	for _, nd := range m.ml.Members() {
+		if nd.Name != self {
+			_ = m.ml.SendReliable(nd, msg)
+		}
+	}
 }
 
 func (m *membership) event(nd *memberlist.Node, status string) {

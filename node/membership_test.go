@@ -19,7 +19,7 @@ func FuzzNodeMeta(f *testing.F) {
 	f.Add([]byte{0xdf, 0xff, 0xff, 0xff, 0xff})
 	f.Add([]byte{0x81, 0xa5, 'r', 'o', 'l', 'e', 's', 0xdd, 0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, meta []byte) {
-		m := &membership{seen: map[string]*memberState{}}
+		m := &membership{seen: map[string]*memberState{}, leaving: map[string]bool{}}
 		m.event(&memberlist.Node{Name: "x", Meta: meta}, rpc.MemberAlive)
 		st, ok := m.get("x")
 		if !ok || st.status != rpc.MemberAlive {
