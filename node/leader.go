@@ -80,6 +80,9 @@ func (n *Node) leaderAddr(ctx context.Context) (string, error) {
 		}
 		return "", errNoLeader
 	}
+	if addr, ok := n.leaderCache.Load().(string); ok && addr != "" {
+		return addr, nil
+	}
 	for _, name := range n.members.alive(rpc.RoleServer) {
 		addr, ok := n.members.rpcAddr(name)
 		if !ok {
@@ -91,6 +94,7 @@ func (n *Node) leaderAddr(ctx context.Context) (string, error) {
 		cancel()
 		if err == nil && view.Leader != "" {
 			if a, ok := n.members.rpcAddr(view.Leader); ok {
+				n.leaderCache.Store(a)
 				return a, nil
 			}
 		}
@@ -99,10 +103,11 @@ func (n *Node) leaderAddr(ctx context.Context) (string, error) {
 }
 
 // forward sends a request to the leader and waits for its answer. While no
-// leader is known (an election) it retries until ctx ends (at most 5 s).
+// leader is known or reachable (an election) it retries for up to 5 s; the
+// call itself is bounded only by ctx (a forwarded 50 MB upload may take a
+// while).
 func (n *Node) forward(ctx context.Context, method string, req, resp any) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
+	retryUntil := time.Now().Add(5 * time.Second)
 	for {
 		addr, err := n.leaderAddr(ctx)
 		if err == nil {
@@ -116,6 +121,10 @@ func (n *Node) forward(ctx context.Context, method string, req, resp any) error 
 			if err == nil || errors.As(err, &re) {
 				return err
 			}
+			n.leaderCache.Store("") // ask the servers again
+		}
+		if time.Now().After(retryUntil) {
+			return rpc.Errorf(rpc.CodeService, "no leader reachable: %v", err)
 		}
 		select {
 		case <-ctx.Done():

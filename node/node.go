@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -52,6 +53,9 @@ type Node struct {
 	ledger     *scheduler.Ledger // used while this node leads
 	work       *workerState      // workers only
 	watch      *workerWatch      // frontends: running calls by worker
+	// leaderCache is a worker-only node's last known leader address ("" when
+	// unknown); servers ask Raft instead.
+	leaderCache atomic.Value
 
 	stopping  chan struct{}
 	closeOnce sync.Once
