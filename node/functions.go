@@ -55,14 +55,7 @@ func (n *Node) updateFunctionCode(ctx context.Context, req *rpc.UpdateCodeReques
 	if fn.CodeSHA256, fn.CodeSize, err = n.storeCode(ctx, req.ZipFile); err != nil {
 		return nil, err
 	}
-	fn.LastModifiedMs = time.Now().UnixMilli()
-	res, err := n.apply(scheduler.CmdPutFunction, &scheduler.PutFunctionCommand{
-		Function: fn, Mode: scheduler.PutUpdate, IfRevision: cur.Revision,
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &rpc.FunctionResponse{Function: res.Function}, nil
+	return n.proposeUpdate(cur, fn)
 }
 
 func (n *Node) updateFunctionConfig(ctx context.Context, req *rpc.UpdateConfigRequest) (*rpc.FunctionResponse, error) {
@@ -78,6 +71,12 @@ func (n *Node) updateFunctionConfig(ctx context.Context, req *rpc.UpdateConfigRe
 	if err != nil {
 		return nil, err
 	}
+	return n.proposeUpdate(cur, fn)
+}
+
+// proposeUpdate commits fn, a changed copy of cur, unless cur changed in
+// the meantime (then the caller gets ResourceConflictException).
+func (n *Node) proposeUpdate(cur, fn *rpc.FunctionConfig) (*rpc.FunctionResponse, error) {
 	fn.LastModifiedMs = time.Now().UnixMilli()
 	res, err := n.apply(scheduler.CmdPutFunction, &scheduler.PutFunctionCommand{
 		Function: fn, Mode: scheduler.PutUpdate, IfRevision: cur.Revision,
