@@ -84,6 +84,8 @@ func (n *Node) proposeUpdate(cur, fn *rpc.FunctionConfig) (*rpc.FunctionResponse
 	if err != nil {
 		return nil, err
 	}
+	n.log.Info("function updated", "function", fn.Name, "revision", res.Function.Revision,
+		"memory_mb", fn.MemoryMB, "timeout_s", fn.TimeoutSec, "code_sha256", fn.CodeSHA256)
 	return &rpc.FunctionResponse{Function: res.Function}, nil
 }
 

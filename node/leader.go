@@ -11,6 +11,11 @@ import (
 	"nimbus/rpc"
 )
 
+// peerDeadTimeout is how long a peer may leave our bytes unacknowledged (or
+// ignore keepalives) before its connection is broken: a cut link becomes an
+// error in seconds, and nothing queued for the peer is delivered later.
+const peerDeadTimeout = 5 * time.Second
+
 // peerPool keeps one multiplexed rpc client per peer address.
 type peerPool struct {
 	mu      sync.Mutex
@@ -27,7 +32,7 @@ func (p *peerPool) get(ctx context.Context, addr string) (*rpc.Client, error) {
 		return c, nil
 	}
 	p.mu.Unlock()
-	c, err := rpc.Dial(ctx, addr, rpc.ClientOptions{DialTimeout: 2 * time.Second})
+	c, err := rpc.Dial(ctx, addr, rpc.ClientOptions{DialTimeout: 2 * time.Second, DeadPeerTimeout: peerDeadTimeout, SendDeadline: true})
 	if err != nil {
 		return nil, err
 	}
@@ -102,12 +107,19 @@ func (n *Node) leaderAddr(ctx context.Context) (string, error) {
 	return "", errNoLeader
 }
 
-// forward sends a request to the leader and waits for its answer. While no
-// leader is known or reachable (an election) it retries for up to 5 s; the
-// call itself is bounded only by ctx (a forwarded 50 MB upload may take a
-// while).
+// forward sends a request to the leader and relays its answer. It gives
+// the leader a window (5 s; 60 s for code uploads) and retries within it
+// while no leader is known or reachable (an election). The window is also
+// the request's absolute deadline on the wire: a request delayed past it
+// (queued behind a partition, say) is refused by the leader rather than run
+// after the caller was told it failed.
 func (n *Node) forward(ctx context.Context, method string, req, resp any) error {
-	retryUntil := time.Now().Add(5 * time.Second)
+	window := 5 * time.Second
+	if method == rpc.MethodFunctionCreate || method == rpc.MethodFunctionUpdateCode {
+		window = 60 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, window)
+	defer cancel()
 	for {
 		addr, err := n.leaderAddr(ctx)
 		if err == nil {
@@ -122,9 +134,6 @@ func (n *Node) forward(ctx context.Context, method string, req, resp any) error 
 				return err
 			}
 			n.leaderCache.Store("") // ask the servers again
-		}
-		if time.Now().After(retryUntil) {
-			return rpc.Errorf(rpc.CodeService, "no leader reachable: %v", err)
 		}
 		select {
 		case <-ctx.Done():

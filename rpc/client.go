@@ -49,6 +49,20 @@ type ClientOptions struct {
 	// DefaultMaxFrameSize. A request that would be larger fails locally
 	// with RequestTooLargeException; a larger response breaks the connection.
 	MaxFrameSize int
+	// DeadPeerTimeout, if set, breaks the connection when the peer stops
+	// acknowledging: sent bytes unacknowledged for this long
+	// (TCP_USER_TIMEOUT), or no answer to keepalive probes sent after a
+	// third of it idle. Between nodes this turns a cut link into an error
+	// within seconds instead of TCP's many minutes of retransmissions, and
+	// drops what was still queued for the peer, so a request cannot reach
+	// it long after its caller gave up.
+	DeadPeerTimeout time.Duration
+	// SendDeadline sends the caller's deadline as an absolute time, and the
+	// server refuses a request that arrives after it (ServiceException)
+	// instead of running it late. Meant for calls between nodes of a
+	// cluster, whose clocks agree (NTP); a client with a skewed clock would
+	// see its requests refused.
+	SendDeadline bool
 }
 
 // Client calls one node over one TCP connection, which any number of
@@ -114,19 +128,22 @@ func (c *Client) Call(ctx context.Context, method string, req, resp any) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("rpc: %s: %w", method, err)
 	}
-	var timeoutMs uint64
+	var timeoutMs, deadlineMs uint64
 	if dl, ok := ctx.Deadline(); ok {
 		left := time.Until(dl)
 		if left <= 0 {
 			return fmt.Errorf("rpc: %s: %w", method, context.DeadlineExceeded)
 		}
 		timeoutMs = uint64((left + time.Millisecond - 1) / time.Millisecond)
+		if c.opts.SendDeadline {
+			deadlineMs = uint64(dl.UnixMilli())
+		}
 	}
 	cc, err := c.conn(ctx)
 	if err != nil {
 		return err
 	}
-	return cc.call(ctx, method, timeoutMs, req, resp)
+	return cc.call(ctx, method, timeoutMs, deadlineMs, req, resp)
 }
 
 // conn returns a live connection, dialing if the last one broke.
@@ -159,6 +176,10 @@ func (c *Client) conn(ctx context.Context) (*clientConn, error) {
 
 func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 	d := net.Dialer{Timeout: c.opts.DialTimeout}
+	if t := c.opts.DeadPeerTimeout; t > 0 {
+		d.KeepAliveConfig = net.KeepAliveConfig{Enable: true, Idle: t / 3, Interval: t / 3, Count: 2}
+		d.Control = userTimeout(t)
+	}
 	conn, err := d.DialContext(ctx, "tcp", c.addr)
 	if err != nil {
 		return nil, &connError{msg: "rpc: dial " + c.addr, cause: err}
@@ -206,10 +227,10 @@ type call struct {
 
 var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
 
-func (cc *clientConn) call(ctx context.Context, method string, timeoutMs uint64, req, resp any) error {
+func (cc *clientConn) call(ctx context.Context, method string, timeoutMs, deadlineMs uint64, req, resp any) error {
 	seq := cc.seq.Add(1)
 	f := getBuf()
-	startFrame(f, seq, method, timeoutMs, nil)
+	startFrameDeadline(f, seq, method, timeoutMs, nil, deadlineMs)
 	if err := encodeBody(f, req); err != nil {
 		putBuf(f)
 		return fmt.Errorf("rpc: encode %s request: %w", method, err)
@@ -318,6 +339,14 @@ func (cc *clientConn) fail(cause error) {
 	cc.mu.Unlock()
 
 	cc.w.close()
+	// An abortive close (RST): bytes still queued in the kernel for the
+	// peer are dropped. A plain close would keep sending them, so a request
+	// whose caller is told here that it failed could still reach the node
+	// later, for instance when a partition heals, and run after newer
+	// requests.
+	if tc, ok := cc.conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
 	cc.conn.Close()
 	for _, cl := range pending {
 		cl.err = err

@@ -51,6 +51,10 @@ type header struct {
 	method    []byte // aliases the frame buffer: copy before keeping it
 	timeoutMs uint64
 	err       *Error
+	// deadlineMs, the optional fifth element, is the caller's deadline in
+	// Unix milliseconds (0: none). Peers within a cluster send it; a server
+	// refuses a request that arrives after it (see ClientOptions.SendDeadline).
+	deadlineMs uint64
 }
 
 // frameBuf holds one frame. It is owned by exactly one goroutine at a time:
@@ -87,8 +91,17 @@ func putBuf(f *frameBuf) {
 
 // startFrame resets f to an empty frame: a length placeholder, then the header.
 func startFrame(f *frameBuf, seq uint64, method string, timeoutMs uint64, e *Error) {
+	startFrameDeadline(f, seq, method, timeoutMs, e, 0)
+}
+
+// startFrameDeadline is startFrame with the optional absolute deadline.
+func startFrameDeadline(f *frameBuf, seq uint64, method string, timeoutMs uint64, e *Error, deadlineMs uint64) {
 	b := append(f.b[:0], 0, 0, 0, 0)
-	b = append(b, 0x90|headerFields)
+	if deadlineMs == 0 {
+		b = append(b, 0x90|headerFields)
+	} else {
+		b = append(b, 0x90|(headerFields+1))
+	}
 	b = appendUint(b, seq)
 	b = appendStr(b, method)
 	b = appendUint(b, timeoutMs)
@@ -96,6 +109,9 @@ func startFrame(f *frameBuf, seq uint64, method string, timeoutMs uint64, e *Err
 		b = append(b, 0xc0)
 	} else {
 		b = appendError(b, e)
+	}
+	if deadlineMs != 0 {
+		b = appendUint(b, deadlineMs)
 	}
 	f.b = b
 }
@@ -236,7 +252,16 @@ func parseHeader(p []byte) (header, int, error) {
 	if h.err, b, err = readError(b); err != nil {
 		return h, 0, fmt.Errorf("rpc: header error: %w", err)
 	}
-	for i := headerFields; i < n; i++ {
+	i := headerFields
+	if n > headerFields {
+		// The deadline, when it is an unsigned integer; anything else is a
+		// field of some other encoder's, skipped below.
+		if v, rest, err := readUint(b); err == nil {
+			h.deadlineMs, b = v, rest
+			i++
+		}
+	}
+	for ; i < n; i++ {
 		if b, err = skipValue(b, 1); err != nil {
 			return h, 0, fmt.Errorf("rpc: header: %w", err)
 		}

@@ -336,3 +336,21 @@ func FuzzReadFrame(f *testing.F) {
 		}
 	})
 }
+
+func TestHeaderDeadlineRoundTrip(t *testing.T) {
+	f := getBuf()
+	startFrameDeadline(f, 7, "M.x", 100, nil, 1_700_000_000_123)
+	if err := encodeBody(f, struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := finishFrame(f, DefaultMaxFrameSize); err != nil {
+		t.Fatal(err)
+	}
+	h, _, err := parseHeader(f.b[lenPrefix:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.seq != 7 || string(h.method) != "M.x" || h.timeoutMs != 100 || h.deadlineMs != 1_700_000_000_123 {
+		t.Fatalf("header %+v", h)
+	}
+}

@@ -306,6 +306,16 @@ func (sc *serverConn) serve() {
 			sc.reply(h.seq, nil, e)
 			continue
 		}
+		if h.deadlineMs != 0 {
+			if late := time.Now().UnixMilli() - int64(h.deadlineMs); late > 0 {
+				// The caller has given up: running it now could undo what
+				// happened since (a write delayed by a partition).
+				e := Errorf(CodeService, "request %s arrived %d ms after its deadline; not run", h.method, late)
+				putBuf(f)
+				sc.reply(h.seq, nil, e)
+				continue
+			}
+		}
 		select {
 		case sc.sem <- struct{}{}:
 		case <-sc.ctx.Done():

@@ -432,3 +432,48 @@ func TestUnencodableResponse(t *testing.T) {
 	}
 	mustEcho(t, c, 1)
 }
+
+// TestLateRequestRefused: a request carrying an absolute deadline that has
+// passed when it arrives is answered with a ServiceException, not run.
+func TestLateRequestRefused(t *testing.T) {
+	s := NewServer(ServerOptions{})
+	var ran atomic.Int32
+	Handle(s, "T.Late", func(ctx context.Context, req *struct{}) (*struct{}, error) {
+		ran.Add(1)
+		return &struct{}{}, nil
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	defer s.Close()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	f := getBuf()
+	startFrameDeadline(f, 1, "T.Late", 1000, nil, uint64(time.Now().Add(-time.Second).UnixMilli()))
+	if err := encodeBody(f, struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := finishFrame(f, DefaultMaxFrameSize); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write(f.b); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	rf := getBuf()
+	if err := readFrame(bufio.NewReader(conn), DefaultMaxFrameSize, rf); err != nil {
+		t.Fatal(err)
+	}
+	h, _, err := parseHeader(rf.b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.err == nil || h.err.Code != CodeService || ran.Load() != 0 {
+		t.Fatalf("answer %+v, handler ran %d times; want a ServiceException and no run", h.err, ran.Load())
+	}
+}

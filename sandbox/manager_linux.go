@@ -149,8 +149,16 @@ func cleanupStale(stateDir string, log *slog.Logger) {
 			os.RemoveAll(filepath.Join(stateDir, e.Name()))
 			continue
 		}
+		_ = c.Resume() // a frozen process cannot die
 		_ = c.Signal(unix.SIGKILL)
-		_ = c.Resume()
+		// Destroy refuses a container whose init still runs: wait for the
+		// kill to land.
+		for i := 0; i < 200; i++ {
+			if st, err := c.Status(); err != nil || st == libcontainer.Stopped {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 		if err := c.Destroy(); err != nil {
 			log.Warn("stale sandbox not destroyed", "id", e.Name(), "err", err)
 		}
