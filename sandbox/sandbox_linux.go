@@ -20,19 +20,19 @@ import (
 
 // A sandbox is one container running one function revision's runtime.
 //
-//	            start
-//	              │
-//	              ▼
-//	        initialising ──(exit, init error, init timeout)──► dead
-//	              │ first /next
-//	              ▼
-//	   ┌───────► idle ──(FreezeAfter)──► frozen
-//	   │          │ acquire                │ acquire (thaw)
-//	   │          ▼                        │
-//	   └─ ok ── busy ◄─────────────────────┘
-//	              │ timeout, OOM kill, crash
-//	              ▼
-//	            dead   (also from idle/frozen on IdleTimeout or retire)
+//	         start
+//	           │
+//	           ▼
+//	     initialising ──(exit, init error, init timeout)──► dead
+//	           │ first /next
+//	           ▼
+//	┌───────► idle ──(FreezeAfter)──► frozen
+//	│          │ acquire                │ acquire (thaw)
+//	│          ▼                        │
+//	└─ ok ── busy ◄─────────────────────┘
+//	           │ timeout, OOM kill, crash
+//	           ▼
+//	         dead   (also from idle/frozen on IdleTimeout or retire)
 //
 // Fields set in start are immutable afterwards. mu guards the state below it.
 // A sandbox serves one invocation at a time: the manager hands it to one
