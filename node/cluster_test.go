@@ -403,3 +403,41 @@ func TestClusterGossipEncryptionAndLeave(t *testing.T) {
 		return false
 	})
 }
+
+func TestClusterLogsFromAnyNode(t *testing.T) {
+	tc := startCluster(t, 3, nil)
+	ctx := ctxT(t)
+	create(t, tc.clients[0], "hello", helloZip(t), nil)
+	res := invoke(t, tc.clients[1], "hello", `{"name":"logs"}`)
+	// The invocation ran on one worker; every node shows its lines, in
+	// order, with a cursor for each node.
+	for i, cl := range tc.clients {
+		var lines []string
+		var resp *rpc.ReadLogsResponse
+		waitFor(t, fmt.Sprintf("node %d shows the invocation's log", i+1), func() bool {
+			var err error
+			resp, err = cl.ReadLogs(ctx, &rpc.ReadLogsRequest{FunctionName: "hello"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines = lines[:0]
+			for _, e := range resp.Events {
+				if e.RequestID == res.RequestID {
+					lines = append(lines, e.Line)
+				}
+			}
+			return len(lines) >= 4
+		})
+		if lines[0] != "START RequestId: "+res.RequestID+" Version: $LATEST" || lines[len(lines)-2] != "END RequestId: "+res.RequestID {
+			t.Fatalf("node %d: lines %q", i+1, lines)
+		}
+		if len(resp.Cursors) == 0 {
+			t.Fatalf("node %d: no cursors", i+1)
+		}
+		// Reading on from the cursors gives nothing new.
+		again, err := cl.ReadLogs(ctx, &rpc.ReadLogsRequest{FunctionName: "hello", Cursors: resp.Cursors})
+		if err != nil || len(again.Events) != 0 {
+			t.Fatalf("node %d: reading on from the cursors gave %d lines (%v)", i+1, len(again.Events), err)
+		}
+	}
+}

@@ -5,8 +5,10 @@ package rpc
 const MethodLogsRead = "Logs.Read"
 
 // LogEvent is one line of a function's log. Seq is strictly increasing per
-// function and is the cursor for ReadLogsRequest.After.
+// function on the node that keeps the line (Node) and is the cursor for
+// that node's log.
 type LogEvent struct {
+	Node      string `msgpack:"node,omitempty" json:"node,omitempty"`
 	Seq       uint64 `msgpack:"seq" json:"seq"`
 	TimeMs    int64  `msgpack:"time_ms" json:"timestamp"`
 	RequestID string `msgpack:"request_id,omitempty" json:"requestId,omitempty"`
@@ -26,11 +28,20 @@ type ReadLogsRequest struct {
 	// WaitMs, if not 0 and nothing is available, waits up to this long for
 	// the next event before answering with none.
 	WaitMs int `msgpack:"wait_ms,omitempty"`
+	// Cursors holds, in a cluster, the After of each node's log by node
+	// name (from the last response); a node missing from it starts at 0.
+	// When set, After is ignored.
+	Cursors map[string]uint64 `msgpack:"cursors,omitempty"`
+	// Local asks for the answering node's own lines only (nodes use it
+	// among themselves when one gathers a function's log from all).
+	Local bool `msgpack:"local,omitempty"`
 }
 
-// ReadLogsResponse holds events in Seq order and the cursor to pass as After
-// next time.
+// ReadLogsResponse holds events in time order and the cursors to pass next
+// time: Next for the answering node's own log (After), Cursors for every
+// node's (Cursors).
 type ReadLogsResponse struct {
-	Events []LogEvent `msgpack:"events"`
-	Next   uint64     `msgpack:"next"`
+	Events  []LogEvent        `msgpack:"events"`
+	Next    uint64            `msgpack:"next"`
+	Cursors map[string]uint64 `msgpack:"cursors,omitempty"`
 }

@@ -86,6 +86,9 @@ func (c *cli) tailLogs(ctx context.Context, fn string, since time.Duration, foll
 			fmt.Fprintf(c.stdout, "%s %s\n", time.UnixMilli(e.TimeMs).UTC().Format("2006-01-02T15:04:05.000Z"), e.Line)
 		}
 		req.After = res.Next
+		if res.Cursors != nil {
+			req.Cursors = res.Cursors
+		}
 		if !follow && len(res.Events) < req.Limit {
 			return nil
 		}
