@@ -441,3 +441,29 @@ func TestClusterLogsFromAnyNode(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterUnreachableWorkerAvoided: a worker the leader believes alive
+// but that nobody can dial (here: a heartbeat with a dead address and the
+// most free memory, so placement prefers it) costs a retry, not an error.
+func TestClusterUnreachableWorkerAvoided(t *testing.T) {
+	tc := startCluster(t, 1, nil)
+	ctx := ctxT(t)
+	create(t, tc.clients[0], "hello", helloZip(t), nil)
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close() // nothing listens there now: dials are refused
+	ghost := &rpc.HeartbeatRequest{Node: "ghost", Addr: deadAddr, MemoryMB: 1 << 20}
+	tc.nodes[0].ledger.Heartbeat(ghost)
+	// The frontend must not be the leader's own worker path only: invoke
+	// through the leader, whose ledger places on the ghost first.
+	res, err := tc.clients[0].Invoke(ctx, &rpc.InvokeRequest{FunctionName: "hello", Payload: []byte(`{"name":"ghost"}`)})
+	if err != nil || res.FunctionError != "" {
+		t.Fatalf("invoke with an unreachable worker in the ledger: %v %+v", err, res)
+	}
+	if got := tc.nodes[0].ledger.Stats().ByWorker["ghost"].InFlight; got != 0 {
+		t.Fatalf("the ghost keeps %d slots", got)
+	}
+}

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"net"
 	"time"
 
 	"nimbus/rpc"
@@ -45,32 +46,69 @@ func (n *Node) invoke(ctx context.Context, req *rpc.InvokeRequest) (*rpc.InvokeR
 		payload = []byte("{}")
 	}
 
-	grant, err := n.acquire(ctx, req.FunctionName)
-	if err != nil {
-		return nil, err
+	// A worker that cannot even be dialed never saw the invocation: give
+	// the slot back and ask for another worker (twice at most). Any later
+	// failure may have run the function, so it is not retried.
+	var avoid []string
+	for attempt := 0; ; attempt++ {
+		grant, err := n.acquire(ctx, &rpc.AcquireRequest{FunctionName: req.FunctionName, Avoid: avoid})
+		if err != nil {
+			return nil, err
+		}
+		run := &rpc.RunRequest{SlotID: grant.SlotID, Function: grant.Function, Payload: payload, LogType: req.LogType}
+		if grant.Worker == n.name {
+			return n.workerRun(ctx, run)
+		}
+		resp, err := n.runOn(ctx, grant, run)
+		if err != nil && isDialError(err) && attempt < 2 {
+			n.log.Warn("worker unreachable, placing elsewhere", "worker", grant.Worker, "function", req.FunctionName, "err", err)
+			n.giveBack(ctx, grant)
+			avoid = append(avoid, grant.Worker)
+			continue
+		}
+		return resp, err
 	}
-	run := &rpc.RunRequest{SlotID: grant.SlotID, Function: grant.Function, Payload: payload, LogType: req.LogType}
-	if grant.Worker == n.name {
-		return n.workerRun(ctx, run)
-	}
+}
+
+// runOn sends an invocation to a worker, failing it at once if gossip
+// declares the worker dead meanwhile.
+func (n *Node) runOn(ctx context.Context, grant *rpc.AcquireResponse, run *rpc.RunRequest) (*rpc.InvokeResponse, error) {
 	wctx, done := n.watch.track(ctx, grant.Worker)
 	defer done()
 	var resp rpc.InvokeResponse
-	err = n.peers.call(wctx, grant.WorkerAddr, rpc.MethodWorkerRun, run, &resp)
-	if err != nil {
-		var re *rpc.Error
-		switch {
-		case errors.As(err, &re):
-			return nil, re
-		case errors.Is(context.Cause(wctx), errWorkerLost):
-			return nil, rpc.Errorf(rpc.CodeService, "worker %s died during the invocation (the function may have run)", grant.Worker)
-		case ctx.Err() != nil:
-			return nil, ctx.Err()
-		default:
-			return nil, rpc.Errorf(rpc.CodeService, "worker %s failed during the invocation (the function may have run): %v", grant.Worker, err)
-		}
+	err := n.peers.call(wctx, grant.WorkerAddr, rpc.MethodWorkerRun, run, &resp)
+	if err == nil {
+		return &resp, nil
 	}
-	return &resp, nil
+	var re *rpc.Error
+	switch {
+	case errors.As(err, &re):
+		return nil, re
+	case isDialError(err):
+		return nil, err
+	case errors.Is(context.Cause(wctx), errWorkerLost):
+		return nil, rpc.Errorf(rpc.CodeService, "worker %s died during the invocation (the function may have run)", grant.Worker)
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	default:
+		return nil, rpc.Errorf(rpc.CodeService, "worker %s failed during the invocation (the function may have run): %v", grant.Worker, err)
+	}
+}
+
+// isDialError reports a connection that was never established: the peer
+// received nothing.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// giveBack returns a slot whose invocation never reached its worker.
+func (n *Node) giveBack(ctx context.Context, grant *rpc.AcquireResponse) {
+	if n.isLeader() {
+		n.ledger.Release(grant.Worker, grant.SlotID)
+		return
+	}
+	_ = n.forward(ctx, rpc.MethodLedgerRelease, &rpc.ReleaseRequest{Worker: grant.Worker, SlotIDs: []uint64{grant.SlotID}}, &rpc.ReleaseResponse{})
 }
 
 // getFunctionAnywhere reads a function from the leader.
@@ -87,12 +125,12 @@ func (n *Node) getFunctionAnywhere(ctx context.Context, name string, out *rpc.Fu
 }
 
 // acquire gets a slot from the leader: locally when this node leads.
-func (n *Node) acquire(ctx context.Context, name string) (*rpc.AcquireResponse, error) {
+func (n *Node) acquire(ctx context.Context, req *rpc.AcquireRequest) (*rpc.AcquireResponse, error) {
 	if n.isLeader() {
-		return n.grant(ctx, &rpc.AcquireRequest{FunctionName: name})
+		return n.grant(ctx, req)
 	}
 	var resp rpc.AcquireResponse
-	if err := n.forward(ctx, rpc.MethodLedgerAcquire, &rpc.AcquireRequest{FunctionName: name}, &resp); err != nil {
+	if err := n.forward(ctx, rpc.MethodLedgerAcquire, req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil
@@ -118,6 +156,7 @@ func (n *Node) grant(ctx context.Context, req *rpc.AcquireRequest) (*rpc.Acquire
 		MemoryMB:    fn.MemoryMB,
 		Reserved:    reserved,
 		HasReserved: has,
+		Avoid:       req.Avoid,
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {

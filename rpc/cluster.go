@@ -94,6 +94,9 @@ type ConcurrencyResponse struct {
 // AcquireRequest asks the leader for a slot to run one invocation.
 type AcquireRequest struct {
 	FunctionName string `msgpack:"function_name"`
+	// Avoid lists workers the frontend could not reach with an earlier
+	// grant of the same invocation.
+	Avoid []string `msgpack:"avoid,omitempty"`
 }
 
 // AcquireResponse grants a slot on a worker, with the function as the

@@ -80,6 +80,9 @@ type GrantRequest struct {
 	// from it, and Reserved 0 throttles it always.
 	Reserved    int
 	HasReserved bool
+	// Avoid lists workers not to place on: the frontend could not reach
+	// them with an earlier grant of the same invocation.
+	Avoid []string
 }
 
 // Grant is a slot granted on a worker. The invoking node runs the
@@ -322,7 +325,7 @@ func (l *Ledger) Grant(req GrantRequest, reservedTotal int) (Grant, error) {
 	if len(l.slots) >= l.accountLimit {
 		return Grant{}, throttled(rpc.ReasonConcurrentInvocationLimitExceeded)
 	}
-	w := l.placeWorker(req.Key, mem, now)
+	w := l.placeWorker(req.Key, mem, req.Avoid, now)
 	if w == nil {
 		return Grant{}, &rpc.Error{
 			Code:    rpc.CodeTooManyRequests,

@@ -717,3 +717,19 @@ func benchLedger(b *testing.B) *Ledger {
 	}
 	return l
 }
+
+func TestLedgerAvoid(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := NewLedger(LedgerOptions{AccountLimit: 10, Now: func() time.Time { return now }})
+	l.Reset(nil)
+	for _, w := range []string{"a", "b"} {
+		l.Heartbeat(&rpc.HeartbeatRequest{Node: w, Addr: w + ":1", MemoryMB: 1024, Warm: map[string]int{"f@1": 1}})
+	}
+	g, err := l.Grant(GrantRequest{Function: "f", Key: "f@1", MemoryMB: 128, Avoid: []string{"a"}}, 0)
+	if err != nil || g.Worker != "b" {
+		t.Fatalf("grant avoiding a: %+v, %v; want worker b", g, err)
+	}
+	if _, err := l.Grant(GrantRequest{Function: "f", MemoryMB: 128, Avoid: []string{"a", "b"}}, 0); !errors.Is(err, rpc.ErrTooManyRequests) {
+		t.Fatalf("grant avoiding every worker: %v, want TooManyRequestsException", err)
+	}
+}

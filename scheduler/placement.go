@@ -1,10 +1,14 @@
 package scheduler
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Placement: which worker a granted slot goes to.
 //
-// Only live workers (a heartbeat less than WorkerTimeout ago) with the
+// Only live workers (a heartbeat less than WorkerTimeout ago), not in the
+// request's Avoid list, with the
 // slot's memory free (capacity minus the memory of their slots) are
 // candidates. Among them:
 //
@@ -20,11 +24,11 @@ import "time"
 
 // placeWorker returns the worker for a slot of key needing memMB, or nil if
 // no live worker has the memory. It is O(workers). The caller holds mu.
-func (l *Ledger) placeWorker(key string, memMB int, now time.Time) *workerState {
+func (l *Ledger) placeWorker(key string, memMB int, avoid []string, now time.Time) *workerState {
 	var warm, cold *workerState
 	warmFree, coldFree := -1, -1
 	for _, w := range l.order { // by name: the first of equals wins
-		if now.Sub(w.lastHeartbeat) >= l.workerTimeout {
+		if now.Sub(w.lastHeartbeat) >= l.workerTimeout || slices.Contains(avoid, w.name) {
 			continue
 		}
 		free := w.memoryMB - w.usedMB
