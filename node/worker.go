@@ -18,10 +18,18 @@ type workerState struct {
 	slots    map[uint64]rpc.SlotInfo
 	releases chan uint64
 	beat     chan struct{} // a heartbeat is wanted now
+	// revisions is the newest revision run per function, on a worker-only
+	// node (which has no FSM to tell it of updates); mu guards it.
+	revisions map[string]uint64
 }
 
 func newWorkerState() *workerState {
-	return &workerState{slots: map[uint64]rpc.SlotInfo{}, releases: make(chan uint64, 8192), beat: make(chan struct{}, 1)}
+	return &workerState{
+		slots:     map[uint64]rpc.SlotInfo{},
+		releases:  make(chan uint64, 8192),
+		beat:      make(chan struct{}, 1),
+		revisions: map[string]uint64{},
+	}
 }
 
 func (w *workerState) add(s rpc.SlotInfo) {
@@ -34,6 +42,18 @@ func (w *workerState) remove(id uint64) {
 	w.mu.Lock()
 	delete(w.slots, id)
 	w.mu.Unlock()
+}
+
+// newRevision records fn's revision and reports whether it is newer than
+// the one this worker ran before.
+func (w *workerState) newRevision(fn *rpc.FunctionConfig) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	prev, ok := w.revisions[fn.Name]
+	if fn.Revision > prev {
+		w.revisions[fn.Name] = fn.Revision
+	}
+	return ok && fn.Revision > prev
 }
 
 func (w *workerState) list() []rpc.SlotInfo {
@@ -171,6 +191,11 @@ func (n *Node) workerRun(ctx context.Context, req *rpc.RunRequest) (*rpc.InvokeR
 	}
 	n.work.add(rpc.SlotInfo{ID: req.SlotID, Function: fn.Name, MemoryMB: fn.MemoryMB})
 	defer n.releaseSlot(req.SlotID)
+	if n.fsm == nil && n.work.newRevision(fn) {
+		// A server retires old revisions as its FSM changes; a worker-only
+		// node learns of a new one here.
+		n.sandboxes.Retire(fn.Name, fn.Revision)
+	}
 
 	codeDir, err := n.ensureCode(ctx, fn.CodeSHA256)
 	if err != nil {
