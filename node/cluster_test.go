@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"nimbus/internal/testutil"
 	"nimbus/rpc"
 )
 
@@ -81,8 +82,7 @@ func (tc *testCluster) start(i int, cfg Config) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tw := &testWriter{t: t}
-	t.Cleanup(tw.stop)
+	tw := testutil.NewLogWriter(t)
 	cfg.DataDir = dir
 	cfg.RPCListener = ln
 	cfg.Logger = slog.New(slog.NewTextHandler(tw, &slog.HandlerOptions{Level: slog.LevelWarn})).With("test_node", cfg.Name)

@@ -13,11 +13,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"nimbus/bundle"
+	"nimbus/internal/testutil"
 	"nimbus/rpc"
 	"nimbus/sandbox"
 )
@@ -58,36 +58,10 @@ func TestMain(m *testing.M) {
 	}())
 }
 
-// requireRoot skips tests that run a node: a node runs real containers
-// (cgroups, namespaces, mounts). CI runs as root, so they run there.
+// requireRoot skips tests that run a node: a node runs real containers.
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: a node runs real runc containers (cgroups, namespaces, mounts)")
-	}
-}
-
-// testWriter carries a node's log lines into the test's log until the test
-// ends (t.Log after that panics).
-type testWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *testWriter) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
+	testutil.RequireRoot(t)
 }
 
 // startNode starts a dev node on dataDir, listening on 127.0.0.1:0, and
@@ -148,8 +122,7 @@ func linkTree(src, dst string) error {
 func startNodeConfig(t testing.TB, cfg Config) (*Node, *rpc.Client) {
 	t.Helper()
 	requireRoot(t)
-	tw := &testWriter{t: t}
-	t.Cleanup(tw.stop) // runs last: after the node is closed
+	tw := testutil.NewLogWriter(t) // its cleanup runs last: after the node is closed
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

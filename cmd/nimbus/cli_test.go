@@ -10,46 +10,19 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"nimbus/internal/testutil"
 	"nimbus/node"
 )
-
-// requireRoot skips tests that run a node: a node runs real containers
-// (cgroups, namespaces, mounts). CI runs as root, so they run there.
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: a node runs real runc containers (cgroups, namespaces, mounts)")
-	}
-}
-
-// testWriter carries the node's log lines into the test's log until the
-// test ends.
-type testWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
 
 // startNode starts a dev node in-process on 127.0.0.1:0 and returns its
 // address; it is closed when the test ends.
 func startNode(t testing.TB) string {
 	t.Helper()
-	requireRoot(t)
-	tw := &testWriter{t: t}
-	t.Cleanup(func() { tw.mu.Lock(); tw.done = true; tw.mu.Unlock() })
+	testutil.RequireRoot(t)
+	tw := testutil.NewLogWriter(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
