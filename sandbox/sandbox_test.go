@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"nimbus/internal/testutil"
 	"nimbus/rpc"
 )
 
@@ -43,13 +44,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// requireRoot skips tests that need real containers when not root. CI runs
-// as root, so they run there.
+// requireRoot skips tests that need real containers when not root.
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: runs real containers (cgroups, namespaces)")
-	}
+	testutil.RequireRoot(t)
 }
 
 // memSink is a LogSink that keeps lines in memory.
