@@ -262,7 +262,7 @@ func TestFailures(t *testing.T) {
 	}{
 		{"fn-error", "error.sh", 3, "MyError", "something broke", ""},
 		{"fn-crash", "crash.sh", 3, "Runtime.ExitError", "Runtime exited with error: exit status 3", "error"},
-		{"fn-oom", "oom.sh", 10, "Runtime.OutOfMemory", "Runtime exited with error: signal: killed", "error"},
+		{"fn-oom", "oom.sh", 30, "Runtime.OutOfMemory", "Runtime exited with error: signal: killed", "error"},
 		{"fn-timeout", "sleep.sh", 1, "Sandbox.Timedout", "Task timed out after 1.00 seconds", "timeout"},
 	}
 	for _, c := range cases {
@@ -396,7 +396,7 @@ func TestIsolation(t *testing.T) {
 
 func TestRetireAndIdleExpiry(t *testing.T) {
 	t.Parallel()
-	m, _ := newTestManager(t, Config{IdleTimeout: 300 * time.Millisecond})
+	m, _ := newTestManager(t, Config{IdleTimeout: 2 * time.Second})
 	dir := codeDir(t, script("echo.sh"))
 	v1 := fnConfig("rev", 1)
 	invoke(t, m, v1, dir, `1`)
