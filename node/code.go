@@ -98,6 +98,11 @@ func (n *Node) codeFetch(ctx context.Context, req *rpc.CodeFetchRequest) (*rpc.C
 // ensureCode returns the extracted tree of a bundle, fetching the bundle
 // from a peer first if this node lacks it, and checking its digest.
 func (n *Node) ensureCode(ctx context.Context, sha string) (string, error) {
+	// Bundles are immutable by digest and never deleted while the node
+	// runs: once a tree is ready, the invoke path need not stat it again.
+	if dir, ok := n.trees.Load(sha); ok {
+		return dir.(string), nil
+	}
 	if !n.code.Has(sha) {
 		if err := n.fetchCode(ctx, sha); err != nil {
 			return "", err
@@ -107,6 +112,7 @@ func (n *Node) ensureCode(ctx context.Context, sha string) (string, error) {
 	if err != nil {
 		return "", rpc.Errorf(rpc.CodeService, "code %s unavailable: %v", sha, err)
 	}
+	n.trees.Store(sha, dir)
 	return dir, nil
 }
 

@@ -56,6 +56,9 @@ type Node struct {
 	// leaderCache is a worker-only node's last known leader address ("" when
 	// unknown); servers ask Raft instead.
 	leaderCache atomic.Value
+	// trees caches the extracted code trees this worker has ready, by
+	// digest.
+	trees sync.Map
 
 	stopping  chan struct{}
 	closeOnce sync.Once
