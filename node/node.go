@@ -41,7 +41,6 @@ type Node struct {
 
 	fsm        *scheduler.FSM // servers only
 	raft       *raft.Raft     // servers only
-	raftConf   *raft.Config
 	raftStores raftStores
 	mux        *portMux // servers only: rpc and Raft share the port
 	members    *membership

@@ -82,7 +82,6 @@ func (n *Node) openRaft() error {
 		conf.ElectionTimeout = 500 * time.Millisecond
 		conf.LeaderLeaseTimeout = 250 * time.Millisecond
 	}
-	n.raftConf = conf
 
 	has, err := raft.HasExistingState(wal, wal, snaps)
 	if err != nil {

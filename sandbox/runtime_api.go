@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"encoding/json"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -257,6 +256,3 @@ func writeAPIError(w http.ResponseWriter, code int, errType, msg string) {
 	w.WriteHeader(code)
 	_, _ = w.Write(body)
 }
-
-// errClosed is returned to an invoker whose sandbox was shut down.
-var errClosed = errors.New("sandbox closed")
