@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // The default `provided` image: /bin/sh, coreutils and curl, as Lambda's own
@@ -41,14 +43,36 @@ const (
 )
 
 // EnsureImage makes sure the default image exists under dir and returns the
-// path of its root. Safe to call at every start: a complete image of the
-// current version is reused.
+// path of its root. Safe to call at every start, and from many goroutines or
+// processes sharing dir at once (two agents, two test binaries): builders
+// take an exclusive flock on dir/.lock and check again under it, so the image
+// is built once. A complete image (its stamp file written last) is never
+// removed or replaced, since sandboxes may run on it; a new recipe has a new
+// imageVersion and so a new directory. Only an incomplete directory, left by
+// a builder that died, is removed, under the lock.
 func EnsureImage(dir string) (string, error) {
 	root := filepath.Join(dir, imageVersion)
-	if _, err := os.Stat(filepath.Join(root, ".nimbus-image")); err == nil {
+	if imageComplete(root) {
 		return root, nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if imageComplete(root) {
+		return root, nil // another builder finished while we waited
+	}
+	// Leftovers of builders that died: nothing runs on an incomplete image.
+	if stale, _ := filepath.Glob(filepath.Join(dir, ".build-*")); len(stale) > 0 {
+		for _, s := range stale {
+			os.RemoveAll(s)
+		}
+	}
+	if err := os.RemoveAll(root); err != nil {
 		return "", err
 	}
 	tmp, err := os.MkdirTemp(dir, ".build-")
@@ -59,11 +83,44 @@ func EnsureImage(dir string) (string, error) {
 	if err := buildImage(tmp); err != nil {
 		return "", fmt.Errorf("build sandbox image: %w", err)
 	}
-	os.RemoveAll(root)
 	if err := os.Rename(tmp, root); err != nil {
 		return "", err
 	}
 	return root, nil
+}
+
+// imageComplete reports whether root holds a finished image: its stamp is
+// the last file a build writes.
+func imageComplete(root string) bool {
+	_, err := os.Stat(filepath.Join(root, imageStamp))
+	return err == nil
+}
+
+// imageStamp is the file a build writes last.
+const imageStamp = ".nimbus-image"
+
+// lockDir takes an exclusive flock on dir/.lock, waiting for it, and returns
+// its release. flock locks belong to the open file, so two goroutines of one
+// process exclude each other as two processes do.
+func lockDir(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return func() {
+		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		f.Close()
+	}, nil
 }
 
 func buildImage(root string) error {
@@ -134,7 +191,7 @@ func buildImage(root string) error {
 		}
 	}
 	stamp := sha256.Sum256([]byte(strings.Join(append(progs, names...), "\n")))
-	return os.WriteFile(filepath.Join(root, ".nimbus-image"), []byte(imageVersion+" "+hex.EncodeToString(stamp[:])+"\n"), 0o644)
+	return os.WriteFile(filepath.Join(root, imageStamp), []byte(imageVersion+" "+hex.EncodeToString(stamp[:])+"\n"), 0o644)
 }
 
 func coreutilsPrograms() []string {

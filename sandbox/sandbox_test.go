@@ -18,11 +18,22 @@ import (
 	"nimbus/rpc"
 )
 
-// helloBin is examples/hello built once for the tests (a static Go binary
-// using aws-lambda-go).
-var helloBin string
+// Built once per test binary in TestMain when root, never raced by parallel
+// tests: examples/hello (a static Go binary using aws-lambda-go), and the
+// default image, in this binary's own temporary folder.
+var (
+	helloBin string
+	imageDir string
+)
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(ensureImageChild); dir != "" {
+		if _, err := EnsureImage(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	code := func() int {
 		if os.Geteuid() == 0 {
 			dir, err := os.MkdirTemp("", "nimbus-hello-")
@@ -36,6 +47,11 @@ func TestMain(m *testing.M) {
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 			if out, err := cmd.CombinedOutput(); err != nil {
 				fmt.Fprintf(os.Stderr, "build examples/hello: %v\n%s", err, out)
+				return 1
+			}
+			imageDir = filepath.Join(dir, "images")
+			if _, err := EnsureImage(imageDir); err != nil {
+				fmt.Fprintf(os.Stderr, "build the sandbox image: %v\n", err)
 				return 1
 			}
 		}
@@ -83,8 +99,9 @@ func newTestManager(t testing.TB, cfg Config) (*Manager, *memSink) {
 	if cfg.StateDir == "" {
 		cfg.StateDir = filepath.Join(t.TempDir(), "state")
 	}
-	// One image for the whole test run: building it takes a moment.
-	cfg.ImageDir = filepath.Join(os.TempDir(), "nimbus-test-image")
+	if cfg.ImageDir == "" {
+		cfg.ImageDir = imageDir // built once by TestMain
+	}
 	cfg.Logs = sink
 	m, err := NewManager(cfg)
 	if err != nil {
