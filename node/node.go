@@ -42,7 +42,7 @@ type Node struct {
 	fsm        *scheduler.FSM // servers only
 	raft       *raft.Raft     // servers only
 	raftStores raftStores
-	mux        *portMux // cluster nodes: client rpc, peer rpc and Raft share the port
+	mux        *portMux      // cluster nodes: client rpc, peer rpc and Raft share the port
 	peerAuth   *rpc.PeerAuth // cluster nodes: this node on the peer channel
 	limiter    *rpc.ConnLimiter
 	members    *membership

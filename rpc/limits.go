@@ -17,8 +17,8 @@ import (
 const (
 	DefaultMaxConns          = 4096
 	DefaultMaxConnsPerSource = 256
-	DefaultMaxInflight       = 256      // per client connection
-	peerMaxInflight          = 4096     // per peer connection: one carries a whole node's calls
+	DefaultMaxInflight       = 256       // per client connection
+	peerMaxInflight          = 4096      // per peer connection: one carries a whole node's calls
 	DefaultMaxReadBytes      = 256 << 20 // request frames read and not yet decoded, server-wide
 	DefaultMaxWriteBytes     = 256 << 20 // answers encoded and not yet written, server-wide
 	DefaultMaxConnWriteBytes = 16 << 20  // the same, per connection
