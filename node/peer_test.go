@@ -3,6 +3,9 @@ package node
 import (
 	"errors"
 	"net"
+	"os"
+	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -137,4 +140,69 @@ func TestHeartbeatIdentity(t *testing.T) {
 			t.Errorf("case %d: caller %q heartbeat for %q at %s: %v, want ok=%v", i, c.caller.Peer, c.hb.Node, c.hb.Addr, err, c.ok)
 		}
 	}
+}
+
+// TestThousandsOfSilentConnections: 2,000 connections that never speak, on
+// a dev node. Past the per-source limit they are refused at once; the node
+// holds no more file descriptors than the limit allows, closes the silent
+// ones after the first-frame timeout, and then serves a normal call with
+// its descriptors and goroutines back near where they were.
+func TestThousandsOfSilentConnections(t *testing.T) {
+	n, cl := startNode(t, t.TempDir())
+	create(t, cl, "hello", helloZip(t), nil)
+	invoke(t, cl, "hello", `{"name":"before"}`)
+	cl.Close() // its connection would count against the limit
+	baseFDs, baseG := openFDs(t), runtime.NumGoroutine()
+
+	const silent = 2000
+	var conns []net.Conn
+	for i := 0; i < silent; i++ {
+		c, err := net.Dial("tcp", n.Addr())
+		if errors.Is(err, syscall.ECONNRESET) {
+			continue // refused so fast that the dial saw it
+		}
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		conns = append(conns, c)
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	waitFor(t, "the node to admit up to its per-source limit", func() bool {
+		return n.limiter.Open() == rpc.DefaultMaxConnsPerSource
+	})
+	// Our 2,000 client ends are in this process too: count only the node's
+	// side, which is at most the admitted ones plus refusals under way.
+	if extra := openFDs(t) - baseFDs - len(conns); extra > rpc.DefaultMaxConnsPerSource+128 {
+		t.Fatalf("the node holds %d more descriptors for %d silent connections", extra, silent)
+	}
+	waitFor(t, "the silent connections closed by the node", func() bool { return n.limiter.Open() == 0 })
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = nil
+
+	c2, err := rpc.Dial(ctxT(t), n.Addr(), rpc.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if res := invoke(t, c2, "hello", `{"name":"after"}`); res.FunctionError != "" {
+		t.Fatalf("invoke after the flood: %s", res.Payload)
+	}
+	waitFor(t, "descriptors and goroutines back near their baseline", func() bool {
+		return openFDs(t) <= baseFDs+16 && runtime.NumGoroutine() <= baseG+64
+	})
+}
+
+func openFDs(t testing.TB) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }
