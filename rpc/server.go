@@ -71,6 +71,10 @@ type ServerOptions struct {
 	// request from the connection until its answers drain.
 	MaxWriteBytes     int64
 	MaxConnWriteBytes int64
+	// Observe, if set, is told every answered request of a registered
+	// method: its method, its error (nil on success) and how long the
+	// handler took. It runs on the handler's goroutine: keep it cheap.
+	Observe func(method string, err error, took time.Duration)
 	// Logger receives connection-level events; nil discards them.
 	Logger *slog.Logger
 }
@@ -190,7 +194,11 @@ func handle[Req, Resp any](s *Server, method string, peerOnly bool, fn func(ctx 
 		if err != nil {
 			return nil, Errorf(CodeInvalidParameterValue, "rpc: decode %s request: %v", method, err)
 		}
+		start := time.Now()
 		resp, err := fn(ctx, req)
+		if obs := s.opts.Observe; obs != nil {
+			obs(method, err, time.Since(start))
+		}
 		if err != nil {
 			return nil, err
 		}
