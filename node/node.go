@@ -141,6 +141,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.registerLogs()
 	n.registerCluster()
 	n.registerInternal()
+	n.registerAccount()
 	n.bg.Add(1)
 	go func() {
 		defer n.bg.Done()
@@ -149,6 +150,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.closers = append(n.closers, n.server.Close)
 
 	if err := n.openGossip(); err != nil {
+		return nil, err
+	}
+	if err := n.startGateway(); err != nil {
 		return nil, err
 	}
 	if cfg.Server {

@@ -14,6 +14,8 @@ const (
 	CodeRequestTooLarge       = "RequestTooLargeException"
 	CodeResourceConflict      = "ResourceConflictException"
 	CodeService               = "ServiceException"
+	// CodePreconditionFailed: the caller's RevisionId is not the function's.
+	CodePreconditionFailed = "PreconditionFailedException"
 )
 
 // Throttle reasons, as Lambda reports them with TooManyRequestsException.
@@ -54,6 +56,7 @@ var (
 	ErrRequestTooLarge       = &Error{Code: CodeRequestTooLarge}
 	ErrResourceConflict      = &Error{Code: CodeResourceConflict}
 	ErrService               = &Error{Code: CodeService}
+	ErrPreconditionFailed    = &Error{Code: CodePreconditionFailed}
 )
 
 // Errorf returns a new *Error with the given code and a formatted message.
