@@ -90,10 +90,10 @@ const maxHeaderBytes = 64 << 10
 // Gateway serves Lambda's REST API. Its fields are set by New and not
 // changed; buffered guards the memory held by request bodies.
 type Gateway struct {
-	opts     Options
-	log      *slog.Logger
-	buffered *semaphore.Weighted
-	srv      *http.Server
+	opts        Options
+	log         *slog.Logger
+	buffered    *semaphore.Weighted
+	srv         *http.Server
 	uploadLimit int64 // body limit of CreateFunction and UpdateFunctionCode
 }
 
