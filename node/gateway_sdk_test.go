@@ -11,6 +11,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+
+	"nimbus/bundle"
+	"nimbus/rpc"
 )
 
 // sdkClient is aws-sdk-go-v2's Lambda client pointed at url, with any
@@ -104,6 +107,18 @@ func TestGatewayGoSDK(t *testing.T) {
 	var conflict *types.ResourceConflictException
 	if !errors.As(err, &conflict) {
 		t.Errorf("CreateFunction twice: %T %v", err, err)
+	}
+
+	// Over Lambda's sizes: a 6 MB payload (refused by the gateway before
+	// it reads the body) and a 50 MB zip (refused by the code store).
+	_, err = c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("behave"), Payload: make([]byte, rpc.MaxSyncPayload+1)})
+	var tooLarge *types.RequestTooLargeException
+	if !errors.As(err, &tooLarge) {
+		t.Errorf("Invoke with a payload over 6 MB: %T %v", err, err)
+	}
+	_, err = c.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{FunctionName: aws.String("behave"), ZipFile: make([]byte, bundle.MaxZipSize+1)})
+	if !errors.As(err, &tooLarge) {
+		t.Errorf("UpdateFunctionCode with a zip over 50 MB: %T %v", err, err)
 	}
 
 	// Reserved concurrency 0 throttles.
