@@ -46,6 +46,8 @@ func statusOf(code string) int {
 		return http.StatusRequestEntityTooLarge
 	case rpc.CodeTooManyRequests:
 		return http.StatusTooManyRequests
+	case rpc.CodeAccessDenied:
+		return http.StatusForbidden
 	case CodeNotImplemented:
 		return http.StatusNotImplemented
 	default:

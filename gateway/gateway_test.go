@@ -214,6 +214,7 @@ func TestWriteError(t *testing.T) {
 		{rpc.Errorf(rpc.CodePreconditionFailed, "revision"), 412, rpc.CodePreconditionFailed, "User"},
 		{rpc.Errorf(rpc.CodeRequestTooLarge, "big"), 413, rpc.CodeRequestTooLarge, "User"},
 		{&rpc.Error{Code: rpc.CodeTooManyRequests, Message: "Rate Exceeded.", Reason: rpc.ReasonReservedFunctionConcurrentInvocationLimit}, 429, rpc.CodeTooManyRequests, "User"},
+		{rpc.Errorf(rpc.CodeAccessDenied, "no"), 403, rpc.CodeAccessDenied, "User"},
 		{rpc.Errorf(rpc.CodeService, "broke"), 500, rpc.CodeService, "Service"},
 		{fmt.Errorf("wrapped: %w", errors.New("plain")), 500, rpc.CodeService, "Service"},
 	}

@@ -57,6 +57,10 @@ type Config struct {
 	DeadServerGrace   time.Duration // a dead server leaves the Raft configuration after this (default 30s)
 	FastTimings       bool          // Raft and gossip timings for in-process tests on loopback
 
+	// MaxConns and MaxConnsPerSource bound the connections the node's port
+	// accepts, in all and from one IP address (0: 4096 and 256).
+	MaxConns, MaxConnsPerSource int
+
 	Logger *slog.Logger
 }
 
@@ -72,6 +76,9 @@ func (c *Config) setDefaults() error {
 	}
 	if !c.Server && !c.Worker {
 		return errors.New("node: a node needs a role: --server, --worker or both (or --dev)")
+	}
+	if !c.Dev && len(c.EncryptKey) == 0 {
+		return errors.New("node: a cluster node needs the cluster's key (--encrypt KEY, from `nimbus keygen`, the same on every node): it encrypts gossip and authenticates the calls between nodes")
 	}
 	if c.Advertise == "" {
 		c.Advertise = c.RPCListener.Addr().String()

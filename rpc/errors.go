@@ -14,6 +14,7 @@ const (
 	CodeRequestTooLarge       = "RequestTooLargeException"
 	CodeResourceConflict      = "ResourceConflictException"
 	CodeService               = "ServiceException"
+	CodeAccessDenied          = "AccessDeniedException"
 	// CodePreconditionFailed: the caller's RevisionId is not the function's.
 	CodePreconditionFailed = "PreconditionFailedException"
 )
@@ -56,6 +57,7 @@ var (
 	ErrRequestTooLarge       = &Error{Code: CodeRequestTooLarge}
 	ErrResourceConflict      = &Error{Code: CodeResourceConflict}
 	ErrService               = &Error{Code: CodeService}
+	ErrAccessDenied          = &Error{Code: CodeAccessDenied}
 	ErrPreconditionFailed    = &Error{Code: CodePreconditionFailed}
 )
 
