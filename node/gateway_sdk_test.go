@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 
@@ -196,5 +197,42 @@ func TestGatewayGoSDK(t *testing.T) {
 	_, err = c.PublishVersion(ctx, &lambda.PublishVersionInput{FunctionName: aws.String("a1")})
 	if err == nil || !strings.Contains(err.Error(), "NotImplementedException") {
 		t.Errorf("PublishVersion: %v", err)
+	}
+}
+
+// TestGatewayClusterAnyNode: in a three-node cluster every node's REST API
+// gives the same answers, writes through a follower included (the node
+// operations forward them to the leader).
+func TestGatewayClusterAnyNode(t *testing.T) {
+	tc := startCluster(t, 3, func(i int, cfg *Config) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.HTTPListener = ln
+	})
+	ctx := ctxT(t)
+	follower := (tc.waitLeader() + 1) % 3
+	created, err := sdkClient("http://"+tc.nodes[follower].HTTPAddr()).CreateFunction(ctx, &lambda.CreateFunctionInput{
+		FunctionName: aws.String("behave"), Runtime: types.RuntimeProvided,
+		Role: aws.String("arn:aws:iam::000000000000:role/any"), Code: &types.FunctionCode{ZipFile: behaveZip(t, "c1")},
+	})
+	if err != nil {
+		t.Fatalf("CreateFunction through a follower: %v", err)
+	}
+	for i, nd := range tc.nodes {
+		c := sdkClient("http://" + nd.HTTPAddr())
+		conf, err := c.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String("behave")})
+		if err != nil || aws.ToString(conf.RevisionId) != aws.ToString(created.RevisionId) || aws.ToString(conf.CodeSha256) != aws.ToString(created.CodeSha256) {
+			t.Errorf("node %d: %+v, %v; want RevisionId %s", i+1, conf, err, aws.ToString(created.RevisionId))
+		}
+		out, err := c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("behave"), Payload: []byte(`{}`)})
+		if err != nil || out.FunctionError != nil || !strings.Contains(string(out.Payload), `"version":"c1"`) {
+			t.Errorf("node %d: invoke %+v, %v", i+1, out, err)
+		}
+		acct, err := c.GetAccountSettings(ctx, &lambda.GetAccountSettingsInput{})
+		if err != nil || acct.AccountUsage.FunctionCount != 1 {
+			t.Errorf("node %d: account settings %+v, %v", i+1, acct, err)
+		}
 	}
 }
