@@ -17,6 +17,19 @@ import (
 // (waiting for room if need be). tooLarge is the error for a body over
 // limit. The caller must call release once it no longer holds the bytes.
 func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, limit int64, tooLarge func() error) (body []byte, release func(), err error) {
+	return g.readBodyHolding(w, r, limit, tooLarge, func(n int64) int64 { return n })
+}
+
+// readUpload reads a code upload: its budget covers the body and the zip
+// decoded from its base64 (three quarters of the body more), which the
+// caller holds at the same time.
+func (g *Gateway) readUpload(w http.ResponseWriter, r *http.Request, op string) ([]byte, func(), error) {
+	return g.readBodyHolding(w, r, g.uploadLimit, g.uploadTooLarge(op), func(n int64) int64 { return n + n/4*3 + 3 })
+}
+
+// readBodyHolding is readBody holding hold(n) bytes of the budget for a
+// body of n bytes.
+func (g *Gateway) readBodyHolding(w http.ResponseWriter, r *http.Request, limit int64, tooLarge func() error, hold func(int64) int64) (body []byte, release func(), err error) {
 	if r.ContentLength > limit {
 		return nil, nil, tooLarge()
 	}
@@ -29,10 +42,10 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, limit int64, 
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), g.opts.BodyTimeout)
 	defer cancel()
-	if err := g.buffered.Acquire(ctx, want); err != nil {
+	held := min(hold(want), g.opts.MaxBufferedBytes)
+	if err := g.buffered.Acquire(ctx, held); err != nil {
 		return nil, nil, rpc.Errorf(rpc.CodeTooManyRequests, "The node is holding too many request bodies; retry later")
 	}
-	held := want
 	release = func() { g.buffered.Release(held) }
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(g.opts.BodyTimeout))
@@ -55,12 +68,12 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, limit int64, 
 		release()
 		return nil, nil, tooLarge()
 	}
-	if extra := held - int64(buf.Len()); extra > 0 {
-		g.buffered.Release(extra)
-		held = int64(buf.Len())
-	}
-	if held == 0 {
+	if n := int64(buf.Len()); n == 0 {
+		release()
 		return nil, func() {}, nil
+	} else if keep := min(hold(n), held); keep < held {
+		g.buffered.Release(held - keep)
+		held = keep
 	}
 	return buf.Bytes(), release, nil
 }

@@ -48,7 +48,7 @@ func (g *Gateway) uploadTooLarge(op string) func() error {
 }
 
 func (g *Gateway) createFunction(w http.ResponseWriter, r *http.Request, _ pathArgs) error {
-	body, release, err := g.readBody(w, r, g.uploadLimit, g.uploadTooLarge(opCreateFunction))
+	body, release, err := g.readUpload(w, r, opCreateFunction)
 	if err != nil {
 		return err
 	}
@@ -171,7 +171,7 @@ func (g *Gateway) updateFunctionCode(w http.ResponseWriter, r *http.Request, a p
 	if err != nil {
 		return err
 	}
-	body, release, err := g.readBody(w, r, g.uploadLimit, g.uploadTooLarge(opUpdateFunctionCode))
+	body, release, err := g.readUpload(w, r, opUpdateFunctionCode)
 	if err != nil {
 		return err
 	}

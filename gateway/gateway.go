@@ -46,7 +46,8 @@ type Options struct {
 	// past the second, the new connection is closed at once.
 	MaxConns, MaxConnsPerIP int
 	// MaxBufferedBytes bounds the request bodies held in memory at once,
-	// all requests together (default 512 MiB). A request waits for room.
+	// all requests together, a code upload counting its decoded zip too
+	// (default 512 MiB). A request waits for room.
 	MaxBufferedBytes int64
 	// ReadHeaderTimeout (default 10 s) bounds reading a request's headers;
 	// BodyTimeout (default 2 min) bounds reading its body; IdleTimeout
@@ -108,7 +109,7 @@ func New(opts Options) (*Gateway, error) {
 		buffered:    semaphore.NewWeighted(opts.MaxBufferedBytes),
 		uploadLimit: base64Len(opts.MaxZipSize) + uploadSlack,
 	}
-	if g.uploadLimit > opts.MaxBufferedBytes {
+	if g.uploadLimit+g.uploadLimit/4*3 > opts.MaxBufferedBytes {
 		return nil, fmt.Errorf("gateway: MaxBufferedBytes %d is below one upload (%d)", opts.MaxBufferedBytes, g.uploadLimit)
 	}
 	g.srv = &http.Server{

@@ -96,42 +96,49 @@ type pathArgs struct {
 // maxPathSegments bounds the work route does on a path.
 const maxPathSegments = 8
 
+// routeTable is routes with each path split into segments, built once;
+// it is never changed.
+var routeTable = func() [][]string {
+	t := make([][]string, len(routes))
+	for i, rt := range routes {
+		t[i] = strings.Split(strings.TrimPrefix(rt.path, "/"), "/")
+	}
+	return t
+}()
+
 // route finds the operation for method and the escaped path. A trailing
 // slash is ignored (the SDKs send some paths with one).
 func route(method, escapedPath string) (string, pathArgs, error) {
 	var a pathArgs
 	p := strings.TrimSuffix(escapedPath, "/")
 	segs := strings.SplitN(strings.TrimPrefix(p, "/"), "/", maxPathSegments+1)
-	if len(segs) <= maxPathSegments {
-	next:
-		for _, rt := range routes {
-			pat := strings.Split(strings.TrimPrefix(rt.path, "/"), "/")
-			if len(pat) != len(segs) {
-				continue
-			}
-			var fn string
-			for i, ps := range pat {
-				switch ps {
-				case "{F}", "{*}":
-					v, err := url.PathUnescape(segs[i])
-					if err != nil || v == "" {
-						continue next
-					}
-					if ps == "{F}" {
-						fn = v
-					}
-				default:
-					if segs[i] != ps {
-						continue next
-					}
+	if len(segs) > maxPathSegments {
+		return "", a, unknownOperation()
+	}
+next:
+	for i, pat := range routeTable {
+		if len(pat) != len(segs) || routes[i].method != method {
+			continue
+		}
+		var fn string
+		for j, ps := range pat {
+			switch ps {
+			case "{F}", "{*}":
+				v, err := url.PathUnescape(segs[j])
+				if err != nil || v == "" {
+					continue next
+				}
+				if ps == "{F}" {
+					fn = v
+				}
+			default:
+				if segs[j] != ps {
+					continue next
 				}
 			}
-			if rt.method != method {
-				continue
-			}
-			a.Function = fn
-			return rt.op, a, nil
 		}
+		a.Function = fn
+		return routes[i].op, a, nil
 	}
 	return "", a, unknownOperation()
 }
