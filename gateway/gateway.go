@@ -163,8 +163,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := h(w, r, args); err != nil {
-		if !errors.Is(err, context.Canceled) {
-			g.log.Debug("request failed", "op", op, "request_id", reqID, "err", err)
+		switch {
+		case errors.Is(err, context.Canceled):
+		case statusOf(rpc.AsError(err).Code) >= 500 && rpc.AsError(err).Code != CodeNotImplemented:
+			g.log.Warn("request failed", "op", op, "function", args.Function, "request_id", reqID, "err", err)
+		default:
+			g.log.Debug("request refused", "op", op, "function", args.Function, "request_id", reqID, "err", err)
 		}
 		writeError(w, err)
 	}
