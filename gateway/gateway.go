@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -50,8 +51,10 @@ type Options struct {
 	// (default 512 MiB). A request waits for room.
 	MaxBufferedBytes int64
 	// ReadHeaderTimeout (default 10 s) bounds reading a request's headers;
-	// BodyTimeout (default 2 min) bounds reading its body; IdleTimeout
-	// (default 2 min) bounds a kept-alive connection between requests.
+	// BodyTimeout (default 2 min) bounds reading its body, and writing the
+	// response once it begins (the operation itself may take as long as
+	// the function's timeout); IdleTimeout (default 2 min) bounds a
+	// kept-alive connection between requests.
 	ReadHeaderTimeout, BodyTimeout, IdleTimeout time.Duration
 	Logger                                      *slog.Logger
 }
@@ -95,7 +98,8 @@ type Gateway struct {
 	log         *slog.Logger
 	buffered    *semaphore.Weighted
 	srv         *http.Server
-	uploadLimit int64 // body limit of CreateFunction and UpdateFunctionCode
+	uploadLimit int64                         // body limit of CreateFunction and UpdateFunctionCode
+	ln          atomic.Pointer[limitListener] // set by Serve
 }
 
 // New returns a gateway over opts.Ops.
@@ -130,7 +134,9 @@ func base64Len(n int64) int64 { return (n + 2) / 3 * 4 }
 
 // Serve accepts connections on ln (bounded as Options say) until Close.
 func (g *Gateway) Serve(ln net.Listener) error {
-	err := g.srv.Serve(newLimitListener(ln, g.opts.MaxConns, g.opts.MaxConnsPerIP))
+	l := newLimitListener(ln, g.opts.MaxConns, g.opts.MaxConnsPerIP)
+	g.ln.Store(l)
+	err := g.srv.Serve(l)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -145,7 +151,8 @@ func (g *Gateway) Close() error { return g.srv.Close() }
 func (g *Gateway) Handler() http.Handler { return g }
 
 // ServeHTTP routes one request to its operation.
-func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	w := &deadlineWriter{ResponseWriter: rw, timeout: g.opts.BodyTimeout}
 	reqID := newRequestID()
 	w.Header().Set("X-Amzn-RequestId", reqID)
 	if _, err := ParseAuthorization(r.Header.Values("Authorization")); err != nil {
@@ -173,6 +180,33 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 	}
 }
+
+// deadlineWriter sets the connection's write deadline when the response
+// begins, so a client that stops reading cannot hold its connection (and
+// the response's bytes) for ever.
+type deadlineWriter struct {
+	http.ResponseWriter
+	timeout time.Duration
+	started bool
+}
+
+func (d *deadlineWriter) WriteHeader(status int) {
+	if !d.started {
+		d.started = true
+		_ = http.NewResponseController(d.ResponseWriter).SetWriteDeadline(time.Now().Add(d.timeout))
+	}
+	d.ResponseWriter.WriteHeader(status)
+}
+
+func (d *deadlineWriter) Write(b []byte) (int, error) {
+	if !d.started {
+		d.WriteHeader(http.StatusOK)
+	}
+	return d.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (d *deadlineWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }
 
 // handlerFunc serves one operation; an error it returns is answered as
 // Lambda's error (it must not have written anything then).

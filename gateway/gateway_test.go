@@ -402,3 +402,35 @@ func TestSlowHeadersClosed(t *testing.T) {
 		t.Fatal("a connection with unfinished headers was kept for 30 s")
 	}
 }
+
+// TestResponseWriteBounded: a client that never reads its response loses
+// its connection once the write deadline passes, rather than holding it.
+func TestResponseWriteBounded(t *testing.T) {
+	t.Parallel()
+	ops := refusingOps(t)
+	big := bytes.Repeat([]byte("x"), 6<<20)
+	called := make(chan struct{})
+	ops.Invoke = func(context.Context, *rpc.InvokeRequest) (*rpc.InvokeResponse, error) {
+		close(called)
+		return &rpc.InvokeResponse{StatusCode: 200, Payload: big, ExecutedVersion: rpc.VersionLatest}, nil
+	}
+	g, base := serve(t, Options{Ops: ops, BodyTimeout: 200 * time.Millisecond})
+	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.(*net.TCPConn).SetReadBuffer(4 << 10); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(c, "POST /2015-03-31/functions/f/invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+	// Read nothing: the server must give the connection up by itself.
+	<-called
+	deadline := time.Now().Add(30 * time.Second)
+	for g.ln.Load().open() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the server still holds a connection whose client does not read")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -44,6 +44,17 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	}
 }
 
+// open returns how many accepted connections are open.
+func (l *limitListener) open() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, c := range l.byIP {
+		n += c
+	}
+	return n
+}
+
 func (l *limitListener) release(ip string) {
 	l.mu.Lock()
 	if l.byIP[ip]--; l.byIP[ip] <= 0 {
