@@ -88,6 +88,13 @@ func TestGatewayGoSDK(t *testing.T) {
 		t.Errorf("DryRun: %+v, %v", dry, err)
 	}
 
+	// Event waits for the async queue: a clear error until then.
+	_, err = c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("behave"), InvocationType: types.InvocationTypeEvent, Payload: []byte(`{}`)})
+	var evErr *types.InvalidParameterValueException
+	if !errors.As(err, &evErr) || !strings.Contains(aws.ToString(evErr.Message), "Event") {
+		t.Errorf("Invoke with InvocationType Event: %T %v", err, err)
+	}
+
 	// Errors are the SDK's typed exceptions.
 	_, err = c.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: aws.String("missing")})
 	var nf *types.ResourceNotFoundException
