@@ -25,6 +25,8 @@ type Config struct {
 	// RPCListener is where clients (and, on servers, Raft peers) connect.
 	// Required: the caller opens it, so a test can pass 127.0.0.1:0.
 	RPCListener net.Listener
+	// HTTPListener, when set, serves Lambda's REST API (the gateway).
+	HTTPListener net.Listener
 	// Advertise is the rpc address peers use (default: the listener's).
 	Advertise string
 	// GossipAddr is the memberlist bind address (default: the rpc IP and

@@ -155,6 +155,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.registerCluster()
 	n.registerInternal()
 	rpc.Handle(n.server, rpc.MethodFunctionMetrics, n.functionMetrics)
+	n.registerAccount()
 	n.bg.Add(1)
 	go func() {
 		defer n.bg.Done()
@@ -181,6 +182,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}()
 	if n.raft != nil {
 		n.observeLeaders()
+	}
+	if err := n.startGateway(); err != nil {
+		return nil, err
 	}
 	if cfg.Server {
 		n.startLeaderLoop()

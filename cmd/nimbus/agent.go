@@ -38,6 +38,7 @@ func (c *cli) agentCmd() *cobra.Command {
 		metricsAddr         string
 		accountLimit        int
 		memoryMB            int
+		httpAddr            string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -102,11 +103,18 @@ func (c *cli) agentCmd() *cobra.Command {
 				return fmt.Errorf("rpc listener: %w", err)
 			}
 			cfg.RPCListener = ln
+			if cfg.HTTPListener, err = listenHTTP(httpAddr, dev, listen); err != nil {
+				ln.Close()
+				return err
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			n, err := node.Start(ctx, cfg)
 			if err != nil {
 				ln.Close()
+				if cfg.HTTPListener != nil {
+					cfg.HTTPListener.Close()
+				}
 				return err
 			}
 			explicit := cmd.Flags().Changed("metrics-addr")
@@ -130,6 +138,9 @@ func (c *cli) agentCmd() *cobra.Command {
 				}
 			}
 			fmt.Fprintf(c.stderr, "nimbus agent %s serving on %s (data dir %s)\n", n.Name(), n.Addr(), dataDir)
+			if a := n.HTTPAddr(); a != "" {
+				fmt.Fprintf(c.stderr, "Lambda REST API on http://%s\n", a)
+			}
 			<-ctx.Done()
 			log.Info("shutting down")
 			return n.Close()
@@ -140,6 +151,7 @@ func (c *cli) agentCmd() *cobra.Command {
 	f.BoolVar(&server, "server", false, "be a Raft voter (1, 3 or 5 per cluster)")
 	f.BoolVar(&worker, "worker", false, "run sandboxes")
 	f.StringVar(&dataDir, "data-dir", "/var/lib/nimbus", "where Raft, code, logs and the sandbox image are kept")
+	f.StringVar(&httpAddr, "http-addr", "", "IP:PORT of Lambda's REST API, or off (default: 127.0.0.1:9000 with --dev, the --bind IP at port 9000 in a cluster)")
 	f.StringVar(&rpcAddr, "rpc-addr", "127.0.0.1:8700", "address clients connect to (--dev)")
 	f.StringVar(&bind, "bind", "", "IP:PORT of this node: rpc and Raft on PORT, gossip on PORT+1")
 	f.StringSliceVar(&join, "join", nil, "IP:PORT of nodes to join (comma-separated or repeated)")
