@@ -33,6 +33,9 @@ const (
 	// looking for it in the stream (it is delivered to subscribers as it
 	// is published, a moment before the stream commits it).
 	visibleWait = 2 * time.Second
+	// settleMax is how long a Read waits for this node's own unpublished
+	// lines of the function.
+	settleMax = 500 * time.Millisecond
 )
 
 // Read returns the events of req.FunctionName after the cursor req.After
@@ -69,6 +72,7 @@ func (s *Store) Read(ctx context.Context, req *rpc.ReadLogsRequest) (*rpc.ReadLo
 	if err != nil {
 		return nil, err
 	}
+	s.settle(req.FunctionName, settleMax)
 	sc := &scan{
 		fn: req.FunctionName, after: req.After, since: req.SinceMs, until: req.UntilMs,
 		requestID: req.RequestID, filter: filter, limit: limit,

@@ -106,6 +106,7 @@ type queue struct {
 	events  []rpc.LogEvent
 	bytes   int
 	dropped int
+	sending bool // a batch taken from it is being published
 	wake    chan struct{}
 }
 
@@ -194,7 +195,9 @@ func (s *Store) WaitReady(ctx context.Context) error {
 		return err
 	}
 	for {
-		_, err := js.AccountInfo(ctx)
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := js.AccountInfo(actx)
+		cancel()
 		if err == nil {
 			return nil
 		}
@@ -266,6 +269,23 @@ func (s *Store) Append(function string, events ...rpc.LogEvent) error {
 	return nil
 }
 
+// settle waits, up to max, until this node has published every line of
+// fn it holds, so that a read on the node that ran an invocation sees all
+// of that invocation's lines.
+func (s *Store) settle(fn string, max time.Duration) {
+	deadline := time.Now().Add(max)
+	for {
+		s.mu.Lock()
+		q := s.queues[fn]
+		busy := q != nil && (len(q.events) > 0 || q.sending)
+		s.mu.Unlock()
+		if !busy || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
 // platformPrefixes start the lines the platform writes per invocation.
 var platformPrefixes = []string{"START RequestId: ", "END RequestId: ", "REPORT RequestId: ", "INIT_START ", "nimbus: "}
 
@@ -310,6 +330,7 @@ func (s *Store) take(q *queue) []rpc.LogEvent {
 		})
 		q.dropped = 0
 	}
+	q.sending = len(batch) > 0
 	return batch
 }
 
@@ -357,6 +378,9 @@ func (s *Store) publish(q *queue) {
 			s.published.Add(uint64(len(batch)))
 			s.batches.Add(1)
 		}
+		s.mu.Lock()
+		q.sending = false
+		s.mu.Unlock()
 		if closing {
 			return
 		}

@@ -1,9 +1,9 @@
 package logstore
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"context"
 	"fmt"
 	"strings"
 	"testing"
