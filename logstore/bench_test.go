@@ -66,8 +66,8 @@ func ingest(b *testing.B, st *Store, fns int) {
 
 // BenchmarkIngestDev: one node, R1 (a dev node's store).
 func BenchmarkIngestDev(b *testing.B) {
-	_, st := devStore(b, Options{GroupMaxBytes: 200 << 20, BufferBytes: 64 << 20})
-	ingest(b, st, 4)
+	_, st := devStore(b, Options{GroupMaxBytes: 8 << 20, BufferBytes: 64 << 20})
+	ingest(b, st, benchFunctions())
 }
 
 // BenchmarkIngestCluster3: three servers in one process, R3; the
@@ -75,7 +75,7 @@ func BenchmarkIngestDev(b *testing.B) {
 func BenchmarkIngestCluster3(b *testing.B) {
 	tc := startTestCluster(b, 3)
 	tc.store(b, 0, "r1") // waits for the cluster to form
-	st, err := Open(Options{Node: "w1", GroupMaxBytes: 64 << 20, BufferBytes: 64 << 20, Replicas: func() int { return 3 },
+	st, err := Open(Options{Node: "w1", GroupMaxBytes: 8 << 20, BufferBytes: 64 << 20, Replicas: func() int { return 3 },
 		Connect: func() (*nats.Conn, error) {
 			return ConnectURLs("w1", tc.clients, []byte("cluster test secret"))
 		}})
@@ -88,7 +88,16 @@ func BenchmarkIngestCluster3(b *testing.B) {
 	if err := st.WaitReady(ctx); err != nil {
 		b.Fatal(err)
 	}
-	ingest(b, st, 4)
+	ingest(b, st, benchFunctions())
+}
+
+// benchFunctions is how many functions the ingestion benchmarks write to
+// at once: NIMBUS_BENCH_FUNCTIONS, default 4.
+func benchFunctions() int {
+	if v, err := strconv.Atoi(os.Getenv("NIMBUS_BENCH_FUNCTIONS")); err == nil && v > 0 {
+		return v
+	}
+	return 4
 }
 
 // BenchmarkFollowLatency: the time from Append to the return of a

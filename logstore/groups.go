@@ -25,6 +25,8 @@ func (s *Store) Groups(ctx context.Context) ([]rpc.LogGroup, error) {
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, 4*apiTimeout)
+	defer cancel()
 	var out []rpc.LogGroup
 	l := js.ListStreams(ctx, jetstream.WithStreamListSubject(subjectPrefix+">"))
 	for info := range l.Info() {
@@ -50,7 +52,7 @@ func (s *Store) Group(ctx context.Context, fn string) (rpc.LogGroup, error) {
 	if err != nil {
 		return rpc.LogGroup{}, err
 	}
-	st, err := js.Stream(ctx, streamOf(fn))
+	st, err := streamInfo(ctx, js, fn)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return rpc.LogGroup{FunctionName: fn, LogGroupName: logGroupOf(fn), MaxBytes: s.opts.GroupMaxBytes}, nil
 	}
@@ -74,16 +76,18 @@ func (s *Store) describe(ctx context.Context, js jetstream.JetStream, info *jets
 	if info.State.Msgs == 0 {
 		return g
 	}
-	st, err := js.Stream(ctx, info.Config.Name)
+	st, err := streamInfo(ctx, js, fn)
 	if err != nil {
 		return g
 	}
-	if m, err := st.GetMsg(ctx, info.State.FirstSeq, jetstream.WithGetMsgSubject(subjectOf(fn))); err == nil {
+	if m, err := getMsg(ctx, st, info.State.FirstSeq, subjectOf(fn)); err == nil {
 		if _, evs, err := decodeBatch(m.Data); err == nil {
 			g.FirstEventMs = evs[0].TimeMs
 		}
 	}
-	if m, err := st.GetLastMsgForSubject(ctx, subjectOf(fn)); err == nil {
+	lctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	if m, err := st.GetLastMsgForSubject(lctx, subjectOf(fn)); err == nil {
 		if _, evs, err := decodeBatch(m.Data); err == nil {
 			g.LastEventMs = evs[len(evs)-1].TimeMs
 		}
@@ -121,10 +125,12 @@ func (s *Store) PutRetention(ctx context.Context, fn string, days int) (rpc.LogG
 	if err != nil {
 		return rpc.LogGroup{}, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, 4*apiTimeout)
+	defer cancel()
 	if err := s.ensureStream(ctx, js, fn); err != nil {
 		return rpc.LogGroup{}, storeErr(err)
 	}
-	st, err := js.Stream(ctx, streamOf(fn))
+	st, err := streamInfo(ctx, js, fn)
 	if err != nil {
 		return rpc.LogGroup{}, storeErr(err)
 	}
@@ -150,4 +156,20 @@ func (s *Store) Delete(ctx context.Context, fn string) error {
 		return storeErr(err)
 	}
 	return nil
+}
+
+// StreamLeader names the server leading fn's stream ("" when unknown).
+func (s *Store) StreamLeader(ctx context.Context, fn string) string {
+	js, err := s.jetStream()
+	if err != nil {
+		return ""
+	}
+	st, err := streamInfo(ctx, js, fn)
+	if err != nil {
+		return ""
+	}
+	if c := st.CachedInfo().Cluster; c != nil {
+		return c.Leader
+	}
+	return ""
 }

@@ -145,7 +145,7 @@ type scan struct {
 // run reads from sc.after once, without waiting.
 func (sc *scan) run(ctx context.Context, js jetstream.JetStream) (*rpc.ReadLogsResponse, error) {
 	resp := &rpc.ReadLogsResponse{Next: sc.after}
-	st, err := js.Stream(ctx, streamOf(sc.fn))
+	st, err := streamInfo(ctx, js, sc.fn)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return resp, nil // nothing logged yet
 	}
@@ -181,7 +181,7 @@ func (sc *scan) run(ctx context.Context, js jetstream.JetStream) (*rpc.ReadLogsR
 			resp.More = true
 			return resp, nil
 		}
-		msg, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		msg, err := getMsg(ctx, st, seq, subject)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			break
 		}
@@ -241,7 +241,7 @@ func findTime(ctx context.Context, st jetstream.Stream, subject string, first, l
 	lo, hi := first, last+1
 	for lo < hi {
 		mid := lo + (hi-lo)/2
-		msg, err := st.GetMsg(ctx, mid, jetstream.WithGetMsgSubject(subject))
+		msg, err := getMsg(ctx, st, mid, subject)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			hi = mid
 			continue
@@ -265,8 +265,29 @@ func findTime(ctx context.Context, st jetstream.Stream, subject string, first, l
 // storeErr turns an error of the engine into a ServiceException.
 func storeErr(err error) error {
 	var re *rpc.Error
-	if errors.As(err, &re) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.As(err, &re) || errors.Is(err, context.Canceled) {
 		return err
 	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+		return rpc.Errorf(rpc.CodeService, "log store: no answer in time (electing a leader?); try again")
+	}
 	return rpc.Errorf(rpc.CodeService, "log store: %v", err)
+}
+
+// apiTimeout bounds one request to JetStream: a stream electing a new
+// leader does not answer, and the caller should hear so and try again
+// rather than wait out its whole deadline.
+const apiTimeout = 3 * time.Second
+
+func streamInfo(ctx context.Context, js jetstream.JetStream, fn string) (jetstream.Stream, error) {
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	return js.Stream(ctx, streamOf(fn))
+}
+
+// getMsg returns the first batch of subject at or after seq.
+func getMsg(ctx context.Context, st jetstream.Stream, seq uint64, subject string) (*jetstream.RawStreamMsg, error) {
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	return st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
 }

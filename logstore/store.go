@@ -418,8 +418,12 @@ func (s *Store) publishBatch(fn string, data []byte) bool {
 		if err == nil {
 			return true
 		}
-		if attempt == 0 || attempt%50 == 0 {
-			s.log.Debug("log store: publish", "function", fn, "attempt", attempt, "err", err)
+		switch {
+		case attempt == 0:
+			s.log.Debug("log store: publish", "function", fn, "err", err)
+		case attempt%20 == 10:
+			// Past an election's worth of retries: an operator should know.
+			s.log.Warn("log store: publish keeps failing", "function", fn, "attempt", attempt, "err", err)
 		}
 		select {
 		case <-time.After(backoff):

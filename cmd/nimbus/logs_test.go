@@ -83,7 +83,7 @@ func TestCLILogs(t *testing.T) {
 		{[]string{"--filter", `%^(START|END)%`}, 4},
 		{[]string{"--request-id", e["requestId"]}, 6},
 		{[]string{"--since", "1h", "--until", time.Now().Add(time.Hour).Format(time.RFC3339)}, 12},
-		{[]string{"--until", "1h"}, 0},
+		{[]string{"--since", "2h", "--until", "1h"}, 0},
 	} {
 		r := run(append([]string{"logs", "tail", "chatty", "--format", "short"}, c.args...)...)
 		if r.code != 0 {
