@@ -30,6 +30,7 @@ func freeAddr(t testing.TB) string {
 // testCluster is three embedded JetStream servers on loopback, routed to
 // each other from the start, as nodes configure them from gossip.
 type testCluster struct {
+	cfgs    []ServerConfig
 	servers []*Server
 	clients []string // client addresses
 	alive   []bool
@@ -54,6 +55,7 @@ func startTestCluster(t testing.TB, n int) *testCluster {
 		if err != nil {
 			t.Fatal(err)
 		}
+		tc.cfgs = append(tc.cfgs, cfg)
 		tc.servers = append(tc.servers, srv)
 		tc.alive = append(tc.alive, true)
 	}
@@ -197,6 +199,23 @@ func TestClusterLeaderDies(t *testing.T) {
 		}
 		checkLines(t, fmt.Sprintf("survivor s%d", i+1), got, total, line)
 	}
+
+	// The dead server comes back on its data and catches up: a store on
+	// it reads every line.
+	srv, err := StartServer(tc.cfgs[leader])
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.servers[leader], tc.alive[leader] = srv, true
+	back := tc.store(t, leader, "back")
+	var got []rpc.LogEvent
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		got = readAllTolerant(t, back, "steady")
+		if len(got) >= total || time.Now().After(deadline) {
+			break
+		}
+	}
+	checkLines(t, "the restarted server", got, total, line)
 }
 
 // isTransient reports a store error that a new leader's election explains.

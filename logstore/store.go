@@ -323,6 +323,7 @@ func (s *Store) take(q *queue) []rpc.LogEvent {
 	q.bytes -= size
 	s.buffered -= size
 	if len(q.events) == 0 && q.dropped > 0 {
+		s.log.Warn("log store: lines dropped (buffer full)", "function", q.fn, "lines", q.dropped, "dropped_total", s.dropped.Load())
 		batch = append(batch, rpc.LogEvent{
 			TimeMs: time.Now().UnixMilli(),
 			Stream: StreamPlatform,

@@ -180,7 +180,9 @@ func (n *Node) logsLoop() {
 	}
 	for {
 		routes := n.logRoutes()
-		if srv == nil && (hasState || len(routes) >= need) {
+		// A first start also waits for the scheduler's Raft to elect its
+		// first leader, so the two elections do not compete for the CPU.
+		if srv == nil && (hasState || len(routes) >= need && n.raftHasLeader()) {
 			var err error
 			if srv, err = logstore.StartServer(n.logServerConfig(routes)); err != nil {
 				n.log.Error("log store server", "err", err)
@@ -199,6 +201,14 @@ func (n *Node) logsLoop() {
 		case <-tick.C:
 		}
 	}
+}
+
+func (n *Node) raftHasLeader() bool {
+	if n.raft == nil {
+		return true
+	}
+	addr, _ := n.raft.LeaderWithID()
+	return addr != ""
 }
 
 // logRoutes returns the route addresses of the servers gossip knows
