@@ -49,6 +49,7 @@ type Node struct {
 	members    *membership
 	code       *bundle.Store
 	logs       *logstore.Store
+	logRole    *logsRole
 	sandboxes  Sandboxes // workers only
 	server     *rpc.Server
 	peers      *peerPool
@@ -100,10 +101,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.code, err = bundle.OpenStore(filepath.Join(cfg.DataDir, "code")); err != nil {
 		return nil, err
 	}
-	if n.logs, err = logstore.Open(filepath.Join(cfg.DataDir, "logs"), logstore.Options{}); err != nil {
+	if err := n.openLogs(); err != nil {
 		return nil, err
 	}
-	n.closers = append(n.closers, n.logs.Close)
 
 	if cfg.Worker {
 		stateDir := cfg.SandboxStateDir
@@ -186,6 +186,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.startGateway(); err != nil {
 		return nil, err
 	}
+	n.startLogs()
 	if cfg.Server {
 		n.startLeaderLoop()
 		if !cfg.Dev && cfg.BootstrapExpect > 0 {

@@ -46,7 +46,8 @@ func (c *cli) agentCmd() *cobra.Command {
 		Long: "Run a node.\n\n" +
 			"  --dev                      one node with both roles and a single-voter Raft; nothing else to configure\n" +
 			"  --server --worker --bind IP:PORT --join IP:PORT,... --bootstrap-expect 3\n" +
-			"                             a cluster node; rpc and Raft share PORT (default 8700), gossip uses PORT+1\n" +
+			"                             a cluster node; rpc and Raft share PORT (default 8700), gossip uses PORT+1,\n" +
+			"                             the log store PORT+2 (clients) and PORT+3 (routes between servers)\n" +
 			"  --worker --bind IP:PORT --join IP:PORT\n" +
 			"                             a worker-only node",
 		Args: cobra.NoArgs,
