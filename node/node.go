@@ -45,6 +45,7 @@ type Node struct {
 	mux        *portMux      // cluster nodes: client rpc, peer rpc and Raft share the port
 	peerAuth   *rpc.PeerAuth // cluster nodes: this node on the peer channel
 	limiter    *rpc.ConnLimiter
+	metrics    *metrics
 	members    *membership
 	code       *bundle.Store
 	logs       *logstore.Store
@@ -92,6 +93,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.limiter = rpc.NewConnLimiter(cfg.MaxConns, cfg.MaxConnsPerSource, n.log.With("component", "rpc"))
 	n.peers = newPeerPool(n.peerAuth)
+	n.metrics = newMetrics(n, cfg.MetricsFunctionLimit)
 	n.closers = append(n.closers, n.peers.Close)
 	n.watch = newWorkerWatch()
 
@@ -143,6 +145,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 	n.server = rpc.NewServer(rpc.ServerOptions{
 		Logger:   n.log.With("component", "rpc"),
+		Observe:  n.metrics.observeRPC,
 		Limiter:  n.limiter,
 		Admitted: n.mux != nil, // the mux admits every connection
 	})
@@ -152,6 +155,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.registerCluster()
 	n.registerInternal()
 	n.registerAccount()
+	rpc.Handle(n.server, rpc.MethodFunctionMetrics, n.functionMetrics)
 	n.bg.Add(1)
 	go func() {
 		defer n.bg.Done()
@@ -173,6 +177,14 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	if err := n.startGateway(); err != nil {
 		return nil, err
+	}
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		n.sampleLoop()
+	}()
+	if n.raft != nil {
+		n.observeLeaders()
 	}
 	if cfg.Server {
 		n.startLeaderLoop()
@@ -248,6 +260,9 @@ func nodeName(cfg Config) (string, error) {
 // functionChanged follows the registry: warm sandboxes of an old revision
 // (or of a deleted function) are retired.
 func (n *Node) functionChanged(old, cur *rpc.FunctionConfig) {
+	if old != nil && cur == nil {
+		n.metrics.fns.forget(old.Name) // a deleted function stops being exported
+	}
 	if old == nil || n.sandboxes == nil {
 		return
 	}

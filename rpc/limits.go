@@ -38,6 +38,7 @@ type ConnLimiter struct {
 	total    int
 	bySource map[string]int
 	refusing atomic.Int32
+	refused  atomic.Uint64
 }
 
 // NewConnLimiter returns a limiter; zero values take the defaults. log may
@@ -77,12 +78,16 @@ func (l *ConnLimiter) Admit(c net.Conn) net.Conn {
 	}
 	l.mu.Unlock()
 	if e != nil {
+		l.refused.Add(1)
 		l.log.warn("refused", "rpc: connection refused", "remote", src, "err", e.Message)
 		l.refuse(c, e)
 		return nil
 	}
 	return &limitedConn{Conn: c, l: l, src: src}
 }
+
+// Refused returns how many connections it has refused.
+func (l *ConnLimiter) Refused() uint64 { return l.refused.Load() }
 
 func (l *ConnLimiter) release(src string) {
 	l.mu.Lock()

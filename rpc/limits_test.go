@@ -353,3 +353,43 @@ func (c *scriptConn) Read(p []byte) (int, error) {
 func (c *scriptConn) Write(p []byte) (int, error) { return len(p), nil }
 func (c *scriptConn) SetDeadline(time.Time) error { return nil }
 func (c *scriptConn) RemoteAddr() net.Addr        { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+
+// TestGreedyReaderDoesNotStallOthers: a client that does not read its
+// answers pushes the server past its answer budget; it gets no more
+// requests read, but a client that reads its answers is served as usual.
+func TestGreedyReaderDoesNotStallOthers(t *testing.T) {
+	t.Parallel()
+	const answer = 256 << 10
+	ts := startServer(t, ServerOptions{
+		MaxInflight:       4,
+		MaxConnWriteBytes: 16 << 20,
+		MaxWriteBytes:     1 << 20,
+		FrameTimeout:      3 * time.Second,
+	}, func(s *Server) {
+		Handle(s, "Test.Big", func(ctx context.Context, req *echoReq) (*echoResp, error) {
+			return &echoResp{N: req.N, Payload: make([]byte, answer)}, nil
+		})
+	})
+	greedy := rawDial(t, ts.addr)
+	if tc, ok := greedy.(*net.TCPConn); ok {
+		tc.SetReadBuffer(4 << 10)
+	}
+	go func() {
+		for i := 1; i <= 200; i++ {
+			if _, err := greedy.Write(frameBytes(t, uint64(i), "Test.Big", 0, nil, &echoReq{N: i})); err != nil {
+				return
+			}
+		}
+	}()
+	waitFor(t, "the server over its answer budget", func() bool { return ts.writes.over() })
+	polite := dialTest(t, ts.addr, ClientOptions{})
+	for i := 0; i < 20; i++ {
+		var resp echoResp
+		if err := polite.Call(testCtx(t), "Test.Big", &echoReq{N: i}, &resp); err != nil || resp.N != i || len(resp.Payload) != answer {
+			t.Fatalf("polite call %d while the greedy one holds the budget: %v", i, err)
+		}
+	}
+	if !ts.writes.over() {
+		t.Log("the greedy connection's answers drained meanwhile; the polite calls still had to pass")
+	}
+}

@@ -67,10 +67,15 @@ type ServerOptions struct {
 	MaxReadBytes int64
 	// MaxWriteBytes and MaxConnWriteBytes bound the bytes of answers
 	// encoded and not yet written, for the server and per connection; 0
-	// means 256 MiB and 16 MiB. Past either, the server reads no new
-	// request from the connection until its answers drain.
+	// means 256 MiB and 16 MiB. Past its own limit a connection gets no new
+	// request read until its answers drain; past the server's, neither does
+	// a client connection holding more than 256 KiB of them.
 	MaxWriteBytes     int64
 	MaxConnWriteBytes int64
+	// Observe, if set, is told every answered request of a registered
+	// method: its method, its error (nil on success) and how long the
+	// handler took. It runs on the handler's goroutine: keep it cheap.
+	Observe func(method string, err error, took time.Duration)
 	// Logger receives connection-level events; nil discards them.
 	Logger *slog.Logger
 }
@@ -190,7 +195,11 @@ func handle[Req, Resp any](s *Server, method string, peerOnly bool, fn func(ctx 
 		if err != nil {
 			return nil, Errorf(CodeInvalidParameterValue, "rpc: decode %s request: %v", method, err)
 		}
+		start := time.Now()
 		resp, err := fn(ctx, req)
+		if obs := s.opts.Observe; obs != nil {
+			obs(method, err, time.Since(start))
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -579,11 +588,27 @@ func (sc *serverConn) written(n int64) {
 	sc.s.writes.give(n)
 }
 
-// awaitWriteRoom holds the reader while this connection's unwritten answers,
-// or the server's, are over their limit: a caller that does not read its
-// answers gets no more requests run.
+// fairShare is how many unwritten answer bytes a client connection may
+// have and still be read while the server as a whole is over its answer
+// budget.
+const fairShare = 256 << 10
+
+// roomToRead reports whether the reader may take another request: its own
+// unwritten answers are under their limit, and, when the server's are over
+// theirs, it holds no more than a fair share of them. A connection that
+// reads its answers is never held up by one that does not; peer
+// connections answer only to their own limit.
+func (sc *serverConn) roomToRead() bool {
+	if sc.writes.over() {
+		return false
+	}
+	return sc.peer != "" || !sc.s.writes.over() || sc.writes.used.Load() <= fairShare
+}
+
+// awaitWriteRoom holds the reader until roomToRead: a caller that does not
+// read its answers gets no more requests run.
 func (sc *serverConn) awaitWriteRoom() error {
-	if !sc.writes.over() && !sc.s.writes.over() {
+	if sc.roomToRead() {
 		return nil
 	}
 	sc.writes.waiters.Add(1)
@@ -592,7 +617,7 @@ func (sc *serverConn) awaitWriteRoom() error {
 	defer sc.s.writes.waiters.Add(-1)
 	for {
 		ca, cb := sc.writes.changed(), sc.s.writes.changed()
-		if !sc.writes.over() && !sc.s.writes.over() {
+		if sc.roomToRead() {
 			return nil
 		}
 		select {

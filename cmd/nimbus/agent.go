@@ -35,6 +35,7 @@ func (c *cli) agentCmd() *cobra.Command {
 		logLevel            string
 		idleTimeout         time.Duration
 		debugAddr           string
+		metricsAddr         string
 		accountLimit        int
 		memoryMB            int
 		httpAddr            string
@@ -103,8 +104,13 @@ func (c *cli) agentCmd() *cobra.Command {
 			}
 			cfg.RPCListener = ln
 			if cfg.HTTPListener, err = listenHTTP(httpAddr, dev, listen); err != nil {
-				ln.Close()
-				return err
+				if httpAddr != "" {
+					ln.Close()
+					return err
+				}
+				// The default address is a convenience: a busy port is no
+				// reason not to run (say so, and serve rpc alone).
+				log.Warn("Lambda REST API off: its default address is not free (set --http-addr)", "err", err)
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -115,6 +121,20 @@ func (c *cli) agentCmd() *cobra.Command {
 					cfg.HTTPListener.Close()
 				}
 				return err
+			}
+			explicit := cmd.Flags().Changed("metrics-addr")
+			if !explicit && dev {
+				metricsAddr = defaultDevMetricsAddr
+			}
+			if metricsAddr != "" {
+				if err := serveMetrics(ctx, metricsAddr, n.MetricsHandler(), log); err != nil {
+					if explicit {
+						n.Close()
+						return err
+					}
+					// The dev default is a convenience: a busy port is no reason not to run.
+					log.Warn("metrics not served", "err", err)
+				}
 			}
 			if debugAddr != "" {
 				if err := serveDebug(ctx, debugAddr, log); err != nil {
@@ -141,12 +161,13 @@ func (c *cli) agentCmd() *cobra.Command {
 	f.StringVar(&bind, "bind", "", "IP:PORT of this node: rpc and Raft on PORT, gossip on PORT+1")
 	f.StringSliceVar(&join, "join", nil, "IP:PORT of nodes to join (comma-separated or repeated)")
 	f.IntVar(&bootstrapExpect, "bootstrap-expect", 0, "servers to wait for before the first Raft election")
-	f.StringVar(&encrypt, "encrypt", "", "base64 key (16, 24 or 32 bytes) encrypting gossip; see `nimbus keygen`")
+	f.StringVar(&encrypt, "encrypt", "", "the cluster key, required on cluster nodes: base64 (16, 24 or 32 bytes), the same on every node; it encrypts gossip and authenticates node-to-node calls (see `nimbus keygen`)")
 	f.StringVar(&name, "name", "", "node name (default: the one kept in the data dir, else the host name)")
 	f.IntVar(&accountLimit, "account-concurrency", 1000, "invocations running at once in the cluster (read by the leader)")
 	f.IntVar(&memoryMB, "memory", 0, "memory in MB this worker offers sandboxes (default: the host's less 1 GiB)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (off when empty)")
+	f.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (off when empty; "+defaultDevMetricsAddr+" with --dev)")
 	f.DurationVar(&idleTimeout, "sandbox-idle-timeout", 10*time.Minute, "how long an unused warm sandbox is kept")
 	return cmd
 }
