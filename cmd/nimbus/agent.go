@@ -105,8 +105,13 @@ func (c *cli) agentCmd() *cobra.Command {
 			}
 			cfg.RPCListener = ln
 			if cfg.HTTPListener, err = listenHTTP(httpAddr, dev, listen); err != nil {
-				ln.Close()
-				return err
+				if httpAddr != "" {
+					ln.Close()
+					return err
+				}
+				// The default address is a convenience: a busy port is no
+				// reason not to run (say so, and serve rpc alone).
+				log.Warn("Lambda REST API off: its default address is not free (set --http-addr)", "err", err)
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

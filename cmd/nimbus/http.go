@@ -34,7 +34,8 @@ func httpListenAddr(flag string, dev bool, bind string) (string, error) {
 	return net.JoinHostPort(host, strconv.Itoa(defaultHTTPPort)), nil
 }
 
-// listenHTTP opens the REST API's listener (nil when it is off).
+// listenHTTP opens the REST API's listener (nil when it is off). The
+// caller decides whether a busy default address is fatal.
 func listenHTTP(flag string, dev bool, bind string) (net.Listener, error) {
 	addr, err := httpListenAddr(flag, dev, bind)
 	if err != nil || addr == "" {
