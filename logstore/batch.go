@@ -33,14 +33,14 @@ const (
 	batchRaw = 1
 	batchS2  = 2
 
-	cursorBits     = 12
+	cursorBits     = 16
 	maxBatchEvents = 1 << cursorBits
 	// maxBatchBytes bounds the raw (uncompressed) size of a batch the
 	// publisher builds; maxDecoded bounds what a decoder accepts.
-	maxBatchBytes = 512 << 10
+	maxBatchBytes = 1 << 20
 	maxDecoded    = 2 << 20
 	// maxPayload is the largest message the servers accept.
-	maxPayload = 1 << 20
+	maxPayload = 2 << 20
 	// compressMin is the raw size from which compressing is tried.
 	compressMin = 512
 	// MaxLineBytes and maxRequestID bound one event's fields.

@@ -73,7 +73,7 @@ func ingest(b *testing.B, st *Store, fns int) {
 
 // BenchmarkIngestDev: one node, R1 (a dev node's store).
 func BenchmarkIngestDev(b *testing.B) {
-	_, st := devStore(b, Options{GroupMaxBytes: 8 << 20, BufferBytes: 64 << 20})
+	_, st := devStore(b, Options{GroupMaxBytes: benchGroupBytes(), BufferBytes: 64 << 20})
 	ingest(b, st, benchFunctions())
 }
 
@@ -82,7 +82,7 @@ func BenchmarkIngestDev(b *testing.B) {
 func BenchmarkIngestCluster3(b *testing.B) {
 	tc := startTestCluster(b, 3)
 	tc.store(b, 0, "r1") // waits for the cluster to form
-	st, err := Open(Options{Node: "w1", GroupMaxBytes: 8 << 20, BufferBytes: 64 << 20, Replicas: func() int { return 3 },
+	st, err := Open(Options{Node: "w1", GroupMaxBytes: benchGroupBytes(), BufferBytes: 64 << 20, Replicas: func() int { return 3 },
 		Connect: func() (*nats.Conn, error) {
 			return ConnectURLs("w1", tc.clients, []byte("cluster test secret"))
 		}})
@@ -106,6 +106,10 @@ func benchFunctions() int {
 	}
 	return 4
 }
+
+// benchGroupBytes shares 128 MiB of a test server's 256 MiB store among
+// the benchmark's groups.
+func benchGroupBytes() int64 { return 128 << 20 / int64(benchFunctions()) }
 
 // BenchmarkFollowLatency: the time from Append to the return of a
 // follower's long poll, one line at a time, on a dev store; p50 and p99.

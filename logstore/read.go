@@ -165,6 +165,11 @@ func (sc *scan) run(ctx context.Context, js jetstream.JetStream) (*rpc.ReadLogsR
 			if start, err = findTime(ctx, st, subject, state.FirstSeq, state.LastSeq, time.UnixMilli(sc.since).Add(-clockSkew)); err != nil {
 				return nil, err
 			}
+			// The batches before start are older than the range: the
+			// cursor passes them, so a follower does not read them later.
+			if start > state.FirstSeq {
+				resp.Next = cursorOf(start-1, maxBatchEvents-1)
+			}
 		}
 	} else if afterSeq+1 < state.FirstSeq {
 		resp.Expired = true

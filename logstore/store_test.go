@@ -276,3 +276,27 @@ func noise(i, n int) string {
 	}
 	return b.String()[:n]
 }
+
+// TestSinceMovesCursor: a read from a time after every stored line answers
+// nothing, with a cursor past them, so a follower going on from it never
+// prints the old lines.
+func TestSinceMovesCursor(t *testing.T) {
+	_, st := devStore(t, Options{})
+	for i := 0; i < 3; i++ {
+		st.Append("old", rpc.LogEvent{TimeMs: int64(i + 1), Line: "old line"})
+		waitPublished(t, st, uint64(i+1))
+	}
+	res, err := st.Read(context.Background(), &rpc.ReadLogsRequest{FunctionName: "old", SinceMs: time.Now().Add(time.Minute).UnixMilli()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Events) != 0 || res.Next == 0 {
+		t.Fatalf("%d events, next %d; want none and a cursor past the old lines", len(res.Events), res.Next)
+	}
+	st.Append("old", rpc.LogEvent{TimeMs: time.Now().UnixMilli(), Line: "new line"})
+	waitPublished(t, st, 4)
+	got := readAll(t, st, rpc.ReadLogsRequest{FunctionName: "old", After: res.Next})
+	if len(got) != 1 || got[0].Line != "new line" {
+		t.Fatalf("after the cursor: %+v", got)
+	}
+}

@@ -173,9 +173,9 @@ func (c *cli) tailLogs(ctx context.Context, o *tailOptions) error {
 		for i := range res.Events {
 			c.printEvent(o, &res.Events[i])
 		}
+		// From here on the cursor says where to go on; SinceMs and UntilMs
+		// still filter each line.
 		req.After = res.Next
-		// From here on the cursor says where to go on.
-		req.SinceMs = 0
 		if !o.follow && !res.More && len(res.Events) < req.Limit {
 			return nil
 		}
