@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"nimbus/rpc"
 )
 
 // run carries one invocation through an acquired sandbox and writes its
@@ -101,7 +103,7 @@ func (sb *sandbox) awaitInit(limit time.Duration, reqID string) (outcome, bool) 
 		return sb.exitOutcome(reqID), true
 	case <-t.C:
 		_ = sb.ctrKill()
-		return functionError("Runtime.InitTimeout",
+		return functionError(rpc.ErrTypeInitTimeout,
 			fmt.Sprintf("RequestId: %s Error: Init phase timed out after %.2f seconds", reqID, limit.Seconds())), true
 	}
 }
@@ -121,16 +123,16 @@ func (sb *sandbox) crashOutcome(inv *invocation) (outcome, string) {
 
 func (sb *sandbox) exitOutcome(reqID string) outcome {
 	if sb.cgroups.oomKills() > 0 {
-		return functionError("Runtime.OutOfMemory",
+		return functionError(rpc.ErrTypeOutOfMemory,
 			"RequestId: "+reqID+" Error: Runtime exited with error: signal: killed")
 	}
-	return functionError("Runtime.ExitError",
+	return functionError(rpc.ErrTypeExit,
 		"RequestId: "+reqID+" Error: Runtime exited with error: "+sb.exitDescription())
 }
 
 func (sb *sandbox) timeoutOutcome(inv *invocation, timeoutSec int) (outcome, string) {
 	msg := fmt.Sprintf("Task timed out after %d.00 seconds", timeoutSec)
-	o := functionError("Sandbox.Timedout", "RequestId: "+inv.id+" Error: "+msg)
+	o := functionError(rpc.ErrTypeTimedout, "RequestId: "+inv.id+" Error: "+msg)
 	if !inv.finish(o) {
 		return inv.out, "" // answered at the last moment
 	}

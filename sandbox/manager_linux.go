@@ -378,7 +378,7 @@ func (m *Manager) Close() error {
 }
 
 func (m *Manager) functionARN(name string) string {
-	return fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s", m.cfg.Region, m.cfg.AccountID, name)
+	return rpc.FunctionARN(m.cfg.Region, m.cfg.AccountID, name)
 }
 
 // NewRequestID returns a random UUID (version 4), Lambda's request id form.

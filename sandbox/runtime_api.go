@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net"
@@ -182,12 +183,12 @@ func (a *runtimeAPI) response(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxResponse+1))
 	if err != nil {
-		inv.finish(functionError("Runtime.ResponseError", "failed to read the runtime's response: "+err.Error()))
+		inv.finish(functionError(rpc.ErrTypeResponseError, "failed to read the runtime's response: "+err.Error()))
 		writeAPIError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
 		return
 	}
 	if len(body) > maxResponse {
-		inv.finish(functionError("Function.ResponseSizeTooLarge",
+		inv.finish(functionError(rpc.ErrTypeResponseTooLarge,
 			"Response payload size exceeded maximum allowed payload size ("+strconv.Itoa(maxResponse)+" bytes)."))
 		writeAPIError(w, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", "response too large")
 		return
@@ -214,27 +215,49 @@ func (a *runtimeAPI) initError(w http.ResponseWriter, r *http.Request) {
 	writeAccepted(w)
 }
 
-// readRuntimeError turns an error the runtime posted into Lambda's error
-// body: the runtime's own JSON if it is an object with errorType or
-// errorMessage, otherwise one built from the error-type header.
+// readRuntimeError turns an error the runtime posted into the body the
+// caller gets. A JSON object is passed through unchanged (aws-lambda-go's
+// stackTrace of frames, Node's trace, any extra field), except that a
+// missing or empty errorType is filled in, from the
+// Lambda-Runtime-Function-Error-Type header or as Runtime.Unknown. Anything
+// else (not JSON, or JSON that is not an object) becomes a Runtime.Unknown
+// error whose message is the body. The body is read once, bounded.
 func readRuntimeError(r *http.Request) outcome {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, maxResponse))
-	errType := r.Header.Get(headerErrorType)
-	var p rpc.FunctionErrorPayload
-	if json.Unmarshal(body, &p) == nil && (p.ErrorType != "" || p.ErrorMessage != "") {
-		if p.ErrorType == "" {
-			p.ErrorType = errType
-		}
-		if p.ErrorType == "" {
-			p.ErrorType = "Runtime.Unknown"
-		}
-		out, _ := json.Marshal(p)
-		return outcome{payload: out, errType: p.ErrorType}
+	return runtimeError(r.Header.Get(headerErrorType), body)
+}
+
+func runtimeError(header string, body []byte) outcome {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(body, &fields) != nil || fields == nil {
+		return functionError(rpc.ErrTypeUnknown, string(body))
 	}
+	var errType string
+	if raw, ok := fields["errorType"]; ok && json.Unmarshal(raw, &errType) == nil && errType != "" {
+		return outcome{payload: body, errType: errType}
+	}
+	errType = header
 	if errType == "" {
-		errType = "Runtime.Unknown"
+		errType = rpc.ErrTypeUnknown
 	}
-	return functionError(errType, string(body))
+	typ, _ := json.Marshal(errType)
+	if _, ok := fields["errorType"]; !ok {
+		// Splice it in front, leaving the runtime's bytes as they were.
+		out := make([]byte, 0, len(body)+len(typ)+14)
+		i := bytes.IndexByte(body, '{')
+		out = append(out, body[:i+1]...)
+		out = append(out, `"errorType":`...)
+		out = append(out, typ...)
+		if rest := bytes.TrimLeft(body[i+1:], " \t\r\n"); len(rest) > 0 && rest[0] != '}' {
+			out = append(out, ',')
+		}
+		out = append(out, body[i+1:]...)
+		return outcome{payload: out, errType: errType}
+	}
+	// errorType is there but not a string (or empty): replace it.
+	fields["errorType"] = typ
+	out, _ := json.Marshal(fields)
+	return outcome{payload: out, errType: errType}
 }
 
 func functionError(errType, msg string) outcome {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"nimbus/rpc"
 )
 
 // The Runtime API reads what a function sends: untrusted bytes. These tests
@@ -74,14 +76,23 @@ func TestRuntimeAPIResponseTooLarge(t *testing.T) {
 }
 
 func TestReadRuntimeError(t *testing.T) {
+	frames := `{"errorMessage":"boom","errorType":"string","stackTrace":[{"path":"main.go","line":3,"label":"handler"}]}`
 	cases := []struct {
-		name, header, body, wantType string
+		name, header, body string
+		wantType, wantBody string // wantBody "" means: not checked byte for byte
+		wantMessage        string
 	}{
-		{"json body", "", `{"errorType":"MyError","errorMessage":"boom"}`, "MyError"},
-		{"header fills a missing type", "Handled.X", `{"errorMessage":"boom"}`, "Handled.X"},
-		{"plain text body", "Runtime.Foo", "not json", "Runtime.Foo"},
-		{"nothing at all", "", "", "Runtime.Unknown"},
-		{"json but not an error object", "", `[1,2]`, "Runtime.Unknown"},
+		{"aws-lambda-go panic, passed through", "", frames, "string", frames, "boom"},
+		{"node trace and extra fields kept", "", `{"errorType":"TypeError","errorMessage":"x","trace":["a","b"],"extra":1}`,
+			"TypeError", `{"errorType":"TypeError","errorMessage":"x","trace":["a","b"],"extra":1}`, "x"},
+		{"header fills a missing type", "Handled.X", `{"errorMessage":"boom"}`, "Handled.X", `{"errorType":"Handled.X","errorMessage":"boom"}`, "boom"},
+		{"missing type and header", "", ` { } `, rpc.ErrTypeUnknown, ` {"errorType":"Runtime.Unknown" } `, ""},
+		{"empty type replaced", "H", `{"errorType":"","errorMessage":"m"}`, "H", "", "m"},
+		{"type not a string replaced", "", `{"errorType":7,"errorMessage":"m"}`, rpc.ErrTypeUnknown, "", "m"},
+		{"plain text body", "Runtime.Foo", "not json", rpc.ErrTypeUnknown, "", "not json"},
+		{"nothing at all", "", "", rpc.ErrTypeUnknown, "", ""},
+		{"json but not an error object", "", `[1,2]`, rpc.ErrTypeUnknown, "", "[1,2]"},
+		{"json null", "", `null`, rpc.ErrTypeUnknown, "", "null"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -96,6 +107,12 @@ func TestReadRuntimeError(t *testing.T) {
 			}
 			if o.errType != c.wantType || p.ErrorType != c.wantType {
 				t.Fatalf("type %q / %q, want %q", o.errType, p.ErrorType, c.wantType)
+			}
+			if p.ErrorMessage != c.wantMessage {
+				t.Errorf("message %q, want %q", p.ErrorMessage, c.wantMessage)
+			}
+			if c.wantBody != "" && string(o.payload) != c.wantBody {
+				t.Errorf("body %s, want %s", o.payload, c.wantBody)
 			}
 		})
 	}
@@ -115,12 +132,13 @@ func FuzzReadRuntimeError(f *testing.F) {
 		}
 		r.Header.Set(headerErrorType, header)
 		o := readRuntimeError(r)
-		var p struct{ ErrorType string }
+		var p map[string]json.RawMessage
 		if err := json.Unmarshal(o.payload, &p); err != nil {
-			t.Fatalf("payload %q is not JSON: %v", o.payload, err)
+			t.Fatalf("payload %q is not a JSON object: %v", o.payload, err)
 		}
-		if o.errType == "" || p.ErrorType == "" {
-			t.Fatalf("empty error type for %q %q", header, body)
+		var typ string
+		if err := json.Unmarshal(p["errorType"], &typ); err != nil || typ == "" || o.errType == "" {
+			t.Fatalf("no errorType string in %q for %q %q", o.payload, header, body)
 		}
 	})
 }
