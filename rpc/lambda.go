@@ -57,3 +57,7 @@ func IsReservedEnvKey(key string) bool {
 	}
 	return false
 }
+
+// MaxResponsePayload is the largest response a function may return to a
+// synchronous invocation: Lambda's limit, a little over MaxSyncPayload.
+const MaxResponsePayload = 6_291_556

@@ -164,15 +164,22 @@ func (p *logPipe) sync() {
 	p.flushPartial()
 }
 
+// collectTail starts (or, with want false, stops) collecting the tail of
+// the invocation about to begin.
+func (p *logPipe) collectTail(want bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.tail = nil
+	if want {
+		p.tail = &strings.Builder{}
+	}
+}
+
 // begin attributes the lines read from now on to reqID and emits START.
-func (p *logPipe) begin(reqID string, wantTail bool, line string) {
+func (p *logPipe) begin(reqID string, line string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.reqID = reqID
-	p.tail = nil
-	if wantTail {
-		p.tail = &strings.Builder{}
-	}
 	_ = p.sink.Append(p.function, p.event(time.Now().UnixMilli(), line))
 }
 

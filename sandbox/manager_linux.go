@@ -180,7 +180,19 @@ func (m *Manager) Invoke(ctx context.Context, req *Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := sb.run(m, req, cold)
+	res, how := sb.run(m, req, cold, m.cfg.InitTimeout, false)
+	m.put(sb)
+	if how != initTimedOut || res != nil {
+		return res, nil
+	}
+	// The init outran Lambda's cap: retry it once in a new sandbox, as part
+	// of this invocation and under the function's timeout.
+	sb, err = m.startCold(req)
+	if err != nil {
+		return nil, err
+	}
+	timeout := time.Duration(req.Function.TimeoutSec) * time.Second
+	res, _ = sb.run(m, req, true, timeout, true)
 	m.put(sb)
 	return res, nil
 }
@@ -208,13 +220,25 @@ func (m *Manager) get(req *Request) (*sandbox, bool, error) {
 		delete(m.all, sb)
 		m.retire(sb)
 	}
+	m.mu.Unlock()
+	sb, err := m.startCold(req)
+	return sb, true, err
+}
+
+// startCold starts a new sandbox for req.Function and returns it acquired.
+func (m *Manager) startCold(req *Request) (*sandbox, error) {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, ErrClosed
+	}
 	m.seq++
 	id := m.id + "-" + req.Function.Name + "-" + strconv.FormatUint(m.seq, 10)
 	m.mu.Unlock()
 
-	sb, err := m.startSandbox(req.Function, req.CodeDir, id)
+	sb, err := m.startSandbox(req.Function, req.CodeDir, id, req.Tail)
 	if err != nil {
-		return nil, false, rpc.Errorf(rpc.CodeService, "cannot start sandbox for %s: %v", req.Function.Name, err)
+		return nil, rpc.Errorf(rpc.CodeService, "cannot start sandbox for %s: %v", req.Function.Name, err)
 	}
 	sb.acquire()
 	m.mu.Lock()
@@ -226,25 +250,21 @@ func (m *Manager) get(req *Request) (*sandbox, bool, error) {
 	if closed {
 		sb.markDead()
 		sb.destroy()
-		return nil, false, ErrClosed
+		return nil, ErrClosed
 	}
-	return sb, true, nil
+	return sb, nil
 }
 
 // put returns a sandbox after an invocation: healthy ones go back to the
 // idle stack, dead ones are destroyed in the background.
 func (m *Manager) put(sb *sandbox) {
-	sb.mu.Lock()
-	dead := sb.dead
-	sb.mu.Unlock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if dead || m.closed {
+	if m.closed || !sb.release(m.cfg.FreezeAfter) {
 		delete(m.all, sb)
 		m.retire(sb)
 		return
 	}
-	sb.release(m.cfg.FreezeAfter)
 	m.idle[sb.key] = append(m.idle[sb.key], sb)
 }
 
@@ -278,9 +298,7 @@ func (m *Manager) Retire(name string, keep uint64) {
 	}
 	for sb := range m.all {
 		if sb.fn.Name == name && sb.fn.Revision != keep {
-			sb.mu.Lock()
-			sb.dead = true // put destroys it when its invocation ends
-			sb.mu.Unlock()
+			sb.retireWhenDone() // put destroys it when its invocation ends
 		}
 	}
 }

@@ -32,7 +32,7 @@ const (
 
 // maxResponse is the largest response a function may return (Lambda's sync
 // response limit).
-const maxResponse = rpc.MaxSyncPayload
+const maxResponse = rpc.MaxResponsePayload
 
 // invocation is one event handed to the runtime. done is closed exactly once,
 // by finish, after out is set; delivered is closed when /next hands it out,
@@ -76,21 +76,47 @@ func (inv *invocation) finish(o outcome) bool {
 	return ok
 }
 
-// runtimeAPI serves one sandbox. The invoker puts an invocation in pending;
-// the runtime's long-polling /next takes it. There is at most one invocation
+// apiState is where the runtime is in Lambda's Runtime API protocol.
+//
+//	initialising ──/init/error──► initFailed   (every later call: 403)
+//	     │ /next
+//	     ▼
+//	  waiting ◄────────/next────────┐
+//	     │ invocation handed out    │
+//	     ▼                          │
+//	  invoking ──/response, /error──► answered
+//
+// A call the diagram does not allow from the current state is answered 403
+// InvalidStateTransition and changes nothing: /response before any /next,
+// a second answer to one invocation, /init/error after init.
+type apiState uint8
+
+const (
+	apiInitialising apiState = iota
+	apiWaiting
+	apiInvoking
+	apiAnswered
+	apiInitFailed
+)
+
+// runtimeAPI serves one sandbox. The invoker puts an invocation in pending
+// only once the runtime waits in /next (ready for the first, back for each
+// later one); the waiting /next takes it. There is at most one invocation
 // in flight per sandbox, as in Lambda.
 type runtimeAPI struct {
 	pending chan *invocation // capacity 1
 	ready   chan struct{}    // closed at the runtime's first /next: init is over
+	failed  chan struct{}    // closed at the first /init/error
+	back    chan struct{}    // capacity 1: the runtime is back in /next after answering
 	closed  chan struct{}
 
-	readyOnce sync.Once
 	closeOnce sync.Once
-	readyAt   time.Time // set before ready is closed
 
 	mu      sync.Mutex
+	state   apiState
+	readyAt time.Time   // set before ready is closed
 	current *invocation // the invocation handed out and not yet answered
-	initErr *outcome    // set by /init/error
+	initErr *outcome    // set before failed is closed
 
 	srv *http.Server
 }
@@ -99,6 +125,8 @@ func newRuntimeAPI() *runtimeAPI {
 	a := &runtimeAPI{
 		pending: make(chan *invocation, 1),
 		ready:   make(chan struct{}),
+		failed:  make(chan struct{}),
+		back:    make(chan struct{}, 1),
 		closed:  make(chan struct{}),
 	}
 	mux := http.NewServeMux()
@@ -132,11 +160,33 @@ func (a *runtimeAPI) initFailure() *outcome {
 	return a.initErr
 }
 
+// readyTime is when the runtime first called /next.
+func (a *runtimeAPI) readyTime() time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.readyAt
+}
+
 func (a *runtimeAPI) next(w http.ResponseWriter, r *http.Request) {
-	a.readyOnce.Do(func() {
+	a.mu.Lock()
+	switch a.state {
+	case apiInitialising:
 		a.readyAt = time.Now()
 		close(a.ready)
-	})
+	case apiAnswered:
+		select {
+		case a.back <- struct{}{}:
+		default:
+		}
+	case apiInvoking, apiInitFailed:
+		st := a.state
+		a.mu.Unlock()
+		refuseTransition(w, st, "next")
+		return
+	}
+	a.state = apiWaiting
+	a.mu.Unlock()
+
 	var inv *invocation
 	select {
 	case inv = <-a.pending:
@@ -148,6 +198,7 @@ func (a *runtimeAPI) next(w http.ResponseWriter, r *http.Request) {
 	}
 	inv.deadline = time.Now().Add(inv.timeout)
 	a.mu.Lock()
+	a.state = apiInvoking
 	a.current = inv
 	a.mu.Unlock()
 	close(inv.delivered)
@@ -163,34 +214,47 @@ func (a *runtimeAPI) next(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(inv.payload)
 }
 
-// take returns the current invocation if id names it, and clears it.
-func (a *runtimeAPI) take(id string) *invocation {
+// take returns the current invocation if id names it, and moves to
+// answered. It writes the refusal itself and returns nil otherwise.
+func (a *runtimeAPI) take(w http.ResponseWriter, id, call string) *invocation {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.state != apiInvoking {
+		refuseTransition(w, a.state, call)
+		return nil
+	}
 	inv := a.current
-	if inv == nil || inv.id != id {
+	if inv.id != id {
+		writeAPIError(w, http.StatusBadRequest, rpc.APIErrInvalidRequestID, "Invalid request ID")
 		return nil
 	}
 	a.current = nil
+	a.state = apiAnswered
 	return inv
 }
 
+func refuseTransition(w http.ResponseWriter, st apiState, call string) {
+	from := [...]string{"initialising", "waiting", "invoking", "answered", "init failed"}[st]
+	writeAPIError(w, http.StatusForbidden, rpc.APIErrInvalidStateTransition,
+		"Transition from "+from+" to "+call+" is not allowed")
+}
+
 func (a *runtimeAPI) response(w http.ResponseWriter, r *http.Request) {
-	inv := a.take(r.PathValue("id"))
+	inv := a.take(w, r.PathValue("id"), "response")
 	if inv == nil {
-		writeAPIError(w, http.StatusBadRequest, "InvalidRequestID", "Invalid request ID")
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxResponse+1))
 	if err != nil {
 		inv.finish(functionError(rpc.ErrTypeResponseError, "failed to read the runtime's response: "+err.Error()))
-		writeAPIError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
+		writeAPIError(w, http.StatusBadRequest, rpc.APIErrInvalidRequest, err.Error())
 		return
 	}
 	if len(body) > maxResponse {
-		inv.finish(functionError(rpc.ErrTypeResponseTooLarge,
-			"Response payload size exceeded maximum allowed payload size ("+strconv.Itoa(maxResponse)+" bytes)."))
-		writeAPIError(w, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", "response too large")
+		msg := "Response payload size exceeded maximum allowed payload size (" + strconv.Itoa(maxResponse) + " bytes)."
+		inv.finish(functionError(rpc.ErrTypeResponseTooLarge, msg))
+		writeAPIError(w, http.StatusRequestEntityTooLarge, rpc.APIErrRequestEntityTooLarge,
+			"Exceeded maximum allowed payload size ("+strconv.Itoa(maxResponse)+" bytes).")
 		return
 	}
 	inv.finish(outcome{payload: body})
@@ -198,20 +262,31 @@ func (a *runtimeAPI) response(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *runtimeAPI) invocationError(w http.ResponseWriter, r *http.Request) {
-	inv := a.take(r.PathValue("id"))
+	inv := a.take(w, r.PathValue("id"), "error")
 	if inv == nil {
-		writeAPIError(w, http.StatusBadRequest, "InvalidRequestID", "Invalid request ID")
 		return
 	}
 	inv.finish(readRuntimeError(r))
 	writeAccepted(w)
 }
 
+// initError records the first init error; later calls, and calls after
+// init, are refused.
 func (a *runtimeAPI) initError(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	if a.state != apiInitialising {
+		st := a.state
+		a.mu.Unlock()
+		refuseTransition(w, st, "init error")
+		return
+	}
+	a.state = apiInitFailed
+	a.mu.Unlock()
 	o := readRuntimeError(r)
 	a.mu.Lock()
 	a.initErr = &o
 	a.mu.Unlock()
+	close(a.failed)
 	writeAccepted(w)
 }
 

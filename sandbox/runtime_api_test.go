@@ -51,10 +51,48 @@ func TestRuntimeAPIRoundTrip(t *testing.T) {
 		t.Fatalf("outcome %+v", inv.out)
 	}
 	// A second answer to the same request is refused.
+	for _, call := range []string{"error", "response"} {
+		rec = httptest.NewRecorder()
+		a.srv.Handler.ServeHTTP(rec, httptest.NewRequest("POST", "/2018-06-01/runtime/invocation/req-1/"+call, strings.NewReader(`{}`)))
+		wantAPIError(t, rec, http.StatusForbidden, rpc.APIErrInvalidStateTransition)
+	}
+	// So is an init error after init.
 	rec = httptest.NewRecorder()
-	a.srv.Handler.ServeHTTP(rec, httptest.NewRequest("POST", "/2018-06-01/runtime/invocation/req-1/error", strings.NewReader(`{}`)))
-	if rec.Code != http.StatusBadRequest {
-		t.Fatalf("second answer: %d", rec.Code)
+	a.srv.Handler.ServeHTTP(rec, httptest.NewRequest("POST", "/2018-06-01/runtime/init/error", strings.NewReader(`{}`)))
+	wantAPIError(t, rec, http.StatusForbidden, rpc.APIErrInvalidStateTransition)
+}
+
+func wantAPIError(t *testing.T, rec *httptest.ResponseRecorder, code int, errType string) {
+	t.Helper()
+	var p struct{ ErrorType, ErrorMessage string }
+	if rec.Code != code || json.Unmarshal(rec.Body.Bytes(), &p) != nil || p.ErrorType != errType || p.ErrorMessage == "" {
+		t.Fatalf("got %d %s, want %d with errorType %s", rec.Code, rec.Body, code, errType)
+	}
+}
+
+// An answer before any /next is refused; an init error is recorded once,
+// after which /next and a second init error are refused.
+func TestRuntimeAPIStateTransitions(t *testing.T) {
+	a := newRuntimeAPI()
+	serve := func(method, path, body string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		a.srv.Handler.ServeHTTP(rec, httptest.NewRequest(method, path, strings.NewReader(body)))
+		return rec
+	}
+	wantAPIError(t, serve("POST", "/2018-06-01/runtime/invocation/x/response", `1`), http.StatusForbidden, rpc.APIErrInvalidStateTransition)
+	wantAPIError(t, serve("POST", "/2018-06-01/runtime/invocation/x/error", `{}`), http.StatusForbidden, rpc.APIErrInvalidStateTransition)
+	if rec := serve("POST", "/2018-06-01/runtime/init/error", `{"errorType":"First","errorMessage":"a"}`); rec.Code != http.StatusAccepted {
+		t.Fatalf("init error: %d", rec.Code)
+	}
+	select {
+	case <-a.failed:
+	default:
+		t.Fatal("init error did not signal the invoker")
+	}
+	wantAPIError(t, serve("POST", "/2018-06-01/runtime/init/error", `{"errorType":"Second"}`), http.StatusForbidden, rpc.APIErrInvalidStateTransition)
+	wantAPIError(t, serve("GET", "/2018-06-01/runtime/invocation/next", ``), http.StatusForbidden, rpc.APIErrInvalidStateTransition)
+	if o := a.initFailure(); o == nil || o.errType != "First" {
+		t.Fatalf("init failure %+v, want the first one", o)
 	}
 }
 

@@ -23,20 +23,22 @@ import (
 //	         start
 //	           │
 //	           ▼
-//	     initialising ──(exit, init error, init timeout)──► dead
-//	           │ first /next
+//	         cold ──(exit, init error, init timeout)──► dead
+//	           │ init over (first /next), invocation runs
 //	           ▼
-//	┌───────► idle ──(FreezeAfter)──► frozen
-//	│          │ acquire                │ acquire (thaw)
-//	│          ▼                        │
-//	└─ ok ── busy ◄─────────────────────┘
-//	           │ timeout, OOM kill, crash
-//	           ▼
-//	         dead   (also from idle/frozen on IdleTimeout or retire)
+//	┌──────── busy ◄──────────────────────┐
+//	│ runtime back in /next               │ acquire (thaw)
+//	▼                                     │
+//	idle ──(FreezeAfter)──► frozen ───────┘
+//	│ acquire
+//	└──► busy
+//	busy ──(timeout, OOM kill, crash, exit after answering)──► dead
+//	idle, frozen ──(IdleTimeout, retire, Close)──► dead
 //
-// Fields set in start are immutable afterwards. mu guards the state below it.
-// A sandbox serves one invocation at a time: the manager hands it to one
-// caller and takes it back.
+// Fields set in start are immutable afterwards. mu guards the fields below
+// it; state changes only through to, which refuses what the diagram does not
+// allow. A sandbox serves one invocation at a time: the manager hands it to
+// one caller and takes it back.
 type sandbox struct {
 	id      string
 	key     string
@@ -57,11 +59,50 @@ type sandbox struct {
 	initDuration time.Duration // reported on the first invocation only
 
 	mu          sync.Mutex
-	frozen      bool
-	busy        bool
-	dead        bool
+	state       sbState
+	retiring    bool // destroy when the invocation in flight ends
 	lastUsed    time.Time
 	freezeTimer *time.Timer
+}
+
+// sbState is a sandbox's place in the lifecycle above.
+type sbState uint8
+
+const (
+	stateCold sbState = iota
+	stateBusy
+	stateIdle
+	stateFrozen
+	stateDead
+)
+
+var stateNames = [...]string{"cold", "busy", "idle", "frozen", "dead"}
+
+func (s sbState) String() string { return stateNames[s] }
+
+// allowed reports whether the lifecycle has an edge from s to next.
+func (s sbState) allowed(next sbState) bool {
+	switch s {
+	case stateCold:
+		return next == stateBusy || next == stateDead
+	case stateBusy:
+		return next == stateIdle || next == stateDead
+	case stateIdle:
+		return next == stateBusy || next == stateFrozen || next == stateDead
+	case stateFrozen:
+		return next == stateBusy || next == stateDead
+	}
+	return false
+}
+
+// to moves the sandbox to next if the lifecycle allows it. The caller holds
+// mu.
+func (sb *sandbox) to(next sbState) bool {
+	if !sb.state.allowed(next) {
+		return false
+	}
+	sb.state = next
+	return true
 }
 
 // cgroupFiles are the cgroup (v1) directories the sandbox reads and writes
@@ -121,7 +162,7 @@ func (c cgroupFiles) maxMemoryMB() int {
 
 // startSandbox creates and starts a container running fn's bootstrap. It
 // returns once the bootstrap process runs; the caller waits for api.ready.
-func (m *Manager) startSandbox(fn *rpc.FunctionConfig, codeDir, id string) (_ *sandbox, err error) {
+func (m *Manager) startSandbox(fn *rpc.FunctionConfig, codeDir, id string, tail bool) (_ *sandbox, err error) {
 	ns, err := newNetns()
 	if err != nil {
 		return nil, err
@@ -169,6 +210,8 @@ func (m *Manager) startSandbox(fn *rpc.FunctionConfig, codeDir, id string) (_ *s
 		Init:   true,
 	}
 	go sb.api.serve(ns.ln)
+	logs.collectTail(tail) // a cold invocation's tail starts with its init
+	logs.emit(initStartLine(fn.Runtime))
 	sb.started = time.Now()
 	if err := ctr.Run(sb.proc); err != nil {
 		sb.api.close()
@@ -232,11 +275,12 @@ func (m *Manager) environment(fn *rpc.FunctionConfig, id string) []string {
 	return env
 }
 
-// acquire marks the sandbox busy and thaws it. It fails if the sandbox died.
+// acquire marks a cold, idle or frozen sandbox busy, thawing it. It fails
+// if the sandbox died or is being retired.
 func (sb *sandbox) acquire() bool {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
-	if sb.dead || sb.busy {
+	if sb.retiring {
 		return false
 	}
 	select {
@@ -245,58 +289,73 @@ func (sb *sandbox) acquire() bool {
 	default:
 	}
 	sb.freezeTimer.Stop()
-	if sb.frozen {
+	if sb.state == stateFrozen {
 		if err := sb.cgroups.write(sb.cgroups.freezer, "freezer.state", "THAWED"); err != nil {
 			return false
 		}
-		sb.frozen = false
 	}
-	sb.busy = true
-	return true
+	return sb.to(stateBusy)
 }
 
-// release returns a healthy sandbox to idle and arms its freeze timer.
-func (sb *sandbox) release(freezeAfter time.Duration) {
+// release returns a busy sandbox whose runtime waits in /next to idle and
+// arms its freeze timer. It reports false if the sandbox cannot be reused.
+func (sb *sandbox) release(freezeAfter time.Duration) bool {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
-	sb.busy = false
+	if sb.retiring || !sb.to(stateIdle) {
+		return false
+	}
 	sb.lastUsed = time.Now()
 	if freezeAfter > 0 {
 		sb.freezeTimer.Reset(freezeAfter)
 	}
+	return true
 }
 
 func (sb *sandbox) freeze() {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
-	if sb.busy || sb.frozen || sb.dead {
+	if sb.state != stateIdle {
 		return
 	}
 	if sb.cgroups.write(sb.cgroups.freezer, "freezer.state", "FROZEN") == nil {
-		sb.frozen = true
+		sb.to(stateFrozen)
 	}
 }
 
-// idleSince reports when an idle sandbox was last used, and false if it is
-// busy or dead.
+// idleSince reports when an idle or frozen sandbox was last used, and false
+// if it is in any other state.
 func (sb *sandbox) idleSince() (time.Time, bool) {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
-	return sb.lastUsed, !sb.busy && !sb.dead
+	return sb.lastUsed, sb.state == stateIdle || sb.state == stateFrozen
+}
+
+// isDead reports whether the sandbox cannot serve again.
+func (sb *sandbox) isDead() bool {
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	return sb.state == stateDead || sb.retiring
+}
+
+// retireWhenDone marks the sandbox to be destroyed instead of reused.
+func (sb *sandbox) retireWhenDone() {
+	sb.mu.Lock()
+	sb.retiring = true
+	sb.mu.Unlock()
 }
 
 // markDead makes the sandbox unusable; it returns false if it already was.
 func (sb *sandbox) markDead() bool {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
-	if sb.dead {
+	wasFrozen := sb.state == stateFrozen
+	if !sb.to(stateDead) {
 		return false
 	}
-	sb.dead = true
 	sb.freezeTimer.Stop()
-	if sb.frozen {
+	if wasFrozen {
 		_ = sb.cgroups.write(sb.cgroups.freezer, "freezer.state", "THAWED")
-		sb.frozen = false
 	}
 	return true
 }

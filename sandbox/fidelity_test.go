@@ -1,0 +1,175 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"nimbus/rpc"
+)
+
+// Behaviours of Lambda that real functions depend on (issue "Sandbox
+// fidelity"), each on real containers.
+
+// linesOf returns the lines attributed to reqID.
+func (s *memSink) linesOf(fn, reqID string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, e := range s.events[fn] {
+		if e.RequestID == reqID {
+			out = append(out, e.Line)
+		}
+	}
+	return out
+}
+
+// An aws-lambda-go panic reaches the caller as aws-lambda-go wrote it
+// (stackTrace frames and all), and the runtime's exit right after does not
+// fail the next, unrelated request: a sandbox is idle only once its runtime
+// waits in /next, and one that exits instead is replaced.
+func TestGoPanicPassedThroughAndNextRequestServed(t *testing.T) {
+	t.Parallel()
+	m, sink := newTestManager(t, Config{})
+	fn := fnConfig("gopanic", 1)
+	dir := codeDir(t, gofnBin)
+
+	res := invoke(t, m, fn, dir, `{"do":"panic"}`)
+	var p struct {
+		ErrorType    string `json:"errorType"`
+		ErrorMessage string `json:"errorMessage"`
+		StackTrace   []struct {
+			Path  string `json:"path"`
+			Line  int    `json:"line"`
+			Label string `json:"label"`
+		} `json:"stackTrace"`
+	}
+	if err := json.Unmarshal(res.Payload, &p); err != nil {
+		t.Fatalf("panic payload %s: %v", res.Payload, err)
+	}
+	if p.ErrorMessage != "boom" || p.ErrorType == "" || p.ErrorType == rpc.ErrTypeUnknown || len(p.StackTrace) == 0 || p.StackTrace[0].Label == "" {
+		t.Fatalf("panic reached the caller as %s, want aws-lambda-go's body with its stack frames", res.Payload)
+	}
+	if res.ErrorType != p.ErrorType {
+		t.Errorf("result error type %q, body says %q", res.ErrorType, p.ErrorType)
+	}
+	panicID := res.RequestID
+	// The runtime exited after answering: the next request gets a new
+	// sandbox, and succeeds.
+	for i := 0; i < 3; i++ {
+		next := invoke(t, m, fn, dir, `{"do":"hello"}`)
+		if next.ErrorType != "" || !strings.Contains(string(next.Payload), next.RequestID) {
+			t.Fatalf("request %d after the panic: %s (%s)", i, next.Payload, next.ErrorType)
+		}
+		for _, l := range sink.linesOf("gopanic", next.RequestID) {
+			if strings.Contains(l, panicID) || strings.Contains(l, "panic") {
+				t.Errorf("the panicking request's line %q is filed under %s", l, next.RequestID)
+			}
+		}
+	}
+	exitLine := false
+	for _, l := range sink.linesOf("gopanic", panicID) {
+		if strings.HasPrefix(l, "RequestId: "+panicID+" Error: Runtime exited with error:") {
+			exitLine = true
+		}
+	}
+	if !exitLine {
+		t.Errorf("no exit line filed under the panicking request: %q", sink.linesOf("gopanic", panicID))
+	}
+}
+
+// Lines a runtime writes after answering and before its next /next belong
+// to the request that just answered, before its END line, and the sandbox
+// is not frozen until then.
+func TestLinesAfterResponseBelongToTheirRequest(t *testing.T) {
+	t.Parallel()
+	m, sink := newTestManager(t, Config{FreezeAfter: time.Millisecond})
+	fn := fnConfig("late", 1)
+	dir := codeDir(t, script("late.sh"))
+	for i := 0; i < 3; i++ {
+		res := invoke(t, m, fn, dir, `{"n":1}`)
+		if res.ErrorType != "" {
+			t.Fatalf("invoke: %s", res.Payload)
+		}
+		lines := sink.linesOf("late", res.RequestID)
+		late, end := -1, -1
+		for j, l := range lines {
+			switch l {
+			case "late line of " + res.RequestID:
+				late = j
+			case "END RequestId: " + res.RequestID:
+				end = j
+			}
+		}
+		if late < 0 || end < 0 || late > end {
+			t.Fatalf("invocation %d: the late line is not before END under its own request: %q", i, lines)
+		}
+		if !strings.Contains(res.LogTail, "late line of "+res.RequestID) || !strings.HasSuffix(res.LogTail, "\n") {
+			t.Errorf("tail %q lacks the late line or its final newline", res.LogTail)
+		}
+	}
+}
+
+// An init over the cap is retried within the first invocation under the
+// function's timeout; a second overrun is Sandbox.Timedout.
+func TestInitTimeoutRetriedWithinTheInvocation(t *testing.T) {
+	t.Parallel()
+	m, sink := newTestManager(t, Config{InitTimeout: 500 * time.Millisecond})
+	dir := codeDir(t, script("slowinit.sh"))
+
+	ok := fnConfig("slowinit-ok", 1)
+	ok.TimeoutSec = 30
+	ok.Env = map[string]string{"INIT_SLEEP": "1"}
+	res := invoke(t, m, ok, dir, `{"x":1}`)
+	if res.ErrorType != "" || string(res.Payload) != `{"x":1}` || !res.Cold {
+		t.Fatalf("retried init: %s (%s), cold %v", res.Payload, res.ErrorType, res.Cold)
+	}
+	all := strings.Join(sink.lines("slowinit-ok"), "\n")
+	if !strings.Contains(all, "INIT_REPORT Init Duration: ") || !strings.Contains(all, "Status: timeout") || strings.Count(all, "init starts") != 2 {
+		t.Errorf("the first init's timeout and both inits' lines should be logged: %s", all)
+	}
+	if again := invoke(t, m, ok, dir, `2`); again.Cold || again.ErrorType != "" {
+		t.Errorf("after a retried init the sandbox should be warm: cold=%v %s", again.Cold, again.Payload)
+	}
+
+	never := fnConfig("slowinit-never", 1)
+	never.TimeoutSec = 1
+	never.Env = map[string]string{"INIT_SLEEP": "30"}
+	res = invoke(t, m, never, dir, `{}`)
+	if res.ErrorType != rpc.ErrTypeTimedout || !strings.Contains(string(res.Payload), "Task timed out after 1.00 seconds") {
+		t.Fatalf("second init overrun: %s (%s), want Sandbox.Timedout", res.Payload, res.ErrorType)
+	}
+	// A normal invocation right after.
+	if r := invoke(t, m, ok, dir, `3`); r.ErrorType != "" {
+		t.Fatalf("normal invocation after init timeouts: %s", r.Payload)
+	}
+}
+
+// An init error fails the invocation with that error at once (the runtime
+// lingers; it is not waited for), with the init's lines in the tail and
+// REPORT saying Status: error.
+func TestInitErrorFailsTheInvocation(t *testing.T) {
+	t.Parallel()
+	m, sink := newTestManager(t, Config{InitTimeout: time.Minute})
+	fn := fnConfig("initerr", 1)
+	res := invoke(t, m, fn, codeDir(t, script("initerror.sh")), `{}`)
+	if res.ErrorType != "ConfigError" || !strings.Contains(string(res.Payload), "missing setting") {
+		t.Fatalf("got %s (%s), want the init error", res.Payload, res.ErrorType)
+	}
+	if !strings.Contains(res.LogTail, "init fails") {
+		t.Errorf("tail %q lacks the init's line", res.LogTail)
+	}
+	report := ""
+	for _, l := range sink.lines("initerr") {
+		if strings.HasPrefix(l, "REPORT ") {
+			report = l
+		}
+	}
+	if !strings.Contains(report, "Status: error\tError Type: ConfigError") {
+		t.Errorf("REPORT %q lacks Status: error with the error type", report)
+	}
+	if r := invoke(t, m, fnConfig("echo-after-initerr", 1), codeDir(t, script("echo.sh")), `1`); r.ErrorType != "" {
+		t.Fatalf("normal invocation after an init error: %s", r.Payload)
+	}
+}
