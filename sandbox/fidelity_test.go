@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -171,5 +172,43 @@ func TestInitErrorFailsTheInvocation(t *testing.T) {
 	}
 	if r := invoke(t, m, fnConfig("echo-after-initerr", 1), codeDir(t, script("echo.sh")), `1`); r.ErrorType != "" {
 		t.Fatalf("normal invocation after an init error: %s", r.Payload)
+	}
+}
+
+// TZ, PATH, LD_LIBRARY_PATH and LANG are defaults a function may override;
+// the reserved variables are the platform's whatever the function says.
+func TestUserEnvironmentWins(t *testing.T) {
+	t.Parallel()
+	m, _ := newTestManager(t, Config{})
+	fn := fnConfig("envwins", 1)
+	fn.Env = map[string]string{
+		"TZ": "Europe/Paris", "PATH": "/var/task/bin:/usr/bin:/bin", "LD_LIBRARY_PATH": "/var/task/lib",
+		"LANG": "C.UTF-8", "AWS_LAMBDA_FUNCTION_NAME": "spoofed", "MY_KEY": "mine",
+	}
+	keys := []string{"TZ", "PATH", "LD_LIBRARY_PATH", "LANG", "AWS_LAMBDA_FUNCTION_NAME", "MY_KEY", "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_LAMBDA_RUNTIME_API"}
+	payload, _ := json.Marshal(map[string]any{"do": "env", "env": keys})
+	res := invoke(t, m, fn, codeDir(t, gofnBin), string(payload))
+	var got map[string]string
+	if err := json.Unmarshal(res.Payload, &got); err != nil || res.ErrorType != "" {
+		t.Fatalf("env: %s (%v)", res.Payload, err)
+	}
+	for _, k := range []string{"TZ", "PATH", "LD_LIBRARY_PATH", "LANG", "MY_KEY"} {
+		if got[k] != fn.Env[k] {
+			t.Errorf("%s = %q, want the function's %q", k, got[k], fn.Env[k])
+		}
+	}
+	if got["AWS_LAMBDA_FUNCTION_NAME"] != "envwins" || got["AWS_LAMBDA_RUNTIME_API"] != RuntimeAPIAddr {
+		t.Errorf("reserved variables overridden: %v", got)
+	}
+	if !regexp.MustCompile(`^\d{4}/\d{2}/\d{2}/\[\$LATEST\][0-9a-f]{32}$`).MatchString(got["AWS_LAMBDA_LOG_STREAM_NAME"]) {
+		t.Errorf("log stream name %q is not Lambda's form", got["AWS_LAMBDA_LOG_STREAM_NAME"])
+	}
+	// Without overrides, the defaults.
+	plain := fnConfig("envdefaults", 1)
+	res = invoke(t, m, plain, codeDir(t, gofnBin), string(payload))
+	got = nil
+	_ = json.Unmarshal(res.Payload, &got)
+	if got["TZ"] != ":UTC" || got["LANG"] != "en_US.UTF-8" || !strings.Contains(got["PATH"], "/usr/bin") {
+		t.Errorf("defaults: %v", got)
 	}
 }

@@ -3,6 +3,8 @@ package sandbox
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -245,10 +247,29 @@ func sandboxKey(fn *rpc.FunctionConfig) string {
 // scheduler places invocations on workers with an idle sandbox of the key.
 func Key(fn *rpc.FunctionConfig) string { return sandboxKey(fn) }
 
+// defaultEnv are variables the platform sets unless the function sets its
+// own: they are not reserved on Lambda, and the function's values win.
+var defaultEnv = [...][2]string{
+	{"TZ", ":UTC"},
+	{"LANG", "en_US.UTF-8"},
+	{"PATH", "/usr/local/bin:/usr/bin/:/bin:/opt/bin"},
+	{"LD_LIBRARY_PATH", "/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib"},
+}
+
+// environment is the runtime's environment: the function's own variables
+// (reserved keys dropped: the platform sets those), the defaults it did not
+// override, and the reserved ones.
 func (m *Manager) environment(fn *rpc.FunctionConfig, id string) []string {
-	env := make([]string, 0, len(fn.Env)+16)
+	env := make([]string, 0, len(fn.Env)+24)
 	for k, v := range fn.Env {
-		env = append(env, k+"="+v)
+		if !rpc.IsReservedEnvKey(k) {
+			env = append(env, k+"="+v)
+		}
+	}
+	for _, kv := range defaultEnv {
+		if _, set := fn.Env[kv[0]]; !set {
+			env = append(env, kv[0]+"="+kv[1])
+		}
 	}
 	handler := fn.Handler
 	if handler == "" {
@@ -261,18 +282,24 @@ func (m *Manager) environment(fn *rpc.FunctionConfig, id string) []string {
 		"LAMBDA_RUNTIME_DIR=/var/runtime",
 		"AWS_LAMBDA_FUNCTION_NAME="+fn.Name,
 		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE="+strconv.Itoa(fn.MemoryMB),
-		"AWS_LAMBDA_FUNCTION_VERSION=$LATEST",
+		"AWS_LAMBDA_FUNCTION_VERSION="+rpc.LatestVersion,
 		"AWS_LAMBDA_INITIALIZATION_TYPE=on-demand",
 		"AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/"+fn.Name,
-		"AWS_LAMBDA_LOG_STREAM_NAME="+time.Now().UTC().Format("2006/01/02")+"/[$LATEST]"+id,
+		"AWS_LAMBDA_LOG_STREAM_NAME="+logStreamName(time.Now(), id),
 		"AWS_REGION="+m.cfg.Region,
 		"AWS_DEFAULT_REGION="+m.cfg.Region,
-		"TZ=:UTC",
-		"LANG=en_US.UTF-8",
-		"PATH=/usr/local/bin:/usr/bin/:/bin:/opt/bin",
-		"LD_LIBRARY_PATH=/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib",
 	)
+	// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN are
+	// left unset until access control gives a function credentials of its
+	// own: an empty key would stop the SDKs' search for other credentials.
 	return env
+}
+
+// logStreamName is Lambda's log stream name of a sandbox:
+// YYYY/MM/DD/[$LATEST] and 32 hex digits that name the sandbox.
+func logStreamName(now time.Time, sandboxID string) string {
+	h := sha256.Sum256([]byte(sandboxID))
+	return now.UTC().Format("2006/01/02") + "/[" + rpc.LatestVersion + "]" + hex.EncodeToString(h[:16])
 }
 
 // acquire marks a cold, idle or frozen sandbox busy, thawing it. It fails
