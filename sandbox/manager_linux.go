@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -177,6 +178,10 @@ func (m *Manager) Invoke(ctx context.Context, req *Request) (*Result, error) {
 		req.RequestID = NewRequestID()
 	}
 	sb, cold, err := m.get(req)
+	var bad *entrypointError
+	if errors.As(err, &bad) {
+		return m.invalidEntrypoint(req, bad.err), nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -236,6 +241,9 @@ func (m *Manager) startCold(req *Request) (*sandbox, error) {
 	id := m.id + "-" + req.Function.Name + "-" + strconv.FormatUint(m.seq, 10)
 	m.mu.Unlock()
 
+	if err := checkEntrypoint(req.CodeDir, m.image); err != nil {
+		return nil, &entrypointError{err}
+	}
 	sb, err := m.startSandbox(req.Function, req.CodeDir, id, req.Tail)
 	if err != nil {
 		return nil, rpc.Errorf(rpc.CodeService, "cannot start sandbox for %s: %v", req.Function.Name, err)
@@ -253,6 +261,34 @@ func (m *Manager) startCold(req *Request) (*sandbox, error) {
 		return nil, ErrClosed
 	}
 	return sb, nil
+}
+
+// entrypointError is a bootstrap that cannot be executed.
+type entrypointError struct{ err error }
+
+func (e *entrypointError) Error() string { return e.err.Error() }
+
+// invalidEntrypoint is the result, and the log, of an invocation whose
+// bootstrap cannot run: Runtime.InvalidEntrypoint with the cause.
+func (m *Manager) invalidEntrypoint(req *Request, cause error) *Result {
+	fn := req.Function
+	msg := "RequestId: " + req.RequestID + " Error: " + cause.Error()
+	o := functionError(rpc.ErrTypeInvalidEntrypoint, msg)
+	res := &Result{RequestID: req.RequestID, Cold: true, Payload: o.payload, ErrorType: o.errType}
+	now := time.Now().UnixMilli()
+	lines := []string{startLine(req.RequestID), msg, endLine(req.RequestID), reportLine(req.RequestID, fn, res, "error", o.errType)}
+	events := make([]rpc.LogEvent, len(lines))
+	var tail strings.Builder
+	for i, l := range lines {
+		events[i] = rpc.LogEvent{TimeMs: now, RequestID: req.RequestID, Line: l}
+		tail.WriteString(l)
+		tail.WriteByte('\n')
+	}
+	_ = m.cfg.Logs.Append(fn.Name, events...)
+	if req.Tail {
+		res.LogTail = tail.String()
+	}
+	return res
 }
 
 // put returns a sandbox after an invocation: healthy ones go back to the

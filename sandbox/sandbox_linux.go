@@ -190,7 +190,7 @@ func (m *Manager) startSandbox(fn *rpc.FunctionConfig, codeDir, id string, tail 
 		netnsPath:  ns.path(),
 		cgroupPath: m.cfg.CgroupParent + "/" + id,
 		memoryMB:   fn.MemoryMB,
-		hostname:   "sandbox",
+		hostname:   sandboxHostname,
 	})
 	ctr, err := libcontainer.Create(m.cfg.StateDir, id, cfg)
 	if err != nil {
