@@ -41,6 +41,7 @@ type containerSpec struct {
 	cgroupPath string
 	memoryMB   int
 	hostname   string
+	initBinary string // the agent's own executable, the sandbox's PID 1
 }
 
 var memswSupported = func() bool {
@@ -92,6 +93,8 @@ func containerConfig(s containerSpec) *configs.Config {
 				Data: "mode=1777,size=" + strconv.Itoa(tmpSizeMB) + "m"},
 			{Source: s.codeDir, Destination: "/var/task", Device: "bind",
 				Flags: unix.MS_BIND | unix.MS_REC | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV},
+			{Source: s.initBinary, Destination: initPath, Device: "bind",
+				Flags: unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV},
 		},
 		MaskPaths: []string{
 			"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",

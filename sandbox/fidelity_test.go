@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -210,5 +211,66 @@ func TestUserEnvironmentWins(t *testing.T) {
 	_ = json.Unmarshal(res.Payload, &got)
 	if got["TZ"] != ":UTC" || got["LANG"] != "en_US.UTF-8" || !strings.Contains(got["PATH"], "/usr/bin") {
 		t.Errorf("defaults: %v", got)
+	}
+}
+
+// PID 1 is our init: it reaps orphans (no zombies pile up), forwards
+// SIGTERM to a runtime that traps it, and the runtime's own exit status
+// still reaches the caller.
+func TestPID1ReapsAndForwardsSignals(t *testing.T) {
+	t.Parallel()
+	m, sink := newTestManager(t, Config{FreezeAfter: -1})
+	fn := fnConfig("orphans", 1)
+	fn.MemoryMB = 512
+	dir := codeDir(t, script("orphans.sh"))
+	var p struct{ Zombies, Ppid int }
+	// Every invocation leaves ten orphans; with a reaping PID 1 the count
+	// of zombies seen falls back to zero instead of growing by ten.
+	zeroSeen := false
+	for i := 0; i < 8 && !zeroSeen; i++ {
+		res := invoke(t, m, fn, dir, `{}`)
+		if err := json.Unmarshal(res.Payload, &p); err != nil || res.ErrorType != "" {
+			t.Fatalf("orphans: %s", res.Payload)
+		}
+		if p.Ppid != 1 {
+			t.Fatalf("the runtime's parent is pid %d, want our init as 1", p.Ppid)
+		}
+		if p.Zombies > 10 {
+			t.Fatalf("invocation %d sees %d zombies: orphans are not reaped", i, p.Zombies)
+		}
+		zeroSeen = p.Zombies == 0
+	}
+	if !zeroSeen {
+		t.Errorf("zombies never went back to zero (last %d)", p.Zombies)
+	}
+	// aws-lambda-go sees our init as its parent; SIGTERM sent to the
+	// sandbox reaches it, and its own exit status is the sandbox's.
+	gofn := fnConfig("ppid", 1)
+	res := invoke(t, m, gofn, codeDir(t, gofnBin), `{"do":"ppid"}`)
+	var q struct {
+		Ppid int
+		Init string
+	}
+	if err := json.Unmarshal(res.Payload, &q); err != nil || q.Ppid != 1 || !strings.Contains(q.Init, initArg) {
+		t.Fatalf("ppid: %s", res.Payload)
+	}
+	m.mu.Lock()
+	sb := m.idle[sandboxKey(gofn)][0]
+	m.mu.Unlock()
+	if err := sb.ctr.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "SIGTERM forwarded to the runtime", func() bool {
+		return strings.Contains(strings.Join(sink.lines("ppid"), "\n"), "runtime got SIGTERM")
+	})
+	<-sb.exited
+	if d := sb.exitDescription(); d != "exit status 0" {
+		t.Errorf("exit described as %q, want the runtime's own exit status 0", d)
+	}
+
+	// A signal death is reported as the runtime's.
+	crash := invoke(t, m, fnConfig("segv", 1), codeDir(t, script("segv.sh")), `{}`)
+	if crash.ErrorType != rpc.ErrTypeExit || !strings.Contains(string(crash.Payload), "Runtime exited with error: signal: segmentation fault") {
+		t.Errorf("a runtime killed by SIGSEGV: %s", crash.Payload)
 	}
 }

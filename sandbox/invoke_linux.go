@@ -190,6 +190,10 @@ type exitResult struct {
 }
 
 func (sb *sandbox) exitOutcome(reqID string) exitResult {
+	if e := sb.runtimeStatus.execErr; e != "" {
+		msg := "RequestId: " + reqID + " Error: " + e
+		return exitResult{functionError(rpc.ErrTypeInvalidEntrypoint, msg), msg}
+	}
 	if sb.cgroups.oomKills() > 0 {
 		msg := "RequestId: " + reqID + " Error: Runtime exited with error: signal: killed"
 		return exitResult{functionError(rpc.ErrTypeOutOfMemory, msg), msg}

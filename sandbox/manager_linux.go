@@ -74,10 +74,11 @@ type Stats struct {
 // for concurrent use. mu guards idle, all and closed; each sandbox guards
 // its own state.
 type Manager struct {
-	cfg   Config
-	image string
-	id    string // unique per manager: container ids and cgroups never clash
-	log   *slog.Logger
+	cfg        Config
+	image      string
+	initBinary string // this program, mounted as every sandbox's PID 1
+	id         string // unique per manager: container ids and cgroups never clash
+	log        *slog.Logger
 
 	mu     sync.Mutex
 	idle   map[string][]*sandbox // by function@revision, most recent last
@@ -130,8 +131,12 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: find this program for the sandboxes' init: %w", err)
+	}
 	m := &Manager{
-		cfg: cfg, image: image, id: randomHex(4), log: cfg.Logger,
+		cfg: cfg, image: image, initBinary: self, id: randomHex(4), log: cfg.Logger,
 		idle: map[string][]*sandbox{},
 		all:  map[*sandbox]struct{}{},
 		stop: make(chan struct{}),

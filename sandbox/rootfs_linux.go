@@ -167,6 +167,13 @@ func buildImage(root string) error {
 	if err := os.Chmod(filepath.Join(root, "tmp"), 0o1777); err != nil {
 		return err
 	}
+	// The mount point of the sandbox's PID 1 (the agent's binary).
+	if err := os.MkdirAll(filepath.Join(root, filepath.Dir(initPath)), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(root, initPath), nil, 0o755); err != nil {
+		return err
+	}
 	files := map[string]string{
 		"etc/passwd":        fmt.Sprintf("root:x:0:0:root:/root:/bin/sh\n%s:x:%d:%d::/home/%s:/sbin/nologin\n", sandboxUser, sandboxUID, sandboxGID, sandboxUser),
 		"etc/group":         fmt.Sprintf("root:x:0:\n%s:x:%d:\n", sandboxUser, sandboxGID),

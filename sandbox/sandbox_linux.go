@@ -53,9 +53,10 @@ type sandbox struct {
 	cgroups cgroupFiles
 	started time.Time
 
-	exited    chan struct{}
-	exitState *os.ProcessState // set before exited is closed
-	exitErr   error
+	exited        chan struct{}
+	exitState     *os.ProcessState // set before exited is closed
+	exitErr       error
+	runtimeStatus pid1Status // set before exited is closed
 
 	initDone     bool          // only the caller holding the sandbox touches it
 	initDuration time.Duration // reported on the first invocation only
@@ -184,7 +185,18 @@ func (m *Manager) startSandbox(fn *rpc.FunctionConfig, codeDir, id string, tail 
 			logs.w.Close()
 		}
 	}()
+	status, statusW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer statusW.Close() // the container holds its own copy once started
+	defer func() {
+		if err != nil {
+			status.Close()
+		}
+	}()
 	cfg := containerConfig(containerSpec{
+		initBinary: m.initBinary,
 		rootfs:     m.image,
 		codeDir:    codeDir,
 		netnsPath:  ns.path(),
@@ -202,14 +214,15 @@ func (m *Manager) startSandbox(fn *rpc.FunctionConfig, codeDir, id string, tail 
 		exited: make(chan struct{}),
 	}
 	sb.proc = &libcontainer.Process{
-		Args:   []string{"/var/task/bootstrap"},
-		Env:    m.environment(fn, id),
-		UID:    sandboxUID,
-		GID:    sandboxGID,
-		Cwd:    "/var/task",
-		Stdout: logs.w,
-		Stderr: logs.w,
-		Init:   true,
+		Args:       []string{initPath, initArg, bootstrapPath},
+		ExtraFiles: []*os.File{statusW}, // fd 3 in PID 1
+		Env:        m.environment(fn, id),
+		UID:        sandboxUID,
+		GID:        sandboxGID,
+		Cwd:        "/var/task",
+		Stdout:     logs.w,
+		Stderr:     logs.w,
+		Init:       true,
 	}
 	go sb.api.serve(ns.ln)
 	logs.collectTail(tail) // a cold invocation's tail starts with its init
@@ -224,6 +237,14 @@ func (m *Manager) startSandbox(fn *rpc.FunctionConfig, codeDir, id string, tail 
 	go logs.run()
 	go func() {
 		sb.exitState, sb.exitErr = sb.proc.Wait()
+		// PID 1 wrote the runtime's status before it exited.
+		var buf [256]byte
+		_ = unix.SetNonblock(int(status.Fd()), true)
+		n, _ := unix.Read(int(status.Fd()), buf[:])
+		status.Close()
+		if n > 0 {
+			sb.runtimeStatus = parsePID1Status(buf[:n])
+		}
 		close(sb.exited)
 	}()
 	if st, err := ctr.State(); err == nil {
@@ -412,6 +433,9 @@ func (sb *sandbox) destroy() {
 const killSignal = unix.SIGKILL
 
 func (sb *sandbox) exitDescription() string {
+	if sb.runtimeStatus.reported {
+		return sb.runtimeStatus.description()
+	}
 	st := sb.exitState
 	if st == nil {
 		if sb.exitErr != nil {

@@ -7,7 +7,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
@@ -40,5 +42,13 @@ func handler(ctx context.Context, ev event) (map[string]any, error) {
 }
 
 func main() {
+	// Say so and exit when SIGTERM comes, as runtimes that clean up do.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		fmt.Println("runtime got SIGTERM")
+		os.Exit(0)
+	}()
 	lambda.Start(handler)
 }
