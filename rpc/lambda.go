@@ -61,3 +61,11 @@ func IsReservedEnvKey(key string) bool {
 // MaxResponsePayload is the largest response a function may return to a
 // synchronous invocation: Lambda's limit, a little over MaxSyncPayload.
 const MaxResponsePayload = 6_291_556
+
+// CodeInvalidRequestContent is Lambda's exception for a payload that is not
+// JSON.
+const CodeInvalidRequestContent = "InvalidRequestContentException"
+
+// ErrInvalidRequestContent matches, under errors.Is, an error with
+// CodeInvalidRequestContent.
+var ErrInvalidRequestContent = &Error{Code: CodeInvalidRequestContent}

@@ -12,13 +12,6 @@ import (
 	"nimbus/rpc"
 )
 
-// LogSink receives a function's log lines in order: what the function wrote
-// on stdout and stderr, and the START, END and REPORT lines of each
-// invocation. The node backs it with the log store.
-type LogSink interface {
-	Append(function string, events ...rpc.LogEvent) error
-}
-
 // maxLogLine is the longest line kept whole; longer ones are cut.
 const maxLogLine = 256 << 10
 

@@ -2,8 +2,7 @@ package sandbox
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,56 +18,6 @@ import (
 
 	"nimbus/rpc"
 )
-
-// Config configures a Manager. Zero values take the defaults noted.
-type Config struct {
-	// StateDir holds libcontainer's state; it belongs on a tmpfs (/run).
-	// Sandboxes left there by an earlier agent are destroyed at start.
-	StateDir string
-	// ImageDir is where the default image is built once and cached.
-	ImageDir string
-	// CgroupParent is the cgroup path sandboxes go under (default /nimbus).
-	CgroupParent string
-	// IdleTimeout is how long an unused warm sandbox is kept (default 10m).
-	IdleTimeout time.Duration
-	// FreezeAfter is how long an idle sandbox stays thawed before it is
-	// frozen (default 50ms; negative: never freeze).
-	FreezeAfter time.Duration
-	// InitTimeout bounds a runtime's initialisation (default 10s, Lambda's).
-	InitTimeout time.Duration
-	// Region and AccountID appear in function ARNs and AWS_REGION.
-	Region, AccountID string
-	// Logs receives every function's log lines. Required.
-	Logs   LogSink
-	Logger *slog.Logger
-}
-
-// Request is one invocation to run.
-type Request struct {
-	Function  *rpc.FunctionConfig
-	CodeDir   string // the function's extracted code, mounted at /var/task
-	RequestID string // generated when empty
-	Payload   []byte
-	Tail      bool // return the last 4 KB of the invocation's log
-}
-
-// Result is an invocation's outcome. A function error (returned, crashed,
-// out of memory, timed out) is a Result with ErrorType set, not an error.
-type Result struct {
-	RequestID    string
-	Payload      []byte
-	ErrorType    string // "" on success
-	LogTail      string
-	Cold         bool
-	InitDuration time.Duration
-	Duration     time.Duration
-	MaxMemoryMB  int
-}
-
-// Stats counts the sandboxes a manager holds.
-type Stats struct {
-	Idle, Busy int
-}
 
 // Manager runs invocations in sandboxes and keeps warm ones for reuse. Safe
 // for concurrent use. mu guards idle, all and closed; each sandbox guards
@@ -89,9 +38,6 @@ type Manager struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
-
-// ErrClosed is returned by Invoke after Close.
-var ErrClosed = errors.New("sandbox manager closed")
 
 // NewManager builds (or reuses) the default image, cleans up sandboxes left
 // by an earlier run, and starts the idle reaper.
@@ -178,6 +124,9 @@ func cleanupStale(stateDir string, log *slog.Logger) {
 func (m *Manager) Invoke(ctx context.Context, req *Request) (*Result, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if len(req.Payload) > 0 && !json.Valid(req.Payload) {
+		return nil, rpc.Errorf(rpc.CodeInvalidRequestContent, "Could not parse request body into json: the payload is not valid JSON")
 	}
 	if req.RequestID == "" {
 		req.RequestID = NewRequestID()
@@ -440,22 +389,6 @@ func (m *Manager) functionARN(name string) string {
 	return rpc.FunctionARN(m.cfg.Region, m.cfg.AccountID, name)
 }
 
-// NewRequestID returns a random UUID (version 4), Lambda's request id form.
-func NewRequestID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
-}
-
 func newTraceID() string {
 	return fmt.Sprintf("Root=1-%08x-%s;Parent=%s;Sampled=0", time.Now().Unix(), randomHex(12), randomHex(8))
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -260,26 +260,6 @@ func (m *Manager) startSandbox(fn *rpc.FunctionConfig, codeDir, id string, tail 
 	return sb, nil
 }
 
-func sandboxKey(fn *rpc.FunctionConfig) string {
-	return fn.Name + "@" + strconv.FormatUint(fn.Revision, 10)
-}
-
-// Key is how warm sandboxes are keyed: function name and revision. The
-// scheduler places invocations on workers with an idle sandbox of the key.
-func Key(fn *rpc.FunctionConfig) string { return sandboxKey(fn) }
-
-// defaultEnv are variables the platform sets unless the function sets its
-// own: they are not reserved on Lambda, and the function's values win.
-var defaultEnv = [...][2]string{
-	{"TZ", ":UTC"},
-	{"LANG", "en_US.UTF-8"},
-	{"PATH", "/usr/local/bin:/usr/bin/:/bin:/opt/bin"},
-	{"LD_LIBRARY_PATH", "/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib"},
-}
-
-// environment is the runtime's environment: the function's own variables
-// (reserved keys dropped: the platform sets those), the defaults it did not
-// override, and the reserved ones.
 func (m *Manager) environment(fn *rpc.FunctionConfig, id string) []string {
 	env := make([]string, 0, len(fn.Env)+24)
 	for k, v := range fn.Env {

@@ -1,7 +1,9 @@
 package sandbox
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"regexp"
 	"strings"
 	"syscall"
@@ -272,5 +274,26 @@ func TestPID1ReapsAndForwardsSignals(t *testing.T) {
 	crash := invoke(t, m, fnConfig("segv", 1), codeDir(t, script("segv.sh")), `{}`)
 	if crash.ErrorType != rpc.ErrTypeExit || !strings.Contains(string(crash.Payload), "Runtime exited with error: signal: segmentation fault") {
 		t.Errorf("a runtime killed by SIGSEGV: %s", crash.Payload)
+	}
+}
+
+// A payload that is not JSON is refused before any sandbox starts, with
+// Lambda's exception; a JSON one runs right after.
+func TestNonJSONPayloadRefused(t *testing.T) {
+	t.Parallel()
+	m, _ := newTestManager(t, Config{})
+	fn := fnConfig("nonjson", 1)
+	dir := codeDir(t, script("echo.sh"))
+	for _, p := range []string{"not json", `{"a":`, "\xff"} {
+		_, err := m.Invoke(context.Background(), &Request{Function: fn, CodeDir: dir, Payload: []byte(p)})
+		if !errors.Is(err, rpc.ErrInvalidRequestContent) {
+			t.Errorf("payload %q: %v, want InvalidRequestContentException", p, err)
+		}
+	}
+	if st := m.Stats(); st != (Stats{}) {
+		t.Errorf("a refused payload started a sandbox: %+v", st)
+	}
+	if res := invoke(t, m, fn, dir, `"json"`); res.ErrorType != "" || string(res.Payload) != `{"echo":"json"}` {
+		t.Fatalf("a JSON payload after: %s", res.Payload)
 	}
 }
