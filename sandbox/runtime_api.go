@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"strconv"
@@ -118,7 +119,8 @@ type runtimeAPI struct {
 	current *invocation // the invocation handed out and not yet answered
 	initErr *outcome    // set before failed is closed
 
-	srv *http.Server
+	bodyTimeout time.Duration // apiBodyTimeout; shorter in tests
+	srv         *http.Server
 }
 
 func newRuntimeAPI() *runtimeAPI {
@@ -128,6 +130,8 @@ func newRuntimeAPI() *runtimeAPI {
 		failed:  make(chan struct{}),
 		back:    make(chan struct{}, 1),
 		closed:  make(chan struct{}),
+
+		bodyTimeout: apiBodyTimeout,
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc(pathNext, a.next)
@@ -136,14 +140,86 @@ func newRuntimeAPI() *runtimeAPI {
 	mux.HandleFunc(pathInitErr, a.initError)
 	a.srv = &http.Server{
 		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          nil,
+		ReadHeaderTimeout: apiHeaderTimeout,
+		IdleTimeout:       apiIdleTimeout,
+		MaxHeaderBytes:    apiMaxHeaderBytes,
+		ErrorLog:          log.New(io.Discard, "", 0), // a runtime's bad requests are its own business
 	}
 	return a
 }
 
+// Bounds of the Runtime API: a sandbox is untrusted. A runtime needs one or
+// two connections (aws-lambda-go keeps one alive), extensions a few more.
+// No ReadTimeout or WriteTimeout on the server: /next is a long poll, so the
+// deadlines are set per request where a body is read or written.
+const (
+	apiMaxConns       = 8
+	apiHeaderTimeout  = 10 * time.Second
+	apiIdleTimeout    = 60 * time.Second
+	apiMaxHeaderBytes = 16 << 10
+	apiBodyTimeout    = 30 * time.Second // to read a /response or /error body
+	apiWriteTimeout   = 30 * time.Second // to write an event to /next
+)
+
 func (a *runtimeAPI) serve(ln net.Listener) {
-	_ = a.srv.Serve(ln)
+	_ = a.srv.Serve(&limitListener{Listener: ln, max: apiMaxConns})
+}
+
+// limitListener closes connections at once beyond max open ones, so a
+// runtime that hoards them gets an error instead of a hang, and the agent
+// holds at most max descriptors per sandbox.
+type limitListener struct {
+	net.Listener
+	max  int
+	mu   sync.Mutex
+	open int
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		l.mu.Lock()
+		if l.open >= l.max {
+			l.mu.Unlock()
+			c.Close()
+			continue
+		}
+		l.open++
+		l.mu.Unlock()
+		return &limitConn{Conn: c, l: l}, nil
+	}
+}
+
+type limitConn struct {
+	net.Conn
+	l    *limitListener
+	once sync.Once
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		c.l.open--
+		c.l.mu.Unlock()
+	})
+	return err
+}
+
+// readBody reads a request body once, into a buffer of at most limit+1
+// bytes (sized from Content-Length when it is given), within apiBodyTimeout.
+func (a *runtimeAPI) readBody(w http.ResponseWriter, r *http.Request, limit int) ([]byte, error) {
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(a.bodyTimeout))
+	size := 512
+	if r.ContentLength > 0 {
+		size = int(min(r.ContentLength, int64(limit)+1))
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size))
+	_, err := buf.ReadFrom(io.LimitReader(r.Body, int64(limit)+1))
+	return buf.Bytes(), err
 }
 
 func (a *runtimeAPI) close() {
@@ -210,6 +286,7 @@ func (a *runtimeAPI) next(w http.ResponseWriter, r *http.Request) {
 	h[headerFunctionARN] = []string{inv.arn}
 	h[headerTraceID] = []string{inv.traceID}
 	h["Content-Length"] = []string{strconv.Itoa(len(inv.payload))}
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(apiWriteTimeout))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(inv.payload)
 }
@@ -244,7 +321,7 @@ func (a *runtimeAPI) response(w http.ResponseWriter, r *http.Request) {
 	if inv == nil {
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxResponse+1))
+	body, err := a.readBody(w, r, maxResponse)
 	if err != nil {
 		inv.finish(functionError(rpc.ErrTypeResponseError, "failed to read the runtime's response: "+err.Error()))
 		writeAPIError(w, http.StatusBadRequest, rpc.APIErrInvalidRequest, err.Error())
@@ -266,7 +343,7 @@ func (a *runtimeAPI) invocationError(w http.ResponseWriter, r *http.Request) {
 	if inv == nil {
 		return
 	}
-	inv.finish(readRuntimeError(r))
+	inv.finish(a.readRuntimeError(w, r))
 	writeAccepted(w)
 }
 
@@ -282,7 +359,7 @@ func (a *runtimeAPI) initError(w http.ResponseWriter, r *http.Request) {
 	}
 	a.state = apiInitFailed
 	a.mu.Unlock()
-	o := readRuntimeError(r)
+	o := a.readRuntimeError(w, r)
 	a.mu.Lock()
 	a.initErr = &o
 	a.mu.Unlock()
@@ -297,10 +374,19 @@ func (a *runtimeAPI) initError(w http.ResponseWriter, r *http.Request) {
 // Lambda-Runtime-Function-Error-Type header or as Runtime.Unknown. Anything
 // else (not JSON, or JSON that is not an object) becomes a Runtime.Unknown
 // error whose message is the body. The body is read once, bounded.
-func readRuntimeError(r *http.Request) outcome {
-	body, _ := io.ReadAll(io.LimitReader(r.Body, maxResponse))
+func (a *runtimeAPI) readRuntimeError(w http.ResponseWriter, r *http.Request) outcome {
+	body, err := a.readBody(w, r, maxErrorBody)
+	if err != nil {
+		return functionError(rpc.ErrTypeResponseError, "failed to read the runtime's error: "+err.Error())
+	}
+	if len(body) > maxErrorBody {
+		return functionError(rpc.ErrTypeResponseTooLarge, "Error payload size exceeded maximum allowed payload size ("+strconv.Itoa(maxErrorBody)+" bytes).")
+	}
 	return runtimeError(r.Header.Get(headerErrorType), body)
 }
+
+// maxErrorBody bounds an error a runtime posts, as a response is bounded.
+const maxErrorBody = maxResponse
 
 func runtimeError(header string, body []byte) outcome {
 	var fields map[string]json.RawMessage

@@ -3,9 +3,14 @@ package sandbox
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -138,7 +143,7 @@ func TestReadRuntimeError(t *testing.T) {
 			if c.header != "" {
 				r.Header.Set(headerErrorType, c.header)
 			}
-			o := readRuntimeError(r)
+			o := newRuntimeAPI().readRuntimeError(httptest.NewRecorder(), r)
 			var p struct{ ErrorType, ErrorMessage string }
 			if err := json.Unmarshal(o.payload, &p); err != nil {
 				t.Fatalf("payload %q is not JSON: %v", o.payload, err)
@@ -169,7 +174,7 @@ func FuzzReadRuntimeError(f *testing.F) {
 			header = ""
 		}
 		r.Header.Set(headerErrorType, header)
-		o := readRuntimeError(r)
+		o := newRuntimeAPI().readRuntimeError(httptest.NewRecorder(), r)
 		var p map[string]json.RawMessage
 		if err := json.Unmarshal(o.payload, &p); err != nil {
 			t.Fatalf("payload %q is not a JSON object: %v", o.payload, err)
@@ -179,4 +184,91 @@ func FuzzReadRuntimeError(f *testing.F) {
 			t.Fatalf("no errorType string in %q for %q %q", o.payload, header, body)
 		}
 	})
+}
+
+// serveAPI serves a on a loopback listener of the test's own.
+func serveAPI(t *testing.T, a *runtimeAPI) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go a.serve(ln)
+	t.Cleanup(a.close)
+	return ln.Addr().String()
+}
+
+// A runtime hoarding connections gets at most apiMaxConns; the rest are
+// closed at once, and once it lets go, the API serves again.
+func TestRuntimeAPIConnectionLimit(t *testing.T) {
+	a := newRuntimeAPI()
+	addr := serveAPI(t, a)
+	var conns []net.Conn
+	for i := 0; i < 3*apiMaxConns; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	closed := 0
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); err == io.EOF || errors.Is(err, syscall.ECONNRESET) {
+			closed++
+		}
+	}
+	if closed != 2*apiMaxConns {
+		t.Errorf("%d of %d connections closed, want all but %d", closed, len(conns), apiMaxConns)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	a.pending <- newInvocation("after", []byte(`{}`), "arn", "trace", time.Second)
+	var resp *http.Response
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		r, err := http.Get("http://" + addr + "/2018-06-01/runtime/invocation/next")
+		if err == nil {
+			resp = r
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no connection slot after the hoarder let go: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get(headerRequestID) != "after" {
+		t.Fatalf("next after the hoarder: %d %v", resp.StatusCode, resp.Header)
+	}
+}
+
+// A body that stalls is given up after the body deadline: the invocation
+// fails with Runtime.ResponseError instead of holding the agent, and an
+// oversized one is refused with 413 without growing past the limit.
+func TestRuntimeAPIStalledBody(t *testing.T) {
+	a := newRuntimeAPI()
+	a.bodyTimeout = 200 * time.Millisecond
+	addr := serveAPI(t, a)
+	inv := newInvocation("stall", nil, "arn", "trace", time.Minute)
+	a.pending <- inv
+	resp, err := http.Get("http://" + addr + "/2018-06-01/runtime/invocation/next")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /2018-06-01/runtime/invocation/stall/response HTTP/1.1\r\nHost: x\r\nContent-Length: 6000000\r\n\r\npartial")
+	select {
+	case <-inv.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a stalled body held the invocation")
+	}
+	if inv.out.errType != rpc.ErrTypeResponseError {
+		t.Fatalf("outcome %+v, want Runtime.ResponseError", inv.out)
+	}
 }
