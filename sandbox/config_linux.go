@@ -103,6 +103,7 @@ func containerConfig(s containerSpec) *configs.Config {
 		ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
 		Rlimits: []configs.Rlimit{
 			{Type: unix.RLIMIT_NOFILE, Hard: nofileLimit, Soft: nofileLimit},
+			{Type: unix.RLIMIT_CORE, Hard: 0, Soft: 0}, // no core dumps, and none can be asked for
 		},
 	}
 }

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"encoding/json"
 	"os"
+	"runtime"
 	"testing"
 )
 
@@ -42,5 +43,35 @@ func TestHostileConnectionHoard(t *testing.T) {
 	}
 	if r := invoke(t, m, fnConfig("bystander", 1), codeDir(t, script("echo.sh")), `1`); r.ErrorType != "" {
 		t.Fatalf("another function after the hoard: %s", r.Payload)
+	}
+}
+
+// A function trying the kernel's wider doors (a user namespace by clone
+// and by unshare, io_uring, the keyring, bpf, ptrace) is refused each with
+// EPERM by the seccomp filter, cannot dump core, and still forks, execs and
+// answers; a normal invocation runs right after.
+func TestHostileSeccomp(t *testing.T) {
+	t.Parallel()
+	if runtime.GOARCH != "amd64" {
+		t.Skip("testdata/gofn's system call numbers are amd64's")
+	}
+	m, _ := newTestManager(t, Config{})
+	fn := fnConfig("escaper", 1)
+	dir := codeDir(t, gofnBin)
+	res := invoke(t, m, fn, dir, `{"do":"escape"}`)
+	var got map[string]any
+	if err := json.Unmarshal(res.Payload, &got); err != nil || res.ErrorType != "" {
+		t.Fatalf("escape: %s", res.Payload)
+	}
+	for _, k := range []string{"clone_newuser", "unshare_newuser", "io_uring_setup", "keyctl", "bpf", "ptrace"} {
+		if got[k] != "operation not permitted" {
+			t.Errorf("%s: %q, want operation not permitted", k, got[k])
+		}
+	}
+	if got["seccomp"] != "2" || got["core_hard"] != float64(0) || got["fork_exec"] != "" {
+		t.Errorf("seccomp mode %v, core limit %v, fork/exec %q: want 2, 0 and success", got["seccomp"], got["core_hard"], got["fork_exec"])
+	}
+	if r := invoke(t, m, fn, dir, `{"do":"hello"}`); r.ErrorType != "" {
+		t.Fatalf("a normal invocation after: %s", r.Payload)
 	}
 }

@@ -15,7 +15,8 @@ import (
 // The sandbox's PID 1 is a small init of ours: the nimbus binary itself,
 // bind-mounted read-only at initPath and started as `sandbox-init <bootstrap>`.
 // It starts the runtime, forwards the signals a runtime expects to receive
-// (a PID 1 would ignore SIGTERM without a handler), reaps every orphan so
+// (a PID 1 would ignore SIGTERM without a handler), installs the seccomp
+// filter (seccomp_linux.go) that the runtime inherits, reaps every orphan so
 // none piles up as a zombie, and when the runtime exits writes its wait
 // status to fd 3 (the agent reads it) and exits, which ends the sandbox's
 // pid namespace. It never runs code of the function's itself.
@@ -45,6 +46,10 @@ func runPID1(args []string) {
 	}
 	if len(args) == 0 {
 		report("error no runtime to start")
+		os.Exit(127)
+	}
+	if err := installSeccomp(); err != nil {
+		report("error cannot install the sandbox's seccomp filter: " + err.Error())
 		os.Exit(127)
 	}
 	sigs := make(chan os.Signal, 16)
