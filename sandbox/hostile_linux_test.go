@@ -1,9 +1,12 @@
 package sandbox
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -73,5 +76,43 @@ func TestHostileSeccomp(t *testing.T) {
 	}
 	if r := invoke(t, m, fn, dir, `{"do":"hello"}`); r.ErrorType != "" {
 		t.Fatalf("a normal invocation after: %s", r.Payload)
+	}
+}
+
+// A function flooding its output with 64 MB, with and without the tail:
+// the rate limit drops what is over it and says how much, the tail stays
+// 4 KB, and a normal invocation runs right after.
+func TestHostileLogFlood(t *testing.T) {
+	t.Parallel()
+	m, sink := newTestManager(t, Config{})
+	fn := fnConfig("flood", 1)
+	fn.MemoryMB = 1024
+	fn.TimeoutSec = 60
+	fn.Env = map[string]string{"FLOOD_MB": "64"}
+	dir := codeDir(t, script("flood.sh"))
+	for _, tail := range []bool{true, false} {
+		res, err := m.Invoke(context.Background(), &Request{Function: fn, CodeDir: dir, Payload: []byte(`{}`), Tail: tail})
+		if err != nil || res.ErrorType != "" || string(res.Payload) != `"flooded"` {
+			t.Fatalf("flood (tail %v): %v %s", tail, err, res.Payload)
+		}
+		if len(res.LogTail) > tailBytes || (tail && !strings.Contains(res.LogTail, "REPORT RequestId: ")) {
+			t.Errorf("tail of %d bytes: %q...", len(res.LogTail), res.LogTail[:min(80, len(res.LogTail))])
+		}
+		lines := sink.linesOf("flood", res.RequestID)
+		var dropped int64
+		kept := 0
+		for _, l := range lines {
+			if strings.HasPrefix(l, "RequestId: "+res.RequestID+" Warning: ") {
+				dropped, _ = strconv.ParseInt(strings.Fields(l)[3], 10, 64)
+			} else {
+				kept += len(l) + 1
+			}
+		}
+		if dropped == 0 || kept > 64<<20/2 {
+			t.Errorf("flood (tail %v): kept %d bytes, dropped %d: want most of 64 MB dropped and counted", tail, kept, dropped)
+		}
+	}
+	if r := invoke(t, m, fnConfig("quiet", 1), codeDir(t, script("echo.sh")), `1`); r.ErrorType != "" {
+		t.Fatalf("a normal function after the flood: %s", r.Payload)
 	}
 }
