@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -114,5 +115,73 @@ func TestHostileLogFlood(t *testing.T) {
 	}
 	if r := invoke(t, m, fnConfig("quiet", 1), codeDir(t, script("echo.sh")), `1`); r.ErrorType != "" {
 		t.Fatalf("a normal function after the flood: %s", r.Payload)
+	}
+}
+
+// A function that leaves hundreds of processes behind is not kept warm
+// holding their pids: its sandbox is retired when it answers, the next
+// invocation gets a fresh one, and all sandboxes together are held under a
+// pids limit below the host's.
+func TestHostileForkLeftovers(t *testing.T) {
+	t.Parallel()
+	m, _ := newTestManager(t, Config{FreezeAfter: -1})
+	fn := fnConfig("forker", 1)
+	fn.MemoryMB = 1024
+	fn.TimeoutSec = 60
+	fn.Env = map[string]string{"FORKS": "400"}
+	dir := codeDir(t, script("forkbomb.sh"))
+	res := invoke(t, m, fn, dir, `{}`)
+	if res.ErrorType != "" || string(res.Payload) != `{"started":400}` {
+		t.Fatalf("forker: %s", res.Payload)
+	}
+	waitFor(t, "the forker's sandbox retired", func() bool { return m.Stats() == Stats{} })
+	fn.Env = map[string]string{"FORKS": "0"}
+	fn.Revision = 2
+	if r := invoke(t, m, fn, dir, `{}`); r.ErrorType != "" || !r.Cold {
+		t.Fatalf("after the leftovers: %s cold=%v", r.Payload, r.Cold)
+	}
+	got := readFile(filepath.Join(cgroupRoot, "pids", m.cfg.CgroupParent, "pids.max"))
+	if n, err := strconv.ParseInt(got, 10, 64); err != nil || n != parentPidsLimit() || n >= 32768*4 {
+		t.Errorf("parent pids.max = %q, want %d", got, parentPidsLimit())
+	}
+}
+
+// Cgroups an earlier manager of the same state dir left behind are removed
+// at start; another manager's are not touched.
+func TestOrphanCgroupsRemoved(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	state := filepath.Join(t.TempDir(), "state")
+	m1, _ := newTestManager(t, Config{StateDir: state})
+	mine := m1.id
+	m1.Close()
+	foreign := randomHex(4)
+	var made []string
+	for _, ctrl := range []string{"pids", "memory", "freezer"} {
+		for _, id := range []string{mine, foreign} {
+			dir := filepath.Join(cgroupRoot, ctrl, m1.cfg.CgroupParent, id+"-leak-1")
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			made = append(made, dir)
+		}
+	}
+	t.Cleanup(func() {
+		for _, d := range made {
+			os.Remove(d)
+		}
+	})
+	m2, _ := newTestManager(t, Config{StateDir: state})
+	for _, d := range made {
+		_, err := os.Stat(d)
+		if strings.Contains(d, mine) && err == nil {
+			t.Errorf("%s left by this state dir's earlier manager is still there", d)
+		}
+		if strings.Contains(d, foreign) && err != nil {
+			t.Errorf("%s of another manager was removed", d)
+		}
+	}
+	if r := invoke(t, m2, fnConfig("after-orphans", 1), codeDir(t, script("echo.sh")), `1`); r.ErrorType != "" {
+		t.Fatalf("invoke after the cleanup: %s", r.Payload)
 	}
 }

@@ -73,6 +73,11 @@ func NewManager(cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	cleanupStale(cfg.StateDir, cfg.Logger)
+	id := randomHex(4)
+	removeOrphanCgroups(cfg.StateDir, cfg.CgroupParent, id, cfg.Logger)
+	if err := limitParentPids(cfg.CgroupParent); err != nil {
+		cfg.Logger.Warn("no pids limit on the sandboxes' parent cgroup", "err", err)
+	}
 	image, err := EnsureImage(cfg.ImageDir)
 	if err != nil {
 		return nil, err
@@ -82,7 +87,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("sandbox: find this program for the sandboxes' init: %w", err)
 	}
 	m := &Manager{
-		cfg: cfg, image: image, initBinary: self, id: randomHex(4), log: cfg.Logger,
+		cfg: cfg, image: image, initBinary: self, id: id, log: cfg.Logger,
 		idle: map[string][]*sandbox{},
 		all:  map[*sandbox]struct{}{},
 		stop: make(chan struct{}),
@@ -96,6 +101,9 @@ func NewManager(cfg Config) (*Manager, error) {
 func cleanupStale(stateDir string, log *slog.Logger) {
 	entries, _ := os.ReadDir(stateDir)
 	for _, e := range entries {
+		if e.Name() == managersFile {
+			continue
+		}
 		c, err := libcontainer.Load(stateDir, e.Name())
 		if err != nil {
 			os.RemoveAll(filepath.Join(stateDir, e.Name()))

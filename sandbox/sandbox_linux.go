@@ -111,11 +111,13 @@ func (sb *sandbox) to(next sbState) bool {
 // cgroupFiles are the cgroup (v1) directories the sandbox reads and writes
 // directly on the hot path, bypassing libcontainer's state bookkeeping.
 type cgroupFiles struct {
-	freezer, memory, cpu string
+	freezer, memory, cpu, pids string
 	// maxUsage is memory.max_usage_in_bytes, kept open: it is read after
 	// every invocation, and pread on an open file costs a fraction of an
 	// open/read/close of a cgroupfs path.
 	maxUsage *os.File
+	// pidsCur is pids.current, read as each invocation ends; kept open too.
+	pidsCur *os.File
 }
 
 func (c cgroupFiles) write(dir, file, value string) error {
@@ -151,16 +153,22 @@ func (c cgroupFiles) oomKills() int64 {
 }
 
 func (c cgroupFiles) maxMemoryMB() int {
-	if c.maxUsage == nil {
+	v := preadInt(c.maxUsage)
+	return int((v + (1<<20 - 1)) >> 20)
+}
+
+// preadInt reads the number in an open cgroup file from its start.
+func preadInt(f *os.File) int64 {
+	if f == nil {
 		return 0
 	}
 	var buf [32]byte
-	n, err := c.maxUsage.ReadAt(buf[:], 0)
+	n, err := f.ReadAt(buf[:], 0)
 	if n == 0 && err != nil {
 		return 0
 	}
 	v, _ := strconv.ParseInt(strings.TrimSpace(string(buf[:n])), 10, 64)
-	return int((v + (1<<20 - 1)) >> 20)
+	return v
 }
 
 // startSandbox creates and starts a container running fn's bootstrap. It
@@ -252,8 +260,10 @@ func (m *Manager) startSandbox(fn *rpc.FunctionConfig, codeDir, id string, tail 
 			freezer: st.CgroupPaths["freezer"],
 			memory:  st.CgroupPaths["memory"],
 			cpu:     st.CgroupPaths["cpu"],
+			pids:    st.CgroupPaths["pids"],
 		}
 		sb.cgroups.maxUsage, _ = os.Open(filepath.Join(sb.cgroups.memory, "memory.max_usage_in_bytes"))
+		sb.cgroups.pidsCur, _ = os.Open(filepath.Join(sb.cgroups.pids, "pids.current"))
 	}
 	sb.freezeTimer = time.AfterFunc(time.Hour, sb.freeze)
 	sb.freezeTimer.Stop()
@@ -330,7 +340,7 @@ func (sb *sandbox) acquire() bool {
 func (sb *sandbox) release(freezeAfter time.Duration) bool {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
-	if sb.retiring || !sb.to(stateIdle) {
+	if sb.retiring || sb.cgroups.pidsCurrent() > idlePidsLimit || !sb.to(stateIdle) {
 		return false
 	}
 	sb.lastUsed = time.Now()
@@ -389,23 +399,36 @@ func (sb *sandbox) markDead() bool {
 }
 
 // destroy kills every process of the sandbox and removes its container,
-// cgroups and namespace. Call after markDead.
+// cgroups and namespace. Call after markDead. It tries again, thawing
+// first each time, until the container is gone or a minute has passed: a
+// thaw that failed (descriptors exhausted) must not leave a frozen sandbox
+// with its SIGKILL pending forever.
 func (sb *sandbox) destroy() {
 	sb.api.close()
-	_ = sb.ctr.Signal(unix.SIGKILL)
-	select {
-	case <-sb.exited:
-	case <-time.After(5 * time.Second):
-	}
-	if err := sb.ctr.Destroy(); err != nil {
-		// A process that outlived init (it cannot, in its own pid
-		// namespace) or a busy cgroup: try once more after a moment.
-		time.Sleep(50 * time.Millisecond)
-		_ = sb.ctr.Destroy()
+	var err error
+	for attempt, wait := 0, 20*time.Millisecond; attempt < 12; attempt, wait = attempt+1, min(2*wait, 10*time.Second) {
+		if attempt > 0 {
+			time.Sleep(wait)
+		}
+		if sb.cgroups.freezer != "" {
+			_ = sb.cgroups.write(sb.cgroups.freezer, "freezer.state", "THAWED")
+		}
+		_ = sb.ctr.Signal(unix.SIGKILL)
+		select {
+		case <-sb.exited:
+		case <-time.After(5 * time.Second):
+			continue
+		}
+		if err = sb.ctr.Destroy(); err == nil {
+			break
+		}
 	}
 	sb.ns.close()
 	if sb.cgroups.maxUsage != nil {
 		sb.cgroups.maxUsage.Close()
+	}
+	if sb.cgroups.pidsCur != nil {
+		sb.cgroups.pidsCur.Close()
 	}
 }
 
@@ -428,3 +451,5 @@ func (sb *sandbox) exitDescription() string {
 	}
 	return "exit status " + strconv.Itoa(st.ExitCode())
 }
+
+func killPid(pid int) error { return unix.Kill(pid, unix.SIGKILL) }
