@@ -31,6 +31,7 @@ var hoard []net.Conn
 type event struct {
 	Do  string   `json:"do"`
 	Env []string `json:"env"`
+	N   int      `json:"n"`
 }
 
 func handler(ctx context.Context, ev event) (map[string]any, error) {
@@ -99,6 +100,14 @@ func handler(ctx context.Context, ev event) (map[string]any, error) {
 		_, err = syscall.ForkExec("/bin/true", []string{"true"}, &syscall.ProcAttr{})
 		try("fork_exec", err)
 		return out, nil
+	case "getppid":
+		// The cost of a trivial system call here (seccomp's filter runs on
+		// each), in ns.
+		start := time.Now()
+		for i := 0; i < ev.N; i++ {
+			syscall.Getppid()
+		}
+		return map[string]any{"ns": float64(time.Since(start).Nanoseconds()) / float64(max(ev.N, 1))}, nil
 	case "ppid":
 		b, _ := os.ReadFile("/proc/1/cmdline")
 		return map[string]any{"pid": os.Getpid(), "ppid": os.Getppid(), "init": strings.ReplaceAll(string(b), "\x00", " ")}, nil
