@@ -93,6 +93,10 @@ func containerConfig(s containerSpec) *configs.Config {
 				Data: "mode=1777,size=" + strconv.Itoa(tmpSizeMB) + "m"},
 			{Source: s.codeDir, Destination: "/var/task", Device: "bind",
 				Flags: unix.MS_BIND | unix.MS_REC | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV},
+			// The sandbox's own cgroups, read-only, where runtimes that size
+			// their heap from their limits (JVM, Node, .NET) read them.
+			{Source: "cgroup", Destination: "/sys/fs/cgroup", Device: "cgroup",
+				Flags: unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
 			{Source: s.initBinary, Destination: initPath, Device: "bind",
 				Flags: unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV},
 		},

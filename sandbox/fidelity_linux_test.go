@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -295,5 +296,33 @@ func TestNonJSONPayloadRefused(t *testing.T) {
 	}
 	if res := invoke(t, m, fn, dir, `"json"`); res.ErrorType != "" || string(res.Payload) != `{"echo":"json"}` {
 		t.Fatalf("a JSON payload after: %s", res.Payload)
+	}
+}
+
+// The sandbox sees its own cgroups, read-only, through a cgroup namespace:
+// a 256 MB function reads a 256 MB memory limit where the JVM and Node
+// look, and its cgroup paths are its own root, not the host's.
+func TestOwnCgroupsVisible(t *testing.T) {
+	t.Parallel()
+	m, _ := newTestManager(t, Config{})
+	fn := fnConfig("cgroupview", 1)
+	fn.MemoryMB = 256
+	res := invoke(t, m, fn, codeDir(t, gofnBin), `{"do":"cgroup"}`)
+	var p struct {
+		MemoryLimit string `json:"memory_limit"`
+		CPUQuota    string `json:"cpu_quota"`
+		Self        string `json:"self"`
+	}
+	if err := json.Unmarshal(res.Payload, &p); err != nil || res.ErrorType != "" {
+		t.Fatalf("cgroup: %s", res.Payload)
+	}
+	if p.MemoryLimit != strconv.Itoa(256<<20) {
+		t.Errorf("memory.limit_in_bytes inside = %q, want %d", p.MemoryLimit, 256<<20)
+	}
+	if p.CPUQuota != strconv.FormatInt(cpuQuotaUs(256), 10) {
+		t.Errorf("cpu.cfs_quota_us inside = %q, want %d", p.CPUQuota, cpuQuotaUs(256))
+	}
+	if strings.Contains(p.Self, m.cfg.CgroupParent) {
+		t.Errorf("/proc/self/cgroup shows host paths: %q", p.Self)
 	}
 }

@@ -159,7 +159,7 @@ func buildImage(root string) error {
 			return err
 		}
 	}
-	for _, d := range []string{"var/task", "var/runtime", "opt", "tmp", "proc", "dev", "sys", "etc", "root", "home/" + sandboxUser} {
+	for _, d := range []string{"var/task", "var/runtime", "opt", "tmp", "proc", "dev", "sys/fs/cgroup", "etc", "root", "home/" + sandboxUser} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			return err
 		}

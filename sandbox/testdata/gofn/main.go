@@ -108,6 +108,12 @@ func handler(ctx context.Context, ev event) (map[string]any, error) {
 			syscall.Getppid()
 		}
 		return map[string]any{"ns": float64(time.Since(start).Nanoseconds()) / float64(max(ev.N, 1))}, nil
+	case "cgroup":
+		// What a runtime sizing its heap would read.
+		limit, _ := os.ReadFile("/sys/fs/cgroup/memory/memory.limit_in_bytes")
+		cpu, _ := os.ReadFile("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+		self, _ := os.ReadFile("/proc/self/cgroup")
+		return map[string]any{"memory_limit": strings.TrimSpace(string(limit)), "cpu_quota": strings.TrimSpace(string(cpu)), "self": string(self)}, nil
 	case "ppid":
 		b, _ := os.ReadFile("/proc/1/cmdline")
 		return map[string]any{"pid": os.Getpid(), "ppid": os.Getppid(), "init": strings.ReplaceAll(string(b), "\x00", " ")}, nil
