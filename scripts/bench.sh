@@ -51,7 +51,7 @@ echo "## the same bootstrap under the runc CLI"
 if command -v runc >/dev/null && command -v hyperfine >/dev/null && command -v python3 >/dev/null; then
   b=$(mktemp -d /tmp/nimbus-runc.XXXXXX)
   (cd "$b" && runc spec)
-  python3 - "$b/config.json" "$data/images/provided-2" "$PWD/examples/hello/build" <<'PY'
+  python3 - "$b/config.json" "$data/images/provided-3" "$PWD/examples/hello/build" <<'PY'
 import json, sys
 path, rootfs, code = sys.argv[1:]
 c = json.load(open(path))
