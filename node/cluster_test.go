@@ -60,6 +60,9 @@ func startCluster(t *testing.T, n int, mod func(i int, cfg *Config)) *testCluste
 	return tc
 }
 
+// testClusterKey is the cluster key of test clusters that set none.
+var testClusterKey = []byte("nimbus-test-cluster-key-32-bytes")
+
 // start starts (or restarts) node i with cfg.
 func (tc *testCluster) start(i int, cfg Config) *Node {
 	t := tc.t
@@ -70,6 +73,9 @@ func (tc *testCluster) start(i int, cfg Config) *Node {
 		tc.clients = append(tc.clients, nil)
 	}
 	dir := tc.dirs[i]
+	if len(cfg.EncryptKey) == 0 {
+		cfg.EncryptKey = testClusterKey // a cluster node needs the cluster's key
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -222,8 +228,11 @@ func TestClusterLeaderFailover(t *testing.T) {
 func TestClusterConcurrencyLimits(t *testing.T) {
 	tc := startCluster(t, 3, func(i int, cfg *Config) { cfg.AccountConcurrency = 20 })
 	ctx := ctxT(t)
-	create(t, tc.clients[0], "held", holdZip(t), nil)
-	create(t, tc.clients[0], "reserved", holdZip(t), nil)
+	// A long timeout: the test is about limits, and 20 cold starts at once
+	// on a loaded 2-core machine can take longer than the default 3 s.
+	long := func(r *rpc.CreateFunctionRequest) { r.TimeoutSec = 60 }
+	create(t, tc.clients[0], "held", holdZip(t), long)
+	create(t, tc.clients[0], "reserved", holdZip(t), long)
 	var pc rpc.ConcurrencyResponse
 	// 20 - 19 leaves less than the unreserved minimum (2).
 	err := tc.clients[1].Call(ctx, rpc.MethodConcurrencyPut, &rpc.PutConcurrencyRequest{Name: "reserved", Reserved: 19}, &pc)

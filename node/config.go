@@ -26,6 +26,8 @@ type Config struct {
 	// RPCListener is where clients (and, on servers, Raft peers) connect.
 	// Required: the caller opens it, so a test can pass 127.0.0.1:0.
 	RPCListener net.Listener
+	// HTTPListener, when set, serves Lambda's REST API (the gateway).
+	HTTPListener net.Listener
 	// Advertise is the rpc address peers use (default: the listener's).
 	Advertise string
 	// GossipAddr is the memberlist bind address (default: the rpc IP and
@@ -65,6 +67,13 @@ type Config struct {
 	DeadServerGrace   time.Duration // a dead server leaves the Raft configuration after this (default 30s)
 	FastTimings       bool          // Raft and gossip timings for in-process tests on loopback
 
+	// MaxConns and MaxConnsPerSource bound the connections the node's port
+	// accepts, in all and from one IP address (0: 4096 and 256).
+	MaxConns, MaxConnsPerSource int
+	// MetricsFunctionLimit is how many functions get series of their own
+	// in the metrics; the rest share one, "other" (0: 1000).
+	MetricsFunctionLimit int
+
 	Logger *slog.Logger
 }
 
@@ -80,6 +89,9 @@ func (c *Config) setDefaults() error {
 	}
 	if !c.Server && !c.Worker {
 		return errors.New("node: a node needs a role: --server, --worker or both (or --dev)")
+	}
+	if !c.Dev && len(c.EncryptKey) == 0 {
+		return errors.New("node: a cluster node needs the cluster's key (--encrypt KEY, from `nimbus keygen`, the same on every node): it encrypts gossip and authenticates the calls between nodes")
 	}
 	if c.Advertise == "" {
 		c.Advertise = c.RPCListener.Addr().String()
