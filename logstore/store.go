@@ -376,6 +376,7 @@ func (s *Store) publish(q *queue) {
 			if !s.publishBatch(q.fn, buf) {
 				return // closed before the store took it
 			}
+			s.wakeFollowers(q.fn)
 			s.published.Add(uint64(len(batch)))
 			s.batches.Add(1)
 		}
@@ -386,6 +387,18 @@ func (s *Store) publish(q *queue) {
 			return
 		}
 		idle.Reset(queueIdle)
+	}
+}
+
+// wakeFollowers tells the long polls on fn, on every node, that a batch
+// is stored: an empty message on wakeSubjectOf(fn), so that followers do
+// not receive the batches themselves.
+func (s *Store) wakeFollowers(fn string) {
+	s.conn.RLock()
+	nc := s.nc
+	s.conn.RUnlock()
+	if nc != nil {
+		_ = nc.Publish(wakeSubjectOf(fn), nil)
 	}
 }
 
@@ -525,6 +538,10 @@ const (
 
 func streamOf(fn string) string  { return streamPrefix + fn }
 func subjectOf(fn string) string { return subjectPrefix + fn }
+
+// wakeSubjectOf is where publishers announce a stored batch of fn (a core
+// NATS subject, outside every stream).
+func wakeSubjectOf(fn string) string { return "logs-wake." + fn }
 func logGroupOf(fn string) string {
 	return "/aws/lambda/" + fn
 }
