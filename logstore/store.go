@@ -65,7 +65,9 @@ type Stats struct {
 	Published uint64 // events acknowledged by the store
 	Dropped   uint64 // events dropped because the buffer was full
 	Buffered  int    // bytes waiting now
-	Batches   uint64 // batches acknowledged
+	// BufferedLines is the lines waiting now.
+	BufferedLines int
+	Batches       uint64 // batches acknowledged
 }
 
 // Store is a node's client of the replicated log store: the sink its
@@ -212,9 +214,12 @@ func (s *Store) WaitReady(ctx context.Context) error {
 // Stats returns the publisher's counters.
 func (s *Store) Stats() Stats {
 	s.mu.Lock()
-	b := s.buffered
+	b, lines := s.buffered, 0
+	for _, q := range s.queues {
+		lines += len(q.events)
+	}
 	s.mu.Unlock()
-	return Stats{Published: s.published.Load(), Dropped: s.dropped.Load(), Buffered: b, Batches: s.batches.Load()}
+	return Stats{Published: s.published.Load(), Dropped: s.dropped.Load(), Buffered: b, BufferedLines: lines, Batches: s.batches.Load()}
 }
 
 // Append queues events of function for publishing and returns at once: it
