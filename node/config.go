@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"errors"
 	"log/slog"
 	"net"
@@ -25,6 +26,8 @@ type Config struct {
 	// RPCListener is where clients (and, on servers, Raft peers) connect.
 	// Required: the caller opens it, so a test can pass 127.0.0.1:0.
 	RPCListener net.Listener
+	// HTTPListener, when set, serves Lambda's REST API (the gateway).
+	HTTPListener net.Listener
 	// Advertise is the rpc address peers use (default: the listener's).
 	Advertise string
 	// GossipAddr is the memberlist bind address (default: the rpc IP and
@@ -50,10 +53,26 @@ type Config struct {
 	// SandboxStateDir holds container state (default DataDir/containers).
 	SandboxStateDir string
 
+	// The log store. LogMaxMemory and LogMaxStore bound the embedded
+	// JetStream server (servers only; defaults 64 MiB and 1 TiB, 16 MiB
+	// and 512 MiB with FastTimings); LogGroupMaxBytes is a function's log
+	// size retention (default 1 GiB, 16 MiB with FastTimings);
+	// LogBufferBytes bounds the lines a node holds while the store is slow
+	// or away (default 16 MiB).
+	LogMaxMemory, LogMaxStore, LogGroupMaxBytes int64
+	LogBufferBytes                              int
+
 	// Timings, shortened by tests. Zero takes the default.
 	HeartbeatInterval time.Duration // worker -> leader (default 1s)
 	DeadServerGrace   time.Duration // a dead server leaves the Raft configuration after this (default 30s)
 	FastTimings       bool          // Raft and gossip timings for in-process tests on loopback
+
+	// MaxConns and MaxConnsPerSource bound the connections the node's port
+	// accepts, in all and from one IP address (0: 4096 and 256).
+	MaxConns, MaxConnsPerSource int
+	// MetricsFunctionLimit is how many functions get series of their own
+	// in the metrics; the rest share one, "other" (0: 1000).
+	MetricsFunctionLimit int
 
 	Logger *slog.Logger
 }
@@ -70,6 +89,9 @@ func (c *Config) setDefaults() error {
 	}
 	if !c.Server && !c.Worker {
 		return errors.New("node: a node needs a role: --server, --worker or both (or --dev)")
+	}
+	if !c.Dev && len(c.EncryptKey) == 0 {
+		return errors.New("node: a cluster node needs the cluster's key (--encrypt KEY, from `nimbus keygen`, the same on every node): it encrypts gossip and authenticates the calls between nodes")
 	}
 	if c.Advertise == "" {
 		c.Advertise = c.RPCListener.Addr().String()
@@ -99,6 +121,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.DeadServerGrace == 0 {
 		c.DeadServerGrace = 30 * time.Second
+	}
+	if c.FastTimings {
+		// Many in-process test nodes share one small machine.
+		c.LogMaxMemory = cmp.Or(c.LogMaxMemory, 16<<20)
+		c.LogMaxStore = cmp.Or(c.LogMaxStore, 512<<20)
+		c.LogGroupMaxBytes = cmp.Or(c.LogGroupMaxBytes, 16<<20)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -25,6 +25,9 @@ type nodeMeta struct {
 	RPC      string   `msgpack:"rpc"`
 	MemoryMB int      `msgpack:"mem"`
 	Version  string   `msgpack:"v"`
+	// The log store's client and route addresses (servers only).
+	LogsClient string `msgpack:"logs_client,omitempty"`
+	LogsRoute  string `msgpack:"logs_route,omitempty"`
 }
 
 func (m nodeMeta) has(role string) bool {
@@ -91,7 +94,8 @@ func (n *Node) openGossip() error {
 		roles = append(roles, rpc.RoleWorker)
 	}
 	mb := &membership{
-		self:     nodeMeta{Roles: roles, RPC: n.cfg.Advertise, MemoryMB: n.cfg.MemoryMB, Version: version},
+		self: nodeMeta{Roles: roles, RPC: n.cfg.Advertise, MemoryMB: n.cfg.MemoryMB, Version: version,
+			LogsClient: n.logRole.clientAddr, LogsRoute: n.logRole.routeAddr},
 		seen:     map[string]*memberState{},
 		leaving:  map[string]bool{},
 		onChange: n.memberChanged,

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -212,6 +213,16 @@ func (n *Node) workerRun(ctx context.Context, req *rpc.RunRequest) (*rpc.InvokeR
 			return nil, rpc.Errorf(rpc.CodeService, "worker %s is shutting down", n.name)
 		}
 		return nil, rpc.AsError(err)
+	}
+	fc := n.metrics.fns.get(fn.Name)
+	fc.duration.observe(res.Duration)
+	if res.Cold {
+		fc.coldStarts.Add(1)
+		fc.initDur.observe(res.InitDuration)
+		n.metrics.sandboxes.starts.Add(1)
+	}
+	if strings.HasPrefix(res.ErrorType, "Sandbox.") || strings.HasPrefix(res.ErrorType, "Runtime.") {
+		n.metrics.sandboxes.failed(res.ErrorType)
 	}
 	out := &rpc.InvokeResponse{
 		RequestID:       res.RequestID,

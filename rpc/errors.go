@@ -14,6 +14,9 @@ const (
 	CodeRequestTooLarge       = "RequestTooLargeException"
 	CodeResourceConflict      = "ResourceConflictException"
 	CodeService               = "ServiceException"
+	CodeAccessDenied          = "AccessDeniedException"
+	// CodePreconditionFailed: the caller's RevisionId is not the function's.
+	CodePreconditionFailed = "PreconditionFailedException"
 )
 
 // Throttle reasons, as Lambda reports them with TooManyRequestsException.
@@ -54,6 +57,8 @@ var (
 	ErrRequestTooLarge       = &Error{Code: CodeRequestTooLarge}
 	ErrResourceConflict      = &Error{Code: CodeResourceConflict}
 	ErrService               = &Error{Code: CodeService}
+	ErrAccessDenied          = &Error{Code: CodeAccessDenied}
+	ErrPreconditionFailed    = &Error{Code: CodePreconditionFailed}
 )
 
 // Errorf returns a new *Error with the given code and a formatted message.

@@ -14,7 +14,7 @@ go build -o bin/nimbus ./cmd/nimbus
 CGO_ENABLED=0 go build -o examples/hello/build/bootstrap ./examples/hello
 data=$(mktemp -d /tmp/nimbus-bench.XXXXXX)
 export NIMBUS_ADDR=127.0.0.1:${BENCH_PORT:-8790}
-bin/nimbus agent --dev --data-dir "$data" --rpc-addr "$NIMBUS_ADDR" --log-level warn >"$data/agent.log" 2>&1 &
+bin/nimbus agent --dev --data-dir "$data" --rpc-addr "$NIMBUS_ADDR" --http-addr off --log-level warn >"$data/agent.log" 2>&1 &
 agent=$!
 trap 'kill $agent 2>/dev/null; wait $agent 2>/dev/null; rm -rf "$data"' EXIT
 until bin/nimbus fn list >/dev/null 2>&1; do sleep 0.1; done

@@ -35,8 +35,10 @@ func (c *cli) agentCmd() *cobra.Command {
 		logLevel            string
 		idleTimeout         time.Duration
 		debugAddr           string
+		metricsAddr         string
 		accountLimit        int
 		memoryMB            int
+		httpAddr            string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -44,7 +46,8 @@ func (c *cli) agentCmd() *cobra.Command {
 		Long: "Run a node.\n\n" +
 			"  --dev                      one node with both roles and a single-voter Raft; nothing else to configure\n" +
 			"  --server --worker --bind IP:PORT --join IP:PORT,... --bootstrap-expect 3\n" +
-			"                             a cluster node; rpc and Raft share PORT (default 8700), gossip uses PORT+1\n" +
+			"                             a cluster node; rpc and Raft share PORT (default 8700), gossip uses PORT+1,\n" +
+			"                             the log store PORT+2 (clients) and PORT+3 (routes between servers)\n" +
 			"  --worker --bind IP:PORT --join IP:PORT\n" +
 			"                             a worker-only node",
 		Args: cobra.NoArgs,
@@ -101,12 +104,38 @@ func (c *cli) agentCmd() *cobra.Command {
 				return fmt.Errorf("rpc listener: %w", err)
 			}
 			cfg.RPCListener = ln
+			if cfg.HTTPListener, err = listenHTTP(httpAddr, dev, listen); err != nil {
+				if httpAddr != "" {
+					ln.Close()
+					return err
+				}
+				// The default address is a convenience: a busy port is no
+				// reason not to run (say so, and serve rpc alone).
+				log.Warn("Lambda REST API off: its default address is not free (set --http-addr)", "err", err)
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			n, err := node.Start(ctx, cfg)
 			if err != nil {
 				ln.Close()
+				if cfg.HTTPListener != nil {
+					cfg.HTTPListener.Close()
+				}
 				return err
+			}
+			explicit := cmd.Flags().Changed("metrics-addr")
+			if !explicit && dev {
+				metricsAddr = defaultDevMetricsAddr
+			}
+			if metricsAddr != "" {
+				if err := serveMetrics(ctx, metricsAddr, n.MetricsHandler(), log); err != nil {
+					if explicit {
+						n.Close()
+						return err
+					}
+					// The dev default is a convenience: a busy port is no reason not to run.
+					log.Warn("metrics not served", "err", err)
+				}
 			}
 			if debugAddr != "" {
 				if err := serveDebug(ctx, debugAddr, log); err != nil {
@@ -115,6 +144,9 @@ func (c *cli) agentCmd() *cobra.Command {
 				}
 			}
 			fmt.Fprintf(c.stderr, "nimbus agent %s serving on %s (data dir %s)\n", n.Name(), n.Addr(), dataDir)
+			if a := n.HTTPAddr(); a != "" {
+				fmt.Fprintf(c.stderr, "Lambda REST API on http://%s\n", a)
+			}
 			<-ctx.Done()
 			log.Info("shutting down")
 			return n.Close()
@@ -125,16 +157,18 @@ func (c *cli) agentCmd() *cobra.Command {
 	f.BoolVar(&server, "server", false, "be a Raft voter (1, 3 or 5 per cluster)")
 	f.BoolVar(&worker, "worker", false, "run sandboxes")
 	f.StringVar(&dataDir, "data-dir", "/var/lib/nimbus", "where Raft, code, logs and the sandbox image are kept")
+	f.StringVar(&httpAddr, "http-addr", "", "IP:PORT of Lambda's REST API, or off (default: 127.0.0.1:9000 with --dev, the --bind IP at port 9000 in a cluster)")
 	f.StringVar(&rpcAddr, "rpc-addr", "127.0.0.1:8700", "address clients connect to (--dev)")
 	f.StringVar(&bind, "bind", "", "IP:PORT of this node: rpc and Raft on PORT, gossip on PORT+1")
 	f.StringSliceVar(&join, "join", nil, "IP:PORT of nodes to join (comma-separated or repeated)")
 	f.IntVar(&bootstrapExpect, "bootstrap-expect", 0, "servers to wait for before the first Raft election")
-	f.StringVar(&encrypt, "encrypt", "", "base64 key (16, 24 or 32 bytes) encrypting gossip; see `nimbus keygen`")
+	f.StringVar(&encrypt, "encrypt", "", "the cluster key, required on cluster nodes: base64 (16, 24 or 32 bytes), the same on every node; it encrypts gossip and authenticates node-to-node calls (see `nimbus keygen`)")
 	f.StringVar(&name, "name", "", "node name (default: the one kept in the data dir, else the host name)")
 	f.IntVar(&accountLimit, "account-concurrency", 1000, "invocations running at once in the cluster (read by the leader)")
 	f.IntVar(&memoryMB, "memory", 0, "memory in MB this worker offers sandboxes (default: the host's less 1 GiB)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (off when empty)")
+	f.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (off when empty; "+defaultDevMetricsAddr+" with --dev)")
 	f.DurationVar(&idleTimeout, "sandbox-idle-timeout", 10*time.Minute, "how long an unused warm sandbox is kept")
 	return cmd
 }
