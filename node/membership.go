@@ -14,6 +14,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"nimbus/rpc"
+	"nimbus/scheduler"
 )
 
 // version is reported in gossip metadata and `cluster members`.
@@ -25,6 +26,9 @@ type nodeMeta struct {
 	RPC      string   `msgpack:"rpc"`
 	MemoryMB int      `msgpack:"mem"`
 	Version  string   `msgpack:"v"`
+	// FSM is the newest FSM command set the node applies
+	// (scheduler.FSMVersion); 0 from a release before it was advertised.
+	FSM int `msgpack:"fsm,omitempty"`
 }
 
 func (m nodeMeta) has(role string) bool {
@@ -91,7 +95,7 @@ func (n *Node) openGossip() error {
 		roles = append(roles, rpc.RoleWorker)
 	}
 	mb := &membership{
-		self:     nodeMeta{Roles: roles, RPC: n.cfg.Advertise, MemoryMB: n.cfg.MemoryMB, Version: version},
+		self:     nodeMeta{Roles: roles, RPC: n.cfg.Advertise, MemoryMB: n.cfg.MemoryMB, Version: version, FSM: scheduler.FSMVersion},
 		seen:     map[string]*memberState{},
 		leaving:  map[string]bool{},
 		onChange: n.memberChanged,

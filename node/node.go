@@ -50,6 +50,7 @@ type Node struct {
 	server     *rpc.Server
 	peers      *peerPool
 	ledger     *scheduler.Ledger // used while this node leads
+	lead       leaderState       // servers: the leadership lifecycle
 	work       *workerState      // workers only
 	watch      *workerWatch      // frontends: running calls by worker
 	// leaderCache is a worker-only node's last known leader address ("" when
