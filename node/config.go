@@ -55,6 +55,11 @@ type Config struct {
 	DeadServerGrace   time.Duration // a dead server leaves the Raft configuration after this (default 30s)
 	FastTimings       bool          // Raft and gossip timings for in-process tests on loopback
 
+	// Async invocation timings (async.go), shortened by tests.
+	AsyncRetryBase   time.Duration // a function error is retried after this, then after twice it (default 1m, Lambda's spacing)
+	AsyncLeaseMargin time.Duration // a dispatched event's lease: the function's timeout plus this (default 30s)
+	AsyncBackoffMin  time.Duration // the first backoff after a system error or throttle; it doubles up to 5m (default 1s)
+
 	Logger *slog.Logger
 }
 
@@ -99,6 +104,15 @@ func (c *Config) setDefaults() error {
 	}
 	if c.DeadServerGrace == 0 {
 		c.DeadServerGrace = 30 * time.Second
+	}
+	if c.AsyncRetryBase == 0 {
+		c.AsyncRetryBase = time.Minute
+	}
+	if c.AsyncLeaseMargin == 0 {
+		c.AsyncLeaseMargin = 30 * time.Second
+	}
+	if c.AsyncBackoffMin == 0 {
+		c.AsyncBackoffMin = time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

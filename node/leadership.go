@@ -32,6 +32,10 @@ type leaderState struct {
 	ready atomic.Bool
 	stop  chan struct{} // closed by revokeLeadership; nil while not leading
 	wg    sync.WaitGroup
+	// async is the dispatcher and accepts the accept group commit, while
+	// established; the FSM's OnAsyncReady wakes the dispatcher.
+	async   atomic.Pointer[dispatcher]
+	accepts atomic.Pointer[groupCommit[scheduler.AsyncEvent]]
 }
 
 // establishLeadership runs on gaining leadership, in its own goroutine: it
@@ -73,6 +77,13 @@ func (n *Node) establishLeadership(stop chan struct{}, previous raft.ServerID) {
 		}
 	}
 	n.ledger.Reset(known)
+	accepts := newAcceptCommit(n)
+	n.lead.accepts.Store(accepts)
+	n.lead.wg.Add(1)
+	go func() {
+		defer n.lead.wg.Done()
+		accepts.run(stop)
+	}()
 	n.lead.ready.Store(true)
 	n.log.Info("leadership established", "previous_leader", previous)
 	n.heartbeatSoon()
@@ -81,6 +92,13 @@ func (n *Node) establishLeadership(stop chan struct{}, previous raft.ServerID) {
 	go func() {
 		defer n.lead.wg.Done()
 		n.reconcileLoop(stop)
+	}()
+	d := newDispatcher(n)
+	n.lead.async.Store(d)
+	n.lead.wg.Add(1)
+	go func() {
+		defer n.lead.wg.Done()
+		d.run(stop)
 	}()
 }
 
@@ -106,6 +124,16 @@ func (n *Node) revokeLeadership() {
 	close(n.lead.stop)
 	n.lead.wg.Wait()
 	n.lead.stop = nil
+	n.lead.async.Store(nil)
+	n.lead.accepts.Store(nil)
+}
+
+// asyncReady is the FSM's OnAsyncReady: it wakes the dispatcher, if this
+// server runs one.
+func (n *Node) asyncReady() {
+	if d := n.lead.async.Load(); d != nil {
+		d.poke()
+	}
 }
 
 // serversSupport refuses a command that some server of the Raft

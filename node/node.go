@@ -120,7 +120,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 	rpcListener := cfg.RPCListener
 	if cfg.Server {
-		n.fsm = scheduler.NewFSM(scheduler.FSMOptions{OnFunctionChange: n.functionChanged})
+		n.fsm = scheduler.NewFSM(scheduler.FSMOptions{OnFunctionChange: n.functionChanged, OnAsyncReady: n.asyncReady})
 		n.ledger = scheduler.NewLedger(scheduler.LedgerOptions{
 			AccountLimit:  cfg.AccountConcurrency,
 			RecoveryGrace: 2 * cfg.HeartbeatInterval,
@@ -142,6 +142,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.registerLogs()
 	n.registerCluster()
 	n.registerInternal()
+	n.registerAsync()
 	n.bg.Add(1)
 	go func() {
 		defer n.bg.Done()

@@ -33,8 +33,6 @@ import (
 
 // Limits of the async queue.
 const (
-	// MaxAsyncPayload is the largest event payload (Lambda's async limit).
-	MaxAsyncPayload = 1 << 20
 	// MaxAsyncEvents is the most events the state holds; an accept beyond
 	// it is throttled.
 	MaxAsyncEvents = 1_000_000
@@ -63,6 +61,9 @@ type AsyncEvent struct {
 	// Gen is the index of the entry that last changed the event (Apply
 	// sets it; the proposer's value is ignored).
 	Gen uint64 `msgpack:"gen"`
+	// Depth counts the destination hops that led to this event (0 for an
+	// event a caller sent); at rpc.MaxDestinationDepth the chain stops.
+	Depth int `msgpack:"d,omitempty"`
 }
 
 // ReadyMs is when the dispatcher may take the event: its lease's expiry
@@ -108,6 +109,12 @@ type AsyncOp struct {
 	UntilMs  int64  `msgpack:"until,omitempty"`
 	Attempts int    `msgpack:"n,omitempty"`
 	Backoffs int    `msgpack:"b,omitempty"`
+	// Then, on an AsyncFinish, is an event queued in the same apply: the
+	// destination function's invocation with Lambda's record, so that
+	// finishing an event and handing it to its destination happen together
+	// or not at all. It is dropped (the finish still applies) when its
+	// function no longer exists or the queue is full.
+	Then *AsyncEvent `msgpack:"then,omitempty"`
 }
 
 // AsyncUpdateCommand applies ops to queued events (CmdAsyncUpdate), each on
@@ -192,10 +199,10 @@ func checkEvent(e *AsyncEvent) error {
 		return fmt.Errorf("event request id of %d bytes", len(e.RequestID))
 	case e.Function == "":
 		return fmt.Errorf("event %s without a function", e.RequestID)
-	case len(e.Payload) > MaxAsyncPayload:
+	case len(e.Payload) > rpc.MaxAsyncPayload:
 		return fmt.Errorf("event %s payload of %d bytes", e.RequestID, len(e.Payload))
-	case e.Attempts < 0 || e.Backoffs < 0:
-		return fmt.Errorf("event %s with negative counts", e.RequestID)
+	case e.Attempts < 0 || e.Backoffs < 0 || e.Depth < 0 || e.Depth > rpc.MaxDestinationDepth:
+		return fmt.Errorf("event %s with counts out of range", e.RequestID)
 	}
 	return nil
 }
@@ -252,6 +259,14 @@ func (f *FSM) applyAsyncUpdate(index uint64, body []byte) ApplyResult {
 		if op.Kind < AsyncLease || op.Kind > AsyncFinish || op.Attempts < 0 || op.Backoffs < 0 {
 			return ApplyResult{Err: rpc.Errorf(rpc.CodeService, "malformed %s entry: op kind %d, counts %d/%d", CmdAsyncUpdate, op.Kind, op.Attempts, op.Backoffs)}
 		}
+		if op.Then != nil {
+			if op.Kind != AsyncFinish {
+				return ApplyResult{Err: rpc.Errorf(rpc.CodeService, "malformed %s entry: a follow-up event on a %d op", CmdAsyncUpdate, op.Kind)}
+			}
+			if err := checkEvent(op.Then); err != nil {
+				return ApplyResult{Err: rpc.Errorf(rpc.CodeService, "malformed %s entry: %v", CmdAsyncUpdate, err)}
+			}
+		}
 	}
 	retried := false
 	res := f.update(func(s *fsmState) (ApplyResult, []functionChange) {
@@ -269,6 +284,14 @@ func (f *FSM) applyAsyncUpdate(index uint64, body []byte) ApplyResult {
 			switch op.Kind {
 			case AsyncFinish:
 				s.async.remove(cur)
+				if then := op.Then; then != nil && s.async.events[then.RequestID] == nil &&
+					s.functions[then.Function] != nil && len(s.async.events) < MaxAsyncEvents {
+					next := *then
+					next.LeaseUntilMs = 0
+					next.Gen = index
+					s.async.put(&next)
+					retried = true
+				}
 				continue
 			case AsyncLease:
 				next := *cur

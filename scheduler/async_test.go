@@ -145,7 +145,7 @@ func TestAsyncLifecycle(t *testing.T) {
 func TestAsyncMalformed(t *testing.T) {
 	t.Parallel()
 	big := event("big", "fn", 0)
-	big.Payload = make([]byte, MaxAsyncPayload+1)
+	big.Payload = make([]byte, rpc.MaxAsyncPayload+1)
 	tests := []struct {
 		name string
 		cmd  Command
@@ -190,6 +190,9 @@ func withEvents(t testing.TB) *FSM {
 	apply(t, f, 21, CmdAsyncUpdate, AsyncUpdateCommand{Ops: []AsyncOp{
 		{RequestID: "e1", Kind: AsyncLease, IfGen: 20, UntilMs: 5000},
 		{RequestID: "e2", Kind: AsyncRetry, IfGen: 20, UntilMs: 60_000, Attempts: 1, Backoffs: 3},
+	}})
+	apply(t, f, 22, CmdPutEventConfig, PutEventConfigCommand{Config: &rpc.EventConfig{
+		FunctionName: "full", MaxRetryAttempts: intp(1), MaxEventAgeSec: intp(120), OnSuccess: "function:m", OnFailure: "function:full", LastModifiedMs: 9,
 	}})
 	return f
 }
@@ -236,7 +239,7 @@ func TestRestoreRejectsBadEvents(t *testing.T) {
 	ok := event("a", "fn", 1)
 	noID := event("", "fn", 1)
 	big := event("b", "fn", 1)
-	big.Payload = make([]byte, MaxAsyncPayload+1)
+	big.Payload = make([]byte, rpc.MaxAsyncPayload+1)
 	for name, data := range map[string][]byte{
 		"duplicate": rec(&ok, &ok),
 		"no id":     rec(&noID),
@@ -263,18 +266,28 @@ func FuzzAsyncApply(f *testing.F) {
 		{RequestID: "e1", Kind: AsyncLease, IfGen: 2, UntilMs: 9}, {RequestID: "e2", Kind: AsyncFinish, IfGen: 2},
 	}}))
 	f.Add(mustEncode(f, CmdAsyncUpdate, AsyncUpdateCommand{Ops: []AsyncOp{{RequestID: "e2", Kind: AsyncRetry, IfGen: 2, UntilMs: 1, Attempts: 2}}}))
+	then := event("t1", "fn", 3)
+	f.Add(mustEncode(f, CmdAsyncUpdate, AsyncUpdateCommand{Ops: []AsyncOp{{RequestID: "e1", Kind: AsyncFinish, IfGen: 2, Then: &then}}}))
+	f.Add(mustEncode(f, CmdPutEventConfig, PutEventConfigCommand{Config: &rpc.EventConfig{FunctionName: "fn", MaxRetryAttempts: intp(1)}}))
+	f.Add(mustEncode(f, CmdDeleteEventConfig, DeleteEventConfigCommand{Name: "fn"}))
 	f.Add([]byte{byte(CmdAsyncUpdate), 0x81, 0xa3, 'o', 'p', 's', 0x91, 0x80})
 	f.Add([]byte{byte(CmdAsyncAccept), 0x81, 0xa6, 'e', 'v', 'e', 'n', 't', 's', 0xdd, 0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if len(data) == 0 || (data[0] != byte(CmdAsyncAccept) && data[0] != byte(CmdAsyncUpdate)) {
+		switch CommandType(firstByte(data)) {
+		case CmdAsyncAccept, CmdAsyncUpdate, CmdPutEventConfig, CmdDeleteEventConfig:
+		default:
 			return
 		}
 		fsm := NewFSM(FSMOptions{})
 		apply(t, fsm, 1, CmdPutFunction, PutFunctionCommand{Function: fullFunction("fn"), Mode: PutCreate})
 		apply(t, fsm, 2, CmdAsyncAccept, AsyncAcceptCommand{Events: []AsyncEvent{event("e1", "fn", 1), event("e2", "fn", 2)}})
 		before := allEvents(fsm)
+		beforeCfg, _ := fsm.EventConfig("fn")
 		res := applyRaw(t, fsm, 3, data)
 		checkAsyncIndex(t, fsm)
+		if afterCfg, _ := fsm.EventConfig("fn"); res.Err != nil && afterCfg != beforeCfg {
+			t.Fatal("a failed entry changed the event config")
+		}
 		if res.Err != nil {
 			if !reflect.DeepEqual(allEvents(fsm), before) {
 				t.Fatal("a failed entry changed the queue")
@@ -298,4 +311,52 @@ func FuzzAsyncApply(f *testing.F) {
 			t.Fatal(fmt.Sprintf("events do not round-trip: %+v", allEvents(fsm)))
 		}
 	})
+}
+
+func firstByte(b []byte) byte {
+	if len(b) == 0 {
+		return 0
+	}
+	return b[0]
+}
+
+// TestAsyncStateBounded: 100,000 events accepted, leased and finished
+// leave the state and its snapshot as small as before them.
+func TestAsyncStateBounded(t *testing.T) {
+	t.Parallel()
+	f := NewFSM(FSMOptions{})
+	apply(t, f, 1, CmdPutFunction, PutFunctionCommand{Function: fullFunction("fn"), Mode: PutCreate})
+	empty := len(persist(t, f))
+	index := uint64(2)
+	const total, batch = 100_000, 1000
+	payload := bytes.Repeat([]byte("x"), 1024)
+	for done := 0; done < total; done += batch {
+		events := make([]AsyncEvent, batch)
+		for i := range events {
+			events[i] = AsyncEvent{RequestID: fmt.Sprintf("e%06d", done+i), Function: "fn", Payload: payload, DueMs: int64(done + i)}
+		}
+		accept := index
+		apply(t, f, index, CmdAsyncAccept, AsyncAcceptCommand{Events: events})
+		index++
+		ops := make([]AsyncOp, batch)
+		for i := range ops {
+			ops[i] = AsyncOp{RequestID: events[i].RequestID, Kind: AsyncLease, IfGen: accept, UntilMs: 1 << 40}
+		}
+		apply(t, f, index, CmdAsyncUpdate, AsyncUpdateCommand{Ops: ops})
+		for i := range ops {
+			ops[i] = AsyncOp{RequestID: events[i].RequestID, Kind: AsyncFinish, IfGen: index}
+		}
+		index++
+		if res := apply(t, f, index, CmdAsyncUpdate, AsyncUpdateCommand{Ops: ops}); res.Items[batch-1] != nil {
+			t.Fatal(res.Items[batch-1])
+		}
+		index++
+	}
+	if n := f.AsyncLen(); n != 0 {
+		t.Fatalf("%d events left", n)
+	}
+	checkAsyncIndex(t, f)
+	if got := len(persist(t, f)); got != empty {
+		t.Fatalf("snapshot of %d bytes after %d processed events, %d before", got, total, empty)
+	}
 }

@@ -32,6 +32,8 @@ const (
 	CmdDeleteConcurrency CommandType = 4 // DeleteConcurrencyCommand
 	CmdAsyncAccept       CommandType = 5 // AsyncAcceptCommand
 	CmdAsyncUpdate       CommandType = 6 // AsyncUpdateCommand
+	CmdPutEventConfig    CommandType = 7 // PutEventConfigCommand
+	CmdDeleteEventConfig CommandType = 8 // DeleteEventConfigCommand
 
 	// CmdIgnorable is a flag bit, not a command: an entry whose type has it
 	// and that this release does not know is skipped instead of stopping
@@ -54,6 +56,8 @@ var commandSpecs = map[CommandType]commandSpec{
 	CmdDeleteConcurrency: {"DeleteConcurrency", 1},
 	CmdAsyncAccept:       {"AsyncAccept", 2},
 	CmdAsyncUpdate:       {"AsyncUpdate", 2},
+	CmdPutEventConfig:    {"PutEventConfig", 2},
+	CmdDeleteEventConfig: {"DeleteEventConfig", 2},
 }
 
 // FSMVersion is the newest command set this release applies: the highest

@@ -191,7 +191,7 @@ func TestCommandRoundTrip(t *testing.T) {
 func TestCommandTypesAreStable(t *testing.T) {
 	t.Parallel()
 	pins := map[CommandType]uint8{CmdPutFunction: 1, CmdDeleteFunction: 2, CmdPutConcurrency: 3, CmdDeleteConcurrency: 4,
-		CmdAsyncAccept: 5, CmdAsyncUpdate: 6, CmdIgnorable: 128}
+		CmdAsyncAccept: 5, CmdAsyncUpdate: 6, CmdPutEventConfig: 7, CmdDeleteEventConfig: 8, CmdIgnorable: 128}
 	for ct, want := range pins {
 		if uint8(ct) != want {
 			t.Errorf("%s = %d, want %d", ct, uint8(ct), want)
@@ -200,7 +200,7 @@ func TestCommandTypesAreStable(t *testing.T) {
 	if PutCreate != 1 || PutUpdate != 2 {
 		t.Errorf("PutMode values changed: create %d, update %d", PutCreate, PutUpdate)
 	}
-	if recordFunction != 1 || recordReservation != 2 || recordAsyncEvent != 3 || recordEnd != 255 {
+	if recordFunction != 1 || recordReservation != 2 || recordAsyncEvent != 3 || recordEventConfig != 4 || recordEnd != 255 {
 		t.Errorf("snapshot record values changed: function %d, reservation %d, event %d, end %d", recordFunction, recordReservation, recordAsyncEvent, recordEnd)
 	}
 	if AsyncLease != 1 || AsyncRetry != 2 || AsyncFinish != 3 {

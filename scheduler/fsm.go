@@ -59,8 +59,9 @@ type FSMOptions struct {
 // Restore has swapped it out; maps inside it are changed only by applyX
 // functions under FSM.mu, and the values they hold are immutable.
 //
-// Invariants: every name in reserved is a name in functions (deleting a
-// function deletes its reservation); reservedTotal is the sum of reserved.
+// Invariants: every name in reserved and in eventConfigs is a name in
+// functions (deleting a function deletes its reservation and its event
+// configuration); reservedTotal is the sum of reserved.
 //
 // async holds the events in flight (async.go). Membership comes here later,
 // with its commands and snapshot records. The concurrency ledger does not:
@@ -69,14 +70,16 @@ type fsmState struct {
 	functions     map[string]*rpc.FunctionConfig
 	reserved      map[string]int // function name -> reserved concurrency (>= 0)
 	reservedTotal int
+	eventConfigs  map[string]*rpc.EventConfig // function name -> its config
 	async         asyncQueue
 }
 
 func newFSMState() *fsmState {
 	return &fsmState{
-		functions: make(map[string]*rpc.FunctionConfig),
-		reserved:  make(map[string]int),
-		async:     newAsyncQueue(),
+		functions:    make(map[string]*rpc.FunctionConfig),
+		reserved:     make(map[string]int),
+		eventConfigs: make(map[string]*rpc.EventConfig),
+		async:        newAsyncQueue(),
 	}
 }
 
@@ -135,6 +138,10 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 		return f.applyAsyncAccept(l.Index, body)
 	case CmdAsyncUpdate:
 		return f.applyAsyncUpdate(l.Index, body)
+	case CmdPutEventConfig:
+		return f.applyPutEventConfig(body)
+	case CmdDeleteEventConfig:
+		return f.applyDeleteEventConfig(body)
 	}
 	if t&CmdIgnorable != 0 {
 		return ApplyResult{Ignored: true}
