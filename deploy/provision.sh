@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Provisions one nimbus node of the Vagrant cluster (see Vagrantfile), as
-# root on Debian 12:  deploy/provision.sh IP [ENCRYPT_KEY]
+# root on Debian 12:  deploy/provision.sh IP CLUSTER_KEY
 #
 # The binary is built on the host (go build -o bin/nimbus ./cmd/nimbus) and
 # reaches the VM through the synced folder /vagrant; nothing is compiled
@@ -14,8 +14,10 @@
 # seconds after it returns; the agent starts at that boot.
 set -euo pipefail
 
-ip=${1:?usage: provision.sh IP [ENCRYPT_KEY]}
-key=${2:-}
+ip=${1:?usage: provision.sh IP CLUSTER_KEY}
+# The cluster's key (nimbus keygen), the same on every node: it encrypts
+# gossip and authenticates the calls between nodes.
+key=${2:?usage: provision.sh IP CLUSTER_KEY (a key from nimbus keygen, the same on every node)}
 src=${NIMBUS_SRC:-/vagrant}
 [[ $ip =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || { echo "provision: bad IP '$ip'" >&2; exit 1; }
 
@@ -48,11 +50,7 @@ umask 077
 {
   echo "# Written by deploy/provision.sh; read by nimbus.service."
   echo "NIMBUS_IP=$ip"
-  if [ -n "$key" ]; then
-    echo "NIMBUS_AGENT_FLAGS=\"--encrypt $key\""
-  else
-    echo "NIMBUS_AGENT_FLAGS="
-  fi
+  echo "NIMBUS_AGENT_FLAGS=\"--encrypt $key\""
 } >/etc/nimbus/nimbus.env
 umask 022
 install -m 0644 "$src/deploy/nimbus.service" /etc/systemd/system/nimbus.service

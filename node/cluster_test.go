@@ -60,6 +60,9 @@ func startCluster(t *testing.T, n int, mod func(i int, cfg *Config)) *testCluste
 	return tc
 }
 
+// testClusterKey is the cluster key of test clusters that set none.
+var testClusterKey = []byte("nimbus-test-cluster-key-32-bytes")
+
 // start starts (or restarts) node i with cfg.
 func (tc *testCluster) start(i int, cfg Config) *Node {
 	t := tc.t
@@ -70,6 +73,9 @@ func (tc *testCluster) start(i int, cfg Config) *Node {
 		tc.clients = append(tc.clients, nil)
 	}
 	dir := tc.dirs[i]
+	if len(cfg.EncryptKey) == 0 {
+		cfg.EncryptKey = testClusterKey // a cluster node needs the cluster's key
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}

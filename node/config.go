@@ -59,6 +59,12 @@ type Config struct {
 	AsyncRetryBase   time.Duration // a function error is retried after this, then after twice it (default 1m, Lambda's spacing)
 	AsyncLeaseMargin time.Duration // a dispatched event's lease: the function's timeout plus this (default 30s)
 	AsyncBackoffMin  time.Duration // the first backoff after a system error or throttle; it doubles up to 5m (default 1s)
+	// MaxConns and MaxConnsPerSource bound the connections the node's port
+	// accepts, in all and from one IP address (0: 4096 and 256).
+	MaxConns, MaxConnsPerSource int
+	// MetricsFunctionLimit is how many functions get series of their own
+	// in the metrics; the rest share one, "other" (0: 1000).
+	MetricsFunctionLimit int
 
 	Logger *slog.Logger
 }
@@ -75,6 +81,9 @@ func (c *Config) setDefaults() error {
 	}
 	if !c.Server && !c.Worker {
 		return errors.New("node: a node needs a role: --server, --worker or both (or --dev)")
+	}
+	if !c.Dev && len(c.EncryptKey) == 0 {
+		return errors.New("node: a cluster node needs the cluster's key (--encrypt KEY, from `nimbus keygen`, the same on every node): it encrypts gossip and authenticates the calls between nodes")
 	}
 	if c.Advertise == "" {
 		c.Advertise = c.RPCListener.Addr().String()

@@ -53,13 +53,27 @@ func (n *Node) invoke(ctx context.Context, req *rpc.InvokeRequest) (*rpc.InvokeR
 	for attempt := 0; ; attempt++ {
 		grant, err := n.acquire(ctx, &rpc.AcquireRequest{FunctionName: req.FunctionName, Avoid: avoid})
 		if err != nil {
+			if errors.Is(err, rpc.ErrTooManyRequests) {
+				n.metrics.fns.get(req.FunctionName).throttles.Add(1)
+			}
 			return nil, err
 		}
 		run := &rpc.RunRequest{SlotID: grant.SlotID, Function: grant.Function, Payload: payload, LogType: req.LogType}
+		fc := n.metrics.fns.get(req.FunctionName) // it exists: it was granted
+		fc.running(1)
+		var resp *rpc.InvokeResponse
 		if grant.Worker == n.name {
-			return n.workerRun(ctx, run)
+			resp, err = n.workerRun(ctx, run)
+		} else {
+			resp, err = n.runOn(ctx, grant, run)
 		}
-		resp, err := n.runOn(ctx, grant, run)
+		fc.running(-1)
+		if err == nil {
+			fc.invocations.Add(1)
+			if resp.FunctionError != "" {
+				fc.errors.Add(1)
+			}
+		}
 		if err != nil && isDialError(err) && attempt < 2 {
 			n.log.Warn("worker unreachable, placing elsewhere", "worker", grant.Worker, "function", req.FunctionName, "err", err)
 			n.giveBack(ctx, grant)
@@ -161,6 +175,9 @@ func (n *Node) grant(ctx context.Context, req *rpc.AcquireRequest) (*rpc.Acquire
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		g, err := n.ledger.Grant(greq, n.fsm.ReservedTotal())
+		if !errors.Is(err, scheduler.ErrLedgerRecovering) || time.Now().After(deadline) {
+			n.metrics.observeGrant(err)
+		}
 		if err == nil {
 			return &rpc.AcquireResponse{SlotID: g.SlotID, Worker: g.Worker, WorkerAddr: g.WorkerAddr, Function: fn}, nil
 		}

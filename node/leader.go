@@ -16,14 +16,20 @@ import (
 // error in seconds, and nothing queued for the peer is delivered later.
 const peerDeadTimeout = 5 * time.Second
 
-// peerPool keeps one multiplexed rpc client per peer address.
+// peerPool keeps one multiplexed rpc client per peer address. Its
+// connections are peer connections (they pass the peer handshake with
+// auth), so they reach the node-to-node methods; auth is nil on a dev node,
+// which calls no peer.
 type peerPool struct {
+	auth    *rpc.PeerAuth
 	mu      sync.Mutex
 	clients map[string]*rpc.Client
 	closed  bool
 }
 
-func newPeerPool() *peerPool { return &peerPool{clients: map[string]*rpc.Client{}} }
+func newPeerPool(auth *rpc.PeerAuth) *peerPool {
+	return &peerPool{auth: auth, clients: map[string]*rpc.Client{}}
+}
 
 func (p *peerPool) get(ctx context.Context, addr string) (*rpc.Client, error) {
 	p.mu.Lock()
@@ -32,7 +38,7 @@ func (p *peerPool) get(ctx context.Context, addr string) (*rpc.Client, error) {
 		return c, nil
 	}
 	p.mu.Unlock()
-	c, err := rpc.Dial(ctx, addr, rpc.ClientOptions{DialTimeout: 2 * time.Second, DeadPeerTimeout: peerDeadTimeout, SendDeadline: true})
+	c, err := rpc.Dial(ctx, addr, rpc.ClientOptions{DialTimeout: 2 * time.Second, DeadPeerTimeout: peerDeadTimeout, SendDeadline: true, Peer: p.auth})
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"nimbus/rpc"
 )
 
 // raftMagic is the first byte a Raft connection sends on the shared port.
@@ -14,20 +16,33 @@ import (
 // first byte is at most 0x04, so the two never collide.
 const raftMagic byte = 0xF1
 
-// portMux splits one listener between rpc and Raft by the first byte of each
-// connection, so a server needs one port for both (as Consul's server port).
+// muxFirstByteTimeout is how long a new connection may take to send the
+// byte that routes it.
+const muxFirstByteTimeout = 10 * time.Second
+
+// portMux splits one listener between client rpc, peer rpc and Raft by the
+// first byte of each connection, so a node needs one port for all three (as
+// Consul's server port). Every connection is admitted by the limiter
+// before a byte of it is read. raft is nil on a node without Raft, whose
+// mux closes connections that ask for it.
 type portMux struct {
-	base net.Listener
-	rpc  *chanListener
-	raft *chanListener
-	wg   sync.WaitGroup
+	base    net.Listener
+	limiter *rpc.ConnLimiter
+	rpc     *chanListener
+	peer    *chanListener
+	raft    *chanListener
+	wg      sync.WaitGroup
 }
 
-func newPortMux(base net.Listener) *portMux {
+func newPortMux(base net.Listener, limiter *rpc.ConnLimiter, withRaft bool) *portMux {
 	m := &portMux{
-		base: base,
-		rpc:  newChanListener(base.Addr()),
-		raft: newChanListener(base.Addr()),
+		base:    base,
+		limiter: limiter,
+		rpc:     newChanListener(base.Addr()),
+		peer:    newChanListener(base.Addr()),
+	}
+	if withRaft {
+		m.raft = newChanListener(base.Addr())
 	}
 	m.wg.Add(1)
 	go m.serve()
@@ -39,27 +54,48 @@ func (m *portMux) serve() {
 	for {
 		c, err := m.base.Accept()
 		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				continue
+			}
+			if !errors.Is(err, net.ErrClosed) {
+				// Out of file descriptors and the like: wait, then go on.
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
 			m.rpc.close()
-			m.raft.close()
+			m.peer.close()
+			if m.raft != nil {
+				m.raft.close()
+			}
 			return
+		}
+		if c = m.limiter.Admit(c); c == nil {
+			continue // refused, and told why
 		}
 		go m.route(c)
 	}
 }
 
 func (m *portMux) route(c net.Conn) {
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_ = c.SetReadDeadline(time.Now().Add(muxFirstByteTimeout))
 	var b [1]byte
 	if _, err := c.Read(b[:]); err != nil {
 		c.Close()
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
-	if b[0] == raftMagic {
+	switch b[0] {
+	case raftMagic:
+		if m.raft == nil {
+			c.Close()
+			return
+		}
 		m.raft.deliver(c)
-		return
+	case rpc.PeerMagic:
+		m.peer.deliver(c) // the peer handshake follows the magic byte
+	default:
+		m.rpc.deliver(&prefixConn{Conn: c, first: b[0], pending: true})
 	}
-	m.rpc.deliver(&prefixConn{Conn: c, first: b[0], pending: true})
 }
 
 func (m *portMux) Close() error {
@@ -75,6 +111,9 @@ type prefixConn struct {
 	first   byte
 	pending bool
 }
+
+// NetConn returns the connection under the mux's wrapper.
+func (c *prefixConn) NetConn() net.Conn { return c.Conn }
 
 func (c *prefixConn) Read(p []byte) (int, error) {
 	c.mu.Lock()

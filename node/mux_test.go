@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"nimbus/rpc"
 )
 
 // TestPortMux: a connection that starts with the Raft byte reaches the Raft
@@ -17,7 +19,7 @@ func TestPortMux(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := newPortMux(base)
+	m := newPortMux(base, rpc.NewConnLimiter(0, 0, nil), true)
 	defer m.Close()
 	layer := &raftLayer{chanListener: m.raft, advertise: base.Addr()}
 

@@ -42,7 +42,10 @@ type Node struct {
 	fsm        *scheduler.FSM // servers only
 	raft       *raft.Raft     // servers only
 	raftStores raftStores
-	mux        *portMux // servers only: rpc and Raft share the port
+	mux        *portMux      // cluster nodes: client rpc, peer rpc and Raft share the port
+	peerAuth   *rpc.PeerAuth // cluster nodes: this node on the peer channel
+	limiter    *rpc.ConnLimiter
+	metrics    *metrics
 	members    *membership
 	code       *bundle.Store
 	logs       *logstore.Store
@@ -86,7 +89,12 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.log = n.log.With("node", n.name)
-	n.peers = newPeerPool()
+	if !cfg.Dev {
+		n.peerAuth = &rpc.PeerAuth{Key: rpc.PeerKey(cfg.EncryptKey), Name: n.name}
+	}
+	n.limiter = rpc.NewConnLimiter(cfg.MaxConns, cfg.MaxConnsPerSource, n.log.With("component", "rpc"))
+	n.peers = newPeerPool(n.peerAuth)
+	n.metrics = newMetrics(n, cfg.MetricsFunctionLimit)
 	n.closers = append(n.closers, n.peers.Close)
 	n.watch = newWorkerWatch()
 
@@ -119,6 +127,11 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 
 	rpcListener := cfg.RPCListener
+	if !cfg.Dev {
+		n.mux = newPortMux(cfg.RPCListener, n.limiter, cfg.Server)
+		n.closers = append(n.closers, n.mux.Close)
+		rpcListener = n.mux.rpc
+	}
 	if cfg.Server {
 		n.fsm = scheduler.NewFSM(scheduler.FSMOptions{OnFunctionChange: n.functionChanged, OnAsyncReady: n.asyncReady})
 		n.ledger = scheduler.NewLedger(scheduler.LedgerOptions{
@@ -126,32 +139,50 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			RecoveryGrace: 2 * cfg.HeartbeatInterval,
 			WorkerTimeout: 5 * cfg.HeartbeatInterval,
 		})
-		if !cfg.Dev {
-			n.mux = newPortMux(cfg.RPCListener)
-			n.closers = append(n.closers, n.mux.Close)
-			rpcListener = n.mux.rpc
-		}
 		if err := n.openRaft(); err != nil {
 			return nil, err
 		}
 	}
 
-	n.server = rpc.NewServer(rpc.ServerOptions{Logger: n.log.With("component", "rpc")})
+	n.server = rpc.NewServer(rpc.ServerOptions{
+		Logger:   n.log.With("component", "rpc"),
+		Observe:  n.metrics.observeRPC,
+		Limiter:  n.limiter,
+		Admitted: n.mux != nil, // the mux admits every connection
+	})
 	n.registerFunctions()
 	n.registerInvoke()
 	n.registerLogs()
 	n.registerCluster()
 	n.registerInternal()
 	n.registerAsync()
+	rpc.Handle(n.server, rpc.MethodFunctionMetrics, n.functionMetrics)
 	n.bg.Add(1)
 	go func() {
 		defer n.bg.Done()
 		_ = n.server.Serve(rpcListener)
 	}()
+	if n.mux != nil {
+		// Node-to-node calls: only on connections that pass the peer
+		// handshake. A dev node serves none.
+		n.bg.Add(1)
+		go func() {
+			defer n.bg.Done()
+			_ = n.server.ServePeers(n.mux.peer, n.peerAuth)
+		}()
+	}
 	n.closers = append(n.closers, n.server.Close)
 
 	if err := n.openGossip(); err != nil {
 		return nil, err
+	}
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		n.sampleLoop()
+	}()
+	if n.raft != nil {
+		n.observeLeaders()
 	}
 	if cfg.Server {
 		n.startLeaderLoop()
@@ -227,6 +258,9 @@ func nodeName(cfg Config) (string, error) {
 // functionChanged follows the registry: warm sandboxes of an old revision
 // (or of a deleted function) are retired.
 func (n *Node) functionChanged(old, cur *rpc.FunctionConfig) {
+	if old != nil && cur == nil {
+		n.metrics.fns.forget(old.Name) // a deleted function stops being exported
+	}
 	if old == nil || n.sandboxes == nil {
 		return
 	}

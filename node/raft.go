@@ -74,9 +74,12 @@ func (n *Node) openRaft() error {
 		conf.ElectionTimeout = 100 * time.Millisecond
 		conf.LeaderLeaseTimeout = 50 * time.Millisecond
 	case n.cfg.FastTimings:
-		conf.HeartbeatTimeout = 200 * time.Millisecond
-		conf.ElectionTimeout = 200 * time.Millisecond
-		conf.LeaderLeaseTimeout = 100 * time.Millisecond
+		// Faster than a real cluster's, but with room for a loaded test
+		// machine (2 cores, many nodes in one process): a leader lease of
+		// 100 ms made leaders step down under load.
+		conf.HeartbeatTimeout = 400 * time.Millisecond
+		conf.ElectionTimeout = 400 * time.Millisecond
+		conf.LeaderLeaseTimeout = 200 * time.Millisecond
 	default:
 		conf.HeartbeatTimeout = 500 * time.Millisecond
 		conf.ElectionTimeout = 500 * time.Millisecond

@@ -217,6 +217,12 @@ func (n *Node) workerRun(ctx context.Context, req *rpc.RunRequest) (*rpc.InvokeR
 		}
 		return nil, rpc.AsError(err)
 	}
+	fc := n.metrics.fns.get(fn.Name)
+	fc.duration.observe(res.Duration)
+	if res.Cold {
+		fc.coldStarts.Add(1)
+		fc.initDur.observe(res.InitDuration)
+	}
 	out := &rpc.InvokeResponse{
 		RequestID:       res.RequestID,
 		StatusCode:      200,

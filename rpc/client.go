@@ -63,6 +63,10 @@ type ClientOptions struct {
 	// cluster, whose clocks agree (NTP); a client with a skewed clock would
 	// see its requests refused.
 	SendDeadline bool
+	// Peer, when set, makes every connection a peer connection: it starts
+	// with the peer handshake, and reaches the node-to-node methods. Only
+	// nodes of the cluster hold its key.
+	Peer *PeerAuth
 }
 
 // Client calls one node over one TCP connection, which any number of
@@ -184,6 +188,12 @@ func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 	if err != nil {
 		return nil, &connError{msg: "rpc: dial " + c.addr, cause: err}
 	}
+	if c.opts.Peer != nil {
+		if _, err := c.opts.Peer.dialHandshake(ctx, conn); err != nil {
+			conn.Close()
+			return nil, &connError{msg: "rpc: peer handshake with " + c.addr, cause: err}
+		}
+	}
 	cc := &clientConn{
 		addr:     c.addr,
 		conn:     conn,
@@ -304,6 +314,16 @@ func (cc *clientConn) readLoop() {
 			putBuf(f)
 			cc.fail(err)
 			return
+		}
+		if h.seq == 0 {
+			// A connection-level error: the server is closing the
+			// connection and says why (a limit, say).
+			putBuf(f)
+			if h.err != nil {
+				cc.fail(&connError{msg: "rpc: " + cc.addr + " closed the connection", cause: h.err})
+				return
+			}
+			continue
 		}
 		cc.mu.Lock()
 		cl := cc.pending[h.seq]

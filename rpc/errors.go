@@ -14,6 +14,7 @@ const (
 	CodeRequestTooLarge       = "RequestTooLargeException"
 	CodeResourceConflict      = "ResourceConflictException"
 	CodeService               = "ServiceException"
+	CodeAccessDenied          = "AccessDeniedException"
 )
 
 // Throttle reasons, as Lambda reports them with TooManyRequestsException.
@@ -54,6 +55,7 @@ var (
 	ErrRequestTooLarge       = &Error{Code: CodeRequestTooLarge}
 	ErrResourceConflict      = &Error{Code: CodeResourceConflict}
 	ErrService               = &Error{Code: CodeService}
+	ErrAccessDenied          = &Error{Code: CodeAccessDenied}
 )
 
 // Errorf returns a new *Error with the given code and a formatted message.

@@ -63,6 +63,10 @@ type header struct {
 // pools it after decoding).
 type frameBuf struct {
 	b []byte
+	// owner, when set, is the server connection whose read budgets hold
+	// held bytes for this frame; putBuf gives them back.
+	owner *serverConn
+	held  int64
 }
 
 // Write and WriteByte make *frameBuf the msgpack encoder's writer without an
@@ -82,7 +86,15 @@ var bufPool = sync.Pool{New: func() any { return &frameBuf{b: make([]byte, 0, 20
 func getBuf() *frameBuf { return bufPool.Get().(*frameBuf) }
 
 func putBuf(f *frameBuf) {
-	if f == nil || cap(f.b) > poolMaxCap {
+	if f == nil {
+		return
+	}
+	if f.owner != nil {
+		f.owner.reads.give(f.held)
+		f.owner.s.reads.give(f.held)
+		f.owner, f.held = nil, 0
+	}
+	if cap(f.b) > poolMaxCap {
 		return
 	}
 	f.b = f.b[:0]
@@ -203,6 +215,26 @@ func readFrame(r *bufio.Reader, maxSize int, f *frameBuf) error {
 		}
 	}
 	return nil
+}
+
+// peekFrameLen returns the announced payload length of the next frame
+// without consuming it, refusing one above maxSize or empty.
+func peekFrameLen(r *bufio.Reader, maxSize int) (int64, error) {
+	p, err := r.Peek(lenPrefix)
+	if err != nil {
+		if err == io.EOF && len(p) > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, err
+	}
+	n := int64(binary.BigEndian.Uint32(p))
+	if n > int64(maxSize) {
+		return 0, fmt.Errorf("%w: announced %d > %d bytes", errFrameTooLarge, n, maxSize)
+	}
+	if n == 0 {
+		return 0, errEmptyFrame
+	}
+	return n + lenPrefix, nil
 }
 
 func unexpectedEOF(err error) error {

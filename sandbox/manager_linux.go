@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -124,7 +126,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, err
 	}
-	cleanupStale(cfg.StateDir, cfg.Logger)
+	cleanupStale(cfg.StateDir, cfg.CgroupParent, cfg.Logger)
 	image, err := EnsureImage(cfg.ImageDir)
 	if err != nil {
 		return nil, err
@@ -140,29 +142,77 @@ func NewManager(cfg Config) (*Manager, error) {
 	return m, nil
 }
 
-// cleanupStale destroys containers an earlier agent left in stateDir.
-func cleanupStale(stateDir string, log *slog.Logger) {
+// cleanupStale destroys containers an earlier agent left in stateDir, and
+// the cgroups named after them: an agent killed during a cold start leaves
+// a state directory libcontainer cannot load, and cgroups that no
+// container owns any more.
+func cleanupStale(stateDir, cgroupParent string, log *slog.Logger) {
 	entries, _ := os.ReadDir(stateDir)
 	for _, e := range entries {
-		c, err := libcontainer.Load(stateDir, e.Name())
-		if err != nil {
-			os.RemoveAll(filepath.Join(stateDir, e.Name()))
-			continue
+		if c, err := libcontainer.Load(stateDir, e.Name()); err == nil {
+			_ = c.Resume() // a frozen process cannot die
+			_ = c.Signal(unix.SIGKILL)
+			// Destroy refuses a container whose init still runs: wait for
+			// the kill to land.
+			for i := 0; i < 200; i++ {
+				if st, err := c.Status(); err != nil || st == libcontainer.Stopped {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if err := c.Destroy(); err != nil {
+				log.Warn("stale sandbox not destroyed", "id", e.Name(), "err", err)
+			}
 		}
-		_ = c.Resume() // a frozen process cannot die
-		_ = c.Signal(unix.SIGKILL)
-		// Destroy refuses a container whose init still runs: wait for the
-		// kill to land.
-		for i := 0; i < 200; i++ {
-			if st, err := c.Status(); err != nil || st == libcontainer.Stopped {
+		if err := removeCgroups(cgroupParent, e.Name()); err != nil {
+			log.Warn("stale sandbox cgroups not removed", "id", e.Name(), "err", err)
+		}
+		os.RemoveAll(filepath.Join(stateDir, e.Name()))
+	}
+}
+
+// removeCgroups removes the cgroup parent/id in every hierarchy mounted
+// under /sys/fs/cgroup (each v1 controller, and the unified one), killing
+// what is left in it first (thawed, since a frozen task cannot die).
+func removeCgroups(parent, id string) error {
+	if id == "" || id == "." || id == ".." || filepath.Base(id) != id {
+		return fmt.Errorf("bad sandbox id %q", id)
+	}
+	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", parent, id))
+	if d := filepath.Join("/sys/fs/cgroup", parent, id); dirExists(d) {
+		dirs = append(dirs, d)
+	}
+	for _, d := range dirs {
+		_ = os.WriteFile(filepath.Join(d, "freezer.state"), []byte("THAWED"), 0)
+		_ = os.WriteFile(filepath.Join(d, "cgroup.kill"), []byte("1"), 0)
+		if b, err := os.ReadFile(filepath.Join(d, "cgroup.procs")); err == nil {
+			for _, f := range strings.Fields(string(b)) {
+				if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+					_ = unix.Kill(pid, unix.SIGKILL)
+				}
+			}
+		}
+	}
+	var errs []error
+	for _, d := range dirs {
+		var err error
+		for i := 0; i < 100; i++ { // the killed tasks leave in a moment
+			if err = os.Remove(d); err == nil || errors.Is(err, fs.ErrNotExist) {
+				err = nil
 				break
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		if err := c.Destroy(); err != nil {
-			log.Warn("stale sandbox not destroyed", "id", e.Name(), "err", err)
+		if err != nil {
+			errs = append(errs, err)
 		}
 	}
+	return errors.Join(errs...)
+}
+
+func dirExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
 }
 
 // Invoke runs one invocation: on an idle warm sandbox of the function's

@@ -195,10 +195,11 @@ func (m *Manager) startSandbox(fn *rpc.FunctionConfig, codeDir, id string) (_ *s
 }
 
 func sandboxKey(fn *rpc.FunctionConfig) string {
-	return fn.Name + "@" + strconv.FormatUint(fn.Revision, 10)
+	return fn.Name + "@" + strconv.FormatUint(fn.Revision, 10) + "@" + fn.CodeSHA256
 }
 
-// Key is how warm sandboxes are keyed: function name and revision. The
+// Key is how warm sandboxes are keyed: function name, revision and code
+// digest, so a sandbox only ever serves the code it was started with. The
 // scheduler places invocations on workers with an idle sandbox of the key.
 func Key(fn *rpc.FunctionConfig) string { return sandboxKey(fn) }
 

@@ -374,7 +374,11 @@ func TestIsolation(t *testing.T) {
 	}()
 	port := ln.Addr().(*net.TCPAddr).Port
 	fn := fnConfig("probe", 1)
+	fn.TimeoutSec = 30 // the probe runs many commands; a loaded machine is slow
 	res := invoke(t, m, fn, codeDir(t, script("probe.sh")), strconv.Itoa(port))
+	if res.ErrorType != "" {
+		t.Fatalf("probe failed: %s", res.Payload)
+	}
 	var p struct {
 		UID           int    `json:"uid"`
 		RootWritable  bool   `json:"root_writable"`

@@ -37,6 +37,7 @@ func (c *cli) agentCmd() *cobra.Command {
 		asyncRetryBase      time.Duration
 		asyncLeaseMargin    time.Duration
 		debugAddr           string
+		metricsAddr         string
 		accountLimit        int
 		memoryMB            int
 	)
@@ -112,6 +113,20 @@ func (c *cli) agentCmd() *cobra.Command {
 				ln.Close()
 				return err
 			}
+			explicit := cmd.Flags().Changed("metrics-addr")
+			if !explicit && dev {
+				metricsAddr = defaultDevMetricsAddr
+			}
+			if metricsAddr != "" {
+				if err := serveMetrics(ctx, metricsAddr, n.MetricsHandler(), log); err != nil {
+					if explicit {
+						n.Close()
+						return err
+					}
+					// The dev default is a convenience: a busy port is no reason not to run.
+					log.Warn("metrics not served", "err", err)
+				}
+			}
 			if debugAddr != "" {
 				if err := serveDebug(ctx, debugAddr, log); err != nil {
 					n.Close()
@@ -133,12 +148,13 @@ func (c *cli) agentCmd() *cobra.Command {
 	f.StringVar(&bind, "bind", "", "IP:PORT of this node: rpc and Raft on PORT, gossip on PORT+1")
 	f.StringSliceVar(&join, "join", nil, "IP:PORT of nodes to join (comma-separated or repeated)")
 	f.IntVar(&bootstrapExpect, "bootstrap-expect", 0, "servers to wait for before the first Raft election")
-	f.StringVar(&encrypt, "encrypt", "", "base64 key (16, 24 or 32 bytes) encrypting gossip; see `nimbus keygen`")
+	f.StringVar(&encrypt, "encrypt", "", "the cluster key, required on cluster nodes: base64 (16, 24 or 32 bytes), the same on every node; it encrypts gossip and authenticates node-to-node calls (see `nimbus keygen`)")
 	f.StringVar(&name, "name", "", "node name (default: the one kept in the data dir, else the host name)")
 	f.IntVar(&accountLimit, "account-concurrency", 1000, "invocations running at once in the cluster (read by the leader)")
 	f.IntVar(&memoryMB, "memory", 0, "memory in MB this worker offers sandboxes (default: the host's less 1 GiB)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (off when empty)")
+	f.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (off when empty; "+defaultDevMetricsAddr+" with --dev)")
 	f.DurationVar(&idleTimeout, "sandbox-idle-timeout", 10*time.Minute, "how long an unused warm sandbox is kept")
 	f.DurationVar(&asyncRetryBase, "async-retry-base", time.Minute, "an async event's function error is retried after this, then after twice it")
 	f.DurationVar(&asyncLeaseMargin, "async-lease-margin", 30*time.Second, "a dispatched async event's lease is the function's timeout plus this")

@@ -188,6 +188,15 @@ func TestCLI(t *testing.T) {
 				}
 			}},
 		{name: "dry run", args: []string{"invoke", "echo", "--invocation-type", "DryRun"}},
+		{name: "metrics as JSON", args: []string{"fn", "metrics", "failing", "-o", "json"}, check: func(t *testing.T, r result) {
+			v := jsonOf(t, r)
+			if v["Invocations"] != 1.0 || v["Errors"] != 1.0 || v["Throttles"] != 0.0 || v["ColdStarts"] != 1.0 || v["DurationCount"] != 1.0 {
+				t.Errorf("fn metrics -o json: %v", v)
+			}
+		}},
+		{name: "metrics as text", args: []string{"fn", "metrics", "echo", "--since", "10m"}, stdout: "Invocations:     3\n"},
+		{name: "metrics of an unknown function", args: []string{"fn", "metrics", "nosuch"},
+			code: exitPlatformError, stderr: "ResourceNotFoundException"},
 		{name: "logs tail", args: []string{"logs", "tail", "echo"}, check: func(t *testing.T, r result) {
 			for _, want := range []string{"START RequestId: ", "END RequestId: ", "REPORT RequestId: ", `handler bootstrap got: {"a":1}`} {
 				if !strings.Contains(r.stdout, want) {

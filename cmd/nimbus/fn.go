@@ -21,6 +21,7 @@ func (c *cli) fnCmd() *cobra.Command {
 		c.fnGetCmd(), c.fnListCmd(), c.fnDeleteCmd())
 	cmd.AddCommand(c.concurrencyCmds()...)
 	cmd.AddCommand(c.eventConfigCmds()...)
+	cmd.AddCommand(c.fnMetricsCmd())
 	return cmd
 }
 

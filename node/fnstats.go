@@ -1,0 +1,226 @@
+package node
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"nimbus/rpc"
+)
+
+// otherFunctions is the series that functions past the label limit fold
+// into, so that the number of series stays bounded.
+const otherFunctions = "other"
+
+// fnCounters are one function's numbers on this node since it started.
+// Every field is atomic: the invoke path only adds.
+type fnCounters struct {
+	invocations, errors, throttles, coldStarts atomic.Uint64
+	concurrent                                 atomic.Int64
+	// peak is the most concurrent invocations since the last window sample.
+	peak     atomic.Int64
+	duration histo
+	initDur  histo
+}
+
+// histo is a histogram over rpc.DurationBucketsMs, one more bucket for
+// larger values, and the sum in microseconds.
+type histo struct {
+	buckets [20]atomic.Uint64
+	sumUs   atomic.Uint64
+}
+
+func (h *histo) observe(d time.Duration) {
+	ms := float64(d) / float64(time.Millisecond)
+	i := sort.SearchFloat64s(rpc.DurationBucketsMs, ms) // first bound >= ms
+	h.buckets[i].Add(1)
+	h.sumUs.Add(uint64(d / time.Microsecond))
+}
+
+func (h *histo) counts() []uint64 {
+	out := make([]uint64, len(h.buckets))
+	for i := range h.buckets {
+		out[i] = h.buckets[i].Load()
+	}
+	return out
+}
+
+func (c *fnCounters) running(delta int64) {
+	n := c.concurrent.Add(delta)
+	for {
+		p := c.peak.Load()
+		if n <= p || c.peak.CompareAndSwap(p, n) {
+			return
+		}
+	}
+}
+
+// fnSample is a function's cumulative numbers at one moment, and its peak
+// concurrency in the minute before it.
+type fnSample struct {
+	invocations, errors, throttles, coldStarts uint64
+	peak                                       int64
+	buckets                                    []uint64
+}
+
+func (c *fnCounters) sample(resetPeak bool) fnSample {
+	s := fnSample{
+		invocations: c.invocations.Load(),
+		errors:      c.errors.Load(),
+		throttles:   c.throttles.Load(),
+		coldStarts:  c.coldStarts.Load(),
+		buckets:     c.duration.counts(),
+	}
+	if resetPeak {
+		s.peak = c.peak.Swap(c.concurrent.Load())
+	} else {
+		s.peak = c.peak.Load()
+	}
+	return s
+}
+
+// fnStats holds the counters of every function this node has counted, at
+// most limit of them by name (the rest share otherFunctions), and a ring of
+// one-minute samples for windows up to rpc.MaxMetricsWindowSec. mu guards
+// the maps and the ring; the counters are atomic.
+type fnStats struct {
+	limit int
+	start time.Time
+
+	mu      sync.RWMutex
+	by      map[string]*fnCounters
+	samples []windowSample // oldest first, at most windowSamples
+}
+
+type windowSample struct {
+	at time.Time
+	by map[string]fnSample
+}
+
+const windowSamples = rpc.MaxMetricsWindowSec / 60
+
+func newFnStats(limit int, now time.Time) *fnStats {
+	if limit <= 0 {
+		limit = 1000
+	}
+	return &fnStats{limit: limit, start: now, by: map[string]*fnCounters{}}
+}
+
+// get returns the counters of a function, creating them (or folding it
+// into otherFunctions past the limit).
+func (s *fnStats) get(name string) *fnCounters {
+	s.mu.RLock()
+	c := s.by[name]
+	s.mu.RUnlock()
+	if c != nil {
+		return c
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c = s.by[name]; c != nil {
+		return c
+	}
+	if len(s.by) >= s.limit {
+		name = otherFunctions
+		if c = s.by[name]; c != nil {
+			return c
+		}
+	}
+	c = &fnCounters{}
+	s.by[name] = c
+	return c
+}
+
+// forget drops a deleted function's series.
+func (s *fnStats) forget(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.by, name)
+	for _, w := range s.samples {
+		delete(w.by, name)
+	}
+}
+
+// names returns the functions counted, sorted.
+func (s *fnStats) names() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]string, 0, len(s.by))
+	for n := range s.by {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (s *fnStats) counters(name string) *fnCounters {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.by[name]
+}
+
+// tick records a sample of every function (once a minute).
+func (s *fnStats) tick(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := windowSample{at: now, by: make(map[string]fnSample, len(s.by))}
+	for name, c := range s.by {
+		w.by[name] = c.sample(true)
+	}
+	s.samples = append(s.samples, w)
+	if len(s.samples) > windowSamples {
+		s.samples = s.samples[len(s.samples)-windowSamples:]
+	}
+}
+
+// window returns a function's numbers over the last since (0: since the
+// node started), as this node counted them.
+func (s *fnStats) window(name string, since time.Duration, now time.Time) *rpc.FunctionMetrics {
+	out := &rpc.FunctionMetrics{FunctionName: name, SinceSec: int(since / time.Second), DurationBuckets: make([]uint64, len(rpc.DurationBucketsMs)+1)}
+	c := s.counters(name)
+	if c == nil {
+		return out
+	}
+	cur := c.sample(false)
+	var base fnSample
+	peak := cur.peak
+	if since > 0 {
+		from := now.Add(-since)
+		s.mu.RLock()
+		// The newest sample at or before the window's start is its base;
+		// the peaks of the samples inside the window count.
+		for _, w := range s.samples {
+			if !w.at.After(from) {
+				base = w.by[name]
+				continue
+			}
+			if p := w.by[name].peak; p > peak {
+				peak = p
+			}
+		}
+		s.mu.RUnlock()
+	} else {
+		s.mu.RLock()
+		for _, w := range s.samples {
+			if p := w.by[name].peak; p > peak {
+				peak = p
+			}
+		}
+		s.mu.RUnlock()
+	}
+	out.Invocations = cur.invocations - base.invocations
+	out.Errors = cur.errors - base.errors
+	out.Throttles = cur.throttles - base.throttles
+	out.ColdStarts = cur.coldStarts - base.coldStarts
+	out.MaxConcurrency = peak
+	for i := range out.DurationBuckets {
+		b := cur.buckets[i]
+		if base.buckets != nil {
+			b -= base.buckets[i]
+		}
+		out.DurationBuckets[i] = b
+		out.DurationCount += b
+	}
+	return out
+}

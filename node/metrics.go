@@ -1,0 +1,307 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"nimbus/rpc"
+	"nimbus/scheduler"
+)
+
+// metrics is the node's Prometheus registry (its own: no global state) and
+// the counters the hot paths add to. Function numbers live in fnStats, as
+// atomics the invoke path adds to without a lock or a map of label values;
+// they, and every gauge of the node's state (sandboxes, Raft, gossip, the
+// ledger, connections), are read only when /metrics is scraped.
+type metrics struct {
+	reg *prometheus.Registry
+	fns *fnStats
+
+	rpcRequests  *prometheus.CounterVec   // method, code
+	rpcLatency   *prometheus.HistogramVec // method
+	grants       prometheus.Counter
+	refusals     *prometheus.CounterVec // reason
+	leaderChange prometheus.Counter
+}
+
+func newMetrics(n *Node, functionLimit int) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		fns: newFnStats(functionLimit, time.Now()),
+		rpcRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nimbus_rpc_requests_total", Help: "rpc requests answered, by method and error code (OK on success).",
+		}, []string{"method", "code"}),
+		rpcLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "nimbus_rpc_request_duration_seconds", Help: "Time handlers took, by method.",
+			Buckets: []float64{.0001, .0005, .001, .005, .01, .05, .1, .5, 1, 5, 30, 120, 900},
+		}, []string{"method"}),
+		grants: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nimbus_ledger_grants_total", Help: "Slots the leader's ledger granted while this node led.",
+		}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nimbus_ledger_refusals_total", Help: "Slot requests the ledger refused, by reason.",
+		}, []string{"reason"}),
+		leaderChange: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nimbus_raft_leader_changes_total", Help: "Leader changes this node observed.",
+		}),
+	}
+	m.reg.MustRegister(m.rpcRequests, m.rpcLatency, m.grants, m.refusals, m.leaderChange,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&nodeCollector{n: n})
+	return m
+}
+
+// observeLeaders counts the leader changes Raft reports to this server.
+func (n *Node) observeLeaders() {
+	ch := make(chan raft.Observation, 16)
+	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	n.raft.RegisterObserver(obs)
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		defer n.raft.DeregisterObserver(obs)
+		for {
+			select {
+			case <-n.stopping:
+				return
+			case <-ch:
+				n.metrics.leaderChange.Inc()
+			}
+		}
+	}()
+}
+
+// observeRPC counts one answered request (rpc.ServerOptions.Observe). Only
+// registered methods reach it, so its labels are bounded.
+func (m *metrics) observeRPC(method string, err error, took time.Duration) {
+	code := "OK"
+	if err != nil {
+		code = rpc.AsError(err).Code
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			code = "Canceled"
+		}
+	}
+	m.rpcRequests.WithLabelValues(method, code).Inc()
+	m.rpcLatency.WithLabelValues(method).Observe(took.Seconds())
+}
+
+// observeGrant counts a ledger decision.
+func (m *metrics) observeGrant(err error) {
+	if err == nil {
+		m.grants.Inc()
+		return
+	}
+	var re *rpc.Error
+	reason := "other"
+	if errors.As(err, &re) {
+		reason = re.Code
+		if re.Reason != "" {
+			reason = re.Reason
+		}
+	} else if errors.Is(err, scheduler.ErrLedgerRecovering) {
+		reason = "Recovering"
+	}
+	m.refusals.WithLabelValues(reason).Inc()
+}
+
+// Handler serves the registry in Prometheus's text format.
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// MetricsHandler serves the node's metrics (GET /metrics).
+func (n *Node) MetricsHandler() http.Handler { return n.metrics.handler() }
+
+// sampleLoop records the one-minute samples that `fn metrics --since` uses.
+func (n *Node) sampleLoop() {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stopping:
+			return
+		case now := <-t.C:
+			n.metrics.fns.tick(now)
+		}
+	}
+}
+
+var (
+	descInvocations  = prometheus.NewDesc("nimbus_function_invocations_total", "Invocations (Lambda's Invocations): function errors included, throttles not.", []string{"function"}, nil)
+	descErrors       = prometheus.NewDesc("nimbus_function_errors_total", "Invocations that ended in a function error or timeout (Lambda's Errors).", []string{"function"}, nil)
+	descThrottles    = prometheus.NewDesc("nimbus_function_throttles_total", "Invocations refused over a concurrency limit (Lambda's Throttles).", []string{"function"}, nil)
+	descColdStarts   = prometheus.NewDesc("nimbus_function_cold_starts_total", "Invocations that started a new sandbox.", []string{"function"}, nil)
+	descConcurrent   = prometheus.NewDesc("nimbus_function_concurrent_executions", "Invocations running now (Lambda's ConcurrentExecutions).", []string{"function"}, nil)
+	descDuration     = prometheus.NewDesc("nimbus_function_duration_milliseconds", "Time the function ran (Lambda's Duration).", []string{"function"}, nil)
+	descInitDuration = prometheus.NewDesc("nimbus_function_init_duration_milliseconds", "Init Duration of cold starts.", []string{"function"}, nil)
+	descSandboxes    = prometheus.NewDesc("nimbus_sandboxes", "Sandboxes on this worker by state.", []string{"state"}, nil)
+	descMemOffered   = prometheus.NewDesc("nimbus_worker_memory_offered_mb", "Memory this worker offers to sandboxes.", nil, nil)
+	descMemGranted   = prometheus.NewDesc("nimbus_worker_memory_granted_mb", "Memory of the invocations running on this worker.", nil, nil)
+	descRaftState    = prometheus.NewDesc("nimbus_raft_state", "1 for this server's Raft state.", []string{"state"}, nil)
+	descRaftTerm     = prometheus.NewDesc("nimbus_raft_term", "This server's Raft term.", nil, nil)
+	descRaftApplied  = prometheus.NewDesc("nimbus_raft_last_applied_index", "The last Raft index this server applied.", nil, nil)
+	descRaftCommit   = prometheus.NewDesc("nimbus_raft_commit_index", "The Raft commit index this server knows.", nil, nil)
+	descMembers      = prometheus.NewDesc("nimbus_gossip_members", "Members this node knows, by status.", []string{"status"}, nil)
+	descSlots        = prometheus.NewDesc("nimbus_ledger_slots", "Slots in use in the leader's ledger (on the leader).", nil, nil)
+	descConns        = prometheus.NewDesc("nimbus_rpc_connections", "rpc connections open on this node's port.", nil, nil)
+	descConnsRefused = prometheus.NewDesc("nimbus_rpc_connections_refused_total", "rpc connections refused at a limit.", nil, nil)
+)
+
+// nodeCollector reads the node's state when scraped.
+type nodeCollector struct{ n *Node }
+
+func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descInvocations, descErrors, descThrottles, descColdStarts, descConcurrent,
+		descDuration, descInitDuration, descSandboxes, descMemOffered, descMemGranted, descRaftState, descRaftTerm,
+		descRaftApplied, descRaftCommit, descMembers, descSlots, descConns, descConnsRefused} {
+		ch <- d
+	}
+}
+
+func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	n := c.n
+	for _, name := range n.metrics.fns.names() {
+		fc := n.metrics.fns.counters(name)
+		if fc == nil {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(descInvocations, prometheus.CounterValue, float64(fc.invocations.Load()), name)
+		ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(fc.errors.Load()), name)
+		ch <- prometheus.MustNewConstMetric(descThrottles, prometheus.CounterValue, float64(fc.throttles.Load()), name)
+		ch <- prometheus.MustNewConstMetric(descColdStarts, prometheus.CounterValue, float64(fc.coldStarts.Load()), name)
+		ch <- prometheus.MustNewConstMetric(descConcurrent, prometheus.GaugeValue, float64(fc.concurrent.Load()), name)
+		ch <- constHisto(descDuration, &fc.duration, name)
+		ch <- constHisto(descInitDuration, &fc.initDur, name)
+	}
+	if n.sandboxes != nil {
+		st := n.sandboxes.Stats()
+		ch <- prometheus.MustNewConstMetric(descSandboxes, prometheus.GaugeValue, float64(st.Idle), "idle")
+		ch <- prometheus.MustNewConstMetric(descSandboxes, prometheus.GaugeValue, float64(st.Busy), "busy")
+		ch <- prometheus.MustNewConstMetric(descMemOffered, prometheus.GaugeValue, float64(n.cfg.MemoryMB))
+		granted := 0
+		for _, s := range n.work.list() {
+			granted += s.MemoryMB
+		}
+		ch <- prometheus.MustNewConstMetric(descMemGranted, prometheus.GaugeValue, float64(granted))
+	}
+	if n.raft != nil {
+		state := n.raft.State()
+		for _, s := range []raft.RaftState{raft.Follower, raft.Candidate, raft.Leader, raft.Shutdown} {
+			v := 0.0
+			if s == state {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descRaftState, prometheus.GaugeValue, v, s.String())
+		}
+		stats := n.raft.Stats()
+		for _, kv := range []struct {
+			d *prometheus.Desc
+			k string
+		}{{descRaftTerm, "term"}, {descRaftApplied, "applied_index"}, {descRaftCommit, "commit_index"}} {
+			if v, err := strconv.ParseUint(stats[kv.k], 10, 64); err == nil {
+				ch <- prometheus.MustNewConstMetric(kv.d, prometheus.GaugeValue, float64(v))
+			}
+		}
+		if n.isLeader() {
+			ch <- prometheus.MustNewConstMetric(descSlots, prometheus.GaugeValue, float64(n.ledger.Stats().Slots))
+		}
+	}
+	if n.members != nil {
+		by := map[string]int{}
+		for _, st := range n.members.snapshot() {
+			by[st.status]++
+		}
+		statuses := make([]string, 0, len(by))
+		for s := range by {
+			statuses = append(statuses, s)
+		}
+		sort.Strings(statuses)
+		for _, s := range statuses {
+			ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(by[s]), s)
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(n.limiter.Open()))
+	ch <- prometheus.MustNewConstMetric(descConnsRefused, prometheus.CounterValue, float64(n.limiter.Refused()))
+}
+
+func constHisto(d *prometheus.Desc, h *histo, label string) prometheus.Metric {
+	counts := h.counts()
+	buckets := make(map[float64]uint64, len(rpc.DurationBucketsMs))
+	var cum uint64
+	for i, le := range rpc.DurationBucketsMs {
+		cum += counts[i]
+		buckets[le] = cum
+	}
+	total := cum + counts[len(counts)-1]
+	return prometheus.MustNewConstHistogram(d, total, float64(h.sumUs.Load())/1000, buckets, label)
+}
+
+// functionMetrics is Function.Metrics: the function's numbers from every
+// live node, summed (or, Local, this node's own).
+func (n *Node) functionMetrics(ctx context.Context, req *rpc.FunctionMetricsRequest) (*rpc.FunctionMetrics, error) {
+	if err := scheduler.ValidateName(req.FunctionName); err != nil {
+		return nil, err
+	}
+	if req.SinceSec < 0 || req.SinceSec > rpc.MaxMetricsWindowSec {
+		return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "since must be between 0 and %d seconds", rpc.MaxMetricsWindowSec)
+	}
+	since := time.Duration(req.SinceSec) * time.Second
+	if req.Local {
+		out := n.metrics.fns.window(req.FunctionName, since, time.Now())
+		out.Nodes = []string{n.name}
+		return out, nil
+	}
+	var fr rpc.FunctionResponse
+	if _, err := n.getFunctionAnywhere(ctx, req.FunctionName, &fr); err != nil {
+		return nil, err
+	}
+	sum := &rpc.FunctionMetrics{FunctionName: req.FunctionName, SinceSec: req.SinceSec}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, name := range n.members.alive("") {
+		local := *req
+		local.Local = true
+		if name == n.name {
+			one, _ := n.functionMetrics(ctx, &local)
+			mu.Lock()
+			sum.Add(one)
+			mu.Unlock()
+			continue
+		}
+		addr, ok := n.members.rpcAddr(name)
+		if !ok {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			var one rpc.FunctionMetrics
+			if err := n.peers.call(cctx, addr, rpc.MethodFunctionMetrics, &local, &one); err != nil {
+				n.log.Debug("metrics not gathered", "from", name, "err", err)
+				return
+			}
+			mu.Lock()
+			sum.Add(&one)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	sort.Strings(sum.Nodes)
+	sum.Percentiles()
+	return sum, nil
+}
