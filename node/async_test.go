@@ -465,3 +465,42 @@ done
 func crash(n *Node) {
 	_ = n.raft.Shutdown().Error()
 }
+
+// TestAsyncMaxEventAge: an event that keeps failing is retried until it is
+// older than MaximumEventAgeInSeconds (its minimum, 60 s), then goes to
+// the failure destination with condition EventAgeExceeded instead of
+// running again. The retry base is shrunk to 25 s: attempts at 0 s and
+// 25 s, and the second retry (due at 75 s) finds the event too old.
+func TestAsyncMaxEventAge(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("waits out a 60 s maximum event age")
+	}
+	_, cl := startAsyncNode(t, func(c *Config) { c.AsyncRetryBase = 25 * time.Second })
+	ctx := ctxT(t)
+	create(t, cl, "age-src", behaveZip(t, "v1"), nil)
+	create(t, cl, "age-sink", behaveZip(t, "v1"), nil)
+	age := rpc.MinMaxEventAgeSec
+	if _, err := cl.PutEventConfig(ctx, &rpc.PutEventConfigRequest{FunctionName: "age-src", MaxEventAgeSec: &age, OnFailure: "function:age-sink"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := invokeEvent(ctx, cl, "age-src", `"error"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	waitLong(t, 3*time.Minute, "the EventAgeExceeded record", func() bool {
+		rec = recordsIn(t, cl, "age-sink")[res.RequestID]
+		return rec != nil
+	})
+	rc := rec["requestContext"].(map[string]any)
+	if rc["condition"] != "EventAgeExceeded" || rc["approximateInvokeCount"] != float64(2) || rec["requestPayload"] != "error" {
+		t.Errorf("record %v", rec)
+	}
+	if _, ok := rec["responseContext"]; ok {
+		t.Errorf("an event that expired unrun carries a response: %v", rec)
+	}
+	if n := len(starts(t, cl, "age-src")[res.RequestID]); n != 2 {
+		t.Errorf("ran %d times, want 2 (then too old)", n)
+	}
+}

@@ -44,9 +44,10 @@ import (
 // so that an event whose lease expired while it still runs is not started
 // twice by the same dispatcher.
 type dispatcher struct {
-	n    *Node
-	wake chan struct{}
-	ops  *groupCommit[scheduler.AsyncOp]
+	n     *Node
+	wake  chan struct{} // an event may have become due
+	freed chan struct{} // one of this dispatcher's runs ended
+	ops   *groupCommit[scheduler.AsyncOp]
 
 	mu        sync.Mutex
 	running   map[string]bool
@@ -62,8 +63,9 @@ const (
 
 func newDispatcher(n *Node) *dispatcher {
 	return &dispatcher{
-		n:    n,
-		wake: make(chan struct{}, 1),
+		n:     n,
+		wake:  make(chan struct{}, 1),
+		freed: make(chan struct{}, 1),
 		ops: newGroupCommit(n, 1024, 1<<20,
 			func(op scheduler.AsyncOp) int { return len(op.RequestID) + 24 },
 			func(ops []scheduler.AsyncOp) scheduler.Command { return scheduler.AsyncUpdateCommand{Ops: ops} }),
@@ -101,21 +103,30 @@ func (d *dispatcher) run(stop chan struct{}) {
 		<-opsDone
 	}()
 	for {
-		wait := d.round(ctx)
+		wait, blocked := d.round(ctx)
+		// A round that could start nothing (every due event's function
+		// throttled) waits for a slot to free or the recheck: a new event
+		// (wake) cannot change that, and a round costs a scan.
+		wake := d.wake
+		if blocked {
+			wake = nil
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
-		case <-d.wake:
+		case <-wake:
+		case <-d.freed:
 		case <-t.C:
 		}
 		t.Stop()
 	}
 }
 
-// round dispatches what is due now and returns how long to sleep.
-func (d *dispatcher) round(ctx context.Context) time.Duration {
+// round dispatches what is due now and returns how long to sleep, and
+// whether it was blocked: events were due but none could start.
+func (d *dispatcher) round(ctx context.Context) (time.Duration, bool) {
 	n := d.n
 	now := time.Now()
 	due := n.fsm.AsyncDue(now.UnixMilli(), dispatchBatch)
@@ -125,7 +136,11 @@ func (d *dispatcher) round(ctx context.Context) time.Duration {
 		ended   []scheduler.AsyncOp
 		soonest = time.Second
 	)
+	skip := map[string]bool{} // functions throttled in this round
 	for _, e := range due {
+		if skip[e.Function] {
+			continue
+		}
 		d.mu.Lock()
 		busy := d.running[e.RequestID]
 		until, isThrottled := d.throttled[e.Function]
@@ -134,6 +149,7 @@ func (d *dispatcher) round(ctx context.Context) time.Duration {
 			continue
 		}
 		if isThrottled && now.Before(until) {
+			skip[e.Function] = true
 			soonest = min(soonest, until.Sub(now))
 			continue
 		}
@@ -171,6 +187,7 @@ func (d *dispatcher) round(ctx context.Context) time.Duration {
 		}
 		if err != nil {
 			d.throttle(fn.Name, now)
+			skip[fn.Name] = true
 			soonest = min(soonest, throttleRecheck)
 			continue
 		}
@@ -195,13 +212,17 @@ func (d *dispatcher) round(ctx context.Context) time.Duration {
 			d.start(ctx, l)
 		}
 	}
+	blocked := len(due) > 0 && len(leases) == 0 && len(ended) == 0
+	if blocked {
+		return soonest, true
+	}
 	if len(due) == dispatchBatch {
-		return 0
+		return 0, false
 	}
 	if next, ok := n.fsm.AsyncNextReady(); ok {
 		soonest = min(soonest, max(time.Until(time.UnixMilli(next)), 0))
 	}
-	return soonest
+	return soonest, false
 }
 
 // throttle skips a function whose grant the ledger refused, until one of
@@ -240,7 +261,10 @@ func (d *dispatcher) start(ctx context.Context, l leased) {
 			delete(d.running, l.event.RequestID)
 			delete(d.throttled, l.fn.Name) // its slot is free again
 			d.mu.Unlock()
-			d.poke()
+			select {
+			case d.freed <- struct{}{}:
+			default:
+			}
 		}()
 		resp, err := d.runOne(ctx, l)
 		if ctx.Err() != nil {
