@@ -25,7 +25,7 @@ const (
 	clusterPrefix = "nbe2e"
 	clusterNet    = "10.213.50"
 	clusterSize   = 3
-	agentFlags    = "--account-concurrency 20" // unreserved minimum: 2
+	agentFlags    = "--account-concurrency 20 --async-lease-margin 3s --async-retry-base 1s" // unreserved minimum: 2; async re-dispatch within seconds
 )
 
 // The functions the tests share.

@@ -112,7 +112,7 @@ func (n *Node) putConcurrency(ctx context.Context, req *rpc.PutConcurrencyReques
 	if err := scheduler.ValidateReservation(req.Name, req.Reserved, n.cfg.AccountConcurrency, others); err != nil {
 		return nil, err
 	}
-	if _, err := n.apply(scheduler.CmdPutConcurrency, &scheduler.PutConcurrencyCommand{Name: req.Name, Reserved: req.Reserved, MaxTotal: scheduler.MaxReservedTotal(n.cfg.AccountConcurrency)}); err != nil {
+	if _, err := n.apply(&scheduler.PutConcurrencyCommand{Name: req.Name, Reserved: req.Reserved, MaxTotal: scheduler.MaxReservedTotal(n.cfg.AccountConcurrency)}); err != nil {
 		return nil, err
 	}
 	r := req.Reserved
@@ -142,7 +142,7 @@ func (n *Node) deleteConcurrency(ctx context.Context, req *rpc.GetFunctionReques
 	if _, err := n.function(req.Name); err != nil {
 		return nil, err
 	}
-	if _, err := n.apply(scheduler.CmdDeleteConcurrency, &scheduler.DeleteConcurrencyCommand{Name: req.Name}); err != nil {
+	if _, err := n.apply(&scheduler.DeleteConcurrencyCommand{Name: req.Name}); err != nil {
 		return nil, err
 	}
 	return &rpc.ConcurrencyResponse{Name: req.Name}, nil

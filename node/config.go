@@ -67,6 +67,10 @@ type Config struct {
 	DeadServerGrace   time.Duration // a dead server leaves the Raft configuration after this (default 30s)
 	FastTimings       bool          // Raft and gossip timings for in-process tests on loopback
 
+	// Async invocation timings (async.go), shortened by tests.
+	AsyncRetryBase   time.Duration // a function error is retried after this, then after twice it (default 1m, Lambda's spacing)
+	AsyncLeaseMargin time.Duration // a dispatched event's lease: the function's timeout plus this (default 30s)
+	AsyncBackoffMin  time.Duration // the first backoff after a system error or throttle; it doubles up to 5m (default 1s)
 	// MaxConns and MaxConnsPerSource bound the connections the node's port
 	// accepts, in all and from one IP address (0: 4096 and 256).
 	MaxConns, MaxConnsPerSource int
@@ -127,6 +131,15 @@ func (c *Config) setDefaults() error {
 		c.LogMaxMemory = cmp.Or(c.LogMaxMemory, 16<<20)
 		c.LogMaxStore = cmp.Or(c.LogMaxStore, 512<<20)
 		c.LogGroupMaxBytes = cmp.Or(c.LogGroupMaxBytes, 16<<20)
+	}
+	if c.AsyncRetryBase == 0 {
+		c.AsyncRetryBase = time.Minute
+	}
+	if c.AsyncLeaseMargin == 0 {
+		c.AsyncLeaseMargin = 30 * time.Second
+	}
+	if c.AsyncBackoffMin == 0 {
+		c.AsyncBackoffMin = time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -35,7 +35,7 @@ func (n *Node) createFunction(ctx context.Context, req *rpc.CreateFunctionReques
 		return nil, err
 	}
 	fn.LastModifiedMs = time.Now().UnixMilli()
-	res, err := n.apply(scheduler.CmdPutFunction, &scheduler.PutFunctionCommand{Function: fn, Mode: scheduler.PutCreate})
+	res, err := n.apply(&scheduler.PutFunctionCommand{Function: fn, Mode: scheduler.PutCreate})
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +84,7 @@ func (n *Node) updateFunctionConfig(ctx context.Context, req *rpc.UpdateConfigRe
 // the meantime (then the caller gets ResourceConflictException).
 func (n *Node) proposeUpdate(cur, fn *rpc.FunctionConfig) (*rpc.FunctionResponse, error) {
 	fn.LastModifiedMs = time.Now().UnixMilli()
-	res, err := n.apply(scheduler.CmdPutFunction, &scheduler.PutFunctionCommand{
+	res, err := n.apply(&scheduler.PutFunctionCommand{
 		Function: fn, Mode: scheduler.PutUpdate, IfRevision: cur.Revision,
 	})
 	if err != nil {
@@ -123,7 +123,7 @@ func (n *Node) deleteFunction(ctx context.Context, req *rpc.GetFunctionRequest) 
 	if _, err := n.function(req.Name); err != nil {
 		return nil, err
 	}
-	if _, err := n.apply(scheduler.CmdDeleteFunction, &scheduler.DeleteFunctionCommand{Name: req.Name}); err != nil {
+	if _, err := n.apply(&scheduler.DeleteFunctionCommand{Name: req.Name}); err != nil {
 		return nil, err
 	}
 	return &rpc.DeleteFunctionResponse{}, nil

@@ -33,7 +33,7 @@ func (n *Node) invoke(ctx context.Context, req *rpc.InvokeRequest) (*rpc.InvokeR
 		}
 		return &rpc.InvokeResponse{StatusCode: 204, ExecutedVersion: "$LATEST"}, nil
 	case rpc.InvocationEvent:
-		return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "InvocationType Event is not supported yet: invoke with RequestResponse")
+		return n.invokeAsync(ctx, req)
 	default:
 		return nil, rpc.Errorf(rpc.CodeInvalidParameterValue,
 			"1 validation error detected: Value '%s' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]", req.InvocationType)

@@ -76,9 +76,11 @@ func (p *peerPool) Close() error {
 	return nil
 }
 
-// isLeader reports whether this node leads Raft now.
+// isLeader reports whether this node leads Raft now and has established
+// its leadership (leadership.go): only then may it serve reads and grants
+// from its FSM and ledger.
 func (n *Node) isLeader() bool {
-	return n.raft != nil && n.raft.State() == raft.Leader
+	return n.raft != nil && n.lead.ready.Load() && n.raft.State() == raft.Leader
 }
 
 // leaderAddr returns the rpc address of the current leader. A server knows
@@ -128,12 +130,14 @@ func (n *Node) forward(ctx context.Context, method string, req, resp any) error 
 	defer cancel()
 	for {
 		addr, err := n.leaderAddr(ctx)
-		if err == nil {
-			if addr == n.cfg.Advertise {
-				// Leadership changed under us: we lead now, but the handler
-				// decided to forward. Ask the caller to retry.
-				return rpc.Errorf(rpc.CodeService, "leadership changed during the request; retry")
-			}
+		if err == nil && addr == n.cfg.Advertise && !n.isLeader() {
+			// We were elected but have not established leadership yet
+			// (or just lost it): wait, then ask again.
+			err = errNoLeader
+		} else if err == nil {
+			// The leader, which may be this node once established: a
+			// handler that forwarded while it was not yet leading reaches
+			// itself through its own rpc server.
 			err = n.peers.call(ctx, addr, method, req, resp)
 			var re *rpc.Error
 			if err == nil || errors.As(err, &re) {
@@ -151,14 +155,14 @@ func (n *Node) forward(ctx context.Context, method string, req, resp any) error 
 	}
 }
 
-// startLeaderLoop follows leadership: on gaining it the ledger is reset and
-// rebuilt from worker heartbeats, and the reconcile loop runs while it lasts.
+// startLeaderLoop follows leadership: on gaining it, establishLeadership
+// (leadership.go) waits for a barrier and starts the leader subsystems; on
+// losing it, revokeLeadership stops them.
 func (n *Node) startLeaderLoop() {
 	n.bg.Add(1)
 	go func() {
 		defer n.bg.Done()
-		var stop chan struct{}
-		var wg sync.WaitGroup
+		defer n.revokeLeadership()
 		leaderCh := n.raft.LeaderCh()
 		// Leader changes seen by this server: remember who led before, and
 		// heartbeat the new leader at once so its ledger recovers quickly.
@@ -173,10 +177,6 @@ func (n *Node) startLeaderLoop() {
 		for {
 			select {
 			case <-n.stopping:
-				if stop != nil {
-					close(stop)
-				}
-				wg.Wait()
 				return
 			case o := <-obs:
 				lo := o.Data.(raft.LeaderObservation)
@@ -188,33 +188,12 @@ func (n *Node) startLeaderLoop() {
 					n.heartbeatSoon()
 				}
 			case isLeader := <-leaderCh:
-				if isLeader && stop == nil {
+				if isLeader && n.lead.stop == nil {
 					n.log.Info("gained leadership", "previous_leader", previous)
-					// The ledger waits for every live worker's report of
-					// its running slots before granting. The previous
-					// leader lost the election because a majority could
-					// not reach it: waiting for its report would only
-					// stretch the failover, and its slots are as unknown
-					// after the wait as before it.
-					var known []string
-					for _, w := range n.members.alive(rpc.RoleWorker) {
-						if w != string(previous) || previous == raft.ServerID(n.name) {
-							known = append(known, w)
-						}
-					}
-					n.ledger.Reset(known)
-					n.heartbeatSoon()
-					stop = make(chan struct{})
-					wg.Add(1)
-					go func(stop chan struct{}) {
-						defer wg.Done()
-						n.reconcileLoop(stop)
-					}(stop)
-				} else if !isLeader && stop != nil {
+					n.startLeadership(previous)
+				} else if !isLeader && n.lead.stop != nil {
 					n.log.Info("lost leadership")
-					close(stop)
-					wg.Wait()
-					stop = nil
+					n.revokeLeadership()
 				}
 			}
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"nimbus/rpc"
+	"nimbus/scheduler"
 )
 
 // version is reported in gossip metadata and `cluster members`.
@@ -28,6 +29,9 @@ type nodeMeta struct {
 	// The log store's client and route addresses (servers only).
 	LogsClient string `msgpack:"logs_client,omitempty"`
 	LogsRoute  string `msgpack:"logs_route,omitempty"`
+	// FSM is the newest FSM command set the node applies
+	// (scheduler.FSMVersion); 0 from a release before it was advertised.
+	FSM int `msgpack:"fsm,omitempty"`
 }
 
 func (m nodeMeta) has(role string) bool {
@@ -94,7 +98,7 @@ func (n *Node) openGossip() error {
 		roles = append(roles, rpc.RoleWorker)
 	}
 	mb := &membership{
-		self: nodeMeta{Roles: roles, RPC: n.cfg.Advertise, MemoryMB: n.cfg.MemoryMB, Version: version,
+		self: nodeMeta{Roles: roles, RPC: n.cfg.Advertise, MemoryMB: n.cfg.MemoryMB, Version: version, FSM: scheduler.FSMVersion,
 			LogsClient: n.logRole.clientAddr, LogsRoute: n.logRole.routeAddr},
 		seen:     map[string]*memberState{},
 		leaving:  map[string]bool{},

@@ -54,6 +54,7 @@ type Node struct {
 	server     *rpc.Server
 	peers      *peerPool
 	ledger     *scheduler.Ledger // used while this node leads
+	lead       leaderState       // servers: the leadership lifecycle
 	work       *workerState      // workers only
 	watch      *workerWatch      // frontends: running calls by worker
 	// leaderCache is a worker-only node's last known leader address ("" when
@@ -132,7 +133,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		rpcListener = n.mux.rpc
 	}
 	if cfg.Server {
-		n.fsm = scheduler.NewFSM(scheduler.FSMOptions{OnFunctionChange: n.functionChanged})
+		n.fsm = scheduler.NewFSM(scheduler.FSMOptions{OnFunctionChange: n.functionChanged, OnAsyncReady: n.asyncReady})
 		n.ledger = scheduler.NewLedger(scheduler.LedgerOptions{
 			AccountLimit:  cfg.AccountConcurrency,
 			RecoveryGrace: 2 * cfg.HeartbeatInterval,
@@ -154,6 +155,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.registerLogs()
 	n.registerCluster()
 	n.registerInternal()
+	n.registerAsync()
 	rpc.Handle(n.server, rpc.MethodFunctionMetrics, n.functionMetrics)
 	n.registerAccount()
 	n.bg.Add(1)

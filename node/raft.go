@@ -175,23 +175,26 @@ func (n *Node) leaveRaft() {
 	}
 }
 
-// waitLeader waits until this node leads (a dev node always ends up so).
+// waitLeader waits until this node leads and has established its
+// leadership (a dev node always ends up so).
 func (n *Node) waitLeader(ctx context.Context) error {
-	for n.raft.State() != raft.Leader {
+	for !n.isLeader() {
 		select {
 		case <-ctx.Done():
-			return errors.New("no raft leader elected in time")
+			return errors.New("no raft leader established in time")
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	// A barrier makes every committed entry applied to the FSM before the
-	// node serves reads.
-	return n.raft.Barrier(raftApplyTimeout).Error()
+	return nil
 }
 
-// apply proposes a command and returns the FSM's result.
-func (n *Node) apply(t scheduler.CommandType, cmd any) (scheduler.ApplyResult, error) {
-	data, err := scheduler.EncodeCommand(t, cmd)
+// apply proposes a command and returns the FSM's result. A command newer
+// than some server's FSM is refused (see serversSupport).
+func (n *Node) apply(cmd scheduler.Command) (scheduler.ApplyResult, error) {
+	if err := n.serversSupport(cmd.CommandType()); err != nil {
+		return scheduler.ApplyResult{}, err
+	}
+	data, err := scheduler.EncodeCommand(cmd)
 	if err != nil {
 		return scheduler.ApplyResult{}, err
 	}

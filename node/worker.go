@@ -190,6 +190,9 @@ func (n *Node) workerRun(ctx context.Context, req *rpc.RunRequest) (*rpc.InvokeR
 	if fn == nil {
 		return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "Worker.Run without a function")
 	}
+	if req.RequestID != "" && !validRequestID(req.RequestID) {
+		return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "Worker.Run with a malformed request id")
+	}
 	n.work.add(rpc.SlotInfo{ID: req.SlotID, Function: fn.Name, MemoryMB: fn.MemoryMB})
 	defer n.releaseSlot(req.SlotID)
 	if n.fsm == nil && n.work.newRevision(fn) {
@@ -203,10 +206,11 @@ func (n *Node) workerRun(ctx context.Context, req *rpc.RunRequest) (*rpc.InvokeR
 		return nil, err
 	}
 	res, err := n.sandboxes.Invoke(ctx, &sandbox.Request{
-		Function: fn,
-		CodeDir:  codeDir,
-		Payload:  req.Payload,
-		Tail:     req.LogType == rpc.LogTypeTail,
+		Function:  fn,
+		CodeDir:   codeDir,
+		Payload:   req.Payload,
+		Tail:      req.LogType == rpc.LogTypeTail,
+		RequestID: req.RequestID,
 	})
 	if err != nil {
 		if errors.Is(err, sandbox.ErrClosed) {

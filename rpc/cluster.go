@@ -144,6 +144,9 @@ type RunRequest struct {
 	Function *FunctionConfig `msgpack:"function"`
 	Payload  []byte          `msgpack:"payload"`
 	LogType  string          `msgpack:"log_type,omitempty"`
+	// RequestID, when set, is the invocation's request id (an async
+	// event keeps its id across retries); else the worker makes one.
+	RequestID string `msgpack:"request_id,omitempty"`
 }
 
 // CodeFetchRequest asks a peer for a code bundle by digest.

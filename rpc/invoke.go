@@ -20,11 +20,15 @@ const (
 // failed (it returned an error, crashed, ran out of memory or timed out).
 const FunctionErrorUnhandled = "Unhandled"
 
-// Payload limits, as Lambda's.
+// Payload limits, as Lambda's (1 MB is Lambda's current async limit).
 const (
 	MaxSyncPayload  = 6 * 1024 * 1024
-	MaxAsyncPayload = 256 * 1024
+	MaxAsyncPayload = 1024 * 1024
 )
+
+// StatusAccepted is InvokeResponse.StatusCode of an Event invocation once
+// its event is committed.
+const StatusAccepted = 202
 
 // InvokeRequest invokes a function.
 type InvokeRequest struct {

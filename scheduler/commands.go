@@ -3,6 +3,7 @@ package scheduler
 import (
 	"bytes"
 	"fmt"
+	"reflect"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -14,6 +15,14 @@ import (
 //
 // The values are written to durable logs and snapshots: they are append-only.
 // Never renumber or reuse one; a retired command keeps its number.
+//
+// Adding a command is one place here (its constant, its line in
+// commandSpecs, its struct with a CommandType method) plus its case in
+// FSM.Apply. A value with CmdIgnorable set may be skipped by a release
+// that does not know it (Consul's rule): use it only for a command whose
+// loss leaves every replica's state the same, e.g. a hint. Any other
+// unknown value stops the apply loop (Apply panics), because skipping it
+// would let replicas diverge.
 type CommandType uint8
 
 const (
@@ -21,18 +30,62 @@ const (
 	CmdDeleteFunction    CommandType = 2 // DeleteFunctionCommand
 	CmdPutConcurrency    CommandType = 3 // PutConcurrencyCommand
 	CmdDeleteConcurrency CommandType = 4 // DeleteConcurrencyCommand
+	CmdAsyncAccept       CommandType = 5 // AsyncAcceptCommand
+	CmdAsyncUpdate       CommandType = 6 // AsyncUpdateCommand
+	CmdPutEventConfig    CommandType = 7 // PutEventConfigCommand
+	CmdDeleteEventConfig CommandType = 8 // DeleteEventConfigCommand
+
+	// CmdIgnorable is a flag bit, not a command: an entry whose type has it
+	// and that this release does not know is skipped instead of stopping
+	// the apply loop.
+	CmdIgnorable CommandType = 128
 )
 
+// commandSpec is what the FSM knows of a command type: its name and the
+// FSM version that introduced it.
+type commandSpec struct {
+	name  string
+	since int
+}
+
+// commandSpecs lists every command this release applies.
+var commandSpecs = map[CommandType]commandSpec{
+	CmdPutFunction:       {"PutFunction", 1},
+	CmdDeleteFunction:    {"DeleteFunction", 1},
+	CmdPutConcurrency:    {"PutConcurrency", 1},
+	CmdDeleteConcurrency: {"DeleteConcurrency", 1},
+	CmdAsyncAccept:       {"AsyncAccept", 2},
+	CmdAsyncUpdate:       {"AsyncUpdate", 2},
+	CmdPutEventConfig:    {"PutEventConfig", 2},
+	CmdDeleteEventConfig: {"DeleteEventConfig", 2},
+}
+
+// FSMVersion is the newest command set this release applies: the highest
+// "since" of commandSpecs. A node advertises it in gossip, and a leader
+// proposes a command only once every server advertises at least the
+// command's version (CommandVersion), so that no replica meets an entry it
+// cannot apply.
+const FSMVersion = 2
+
+// CommandVersion returns the FSM version that introduced t (0 when this
+// release does not know t).
+func CommandVersion(t CommandType) int {
+	return commandSpecs[t].since
+}
+
+// Command is a command struct: it knows its own type byte.
+type Command interface {
+	CommandType() CommandType
+}
+
+func (PutFunctionCommand) CommandType() CommandType       { return CmdPutFunction }
+func (DeleteFunctionCommand) CommandType() CommandType    { return CmdDeleteFunction }
+func (PutConcurrencyCommand) CommandType() CommandType    { return CmdPutConcurrency }
+func (DeleteConcurrencyCommand) CommandType() CommandType { return CmdDeleteConcurrency }
+
 func (t CommandType) String() string {
-	switch t {
-	case CmdPutFunction:
-		return "PutFunction"
-	case CmdDeleteFunction:
-		return "DeleteFunction"
-	case CmdPutConcurrency:
-		return "PutConcurrency"
-	case CmdDeleteConcurrency:
-		return "DeleteConcurrency"
+	if s, ok := commandSpecs[t]; ok {
+		return s.name
 	}
 	return fmt.Sprintf("CommandType(%d)", uint8(t))
 }
@@ -113,26 +166,17 @@ type DeleteConcurrencyCommand struct {
 	Name string `msgpack:"name"`
 }
 
-// EncodeCommand returns the log entry for cmd: one type byte followed by the
-// msgpack encoding of cmd. cmd must be the command type's struct (or a
-// pointer to it); a mismatch is an error, so a proposer cannot put an entry
-// in the log that every replica would then refuse.
-func EncodeCommand(t CommandType, cmd any) ([]byte, error) {
-	ok := false
-	switch t {
-	case CmdPutFunction:
-		ok = isCommand[PutFunctionCommand](cmd)
-	case CmdDeleteFunction:
-		ok = isCommand[DeleteFunctionCommand](cmd)
-	case CmdPutConcurrency:
-		ok = isCommand[PutConcurrencyCommand](cmd)
-	case CmdDeleteConcurrency:
-		ok = isCommand[DeleteConcurrencyCommand](cmd)
-	default:
-		return nil, fmt.Errorf("scheduler: encode command: unknown command type %d", uint8(t))
+// EncodeCommand returns the log entry for cmd: its type byte followed by
+// its msgpack encoding. A nil pointer or a type this release does not apply
+// is an error, so a proposer cannot put an entry in the log that every
+// replica would then refuse.
+func EncodeCommand(cmd Command) ([]byte, error) {
+	if cmd == nil || reflect.ValueOf(cmd).Kind() == reflect.Pointer && reflect.ValueOf(cmd).IsNil() {
+		return nil, fmt.Errorf("scheduler: encode command: nil command %T", cmd)
 	}
-	if !ok {
-		return nil, fmt.Errorf("scheduler: encode command: %s takes a %s, got %T", t, commandStructName(t), cmd)
+	t := cmd.CommandType()
+	if _, ok := commandSpecs[t]; !ok {
+		return nil, fmt.Errorf("scheduler: encode command: unknown command type %d", uint8(t))
 	}
 	var buf bytes.Buffer
 	buf.WriteByte(byte(t))
@@ -142,21 +186,6 @@ func EncodeCommand(t CommandType, cmd any) ([]byte, error) {
 		return nil, fmt.Errorf("scheduler: encode %s: %w", t, err)
 	}
 	return buf.Bytes(), nil
-}
-
-// isCommand reports whether cmd is a C or a non-nil *C.
-func isCommand[C any](cmd any) bool {
-	switch c := cmd.(type) {
-	case C:
-		return true
-	case *C:
-		return c != nil
-	}
-	return false
-}
-
-func commandStructName(t CommandType) string {
-	return t.String() + "Command"
 }
 
 // splitEntry separates a log entry into its type and msgpack body.

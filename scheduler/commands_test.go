@@ -39,9 +39,12 @@ func TestFullFunctionSetsEveryField(t *testing.T) {
 	}
 }
 
-func mustEncode(t testing.TB, ct CommandType, cmd any) []byte {
+func mustEncode(t testing.TB, ct CommandType, cmd Command) []byte {
 	t.Helper()
-	data, err := EncodeCommand(ct, cmd)
+	if cmd.CommandType() != ct {
+		t.Fatalf("mustEncode(%s) given a %T", ct, cmd)
+	}
+	data, err := EncodeCommand(cmd)
 	if err != nil {
 		t.Fatalf("EncodeCommand(%s): %v", ct, err)
 	}
@@ -49,7 +52,7 @@ func mustEncode(t testing.TB, ct CommandType, cmd any) []byte {
 }
 
 // apply applies one command at index and returns the result.
-func apply(t testing.TB, f *FSM, index uint64, ct CommandType, cmd any) ApplyResult {
+func apply(t testing.TB, f *FSM, index uint64, ct CommandType, cmd Command) ApplyResult {
 	t.Helper()
 	return applyRaw(t, f, index, mustEncode(t, ct, cmd))
 }
@@ -69,33 +72,35 @@ func applyRaw(t testing.TB, f *FSM, index uint64, data []byte) ApplyResult {
 	return res
 }
 
+// unknownCommand is a command this release does not know.
+type unknownCommand struct{ X int }
+
+func (unknownCommand) CommandType() CommandType { return CommandType(77) }
+
 func TestEncodeCommand(t *testing.T) {
 	t.Parallel()
 	put := PutFunctionCommand{Function: fullFunction("f"), Mode: PutCreate, IfRevision: 7}
 	tests := []struct {
 		name    string
-		ct      CommandType
-		cmd     any
+		cmd     Command
+		want    CommandType
 		wantErr string
 	}{
-		{"put value", CmdPutFunction, put, ""},
-		{"put pointer", CmdPutFunction, &put, ""},
-		{"delete value", CmdDeleteFunction, DeleteFunctionCommand{Name: "f"}, ""},
-		{"delete pointer", CmdDeleteFunction, &DeleteFunctionCommand{Name: "f"}, ""},
-		{"put concurrency", CmdPutConcurrency, PutConcurrencyCommand{Name: "f", Reserved: 5, MaxTotal: 900}, ""},
-		{"put concurrency pointer", CmdPutConcurrency, &PutConcurrencyCommand{Name: "f"}, ""},
-		{"delete concurrency", CmdDeleteConcurrency, DeleteConcurrencyCommand{Name: "f"}, ""},
-		{"concurrency wrong struct", CmdDeleteConcurrency, PutConcurrencyCommand{Name: "f"}, "takes a DeleteConcurrencyCommand"},
-		{"concurrency nil pointer", CmdPutConcurrency, (*PutConcurrencyCommand)(nil), "takes a PutConcurrencyCommand"},
-		{"wrong struct", CmdPutFunction, DeleteFunctionCommand{Name: "f"}, "takes a PutFunctionCommand"},
-		{"nil pointer", CmdDeleteFunction, (*DeleteFunctionCommand)(nil), "takes a DeleteFunctionCommand"},
-		{"nil", CmdPutFunction, nil, "takes a PutFunctionCommand"},
-		{"unknown type", CommandType(0), put, "unknown command type 0"},
-		{"unknown type 200", CommandType(200), put, "unknown command type 200"},
+		{"put value", put, CmdPutFunction, ""},
+		{"put pointer", &put, CmdPutFunction, ""},
+		{"delete value", DeleteFunctionCommand{Name: "f"}, CmdDeleteFunction, ""},
+		{"delete pointer", &DeleteFunctionCommand{Name: "f"}, CmdDeleteFunction, ""},
+		{"put concurrency", PutConcurrencyCommand{Name: "f", Reserved: 5, MaxTotal: 900}, CmdPutConcurrency, ""},
+		{"delete concurrency", DeleteConcurrencyCommand{Name: "f"}, CmdDeleteConcurrency, ""},
+		{"async accept", AsyncAcceptCommand{Events: []AsyncEvent{{RequestID: "r", Function: "f"}}}, CmdAsyncAccept, ""},
+		{"async update", &AsyncUpdateCommand{Ops: []AsyncOp{{RequestID: "r", Kind: AsyncFinish}}}, CmdAsyncUpdate, ""},
+		{"nil pointer", (*DeleteFunctionCommand)(nil), 0, "nil command"},
+		{"nil", nil, 0, "nil command"},
+		{"unknown type", unknownCommand{}, 0, "unknown command type 77"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			data, err := EncodeCommand(tt.ct, tt.cmd)
+			data, err := EncodeCommand(tt.cmd)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
@@ -105,10 +110,36 @@ func TestEncodeCommand(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if CommandType(data[0]) != tt.ct {
-				t.Fatalf("type byte = %d, want %d", data[0], tt.ct)
+			if CommandType(data[0]) != tt.want {
+				t.Fatalf("type byte = %d, want %d", data[0], tt.want)
 			}
 		})
+	}
+}
+
+// TestCommandSpecs: every known command has a name and a version no newer
+// than FSMVersion, and FSMVersion is the newest of them; none has the
+// ignorable bit (a known command is never skipped).
+func TestCommandSpecs(t *testing.T) {
+	t.Parallel()
+	newest := 0
+	for ct, spec := range commandSpecs {
+		if spec.name == "" || spec.since < 1 || spec.since > FSMVersion {
+			t.Errorf("%d: spec %+v", ct, spec)
+		}
+		if ct&CmdIgnorable != 0 {
+			t.Errorf("%s has the ignorable bit", ct)
+		}
+		if CommandVersion(ct) != spec.since {
+			t.Errorf("CommandVersion(%s) = %d", ct, CommandVersion(ct))
+		}
+		newest = max(newest, spec.since)
+	}
+	if newest != FSMVersion {
+		t.Errorf("FSMVersion = %d, newest command version %d", FSMVersion, newest)
+	}
+	if CommandVersion(CommandType(77)) != 0 {
+		t.Error("an unknown command has a version")
 	}
 }
 
@@ -159,7 +190,8 @@ func TestCommandRoundTrip(t *testing.T) {
 // would make replicas misread their logs.
 func TestCommandTypesAreStable(t *testing.T) {
 	t.Parallel()
-	pins := map[CommandType]uint8{CmdPutFunction: 1, CmdDeleteFunction: 2, CmdPutConcurrency: 3, CmdDeleteConcurrency: 4}
+	pins := map[CommandType]uint8{CmdPutFunction: 1, CmdDeleteFunction: 2, CmdPutConcurrency: 3, CmdDeleteConcurrency: 4,
+		CmdAsyncAccept: 5, CmdAsyncUpdate: 6, CmdPutEventConfig: 7, CmdDeleteEventConfig: 8, CmdIgnorable: 128}
 	for ct, want := range pins {
 		if uint8(ct) != want {
 			t.Errorf("%s = %d, want %d", ct, uint8(ct), want)
@@ -168,7 +200,10 @@ func TestCommandTypesAreStable(t *testing.T) {
 	if PutCreate != 1 || PutUpdate != 2 {
 		t.Errorf("PutMode values changed: create %d, update %d", PutCreate, PutUpdate)
 	}
-	if recordFunction != 1 || recordReservation != 2 || recordEnd != 255 {
-		t.Errorf("snapshot record values changed: function %d, reservation %d, end %d", recordFunction, recordReservation, recordEnd)
+	if recordFunction != 1 || recordReservation != 2 || recordAsyncEvent != 3 || recordEventConfig != 4 || recordEnd != 255 {
+		t.Errorf("snapshot record values changed: function %d, reservation %d, event %d, end %d", recordFunction, recordReservation, recordAsyncEvent, recordEnd)
+	}
+	if AsyncLease != 1 || AsyncRetry != 2 || AsyncFinish != 3 {
+		t.Errorf("AsyncOpKind values changed: %d %d %d", AsyncLease, AsyncRetry, AsyncFinish)
 	}
 }

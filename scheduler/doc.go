@@ -10,12 +10,20 @@
 //   - reserved concurrency: name -> reserved slots, beside the registry
 //     (deleting a function deletes its reservation), with ReservedTotal kept
 //     as the sum;
+//   - the async event queue (async.go): events accepted for asynchronous
+//     invocation and not finished, with a due-time index, leases and
+//     retries; and each function's event configuration (eventconfig.go:
+//     retries, maximum age, destinations);
 //   - the command encoding: one CommandType byte followed by msgpack
-//     (EncodeCommand), with one applyX function per command
-//     (PutFunction, DeleteFunction, PutConcurrency, DeleteConcurrency);
+//     (EncodeCommand, given a Command, which knows its byte), with one
+//     applyX function per command (PutFunction, DeleteFunction,
+//     PutConcurrency, DeleteConcurrency, AsyncAccept, AsyncUpdate,
+//     PutEventConfig, DeleteEventConfig); an unknown command panics
+//     unless it carries CmdIgnorable; FSMVersion and CommandVersion tell
+//     the node which commands every server can apply;
 //   - snapshots: a header (magic and version) followed by typed msgpack
-//     records (functions, then reservations), restored into a fresh state
-//     that is swapped in whole;
+//     records (functions, reservations, event configurations, queued
+//     events), restored into a fresh state that is swapped in whole;
 //   - the validation of requests with Lambda's rules and messages
 //     (NormalizeCreate, ApplyConfigUpdate, ValidateName,
 //     ValidateReservation);
@@ -26,9 +34,9 @@
 //     Reset and rebuilds it from worker heartbeats, so a sync invoke never
 //     waits for a Raft commit.
 //
-// Later it also owns the async queue, triggers and server membership. They
-// extend the same FSM: new CommandType values and new snapshot record types
-// are appended, never renumbered.
+// Later it also owns queues, triggers and server membership. They extend
+// the same FSM: new CommandType values and new snapshot record types are
+// appended, never renumbered.
 //
 // What it must never do:
 //

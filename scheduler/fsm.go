@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"fmt"
 	"sync"
 
 	"github.com/hashicorp/raft"
@@ -25,6 +26,7 @@ import (
 // be called from any goroutine.
 type FSM struct {
 	onFunctionChange func(old, new *rpc.FunctionConfig)
+	onAsyncReady     func()
 
 	mu    sync.RWMutex
 	state *fsmState
@@ -47,38 +49,51 @@ type FSMOptions struct {
 	// It runs on Raft's FSM goroutine: it must be quick and must not call
 	// Apply or Restore. It may read the FSM (Function, Functions).
 	OnFunctionChange func(old, new *rpc.FunctionConfig)
+	// OnAsyncReady, if set, is called after an apply that may have made an
+	// async event due sooner (an accept or a retry), outside the FSM lock.
+	// The leader's dispatcher uses it to wake up. It must not block.
+	OnAsyncReady func()
 }
 
 // fsmState is the whole replicated state. A state is never changed after
 // Restore has swapped it out; maps inside it are changed only by applyX
 // functions under FSM.mu, and the values they hold are immutable.
 //
-// Invariants: every name in reserved is a name in functions (deleting a
-// function deletes its reservation); reservedTotal is the sum of reserved.
+// Invariants: every name in reserved and in eventConfigs is a name in
+// functions (deleting a function deletes its reservation and its event
+// configuration); reservedTotal is the sum of reserved.
 //
-// The async queue and membership come here later, each with its commands
-// and snapshot records. The concurrency ledger does not: in-flight counts
-// are the leader's soft state (Ledger), never replicated.
+// async holds the events in flight (async.go). Membership comes here later,
+// with its commands and snapshot records. The concurrency ledger does not:
+// in-flight counts are the leader's soft state (Ledger), never replicated.
 type fsmState struct {
 	functions     map[string]*rpc.FunctionConfig
 	reserved      map[string]int // function name -> reserved concurrency (>= 0)
 	reservedTotal int
+	eventConfigs  map[string]*rpc.EventConfig // function name -> its config
+	async         asyncQueue
 }
 
 func newFSMState() *fsmState {
 	return &fsmState{
-		functions: make(map[string]*rpc.FunctionConfig),
-		reserved:  make(map[string]int),
+		functions:    make(map[string]*rpc.FunctionConfig),
+		reserved:     make(map[string]int),
+		eventConfigs: make(map[string]*rpc.EventConfig),
+		async:        newAsyncQueue(),
 	}
 }
 
 // ApplyResult is what Apply returns for every entry (raft.ApplyFuture's
 // Response). Err is nil or an *rpc.Error; when it is set, Apply changed
 // nothing. Function is the stored value after a put and the removed value
-// after a delete of a function (nil for the concurrency commands); it is
-// immutable.
+// after a delete of a function (nil for the other commands); it is
+// immutable. Items holds one result per item of a batch command
+// (AsyncAccept, AsyncUpdate): nil or an *rpc.Error, the item's alone.
+// Ignored is set when the entry was an unknown ignorable command.
 type ApplyResult struct {
 	Function *rpc.FunctionConfig
+	Items    []error
+	Ignored  bool
 	Err      error
 }
 
@@ -91,6 +106,7 @@ type functionChange struct {
 func NewFSM(opts FSMOptions) *FSM {
 	return &FSM{
 		onFunctionChange: opts.OnFunctionChange,
+		onAsyncReady:     opts.OnAsyncReady,
 		state:            newFSMState(),
 	}
 }
@@ -98,9 +114,12 @@ func NewFSM(opts FSMOptions) *FSM {
 var _ raft.FSM = (*FSM)(nil)
 
 // Apply applies one committed log entry. It is deterministic: the result and
-// the new state depend only on the state and the entry. It never panics on an
-// unknown or garbled entry: it returns an ApplyResult with Err set and leaves
-// the state as it was.
+// the new state depend only on the state and the entry. A garbled entry of a
+// known type returns an ApplyResult with Err set and leaves the state as it
+// was. An entry of an unknown type with CmdIgnorable set is skipped; any
+// other unknown type panics, stopping the apply loop: this replica is older
+// than the log it follows, and applying the rest without that entry would
+// make it diverge silently (the node must be upgraded, not kept serving).
 func (f *FSM) Apply(l *raft.Log) interface{} {
 	t, body, err := splitEntry(l.Data)
 	if err != nil {
@@ -115,8 +134,19 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 		return f.applyPutConcurrency(body)
 	case CmdDeleteConcurrency:
 		return f.applyDeleteConcurrency(body)
+	case CmdAsyncAccept:
+		return f.applyAsyncAccept(l.Index, body)
+	case CmdAsyncUpdate:
+		return f.applyAsyncUpdate(l.Index, body)
+	case CmdPutEventConfig:
+		return f.applyPutEventConfig(body)
+	case CmdDeleteEventConfig:
+		return f.applyDeleteEventConfig(body)
 	}
-	return ApplyResult{Err: rpc.Errorf(rpc.CodeService, "unknown command type %d at index %d", uint8(t), l.Index)}
+	if t&CmdIgnorable != 0 {
+		return ApplyResult{Ignored: true}
+	}
+	panic(fmt.Sprintf("scheduler: unknown command type %d at index %d: this release (FSM version %d) cannot apply the log; upgrade it", uint8(t), l.Index, FSMVersion))
 }
 
 // update runs fn with the state locked for writing and then reports the

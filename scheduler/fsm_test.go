@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 
+	"github.com/hashicorp/raft"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"nimbus/rpc"
@@ -204,8 +206,6 @@ func TestGarbledEntries(t *testing.T) {
 	}{
 		{"empty", nil, rpc.ErrService},
 		{"type only", []byte{byte(CmdPutFunction)}, rpc.ErrService},
-		{"unknown type 0", []byte{0, 0x80}, rpc.ErrService},
-		{"unknown type 255", raw(255, DeleteFunctionCommand{Name: "keep"}), rpc.ErrService},
 		{"not msgpack", append([]byte{byte(CmdPutFunction)}, 0xc1), rpc.ErrService},
 		{"wrong shape", raw(CmdPutFunction, []int{1, 2, 3}), rpc.ErrService},
 		{"string for struct", raw(CmdDeleteFunction, "keep"), rpc.ErrService},
@@ -307,6 +307,11 @@ func FuzzApply(f *testing.F) {
 	f.Add([]byte{byte(CmdPutConcurrency), 0x81, 0xa8, 'r', 'e', 's', 'e', 'r', 'v', 'e', 'd', 0xff})
 
 	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 0 && CommandVersion(CommandType(data[0])) == 0 {
+			// Unknown types stop the apply loop or are ignored:
+			// TestUnknownCommands covers them.
+			return
+		}
 		fsm, rec := newRecordedFSM()
 		apply(t, fsm, 1, CmdPutFunction, PutFunctionCommand{Function: fullFunction("existing"), Mode: PutCreate})
 		apply(t, fsm, 2, CmdPutFunction, PutFunctionCommand{Function: fullFunction("reserved"), Mode: PutCreate})
@@ -346,4 +351,34 @@ func FuzzApply(f *testing.F) {
 			t.Fatalf("revision = %d, want the index 4", res.Function.Revision)
 		}
 	})
+}
+
+// TestUnknownCommands: an unknown command stops the apply loop (Apply
+// panics) unless it has the ignorable bit, and then changes nothing.
+func TestUnknownCommands(t *testing.T) {
+	t.Parallel()
+	for _, ct := range []CommandType{0, 77, 127} {
+		f, _ := newRecordedFSM()
+		func() {
+			defer func() {
+				if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "unknown command type") {
+					t.Errorf("type %d: recovered %v, want a panic naming the unknown command", ct, r)
+				}
+			}()
+			f.Apply(&raft.Log{Index: 3, Data: []byte{byte(ct), 0x80}})
+		}()
+	}
+	for _, ct := range []CommandType{CmdIgnorable, CmdIgnorable | 1, 255} {
+		f, rec := newRecordedFSM()
+		apply(t, f, 1, CmdPutFunction, PutFunctionCommand{Function: fullFunction("keep"), Mode: PutCreate})
+		rec.take()
+		before := f.Functions()
+		res := applyRaw(t, f, 2, []byte{byte(ct), 0x81, 0xa4, 'n', 'a', 'm', 'e', 0xa4, 'k', 'e', 'e', 'p'})
+		if res.Err != nil || !res.Ignored {
+			t.Errorf("ignorable type %d: %+v", ct, res)
+		}
+		if !reflect.DeepEqual(f.Functions(), before) || len(rec.take()) != 0 {
+			t.Errorf("ignorable type %d changed the state", ct)
+		}
+	}
 }

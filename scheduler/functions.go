@@ -64,6 +64,7 @@ func (f *FSM) applyDeleteFunction(index uint64, body []byte) ApplyResult {
 		}
 		delete(s.functions, cmd.Name)
 		s.deleteReservation(cmd.Name)
+		delete(s.eventConfigs, cmd.Name)
 		return ApplyResult{Function: old}, []functionChange{{old: old}}
 	})
 }

@@ -64,7 +64,7 @@ func TestSingleNodeRaft(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "leadership", func() bool { return r.State() == raft.Leader })
 
-	propose := func(ct CommandType, cmd any) ApplyResult {
+	propose := func(ct CommandType, cmd Command) ApplyResult {
 		t.Helper()
 		fut := r.Apply(mustEncode(t, ct, cmd), 5*time.Second)
 		if err := fut.Error(); err != nil {
@@ -103,8 +103,12 @@ func TestSingleNodeRaft(t *testing.T) {
 	if res := propose(CmdPutConcurrency, PutConcurrencyCommand{Name: "other", Reserved: 1}); !errors.Is(res.Err, rpc.ErrResourceNotFound) {
 		t.Fatalf("reservation of a deleted function: %v", res.Err)
 	}
-	// A garbled entry reaches the FSM as an error, and Raft goes on.
-	fut := r.Apply([]byte{0xee, 1, 2}, 5*time.Second)
+	// A garbled entry of a known type reaches the FSM as an error, and
+	// Raft goes on; so does an unknown ignorable one.
+	if fut := r.Apply([]byte{0xee, 1, 2}, 5*time.Second); fut.Error() != nil || !fut.Response().(ApplyResult).Ignored {
+		t.Fatalf("ignorable entry: %v %+v", fut.Error(), fut.Response())
+	}
+	fut := r.Apply([]byte{byte(CmdPutFunction), 0xc1}, 5*time.Second)
 	if err := fut.Error(); err != nil {
 		t.Fatal(err)
 	}

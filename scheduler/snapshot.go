@@ -23,7 +23,9 @@ import (
 //	end:     recordEnd, then a msgpack uint64: the number of records before it
 //
 // Records come in a fixed order: every function, then every reservation
-// (each in name order), so a reservation always follows its function.
+// (each in name order), so a reservation always follows its function, then
+// every event configuration (in name order), then every queued async event
+// (in request id order).
 //
 // The end record makes a truncated snapshot an error rather than a smaller
 // state. Restore refuses unknown record types (a snapshot from a newer
@@ -42,6 +44,8 @@ type snapshotRecordType uint8
 const (
 	recordFunction    snapshotRecordType = 1 // *rpc.FunctionConfig
 	recordReservation snapshotRecordType = 2 // reservationRecord
+	recordAsyncEvent  snapshotRecordType = 3 // *AsyncEvent
+	recordEventConfig snapshotRecordType = 4 // *rpc.EventConfig
 	recordEnd         snapshotRecordType = 255
 )
 
@@ -56,6 +60,8 @@ type reservationRecord struct {
 type fsmSnapshot struct {
 	functions    []*rpc.FunctionConfig // sorted by name
 	reservations []reservationRecord   // sorted by name
+	eventConfigs []*rpc.EventConfig    // sorted by function name
+	events       []*AsyncEvent         // sorted by request id
 }
 
 // Snapshot captures the state cheaply: the stored values are immutable, so
@@ -71,10 +77,20 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	for name, r := range f.state.reserved {
 		res = append(res, reservationRecord{Name: name, Reserved: r})
 	}
+	ecs := make([]*rpc.EventConfig, 0, len(f.state.eventConfigs))
+	for _, c := range f.state.eventConfigs {
+		ecs = append(ecs, c)
+	}
+	events := make([]*AsyncEvent, 0, len(f.state.async.events))
+	for _, e := range f.state.async.events {
+		events = append(events, e)
+	}
 	f.mu.RUnlock()
 	sortFunctions(fns)
 	sort.Slice(res, func(i, j int) bool { return res[i].Name < res[j].Name })
-	return &fsmSnapshot{functions: fns, reservations: res}, nil
+	sort.Slice(ecs, func(i, j int) bool { return ecs[i].FunctionName < ecs[j].FunctionName })
+	sort.Slice(events, func(i, j int) bool { return events[i].RequestID < events[j].RequestID })
+	return &fsmSnapshot{functions: fns, reservations: res, eventConfigs: ecs, events: events}, nil
 }
 
 // Persist writes the snapshot to sink and closes it, or cancels it on error.
@@ -114,6 +130,16 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 	}
 	for i := range s.reservations {
 		if err := record(recordReservation, &s.reservations[i]); err != nil {
+			return err
+		}
+	}
+	for _, c := range s.eventConfigs {
+		if err := record(recordEventConfig, c); err != nil {
+			return err
+		}
+	}
+	for _, e := range s.events {
+		if err := record(recordAsyncEvent, e); err != nil {
 			return err
 		}
 	}
@@ -170,6 +196,10 @@ func readSnapshot(r io.Reader) (*fsmState, error) {
 			err = restoreFunction(dec, st)
 		case recordReservation:
 			err = restoreReservation(dec, st)
+		case recordAsyncEvent:
+			err = restoreAsyncEvent(dec, st)
+		case recordEventConfig:
+			err = restoreEventConfig(dec, st)
 		case recordEnd:
 			return st, finishSnapshot(dec, br, n)
 		default:
@@ -223,6 +253,49 @@ func restoreReservation(dec *msgpack.Decoder, st *fsmState) error {
 	}
 	st.reserved[r.Name] = r.Reserved
 	st.reservedTotal += r.Reserved
+	return nil
+}
+
+// restoreEventConfig reads one event configuration; its function must have
+// come before it.
+func restoreEventConfig(dec *msgpack.Decoder, st *fsmState) error {
+	var c *rpc.EventConfig
+	if err := dec.Decode(&c); err != nil {
+		return fmt.Errorf("event config: %w", eofIsTruncation(err))
+	}
+	if c == nil || c.FunctionName == "" {
+		return errors.New("event config without a function name")
+	}
+	if _, ok := st.functions[c.FunctionName]; !ok {
+		return fmt.Errorf("event config of %q, which is not a function before it", c.FunctionName)
+	}
+	if _, dup := st.eventConfigs[c.FunctionName]; dup {
+		return fmt.Errorf("event config of %q appears twice", c.FunctionName)
+	}
+	st.eventConfigs[c.FunctionName] = c
+	return nil
+}
+
+// restoreAsyncEvent reads one queued event; it must pass checkEvent and
+// not appear twice.
+func restoreAsyncEvent(dec *msgpack.Decoder, st *fsmState) error {
+	var e *AsyncEvent
+	if err := dec.Decode(&e); err != nil {
+		return fmt.Errorf("async event: %w", eofIsTruncation(err))
+	}
+	if e == nil {
+		return errors.New("nil async event")
+	}
+	if err := checkEvent(e); err != nil {
+		return err
+	}
+	if _, dup := st.async.events[e.RequestID]; dup {
+		return fmt.Errorf("async event %q appears twice", e.RequestID)
+	}
+	if len(st.async.events) >= MaxAsyncEvents {
+		return fmt.Errorf("more than %d async events", MaxAsyncEvents)
+	}
+	st.async.put(e)
 	return nil
 }
 

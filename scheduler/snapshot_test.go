@@ -388,6 +388,7 @@ func FuzzRestore(f *testing.F) {
 	valid := persist(f, populated(f))
 	f.Add(valid)
 	f.Add(persist(f, NewFSM(FSMOptions{})))
+	f.Add(persist(f, withEvents(f)))
 	f.Add(valid[:len(valid)/2])
 	f.Add(append(bytes.Clone(valid[:10]), 0x01, 0xc0, 0xff, 0x00))
 	f.Add([]byte("NMBSFSM\x00\x00\x01"))
@@ -413,11 +414,13 @@ func FuzzRestore(f *testing.F) {
 			return
 		}
 		checkReservations(t, fsm)
+		checkAsyncIndex(t, fsm)
 		again := NewFSM(FSMOptions{})
 		if err := restore(again, persist(t, fsm)); err != nil {
 			t.Fatalf("re-restoring an accepted state: %v", err)
 		}
-		if !reflect.DeepEqual(again.Functions(), fsm.Functions()) || !reflect.DeepEqual(reservations(again), reservations(fsm)) {
+		if !reflect.DeepEqual(again.Functions(), fsm.Functions()) || !reflect.DeepEqual(reservations(again), reservations(fsm)) ||
+			!reflect.DeepEqual(allEvents(again), allEvents(fsm)) {
 			t.Fatal("an accepted state does not round-trip")
 		}
 	})

@@ -34,6 +34,8 @@ func (c *cli) agentCmd() *cobra.Command {
 		encrypt             string
 		logLevel            string
 		idleTimeout         time.Duration
+		asyncRetryBase      time.Duration
+		asyncLeaseMargin    time.Duration
 		debugAddr           string
 		metricsAddr         string
 		accountLimit        int
@@ -67,6 +69,8 @@ func (c *cli) agentCmd() *cobra.Command {
 				AccountConcurrency: accountLimit,
 				MemoryMB:           memoryMB,
 				SandboxIdleTimeout: idleTimeout,
+				AsyncRetryBase:     asyncRetryBase,
+				AsyncLeaseMargin:   asyncLeaseMargin,
 				Logger:             log,
 			}
 			listen := rpcAddr
@@ -170,6 +174,8 @@ func (c *cli) agentCmd() *cobra.Command {
 	f.StringVar(&debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (off when empty)")
 	f.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (off when empty; "+defaultDevMetricsAddr+" with --dev)")
 	f.DurationVar(&idleTimeout, "sandbox-idle-timeout", 10*time.Minute, "how long an unused warm sandbox is kept")
+	f.DurationVar(&asyncRetryBase, "async-retry-base", time.Minute, "an async event's function error is retried after this, then after twice it")
+	f.DurationVar(&asyncLeaseMargin, "async-lease-margin", 30*time.Second, "a dispatched async event's lease is the function's timeout plus this")
 	return cmd
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"nimbus/internal/testutil"
 	"nimbus/node"
+	"nimbus/rpc"
 )
 
 // startNode starts a dev node in-process on 127.0.0.1:0 and returns its
@@ -83,6 +84,9 @@ done
 // deploy a folder, read it back as JSON, invoke it in every way, read its
 // log, change its environment, delete it. Each step checks the exit status
 // and what was printed.
+// uuidLine is a request id alone on its line.
+var uuidLine = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\n$`)
+
 func TestCLI(t *testing.T) {
 	t.Parallel()
 	addr := startNode(t)
@@ -204,6 +208,40 @@ func TestCLI(t *testing.T) {
 				t.Errorf("logs tail holds %d START/END/REPORT lines, want 9:\n%s", len(got), r.stdout)
 			}
 		}},
+		{name: "invoke as an event, json", args: []string{"invoke", "echo", "--type", "Event", "--payload", `{"e":1}`, "-o", "json"},
+			check: func(t *testing.T, r result) {
+				v := jsonOf(t, r)
+				id, _ := v["RequestId"].(string)
+				if v["StatusCode"] != float64(202) || !uuidLine.MatchString(id+"\n") {
+					t.Errorf("event answer %v", v)
+				}
+			}},
+		{name: "invoke as an event", args: []string{"invoke", "echo", "--type", "Event"}, check: func(t *testing.T, r result) {
+			if !uuidLine.MatchString(r.stdout) {
+				t.Errorf("stdout %q, want the request id", r.stdout)
+			}
+		}},
+		{name: "event to an unknown function", args: []string{"invoke", "nosuch", "--type", "Event"},
+			code: exitPlatformError, stderr: "ResourceNotFoundException"},
+		{name: "dry run with --type", args: []string{"invoke", "echo", "--type", "DryRun"}},
+		{name: "put event config", args: []string{"fn", "put-event-config", "echo", "--max-retries", "1", "--on-failure", "function:failing"},
+			stdout: "Max retries:     1"},
+		{name: "get event config as json", args: []string{"fn", "get-event-config", "echo", "-o", "json"}, check: func(t *testing.T, r result) {
+			v := jsonOf(t, r)
+			dc, _ := v["DestinationConfig"].(map[string]any)
+			onFailure, _ := dc["OnFailure"].(map[string]any)
+			if v["MaximumRetryAttempts"] != float64(1) || v["MaximumEventAgeInSeconds"] != float64(21600) ||
+				v["FunctionArn"] != rpc.DefaultFunctionARN("echo")+":$LATEST" || onFailure["Destination"] != "function:failing" {
+				t.Errorf("event config %v", v)
+			}
+		}},
+		{name: "put event config out of range", args: []string{"fn", "put-event-config", "echo", "--max-retries", "3"},
+			code: exitPlatformError, stderr: "InvalidParameterValueException"},
+		{name: "put event config to a missing destination", args: []string{"fn", "put-event-config", "echo", "--on-success", "function:nosuch"},
+			code: exitPlatformError, stderr: "InvalidParameterValueException"},
+		{name: "delete event config", args: []string{"fn", "delete-event-config", "echo"}, stdout: "deleted"},
+		{name: "get a deleted event config", args: []string{"fn", "get-event-config", "echo"},
+			code: exitPlatformError, stderr: "ResourceNotFoundException"},
 		// Lambda's key pattern, [a-zA-Z]([a-zA-Z0-9_])+, wants two characters.
 		{name: "update config with a one-letter key", args: []string{"fn", "update-config", "echo", "--env", "K=V"},
 			code: exitPlatformError, stderr: "InvalidParameterValueException"},

@@ -20,6 +20,7 @@ func (c *cli) fnCmd() *cobra.Command {
 	cmd.AddCommand(c.fnCreateCmd(), c.fnUpdateCodeCmd(), c.fnUpdateConfigCmd(),
 		c.fnGetCmd(), c.fnListCmd(), c.fnDeleteCmd())
 	cmd.AddCommand(c.concurrencyCmds()...)
+	cmd.AddCommand(c.eventConfigCmds()...)
 	cmd.AddCommand(c.fnMetricsCmd())
 	return cmd
 }

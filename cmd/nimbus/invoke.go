@@ -17,11 +17,15 @@ func (c *cli) invokeCmd() *cobra.Command {
 		payload string
 		logTail bool
 		invType string
+		output  string
 	)
 	cmd := &cobra.Command{
 		Use:   "invoke NAME",
 		Short: "Invoke a function and print its response",
 		Long: "Invoke a function and print its response on stdout.\n" +
+			"With --type Event the event is queued: once it is committed the request id is printed\n" +
+			"(-o json: {\"StatusCode\":202,\"RequestId\":...}) and the function runs later.\n" +
+			"With --type DryRun the request is only validated.\n" +
 			"Exit status: 0 on success, 1 on a function error (its error JSON is printed),\n" +
 			"2 on a platform error (named as Lambda names it).",
 		Args: cobra.ExactArgs(1),
@@ -38,6 +42,9 @@ func (c *cli) invokeCmd() *cobra.Command {
 			if logTail {
 				req.LogType = rpc.LogTypeTail
 			}
+			if output != "" && output != "json" {
+				return fmt.Errorf("-o %q: the only output format is json", output)
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 16*time.Minute)
 			defer cancel()
 			cl, err := c.client(ctx)
@@ -48,6 +55,9 @@ func (c *cli) invokeCmd() *cobra.Command {
 			res, err := cl.Invoke(ctx, req)
 			if err != nil {
 				return err
+			}
+			if invType == rpc.InvocationEvent || invType == rpc.InvocationDryRun {
+				return printAccepted(c.stdout, res, output)
 			}
 			if logTail && len(res.LogResult) > 0 {
 				fmt.Fprint(c.stderr, string(res.LogResult))
@@ -66,6 +76,8 @@ func (c *cli) invokeCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&payload, "payload", "{}", "the event as JSON, or @FILE to read it from a file")
 	f.BoolVar(&logTail, "log-tail", false, "also print the last 4 KB of the invocation's log on stderr")
-	f.StringVar(&invType, "invocation-type", rpc.InvocationRequestResponse, "RequestResponse or DryRun")
+	f.StringVar(&invType, "type", rpc.InvocationRequestResponse, "RequestResponse, Event or DryRun")
+	f.StringVar(&invType, "invocation-type", rpc.InvocationRequestResponse, "the same as --type")
+	f.StringVarP(&output, "output", "o", "", "output format of an Event or DryRun invocation: json")
 	return cmd
 }

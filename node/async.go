@@ -1,0 +1,94 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"time"
+
+	"nimbus/rpc"
+	"nimbus/scheduler"
+)
+
+// Asynchronous invocation (InvocationType Event): the accept path.
+//
+// Any node takes the request; a node that does not lead forwards it. The
+// leader checks it, gives it a request id and hands it to the accept group
+// commit, which puts concurrent accepts in shared AsyncAccept entries. The
+// caller gets 202 and the request id only once the entry is committed and
+// applied: without a leader or a quorum it gets ServiceException, never a
+// 202. The dispatcher (dispatcher.go) runs the event later.
+
+// acceptBatchItems and acceptBatchBytes bound one AsyncAccept entry.
+const (
+	acceptBatchItems = 1024
+	acceptBatchBytes = 4 << 20
+)
+
+func newAcceptCommit(n *Node) *groupCommit[scheduler.AsyncEvent] {
+	return newGroupCommit(n, acceptBatchItems, acceptBatchBytes,
+		func(e scheduler.AsyncEvent) int { return len(e.Payload) + len(e.RequestID) + len(e.Function) + 32 },
+		func(es []scheduler.AsyncEvent) scheduler.Command { return scheduler.AsyncAcceptCommand{Events: es} })
+}
+
+// invokeAsync accepts an Event invocation.
+func (n *Node) invokeAsync(ctx context.Context, req *rpc.InvokeRequest) (*rpc.InvokeResponse, error) {
+	if len(req.Payload) > rpc.MaxAsyncPayload {
+		return nil, rpc.Errorf(rpc.CodeRequestTooLarge, "Request must be smaller than %d bytes for the InvokeAsync operation", rpc.MaxAsyncPayload)
+	}
+	if !n.isLeader() {
+		var resp rpc.InvokeResponse
+		if err := n.forward(ctx, rpc.MethodInvoke, req, &resp); err != nil {
+			return nil, err
+		}
+		return &resp, nil
+	}
+	fn, err := n.function(req.FunctionName)
+	if err != nil {
+		return nil, err
+	}
+	accepts := n.lead.accepts.Load()
+	if accepts == nil {
+		return nil, errNotLeading
+	}
+	payload := req.Payload
+	if len(payload) == 0 {
+		payload = []byte("{}")
+	}
+	now := time.Now().UnixMilli()
+	ev := scheduler.AsyncEvent{
+		RequestID:  newRequestID(),
+		Function:   fn.Name,
+		Payload:    payload,
+		AcceptedMs: now,
+		DueMs:      now,
+	}
+	if r := accepts.submit(ctx, ev); r.err != nil {
+		return nil, rpc.AsError(r.err)
+	}
+	return &rpc.InvokeResponse{RequestID: ev.RequestID, StatusCode: rpc.StatusAccepted, ExecutedVersion: "$LATEST"}, nil
+}
+
+// newRequestID returns a random UUID (version 4), Lambda's request id form.
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// validRequestID reports whether a request id a peer sent may be used as
+// one: what newRequestID makes (hex and dashes, 1-64 of them), so it cannot
+// carry anything into a header or a log line.
+func validRequestID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,195 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/hashicorp/raft"
+
+	"nimbus/rpc"
+	"nimbus/scheduler"
+)
+
+// groupCommit gathers items proposed concurrently into shared Raft
+// entries: while one entry is being committed, the items that arrive queue
+// up and go together in the next, so throughput is not one fsync per item.
+// It is a leader subsystem: run until stop closes; after that submit fails
+// and items still queued fail with ServiceException (never reported as
+// committed).
+//
+// Up to groupCommitInFlight entries are committing at once (Raft pipelines
+// them); each holds at most maxItems items and about maxBytes bytes.
+type groupCommit[T any] struct {
+	n        *Node
+	build    func([]T) scheduler.Command
+	size     func(T) int
+	maxItems int
+	maxBytes int
+
+	in   chan groupItem[T]
+	done chan struct{} // closed when run has returned
+}
+
+const groupCommitInFlight = 4
+
+type groupItem[T any] struct {
+	item  T
+	reply chan groupResult
+}
+
+// groupResult is one item's outcome: its own error (nil when applied) and
+// the index of the entry that carried it.
+type groupResult struct {
+	err   error
+	index uint64
+}
+
+func newGroupCommit[T any](n *Node, maxItems, maxBytes int, size func(T) int, build func([]T) scheduler.Command) *groupCommit[T] {
+	return &groupCommit[T]{
+		n: n, build: build, size: size, maxItems: maxItems, maxBytes: maxBytes,
+		in:   make(chan groupItem[T], 4*maxItems),
+		done: make(chan struct{}),
+	}
+}
+
+var errNotLeading = rpc.Errorf(rpc.CodeService, "this server no longer leads: the write was not committed")
+
+// submitAll queues items and waits for each one's result.
+func (g *groupCommit[T]) submitAll(ctx context.Context, items []T) []groupResult {
+	replies := make([]chan groupResult, len(items))
+	out := make([]groupResult, len(items))
+	for i, it := range items {
+		replies[i] = make(chan groupResult, 1)
+		select {
+		case g.in <- groupItem[T]{item: it, reply: replies[i]}:
+		case <-g.done:
+			out[i] = groupResult{err: errNotLeading}
+			replies[i] = nil
+		case <-ctx.Done():
+			out[i] = groupResult{err: ctx.Err()}
+			replies[i] = nil
+		}
+	}
+	for i, r := range replies {
+		if r == nil {
+			continue
+		}
+		select {
+		case out[i] = <-r:
+		case <-g.done:
+			// Commits in flight ended before done closed, and replied.
+			select {
+			case out[i] = <-r:
+			default:
+				out[i] = groupResult{err: errNotLeading}
+			}
+		case <-ctx.Done():
+			// It may still commit: the caller is told it failed, as a
+			// caller whose connection broke would be.
+			out[i] = groupResult{err: rpc.Errorf(rpc.CodeService, "gave up waiting for the commit: %v", ctx.Err())}
+		}
+	}
+	return out
+}
+
+func (g *groupCommit[T]) submit(ctx context.Context, item T) groupResult {
+	return g.submitAll(ctx, []T{item})[0]
+}
+
+// run commits batches until stop closes.
+func (g *groupCommit[T]) run(stop <-chan struct{}) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, groupCommitInFlight)
+	defer func() {
+		wg.Wait()
+		close(g.done)
+		// Fail what is still queued: nothing more is proposed.
+		for {
+			select {
+			case it := <-g.in:
+				it.reply <- groupResult{err: errNotLeading}
+			default:
+				return
+			}
+		}
+	}()
+	for {
+		var batch []groupItem[T]
+		select {
+		case <-stop:
+			return
+		case it := <-g.in:
+			batch = append(batch, it)
+		}
+		bytes := g.size(batch[0].item)
+	drain:
+		for len(batch) < g.maxItems && bytes < g.maxBytes {
+			select {
+			case it := <-g.in:
+				batch = append(batch, it)
+				bytes += g.size(it.item)
+			default:
+				break drain
+			}
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-stop:
+			for _, it := range batch {
+				it.reply <- groupResult{err: errNotLeading}
+			}
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			g.commit(batch)
+		}()
+	}
+}
+
+func (g *groupCommit[T]) commit(batch []groupItem[T]) {
+	items := make([]T, len(batch))
+	for i, it := range batch {
+		items[i] = it.item
+	}
+	cmd := g.build(items)
+	fail := func(err error) {
+		for _, it := range batch {
+			it.reply <- groupResult{err: err}
+		}
+	}
+	if err := g.n.serversSupport(cmd.CommandType()); err != nil {
+		fail(err)
+		return
+	}
+	data, err := scheduler.EncodeCommand(cmd)
+	if err != nil {
+		fail(rpc.Errorf(rpc.CodeService, "%v", err))
+		return
+	}
+	f := g.n.raft.Apply(data, raftApplyTimeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			fail(rpc.Errorf(rpc.CodeService, "no leader to accept the write: %v", err))
+		} else {
+			fail(rpc.Errorf(rpc.CodeService, "raft: %v", err))
+		}
+		return
+	}
+	res, ok := f.Response().(scheduler.ApplyResult)
+	switch {
+	case !ok:
+		fail(rpc.Errorf(rpc.CodeService, "unexpected apply result %T", f.Response()))
+	case res.Err != nil:
+		fail(res.Err)
+	case len(res.Items) != len(batch):
+		fail(rpc.Errorf(rpc.CodeService, "apply answered %d items for %d", len(res.Items), len(batch)))
+	default:
+		for i, it := range batch {
+			it.reply <- groupResult{err: res.Items[i], index: f.Index()}
+		}
+	}
+}

@@ -1,0 +1,84 @@
+package rpc
+
+// Method names of asynchronous invocation configuration.
+const (
+	MethodEventConfigPut    = "Function.PutEventConfig"
+	MethodEventConfigGet    = "Function.GetEventConfig"
+	MethodEventConfigDelete = "Function.DeleteEventConfig"
+)
+
+// The account and region of every ARN nimbus builds.
+const (
+	ARNRegion  = "local"
+	ARNAccount = "000000000000"
+)
+
+// DefaultFunctionARN is the ARN of a function in the default region and
+// account (see FunctionARN).
+func DefaultFunctionARN(name string) string { return FunctionARN(ARNRegion, ARNAccount, name) }
+
+// Limits and defaults of asynchronous invocation, as Lambda's.
+const (
+	DefaultMaxRetryAttempts = 2
+	MaxMaxRetryAttempts     = 2
+	DefaultMaxEventAgeSec   = 21600
+	MinMaxEventAgeSec       = 60
+	MaxMaxEventAgeSec       = 21600
+	// MaxDestinationDepth is how many hops a chain of functions invoking
+	// each other through destinations may make before it is stopped
+	// (Lambda's recursive loop detection).
+	MaxDestinationDepth = 16
+)
+
+// EventConfig is a function's asynchronous invocation configuration
+// (Lambda's FunctionEventInvokeConfig). A nil limit means Lambda's
+// default. Destinations are stored as the caller gave them (a short form
+// `function:NAME` or an ARN); Destination* fields in JSON hold them.
+// A stored EventConfig is immutable.
+type EventConfig struct {
+	FunctionName     string `msgpack:"function" json:"-"`
+	MaxRetryAttempts *int   `msgpack:"max_retries,omitempty" json:"MaximumRetryAttempts,omitempty"`
+	MaxEventAgeSec   *int   `msgpack:"max_age,omitempty" json:"MaximumEventAgeInSeconds,omitempty"`
+	OnSuccess        string `msgpack:"on_success,omitempty" json:"-"`
+	OnFailure        string `msgpack:"on_failure,omitempty" json:"-"`
+	LastModifiedMs   int64  `msgpack:"last_modified_ms" json:"-"`
+}
+
+// Retries returns MaxRetryAttempts or its default.
+func (c *EventConfig) Retries() int {
+	if c == nil || c.MaxRetryAttempts == nil {
+		return DefaultMaxRetryAttempts
+	}
+	return *c.MaxRetryAttempts
+}
+
+// MaxAgeSec returns MaxEventAgeSec or its default.
+func (c *EventConfig) MaxAgeSec() int {
+	if c == nil || c.MaxEventAgeSec == nil {
+		return DefaultMaxEventAgeSec
+	}
+	return *c.MaxEventAgeSec
+}
+
+// PutEventConfigRequest sets a function's whole event configuration: a
+// limit left nil takes its default (Lambda's PutFunctionEventInvokeConfig).
+type PutEventConfigRequest struct {
+	FunctionName     string `msgpack:"function_name"`
+	MaxRetryAttempts *int   `msgpack:"max_retries,omitempty"`
+	MaxEventAgeSec   *int   `msgpack:"max_age,omitempty"`
+	OnSuccess        string `msgpack:"on_success,omitempty"`
+	OnFailure        string `msgpack:"on_failure,omitempty"`
+}
+
+// GetEventConfigRequest names the function of Get and Delete.
+type GetEventConfigRequest struct {
+	FunctionName string `msgpack:"function_name"`
+}
+
+// EventConfigResponse is a function's event configuration.
+type EventConfigResponse struct {
+	Config *EventConfig `msgpack:"config"`
+}
+
+// DeleteEventConfigResponse answers MethodEventConfigDelete.
+type DeleteEventConfigResponse struct{}

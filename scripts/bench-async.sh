@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The async benchmarks (issue #8), on a 3-node cluster in network
+# namespaces (scripts/cluster, its own prefix and subnet): Event accept
+# throughput and latency with 1 KB payloads, callers spread over the three
+# nodes (an accept is answered once its entry is committed in Raft), and
+# accept-to-start latency with idle capacity through a node that does not
+# lead (measured first, before the throughput run leaves a backlog). Set CONCURRENCY, DURATION, COUNT to change the runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }
+command -v go >/dev/null 2>&1 || export PATH=$PATH:/usr/local/go/bin
+DURATION=${DURATION:-10s}
+CONCURRENCY=${CONCURRENCY:-96}
+COUNT=${COUNT:-200}
+
+go build -o bin/nimbus ./cmd/nimbus
+CGO_ENABLED=0 go build -o examples/hello/build/bootstrap ./examples/hello
+NIMBUS_CLUSTER_DIR=$(mktemp -d /tmp/nimbus-bench-async.XXXXXX)
+export NIMBUS_CLUSTER_DIR NIMBUS_CLUSTER_PREFIX=${NIMBUS_CLUSTER_PREFIX:-nbasync} NIMBUS_CLUSTER_NET=${NIMBUS_CLUSTER_NET:-10.213.61}
+export NIMBUS_BIN=$PWD/bin/nimbus NIMBUS_AGENT_FLAGS="--log-level warn"
+trap 'scripts/cluster down >/dev/null 2>&1 || true; rm -rf "$NIMBUS_CLUSTER_DIR"' EXIT
+scripts/cluster up 3 >/dev/null
+declare -A addr
+for n in n1 n2 n3; do addr[$n]=$(scripts/cluster addr $n); done
+leader_of() { bin/nimbus cluster raft -o json --addr "$1" 2>/dev/null | sed -n 's/.*"leader": "\([^"]*\)".*/\1/p'; }
+
+echo "## machine"
+echo "$(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r), $(lscpu | sed -n 's/^Model name: *//p'); 3 agents in network namespaces on this one machine; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+bin/nimbus fn create hello --dir examples/hello/build --addr "${addr[n1]}" >/dev/null
+leader=$(leader_of "${addr[n1]}")
+follower=n1; [ "$leader" = n1 ] && follower=n2
+echo "## async accept-to-start with idle capacity, through $follower"
+bin/nimbus bench async-start --function hello --addr "${addr[$follower]}" --count "$COUNT"
+# The accepted events run too, through the same hello code but with a
+# reservation of RESERVED, so that the cluster is measured accepting rather
+# than cold-starting hundreds of sandboxes on 2 cores.
+bin/nimbus fn create hello-async --dir examples/hello/build --addr "${addr[n1]}" >/dev/null
+bin/nimbus fn put-concurrency hello-async --reserved "${RESERVED:-4}" --addr "${addr[n1]}" >/dev/null
+echo "## async accept, 1 KB payloads, $CONCURRENCY callers spread over n1,n2,n3 (leader: $leader; the function runs them ${RESERVED:-4} at a time)"
+bin/nimbus bench async --function hello-async --addrs "${addr[n1]},${addr[n2]},${addr[n3]}" --concurrency "$CONCURRENCY" --duration "$DURATION" --payload-size 1024
