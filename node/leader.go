@@ -121,6 +121,10 @@ func (n *Node) leaderAddr(ctx context.Context) (string, error) {
 // the request's absolute deadline on the wire: a request delayed past it
 // (queued behind a partition, say) is refused by the leader rather than run
 // after the caller was told it failed.
+// reasonNotLeader marks a write refused by a node that no longer leads,
+// before anything reached the Raft log: safe to send to the new leader.
+const reasonNotLeader = "NotLeader"
+
 func (n *Node) forward(ctx context.Context, method string, req, resp any) error {
 	window := 5 * time.Second
 	if method == rpc.MethodFunctionCreate || method == rpc.MethodFunctionUpdateCode {
@@ -140,7 +144,11 @@ func (n *Node) forward(ctx context.Context, method string, req, resp any) error 
 			// itself through its own rpc server.
 			err = n.peers.call(ctx, addr, method, req, resp)
 			var re *rpc.Error
-			if err == nil || errors.As(err, &re) {
+			if errors.As(err, &re) && re.Reason == reasonNotLeader {
+				// It stopped leading before it wrote anything: ask the
+				// new leader.
+				n.leaderCache.Store("")
+			} else if err == nil || errors.As(err, &re) {
 				return err
 			}
 			n.leaderCache.Store("") // ask the servers again

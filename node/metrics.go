@@ -216,8 +216,10 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if n.sandboxes != nil {
 		st := n.sandboxes.Stats()
-		ch <- prometheus.MustNewConstMetric(descSandboxes, prometheus.GaugeValue, float64(st.Idle), "idle")
-		ch <- prometheus.MustNewConstMetric(descSandboxes, prometheus.GaugeValue, float64(st.Busy), "busy")
+		ch <- prometheus.MustNewConstMetric(descSandboxes, prometheus.GaugeValue, float64(st.Initializing), "initializing")
+		ch <- prometheus.MustNewConstMetric(descSandboxes, prometheus.GaugeValue, float64(st.Running), "busy")
+		ch <- prometheus.MustNewConstMetric(descSandboxes, prometheus.GaugeValue, float64(st.Thawed), "idle")
+		ch <- prometheus.MustNewConstMetric(descSandboxes, prometheus.GaugeValue, float64(st.Frozen), "frozen")
 		ch <- prometheus.MustNewConstMetric(descMemOffered, prometheus.GaugeValue, float64(n.cfg.MemoryMB))
 		granted := 0
 		for _, s := range n.work.list() {

@@ -102,6 +102,10 @@ func TestMetricsAfterKnownWork(t *testing.T) {
 	if got := value(fams, "nimbus_ledger_refusals_total", "reason", rpc.ReasonReservedFunctionConcurrentInvocationLimit); got != 1 {
 		t.Errorf("ledger refusals for reserved concurrency = %v, want 1", got)
 	}
+	if idle, frozen := value(fams, "nimbus_sandboxes", "state", "idle"), value(fams, "nimbus_sandboxes", "state", "frozen"); idle+frozen != 1 ||
+		value(fams, "nimbus_sandboxes", "state", "busy") != 0 {
+		t.Errorf("sandboxes: idle %v, frozen %v, busy %v; want the one warm sandbox", idle, frozen, value(fams, "nimbus_sandboxes", "state", "busy"))
+	}
 	if got := value(fams, "nimbus_sandbox_starts_total", "", ""); got != 1 {
 		t.Errorf("sandbox starts = %v, want 1 (one cold start, then warm)", got)
 	}

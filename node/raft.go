@@ -200,7 +200,13 @@ func (n *Node) apply(cmd scheduler.Command) (scheduler.ApplyResult, error) {
 	}
 	f := n.raft.Apply(data, raftApplyTimeout)
 	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+		if errors.Is(err, raft.ErrNotLeader) {
+			// Never in the log: a forwarder may send it to the new leader.
+			e := rpc.Errorf(rpc.CodeService, "no leader to accept the write: %v", err)
+			e.Reason = reasonNotLeader
+			return scheduler.ApplyResult{}, e
+		}
+		if errors.Is(err, raft.ErrLeadershipLost) {
 			return scheduler.ApplyResult{}, rpc.Errorf(rpc.CodeService, "no leader to accept the write: %v", err)
 		}
 		return scheduler.ApplyResult{}, rpc.Errorf(rpc.CodeService, "raft: %v", err)

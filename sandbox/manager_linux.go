@@ -304,12 +304,31 @@ func (m *Manager) Retire(name string, keep uint64) {
 // Stats reports how many sandboxes are idle and busy.
 func (m *Manager) Stats() Stats {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	var s Stats
 	for _, stack := range m.idle {
 		s.Idle += len(stack)
 	}
 	s.Busy = len(m.all) - s.Idle
+	all := make([]*sandbox, 0, len(m.all))
+	for sb := range m.all {
+		all = append(all, sb)
+	}
+	m.mu.Unlock()
+	// Each sandbox's state under its own lock, never while holding m.mu.
+	for _, sb := range all {
+		sb.mu.Lock()
+		switch sb.state {
+		case stateCold:
+			s.Initializing++
+		case stateBusy:
+			s.Running++
+		case stateIdle:
+			s.Thawed++
+		case stateFrozen:
+			s.Frozen++
+		}
+		sb.mu.Unlock()
+	}
 	return s
 }
 

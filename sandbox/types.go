@@ -64,7 +64,10 @@ type Result struct {
 
 // Stats counts the sandboxes a manager holds.
 type Stats struct {
-	Idle, Busy int
+	Idle, Busy int // warm (frozen ones included) and all the others
+	// By state: starting (cold), running an invocation (busy), warm and
+	// running (idle), warm and frozen.
+	Initializing, Running, Thawed, Frozen int
 }
 
 // ErrClosed is returned by Invoke after Close.
