@@ -70,4 +70,4 @@ CFG
 fi
 
 systemctl restart nimbus.service
-echo "provision: nimbus agent on $ip:8700 (journalctl -u nimbus)"
+echo "provision: nimbus agent on $ip:8700, Lambda REST API on http://$ip:9000 (journalctl -u nimbus)"

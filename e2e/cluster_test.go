@@ -210,7 +210,7 @@ func (c *cluster) setup() error {
 
 // script runs scripts/cluster with this run's environment.
 func (c *cluster) script(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(c.root, "scripts", "cluster"), args...)
 	cmd.Dir = c.root
@@ -220,6 +220,9 @@ func (c *cluster) script(args ...string) (string, error) {
 		"NIMBUS_CLUSTER_PREFIX="+clusterPrefix,
 		"NIMBUS_CLUSTER_NET="+clusterNet,
 		"NIMBUS_AGENT_FLAGS="+agentFlags,
+		// A loaded machine (the other packages' tests run beside these)
+		// can take half a minute to start three agents and their images.
+		"NIMBUS_CLUSTER_WAIT=90",
 	)
 	var out bytes.Buffer
 	cmd.Stdout = &out

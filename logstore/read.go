@@ -1,15 +1,12 @@
 package logstore
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"math"
-	"os"
-	"slices"
-	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"nimbus/rpc"
 )
@@ -18,24 +15,40 @@ import (
 const (
 	DefaultReadLimit = 1000
 	MaxReadLimit     = 10000
-	// maxReadBytes bounds the lines of one response (counting eventOverhead
-	// per event); a response holds at least one event whatever its size.
+	// maxReadBytes bounds the lines of one response (counting
+	// eventOverhead per event); a response holds at least one event.
 	maxReadBytes = 4 << 20
+	// maxScan bounds the time one Read spends scanning; past it the answer
+	// says More and the caller asks again from Next.
+	maxScan = 2 * time.Second
+	// clockSkew is the margin between a worker's clock (events' times)
+	// and a server's (the time a batch was stored) that a time range
+	// allows for when it picks where to start scanning.
+	clockSkew = 5 * time.Second
+	// lateBatch is how long after an event its batch may have been stored
+	// (a worker that buffered through an outage) and still count for an
+	// UntilMs: the scan stops at batches stored later than that.
+	lateBatch = time.Minute
+	// visibleWait is how long a long-poll woken by a new batch keeps
+	// looking for it in the stream (it is delivered to subscribers as it
+	// is published, a moment before the stream commits it).
+	visibleWait = 2 * time.Second
+	// settleMax is how long a Read waits for this node's own unpublished
+	// lines of the function.
+	settleMax = 500 * time.Millisecond
 )
 
-// startPrefix starts the line the platform writes when an invocation
-// begins; Tail stops looking further back when it meets it.
-const startPrefix = "START RequestId: "
-
-// Read returns the events of req.FunctionName with Seq > req.After (and
-// TimeMs >= req.SinceMs when set) in Seq order: at most req.Limit (0 means
-// 1000, more than 10000 means 10000) and at most about 4 MiB of lines. When
-// there are none and req.WaitMs > 0, it waits for one until WaitMs passes
-// (answering with none) or ctx ends (answering ctx.Err()). Next is the
-// largest of req.After and the last Seq returned.
+// Read returns the events of req.FunctionName after the cursor req.After
+// (0: from the oldest kept, or from SinceMs) that fall in [SinceMs,
+// UntilMs], belong to RequestID when set and match FilterPattern, in the
+// order the store keeps them: at most Limit (0 means 1000, more than 10000
+// means 10000) and about 4 MiB. Next is the cursor to ask from next time:
+// the last event returned, or the last one looked at when none matched.
+// Cursors are the store's sequence, the same on every node.
 //
-// A function with no log reads as empty. Recent lines are served from
-// memory; older ones from the segment files.
+// When there is nothing and WaitMs > 0, Read waits for new lines up to
+// WaitMs. A cursor whose lines retention deleted resumes from the oldest
+// line kept, with Expired set.
 func (s *Store) Read(ctx context.Context, req *rpc.ReadLogsRequest) (*rpc.ReadLogsResponse, error) {
 	if req == nil {
 		return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "missing request")
@@ -43,210 +56,243 @@ func (s *Store) Read(ctx context.Context, req *rpc.ReadLogsRequest) (*rpc.ReadLo
 	if err := checkName(req.FunctionName); err != nil {
 		return nil, err
 	}
+	if req.SinceMs != 0 && req.UntilMs != 0 && req.SinceMs > req.UntilMs {
+		return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "the start time is after the end time")
+	}
+	filter, err := ParseFilter(req.FilterPattern)
+	if err != nil {
+		return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "%v", err)
+	}
 	limit := req.Limit
 	if limit <= 0 {
 		limit = DefaultReadLimit
 	}
 	limit = min(limit, MaxReadLimit)
-	wait := req.WaitMs > 0
-	resp := &rpc.ReadLogsResponse{Next: req.After}
-	if req.After == math.MaxUint64 {
-		return resp, nil // no Seq can follow
+	js, err := s.jetStream()
+	if err != nil {
+		return nil, err
+	}
+	s.settle(req.FunctionName, settleMax)
+	sc := &scan{
+		fn: req.FunctionName, after: req.After, since: req.SinceMs, until: req.UntilMs,
+		requestID: req.RequestID, filter: filter, limit: limit,
 	}
 
-	from := req.After + 1
-	var timer *time.Timer
+	var (
+		sub       *nats.Subscription
+		wake      chan *nats.Msg
+		timer     *time.Timer
+		pollUntil time.Time
+	)
+	defer func() {
+		if sub != nil {
+			sub.Unsubscribe()
+		}
+	}()
 	for {
-		fl, err := s.lookup(req.FunctionName, wait)
+		res, err := sc.run(ctx, js)
 		if err != nil {
 			return nil, err
 		}
-		if fl == nil {
-			return resp, nil
+		if len(res.Events) > 0 || req.WaitMs <= 0 || res.More {
+			return res, nil
 		}
-		res, err := fl.read(from, req.SinceMs, limit, wait)
-		if errors.Is(err, errGone) {
-			continue // deleted meanwhile, or closed: look it up again
-		}
-		if err != nil {
-			return nil, err
-		}
-		if len(res.events) > 0 {
-			resp.Events = res.events
-			resp.Next = max(req.After, res.events[len(res.events)-1].Seq)
-			return resp, nil
-		}
-		if !wait {
-			return resp, nil
-		}
-		// Nothing up to res.scanned matches: look only past it from now on.
-		if res.scanned < math.MaxUint64 {
-			from = max(from, res.scanned+1)
-		}
-		if res.wake == nil {
-			continue // lines arrived while the files were read
-		}
-		if timer == nil {
+		sc.after = res.Next
+		if sub == nil {
+			// Subscribe, then look once more: a batch stored between the
+			// scan and the subscription is not missed.
+			s.conn.RLock()
+			nc := s.nc
+			s.conn.RUnlock()
+			wake = make(chan *nats.Msg, 64)
+			if sub, err = nc.ChanSubscribe(subjectOf(req.FunctionName), wake); err != nil {
+				return nil, rpc.Errorf(rpc.CodeService, "log store: %v", err)
+			}
 			timer = time.NewTimer(time.Duration(req.WaitMs) * time.Millisecond)
 			defer timer.Stop()
+			continue
+		}
+		var poll <-chan time.Time
+		if time.Now().Before(pollUntil) {
+			poll = time.After(10 * time.Millisecond)
 		}
 		select {
-		case <-res.wake:
+		case <-wake:
+			for len(wake) > 0 {
+				<-wake
+			}
+			pollUntil = time.Now().Add(visibleWait)
+		case <-poll:
 		case <-timer.C:
-			return resp, nil
+			res.Events = nil
+			return res, nil
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
 }
 
-// readResult is what one pass of funcLog.read found.
-type readResult struct {
-	events []rpc.LogEvent
-	// scanned is, when events is empty, the Seq up to which the log was
-	// looked at without a match.
-	scanned uint64
-	// wake, set when events is empty and a wait was asked for, is closed on
-	// the next change of the log. It is nil if the log changed during the
-	// read, which must then be tried again.
-	wake <-chan struct{}
+// scan is one Read's position and criteria.
+type scan struct {
+	fn           string
+	after        uint64
+	since, until int64
+	requestID    string
+	filter       *Filter
+	limit        int
 }
 
-// read is one pass of Read over one log: from the window when it holds
-// everything from `from` on, else from the files.
-func (fl *funcLog) read(from uint64, since int64, limit int, wait bool) (readResult, error) {
-	fl.mu.Lock()
-	if fl.gone {
-		fl.mu.Unlock()
-		return readResult{}, errGone
+// run reads from sc.after once, without waiting.
+func (sc *scan) run(ctx context.Context, js jetstream.JetStream) (*rpc.ReadLogsResponse, error) {
+	resp := &rpc.ReadLogsResponse{Next: sc.after}
+	st, err := streamInfo(ctx, js, sc.fn)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return resp, nil // nothing logged yet
 	}
-	if len(fl.segs) > 0 {
-		from = max(from, fl.segs[0].first)
-	}
-	last := fl.lastSeq
-	if from > last || len(fl.segs) == 0 || fl.win.covers(from) {
-		res := readResult{events: fl.win.collect(from, since, limit, maxReadBytes), scanned: max(last, from-1)}
-		if len(res.events) == 0 && wait {
-			res.wake = fl.waitChan()
-		}
-		fl.mu.Unlock()
-		return res, nil
-	}
-
-	// From the files. Flush so that they hold everything up to last, and
-	// read them without the lock: Appends go on meanwhile.
-	fl.flush()
-	var segs []segment
-	for _, sg := range fl.segs {
-		if sg.hasRecords() && sg.last >= from && (since == 0 || sg.maxMs >= since) {
-			segs = append(segs, sg)
-		}
-	}
-	fl.mu.Unlock()
-
-	evs, err := readSegments(segs, from, since, limit, maxReadBytes)
 	if err != nil {
-		return readResult{}, err
+		return nil, storeErr(err)
 	}
-	res := readResult{events: evs, scanned: last}
-	if len(evs) == 0 && wait {
-		fl.mu.Lock()
-		if fl.gone {
-			fl.mu.Unlock()
-			return readResult{}, errGone
-		}
-		if fl.lastSeq == last {
-			res.wake = fl.waitChan()
-		}
-		fl.mu.Unlock()
+	state := st.CachedInfo().State
+	if state.Msgs == 0 || state.LastSeq < state.FirstSeq {
+		return resp, nil
 	}
-	return res, nil
+	subject := subjectOf(sc.fn)
+	afterSeq, afterIdx := seqOf(sc.after)
+	start := afterSeq
+	if sc.after == 0 {
+		start = state.FirstSeq
+		if sc.since != 0 {
+			if start, err = findTime(ctx, st, subject, state.FirstSeq, state.LastSeq, time.UnixMilli(sc.since).Add(-clockSkew)); err != nil {
+				return nil, err
+			}
+			// The batches before start are older than the range: the
+			// cursor passes them, so a follower does not read them later.
+			if start > state.FirstSeq {
+				resp.Next = cursorOf(start-1, maxBatchEvents-1)
+			}
+		}
+	} else if afterSeq+1 < state.FirstSeq {
+		resp.Expired = true
+		start = state.FirstSeq
+	}
+	deadline := time.Now().Add(maxScan)
+	var stopAt time.Time
+	if sc.until != 0 {
+		stopAt = time.UnixMilli(sc.until).Add(lateBatch)
+	}
+	bytes := 0
+	for seq := start; seq <= state.LastSeq; {
+		if time.Now().After(deadline) {
+			resp.More = true
+			return resp, nil
+		}
+		msg, err := getMsg(ctx, st, seq, subject)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return nil, storeErr(err)
+		}
+		if !stopAt.IsZero() && msg.Time.After(stopAt) {
+			break
+		}
+		_, events, err := decodeBatch(msg.Data)
+		if err != nil {
+			// A batch no publisher of ours wrote: skip it.
+			resp.Next = max(resp.Next, cursorOf(msg.Sequence, maxBatchEvents-1))
+			seq = msg.Sequence + 1
+			continue
+		}
+		for i := range events {
+			cur := cursorOf(msg.Sequence, i)
+			if msg.Sequence == afterSeq && sc.after != 0 && i <= afterIdx {
+				continue
+			}
+			ev := &events[i]
+			if sc.matches(ev) {
+				sz := eventSize(ev)
+				if len(resp.Events) == sc.limit || (len(resp.Events) > 0 && bytes+sz > maxReadBytes) {
+					resp.More = true
+					return resp, nil
+				}
+				ev.Seq = cur
+				resp.Events = append(resp.Events, *ev)
+				bytes += sz
+			}
+			resp.Next = max(resp.Next, cur)
+		}
+		seq = msg.Sequence + 1
+	}
+	return resp, nil
 }
 
-// readSegments reads the events with Seq >= from and TimeMs >= since (when
-// since != 0) from segment files, up to limit events and maxBytes (at least
-// one event). A file removed meanwhile by the retention or Delete is
-// skipped, and so is what follows a corrupt record in a file.
-func readSegments(segs []segment, from uint64, since int64, limit, maxBytes int) ([]rpc.LogEvent, error) {
-	var out []rpc.LogEvent
-	bytes := 0
-	sr := &segmentReader{}
-	for _, sg := range segs {
-		f, err := os.Open(sg.path)
-		if errors.Is(err, os.ErrNotExist) {
+func (sc *scan) matches(ev *rpc.LogEvent) bool {
+	if sc.since != 0 && ev.TimeMs < sc.since {
+		return false
+	}
+	if sc.until != 0 && ev.TimeMs > sc.until {
+		return false
+	}
+	if sc.requestID != "" && ev.RequestID != sc.requestID {
+		return false
+	}
+	return sc.filter.Match(ev.Line)
+}
+
+// findTime returns the first sequence in [first, last] whose batch was
+// stored at or after t (last+1 if none), by binary search: the store's
+// times grow with its sequence.
+func findTime(ctx context.Context, st jetstream.Stream, subject string, first, last uint64, t time.Time) (uint64, error) {
+	lo, hi := first, last+1
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		msg, err := getMsg(ctx, st, mid, subject)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			hi = mid
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return 0, storeErr(err)
 		}
-		if sr.r == nil {
-			sr.r = bufio.NewReaderSize(f, 64<<10)
-		} else {
-			sr.r.Reset(f)
-		}
-		sr.off, sr.limit = int64(len(segmentMagic)), sg.size
-		full := false
-		if _, err := sr.r.Discard(len(segmentMagic)); err == nil {
-			for {
-				v, err := sr.next()
-				if err != nil {
-					break
-				}
-				if v.seq < from || (since != 0 && v.timeMs < since) {
-					continue
-				}
-				sz := len(v.line) + len(v.requestID) + eventOverhead
-				if len(out) == limit || (len(out) > 0 && bytes+sz > maxBytes) {
-					full = true
-					break
-				}
-				out = append(out, v.event())
-				bytes += sz
-			}
-		}
-		f.Close()
-		if full {
-			break
-		}
-	}
-	return out, nil
-}
-
-// Tail returns the last maxBytes bytes of the lines of one invocation, joined
-// with "\n", as Lambda's LogType=Tail does. It looks only at the recent
-// window in memory, so it is meant for an invocation that just ended. It
-// returns "" when it finds nothing (or the name or request id is invalid).
-func (s *Store) Tail(function, requestID string, maxBytes int) string {
-	if maxBytes <= 0 || requestID == "" || !validName(function) {
-		return ""
-	}
-	fl, err := s.lookup(function, false)
-	if err != nil || fl == nil {
-		return ""
-	}
-	var lines []string
-	n := 0 // length of lines joined, plus one
-	fl.mu.Lock()
-	live := fl.win.live()
-	for i := len(live) - 1; i >= 0 && n <= maxBytes; i-- {
-		ev := &live[i]
-		if ev.RequestID != requestID {
+		if msg.Sequence >= hi {
+			hi = mid // nothing in [mid, hi)
 			continue
 		}
-		lines = append(lines, ev.Line)
-		n += len(ev.Line) + 1
-		if strings.HasPrefix(ev.Line, startPrefix) {
-			break
+		if msg.Time.Before(t) {
+			lo = msg.Sequence + 1
+		} else {
+			hi = mid
 		}
 	}
-	fl.mu.Unlock()
-	slices.Reverse(lines)
-	out := strings.Join(lines, "\n")
-	if len(out) > maxBytes {
-		out = out[len(out)-maxBytes:]
-		for i := 1; i < utf8.UTFMax && len(out) > 0 && !utf8.RuneStart(out[0]); i++ {
-			out = out[1:]
-		}
+	return lo, nil
+}
+
+// storeErr turns an error of the engine into a ServiceException.
+func storeErr(err error) error {
+	var re *rpc.Error
+	if errors.As(err, &re) || errors.Is(err, context.Canceled) {
+		return err
 	}
-	return out
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+		return rpc.Errorf(rpc.CodeService, "log store: no answer in time (electing a leader?); try again")
+	}
+	return rpc.Errorf(rpc.CodeService, "log store: %v", err)
+}
+
+// apiTimeout bounds one request to JetStream: a stream electing a new
+// leader does not answer, and the caller should hear so and try again
+// rather than wait out its whole deadline.
+const apiTimeout = 3 * time.Second
+
+func streamInfo(ctx context.Context, js jetstream.JetStream, fn string) (jetstream.Stream, error) {
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	return js.Stream(ctx, streamOf(fn))
+}
+
+// getMsg returns the first batch of subject at or after seq.
+func getMsg(ctx context.Context, st jetstream.Stream, seq uint64, subject string) (*jetstream.RawStreamMsg, error) {
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	return st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
 }

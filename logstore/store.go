@@ -1,183 +1,228 @@
 package logstore
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"nimbus/rpc"
 )
 
 // Defaults of Options.
 const (
-	DefaultRetainBytes  = 64 << 20
-	DefaultRetainAge    = 7 * 24 * time.Hour
-	DefaultSegmentBytes = 4 << 20
+	DefaultBufferBytes   = 16 << 20
+	DefaultLinger        = 5 * time.Millisecond
+	DefaultGroupMaxBytes = 1 << 30
+	// dedupWindow is how long the servers remember a batch's id, so that a
+	// batch published again after a lost acknowledgement is stored once.
+	dedupWindow = 2 * time.Minute
+	// publishTimeout bounds the wait for one acknowledgement.
+	publishTimeout = 5 * time.Second
+	// queueIdle is how long an empty queue's publisher lingers.
+	queueIdle = 30 * time.Second
 )
-
-// Background work.
-const (
-	// flushInterval is how often buffered lines are written to the files:
-	// at most this much of a log is lost when the process dies.
-	flushInterval = 50 * time.Millisecond
-	// expireInterval is how often the age retention runs.
-	expireInterval = time.Second
-)
-
-// tombPrefix starts the name a deleted function's directory is renamed to
-// before it is removed; it is not a valid function name, so Open never
-// takes it for a log and removes it.
-const tombPrefix = ".deleted-"
 
 // ErrClosed is returned by the Store's methods after Close.
 var ErrClosed = errors.New("logstore: closed")
 
-// Options bound what a Store keeps. The zero value means the defaults.
+// errNotReady is the answer while the store has no connection yet.
+var errNotReady = rpc.Errorf(rpc.CodeService, "the log store is not reachable yet")
+
+// Options configure a Store.
 type Options struct {
-	// RetainBytes bounds one function's log on disk; the oldest segments are
-	// dropped past it. 0 means DefaultRetainBytes.
-	RetainBytes int64
-	// RetainAge drops the segments whose newest line is older than this.
-	// 0 means DefaultRetainAge.
-	RetainAge time.Duration
-	// SegmentBytes is the size past which a new segment file is started.
-	// 0 means DefaultSegmentBytes.
-	SegmentBytes int64
+	// Node is this node's name; every event it publishes carries it.
+	Node string
+	// Connect opens the connection to the JetStream servers. Open calls it
+	// in the background until it succeeds.
+	Connect func() (*nats.Conn, error)
+	// Replicas tells how many replicas a new log group gets (1, or 3 once
+	// three servers exist); nil means 1. A group with fewer is scaled up
+	// when the publisher next ensures it.
+	Replicas func() int
+	// BufferBytes bounds the lines waiting to be published (default 16
+	// MiB); lines past it are dropped and counted.
+	BufferBytes int
+	// Linger is how long a publisher waits for more lines before it
+	// publishes a batch that is not full (default 5 ms).
+	Linger time.Duration
+	// GroupMaxBytes is the size retention of a group (default 1 GiB): the
+	// oldest events go first past it.
+	GroupMaxBytes int64
+	Logger        *slog.Logger
 }
 
-func (o Options) withDefaults() (Options, error) {
-	if o.RetainBytes < 0 || o.RetainAge < 0 || o.SegmentBytes < 0 {
-		return o, fmt.Errorf("logstore: negative option in %+v", o)
-	}
-	if o.RetainBytes == 0 {
-		o.RetainBytes = DefaultRetainBytes
-	}
-	if o.RetainAge == 0 {
-		o.RetainAge = DefaultRetainAge
-	}
-	if o.SegmentBytes == 0 {
-		o.SegmentBytes = DefaultSegmentBytes
-	}
-	return o, nil
+// Stats are the publisher's counters since Open.
+type Stats struct {
+	Published uint64 // events acknowledged by the store
+	Dropped   uint64 // events dropped because the buffer was full
+	Buffered  int    // bytes waiting now
+	Batches   uint64 // batches acknowledged
 }
 
-// Store keeps the logs of the functions of one node, one directory per
-// function under its root, each a series of segment files:
+// Store is a node's client of the replicated log store: the sink its
+// sandboxes write to (Append) and the reader of every function's log
+// (Read, Groups). Lines are published to JetStream in batches, one stream
+// per function; a line is acknowledged when the stream has it on a quorum.
 //
-//	<dir>/<function>/<first Seq, 20 digits>.log
-//
-// mu guards funcs and closed; each funcLog has its own lock, taken after mu
-// when both are held. dirtyMu guards dirty and is taken after a funcLog's
-// lock. opts never changes after Open.
+// mu guards queues, buffered and closed; conn guards nc and js, which are
+// set once when the connection is made. Options never change after Open.
 type Store struct {
-	dir  string
 	opts Options
+	log  *slog.Logger
 
-	mu     sync.RWMutex
-	funcs  map[string]*funcLog
-	closed bool
+	conn  sync.RWMutex
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	ready chan struct{} // closed once nc is set
 
-	dirtyMu sync.Mutex
-	dirty   []*funcLog // funcLogs with buffered bytes, flushed by the background loop
+	mu       sync.Mutex
+	queues   map[string]*queue
+	buffered int
+	closed   bool
 
-	tombs atomic.Uint64 // makes the names of deleted directories unique
-	stop  chan struct{}
-	done  chan struct{}
+	known sync.Map // function -> replicas its stream was ensured with
+
+	published, dropped, batches atomic.Uint64
+	batchID                     atomic.Uint64
+	idPrefix                    string
+
+	stop chan struct{}
+	wg   sync.WaitGroup
 }
 
-// Open opens the store rooted at dir, creating dir if needed. It recovers the
-// segments of every function found there and the next Seq of each; a torn
-// record at the end of a segment (a crash during a write) is truncated away.
-// Open starts one goroutine, which flushes buffered lines every 50 ms and
-// applies the age retention; Close stops it. Only one Store may use a
-// directory at a time.
-func Open(dir string, opts Options) (*Store, error) {
-	opts, err := opts.withDefaults()
-	if err != nil {
-		return nil, err
+// queue holds one function's lines waiting to be published, in order;
+// the Store's mu guards it. One goroutine (publish) drains it.
+type queue struct {
+	fn      string
+	events  []rpc.LogEvent
+	bytes   int
+	dropped int
+	sending bool // a batch taken from it is being published
+	wake    chan struct{}
+}
+
+// Open returns a Store and starts connecting in the background; Appends
+// are buffered meanwhile and Reads answer ServiceException.
+func Open(opts Options) (*Store, error) {
+	if opts.Connect == nil {
+		return nil, errors.New("logstore: Options.Connect is required")
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("logstore: %w", err)
+	if opts.BufferBytes <= 0 {
+		opts.BufferBytes = DefaultBufferBytes
+	}
+	if opts.Linger <= 0 {
+		opts.Linger = DefaultLinger
+	}
+	if opts.GroupMaxBytes <= 0 {
+		opts.GroupMaxBytes = DefaultGroupMaxBytes
+	}
+	if opts.Replicas == nil {
+		opts.Replicas = func() int { return 1 }
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{
-		dir:   dir,
-		opts:  opts,
-		funcs: make(map[string]*funcLog),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
+		opts:   opts,
+		log:    opts.Logger,
+		ready:  make(chan struct{}),
+		queues: map[string]*queue{},
+		stop:   make(chan struct{}),
+		// Batch ids are unique per node and start: a restarted node
+		// never reuses a previous run's id within the dedup window.
+		idPrefix: opts.Node + "-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-",
 	}
-	if err := s.load(); err != nil {
-		return nil, err
-	}
-	s.expire(time.Now())
-	go s.run()
+	s.wg.Add(1)
+	go s.connect()
 	return s, nil
 }
 
-// load finds the functions' logs under s.dir and removes the leftovers of
-// interrupted Deletes.
-func (s *Store) load() error {
-	entries, err := os.ReadDir(s.dir)
+func (s *Store) connect() {
+	defer s.wg.Done()
+	backoff := 50 * time.Millisecond
+	for {
+		nc, err := s.opts.Connect()
+		if err == nil {
+			js, err2 := jetstream.New(nc)
+			if err2 == nil {
+				s.conn.Lock()
+				s.nc, s.js = nc, js
+				s.conn.Unlock()
+				close(s.ready)
+				return
+			}
+			nc.Close()
+			err = err2
+		}
+		s.log.Debug("log store: connect", "err", err)
+		select {
+		case <-s.stop:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// jetStream returns the JetStream context, or errNotReady.
+func (s *Store) jetStream() (jetstream.JetStream, error) {
+	s.conn.RLock()
+	defer s.conn.RUnlock()
+	if s.js == nil {
+		return nil, errNotReady
+	}
+	return s.js, nil
+}
+
+// WaitReady waits until the store is connected and JetStream answers.
+func (s *Store) WaitReady(ctx context.Context) error {
+	select {
+	case <-s.ready:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	js, err := s.jetStream()
 	if err != nil {
-		return fmt.Errorf("logstore: %w", err)
+		return err
 	}
-	for _, e := range entries {
-		name := e.Name()
-		if strings.HasPrefix(name, tombPrefix) {
-			os.RemoveAll(filepath.Join(s.dir, name))
-			continue
+	for {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := js.AccountInfo(actx)
+		cancel()
+		if err == nil {
+			return nil
 		}
-		if !e.IsDir() || !validName(name) {
-			continue
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("logstore: %w (last: %v)", ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
 		}
-		fl, err := recoverFuncLog(name, filepath.Join(s.dir, name))
-		if err != nil {
-			return err
-		}
-		s.funcs[name] = fl
 	}
-	return nil
 }
 
-// lookup returns the funcLog of a function, creating an empty one (no files
-// yet) when create is set; without create it may return nil.
-func (s *Store) lookup(name string, create bool) (*funcLog, error) {
-	s.mu.RLock()
-	fl, closed := s.funcs[name], s.closed
-	s.mu.RUnlock()
-	if closed {
-		return nil, ErrClosed
-	}
-	if fl != nil || !create {
-		return fl, nil
-	}
+// Stats returns the publisher's counters.
+func (s *Store) Stats() Stats {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil, ErrClosed
-	}
-	if fl = s.funcs[name]; fl == nil {
-		fl = newFuncLog(name, filepath.Join(s.dir, name))
-		s.funcs[name] = fl
-	}
-	return fl, nil
+	b := s.buffered
+	s.mu.Unlock()
+	return Stats{Published: s.published.Load(), Dropped: s.dropped.Load(), Buffered: b, Batches: s.batches.Load()}
 }
 
-// Append adds events to the log of function. It assigns each its Seq (the
-// caller's is ignored) and keeps TimeMs, RequestID and Line, truncating a
-// line to 256 KiB and a request id to 1 KiB. One function's Seqs strictly
-// increase from 1, across restarts too. What Append does depends only on its
-// arguments and the log's previous contents, never on the clock.
-//
-// The lines are readable as soon as Append returns; they reach the file
-// within 50 ms (no fsync but at Close). An error means the lines could not
-// be written to disk; they were still assigned Seqs and are readable from
-// memory until they leave the recent window.
+// Append queues events of function for publishing and returns at once: it
+// never waits for the store. Events past the buffer's bound are dropped,
+// counted, and reported in the function's log as a platform line
+// "nimbus: N lines dropped" once the queue drains. An event without a
+// Stream gets stdout, or platform for the lines the platform writes
+// (START, END, REPORT). Lines longer than 256 KiB are cut.
 func (s *Store) Append(function string, events ...rpc.LogEvent) error {
 	if err := checkName(function); err != nil {
 		return err
@@ -185,65 +230,273 @@ func (s *Store) Append(function string, events ...rpc.LogEvent) error {
 	if len(events) == 0 {
 		return nil
 	}
-	for {
-		fl, err := s.lookup(function, true)
-		if err != nil {
-			return err
-		}
-		fl.mu.Lock()
-		if fl.gone {
-			fl.mu.Unlock()
-			continue // deleted meanwhile, or closed: look it up again
-		}
-		err = fl.append(events, &s.opts)
-		s.markDirty(fl)
-		fl.mu.Unlock()
-		return err
-	}
-}
-
-// Delete drops the log of function: its files and its lines in memory. Reads
-// waiting on it return with what the (new, empty) log holds when they time
-// out. A later Append starts a new log, whose Seqs start again at 1.
-func (s *Store) Delete(function string) error {
-	if err := checkName(function); err != nil {
-		return err
-	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
-		s.mu.Unlock()
 		return ErrClosed
 	}
-	if fl := s.funcs[function]; fl != nil {
-		delete(s.funcs, function)
-		fl.mu.Lock()
-		fl.gone = true
-		if fl.f != nil {
-			fl.f.Close()
-			fl.f = nil
+	q := s.queues[function]
+	if q == nil {
+		q = &queue{fn: function, wake: make(chan struct{}, 1)}
+		s.queues[function] = q
+		s.wg.Add(1)
+		go s.publish(q)
+	}
+	for _, ev := range events {
+		if len(ev.Line) > MaxLineBytes {
+			ev.Line = ev.Line[:MaxLineBytes]
 		}
-		fl.notify()
-		fl.mu.Unlock()
+		if len(ev.RequestID) > maxRequestID {
+			ev.RequestID = ev.RequestID[:maxRequestID]
+		}
+		if ev.Stream == "" {
+			ev.Stream = classify(ev.Line)
+		}
+		sz := eventSize(&ev)
+		if s.buffered+sz > s.opts.BufferBytes {
+			q.dropped++
+			s.dropped.Add(1)
+			continue
+		}
+		q.events = append(q.events, ev)
+		q.bytes += sz
+		s.buffered += sz
 	}
-	// Rename under mu, so that no new log of the same name can write into
-	// the directory while it is removed.
-	tomb := filepath.Join(s.dir, fmt.Sprintf("%s%s-%d-%d", tombPrefix, function, time.Now().UnixNano(), s.tombs.Add(1)))
-	err := os.Rename(filepath.Join(s.dir, function), tomb)
-	s.mu.Unlock()
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("logstore: delete %s: %w", function, err)
-	}
-	if err := os.RemoveAll(tomb); err != nil {
-		return fmt.Errorf("logstore: delete %s: %w", function, err)
+	select {
+	case q.wake <- struct{}{}:
+	default:
 	}
 	return nil
 }
 
-// Close stops the background loop, flushes and syncs every log and closes
-// the files. Waiting Reads return ErrClosed; so does every later call.
+// settle waits, up to max, until this node has published every line of
+// fn it holds, so that a read on the node that ran an invocation sees all
+// of that invocation's lines.
+func (s *Store) settle(fn string, max time.Duration) {
+	deadline := time.Now().Add(max)
+	for {
+		s.mu.Lock()
+		q := s.queues[fn]
+		busy := q != nil && (len(q.events) > 0 || q.sending)
+		s.mu.Unlock()
+		if !busy || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// platformPrefixes start the lines the platform writes per invocation.
+var platformPrefixes = []string{"START RequestId: ", "END RequestId: ", "REPORT RequestId: ", "INIT_START ", "nimbus: "}
+
+func classify(line string) string {
+	for _, p := range platformPrefixes {
+		if strings.HasPrefix(line, p) {
+			return StreamPlatform
+		}
+	}
+	return StreamStdout
+}
+
+// take removes the next batch from q: at most maxBatchEvents-1 events and
+// about maxBatchBytes. When it empties the queue after drops, the batch
+// ends with the platform line that reports them.
+func (s *Store) take(q *queue) []rpc.LogEvent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, size := 0, 0
+	for n < len(q.events) && n < maxBatchEvents-1 {
+		sz := eventSize(&q.events[n])
+		if n > 0 && size+sz > maxBatchBytes {
+			break
+		}
+		size += sz
+		n++
+	}
+	batch := make([]rpc.LogEvent, n, n+1)
+	copy(batch, q.events[:n])
+	clear(q.events[:n])
+	q.events = q.events[n:]
+	if len(q.events) == 0 {
+		q.events = nil
+	}
+	q.bytes -= size
+	s.buffered -= size
+	if len(q.events) == 0 && q.dropped > 0 {
+		s.log.Warn("log store: lines dropped (buffer full)", "function", q.fn, "lines", q.dropped, "dropped_total", s.dropped.Load())
+		batch = append(batch, rpc.LogEvent{
+			TimeMs: time.Now().UnixMilli(),
+			Stream: StreamPlatform,
+			Line:   fmt.Sprintf("nimbus: %d lines dropped", q.dropped),
+		})
+		q.dropped = 0
+	}
+	q.sending = len(batch) > 0
+	return batch
+}
+
+// publish drains one function's queue, one batch at a time so that the
+// stream keeps the order the lines were appended in. A batch is published
+// again (with the same id, so it is stored once) until the store
+// acknowledges it or the Store closes.
+func (s *Store) publish(q *queue) {
+	defer s.wg.Done()
+	idle := time.NewTimer(queueIdle)
+	defer idle.Stop()
+	var buf []byte
+	for {
+		select {
+		case <-q.wake:
+		case <-idle.C:
+			s.mu.Lock()
+			if len(q.events) == 0 && q.dropped == 0 {
+				delete(s.queues, q.fn)
+				s.mu.Unlock()
+				return
+			}
+			s.mu.Unlock()
+		case <-s.stop:
+		}
+		closing := s.isClosing()
+		if !closing {
+			// Linger for more lines unless a batch is already full.
+			s.mu.Lock()
+			full := q.bytes >= maxBatchBytes
+			s.mu.Unlock()
+			if !full {
+				time.Sleep(s.opts.Linger)
+			}
+		}
+		for {
+			batch := s.take(q)
+			if len(batch) == 0 {
+				break
+			}
+			buf = encodeBatch(s.opts.Node, batch, buf)
+			if !s.publishBatch(q.fn, buf) {
+				return // closed before the store took it
+			}
+			s.published.Add(uint64(len(batch)))
+			s.batches.Add(1)
+		}
+		s.mu.Lock()
+		q.sending = false
+		s.mu.Unlock()
+		if closing {
+			return
+		}
+		idle.Reset(queueIdle)
+	}
+}
+
+func (s *Store) isClosing() bool {
+	select {
+	case <-s.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// closeGrace is how long Close lets publishers deliver what they hold.
+const closeGrace = 3 * time.Second
+
+// publishBatch publishes one encoded batch until it is acknowledged. It
+// gives up (false) only once the Store is closing and the grace is over.
+func (s *Store) publishBatch(fn string, data []byte) bool {
+	id := s.idPrefix + strconv.FormatUint(s.batchID.Add(1), 36)
+	backoff := 20 * time.Millisecond
+	var giveUp time.Time
+	for attempt := 0; ; attempt++ {
+		if s.isClosing() {
+			if giveUp.IsZero() {
+				giveUp = time.Now().Add(closeGrace)
+			} else if time.Now().After(giveUp) {
+				return false
+			}
+		}
+		err := s.publishOnce(fn, id, data)
+		if err == nil {
+			return true
+		}
+		switch {
+		case attempt == 0:
+			s.log.Debug("log store: publish", "function", fn, "err", err)
+		case attempt%20 == 10:
+			// Past an election's worth of retries: an operator should know.
+			s.log.Warn("log store: publish keeps failing", "function", fn, "attempt", attempt, "err", err)
+		}
+		select {
+		case <-time.After(backoff):
+		case <-s.stop:
+			time.Sleep(backoff)
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+func (s *Store) publishOnce(fn, id string, data []byte) error {
+	js, err := s.jetStream()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+	defer cancel()
+	if err := s.ensureStream(ctx, js, fn); err != nil {
+		return err
+	}
+	msg := &nats.Msg{Subject: subjectOf(fn), Data: data, Header: nats.Header{}}
+	_, err = js.PublishMsg(ctx, msg, jetstream.WithMsgID(id), jetstream.WithExpectStream(streamOf(fn)))
+	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+		s.known.Delete(fn) // deleted meanwhile, or not yet created
+	}
+	return err
+}
+
+// ensureStream creates fn's stream when this Store has not seen it yet, and
+// scales it up when more replicas are now possible.
+func (s *Store) ensureStream(ctx context.Context, js jetstream.JetStream, fn string) error {
+	want := s.opts.Replicas()
+	if r, ok := s.known.Load(fn); ok && r.(int) >= want {
+		return nil
+	}
+	cfg := s.streamConfig(fn, want)
+	st, err := js.CreateStream(ctx, cfg)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		if st, err = js.Stream(ctx, cfg.Name); err != nil {
+			return err
+		}
+		cur := st.CachedInfo().Config
+		if cur.Replicas < want {
+			cur.Replicas = want
+			if _, err := js.UpdateStream(ctx, cur); err != nil {
+				return err
+			}
+		}
+	} else if err != nil {
+		return err
+	}
+	s.known.Store(fn, want)
+	return nil
+}
+
+func (s *Store) streamConfig(fn string, replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        streamOf(fn),
+		Description: logGroupOf(fn),
+		Subjects:    []string{subjectOf(fn)},
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		MaxBytes:    s.opts.GroupMaxBytes,
+		Discard:     jetstream.DiscardOld,
+		Duplicates:  dedupWindow,
+		AllowDirect: true,
+		MaxMsgSize:  maxPayload,
+	}
+}
+
+// Close stops the publishers, after giving them a few seconds to deliver
+// what they hold, and closes the connection.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -251,103 +504,49 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
-	funcs := make([]*funcLog, 0, len(s.funcs))
-	for _, fl := range s.funcs {
-		funcs = append(funcs, fl)
-	}
 	s.mu.Unlock()
 	close(s.stop)
-	<-s.done
-
-	var errs []error
-	for _, fl := range funcs {
-		fl.mu.Lock()
-		if fl.f != nil {
-			if err := fl.flush(); err != nil {
-				errs = append(errs, fmt.Errorf("logstore: %s: %w", fl.name, err))
-			} else if err := fl.f.Sync(); err != nil {
-				errs = append(errs, fmt.Errorf("logstore: %s: %w", fl.name, err))
-			}
-			if err := fl.f.Close(); err != nil {
-				errs = append(errs, fmt.Errorf("logstore: %s: %w", fl.name, err))
-			}
-			fl.f = nil
-		}
-		fl.gone = true
-		fl.notify()
-		fl.mu.Unlock()
+	s.wg.Wait()
+	s.conn.Lock()
+	if s.nc != nil {
+		s.nc.Close()
 	}
-	return errors.Join(errs...)
+	s.conn.Unlock()
+	return nil
 }
 
-// run is the background loop: it flushes the dirty logs every flushInterval
-// and applies the age retention every expireInterval.
-func (s *Store) run() {
-	defer close(s.done)
-	flush := time.NewTicker(flushInterval)
-	defer flush.Stop()
-	expire := time.NewTicker(expireInterval)
-	defer expire.Stop()
-	var batch []*funcLog
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-flush.C:
-			batch = s.flushDirty(batch[:0])
-		case now := <-expire.C:
-			s.expire(now)
-		}
-	}
+// Names. A function's log group is /aws/lambda/NAME, kept in the stream
+// LOGS_NAME on the subject logs.NAME (a Lambda function name is letters,
+// digits, - and _, all valid in both).
+const (
+	streamPrefix  = "LOGS_"
+	subjectPrefix = "logs."
+)
+
+func streamOf(fn string) string  { return streamPrefix + fn }
+func subjectOf(fn string) string { return subjectPrefix + fn }
+func logGroupOf(fn string) string {
+	return "/aws/lambda/" + fn
 }
 
-// markDirty puts fl on the dirty list if its buffer holds bytes and it is
-// not there yet. The caller holds fl.mu.
-func (s *Store) markDirty(fl *funcLog) {
-	if fl.dirty || fl.w == nil || fl.w.Buffered() == 0 {
-		return
+// validName reports whether name is a valid Lambda function name (letters,
+// digits, hyphens and underscores, 1 to 64 of them).
+func validName(name string) bool {
+	if len(name) == 0 || len(name) > 64 {
+		return false
 	}
-	fl.dirty = true
-	s.dirtyMu.Lock()
-	s.dirty = append(s.dirty, fl)
-	s.dirtyMu.Unlock()
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
-// flushDirty writes the buffers of the logs appended to since the last call.
-// A write error is kept in the funcLog and dealt with by its next Append.
-func (s *Store) flushDirty(batch []*funcLog) []*funcLog {
-	s.dirtyMu.Lock()
-	batch, s.dirty = s.dirty, batch
-	s.dirtyMu.Unlock()
-	for i, fl := range batch {
-		fl.mu.Lock()
-		if !fl.gone {
-			fl.flush()
-		}
-		fl.dirty = false
-		fl.mu.Unlock()
-		batch[i] = nil
+func checkName(name string) error {
+	if !validName(name) {
+		return rpc.Errorf(rpc.CodeInvalidParameterValue, "invalid function name %q", name)
 	}
-	return batch
-}
-
-// expire applies the age retention to every log as of now, and releases
-// the resources of the logs idle for idlePasses passes.
-func (s *Store) expire(now time.Time) {
-	cutoff := now.Add(-s.opts.RetainAge).UnixMilli()
-	s.mu.RLock()
-	funcs := make([]*funcLog, 0, len(s.funcs))
-	for _, fl := range s.funcs {
-		funcs = append(funcs, fl)
-	}
-	s.mu.RUnlock()
-	for _, fl := range funcs {
-		fl.mu.Lock()
-		if !fl.gone {
-			fl.expire(cutoff)
-			fl.tick()
-			s.markDirty(fl) // a new segment's header may wait in the buffer
-		}
-		fl.mu.Unlock()
-	}
+	return nil
 }

@@ -2,470 +2,301 @@ package logstore
 
 import (
 	"context"
-	"errors"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"nimbus/rpc"
 )
 
-func openStore(t testing.TB, dir string, opts Options) *Store {
+// testServerConfig bounds an embedded server for tests: many run in one
+// process on a small machine.
+func testServerConfig(t testing.TB, name string) ServerConfig {
+	return ServerConfig{
+		Name:      name,
+		Dir:       t.TempDir(),
+		MaxMemory: 16 << 20,
+		MaxStore:  256 << 20,
+	}
+}
+
+// devStore starts a standalone server and a Store on it.
+func devStore(t testing.TB, opts Options) (*Server, *Store) {
 	t.Helper()
-	s, err := Open(dir, opts)
+	cfg := testServerConfig(t, "dev")
+	cfg.Standalone = true
+	srv, err := StartServer(cfg)
 	if err != nil {
-		t.Fatalf("Open: %v", err)
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-// epoch is the time the tests' lines are stamped relative to: now, so that
-// the age retention (7 days by default, applied at Open) keeps them.
-var epoch = time.Now().UnixMilli()
-
-// line is an event ms milliseconds after epoch.
-func line(ms int64, rid, text string) rpc.LogEvent {
-	return rpc.LogEvent{TimeMs: epoch + ms, RequestID: rid, Line: text}
-}
-
-func mustAppend(t testing.TB, s *Store, fn string, evs ...rpc.LogEvent) {
-	t.Helper()
-	if err := s.Append(fn, evs...); err != nil {
-		t.Fatalf("Append: %v", err)
+	t.Cleanup(func() { srv.Close() })
+	if opts.Node == "" {
+		opts.Node = "n1"
 	}
-}
-
-func mustRead(t testing.TB, s *Store, req rpc.ReadLogsRequest) *rpc.ReadLogsResponse {
-	t.Helper()
-	resp, err := s.Read(context.Background(), &req)
+	opts.Connect = func() (*nats.Conn, error) { return srv.Connect(opts.Node) }
+	if opts.GroupMaxBytes == 0 {
+		opts.GroupMaxBytes = 8 << 20
+	}
+	st, err := Open(opts)
 	if err != nil {
-		t.Fatalf("Read(%+v): %v", req, err)
+		t.Fatal(err)
 	}
-	return resp
+	t.Cleanup(func() { st.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := st.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return srv, st
 }
 
-// waitForWaiter polls until a Read waits on fn's log, so that a test
-// exercises the wake-up rather than finding the lines at once.
-func waitForWaiter(t *testing.T, s *Store, fn string) {
+// waitPublished waits until the store has acknowledged n events.
+func waitPublished(t testing.TB, st *Store, n uint64) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		s.mu.RLock()
-		fl := s.funcs[fn]
-		s.mu.RUnlock()
-		if fl != nil {
-			fl.mu.Lock()
-			waiting := fl.wake != nil
-			fl.mu.Unlock()
-			if waiting {
-				return
-			}
-		}
+	deadline := time.Now().Add(30 * time.Second)
+	for st.Stats().Published < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("no Read waits on %s", fn)
+			t.Fatalf("published %d of %d events (stats %+v)", st.Stats().Published, n, st.Stats())
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
-// lines returns the Line of each event.
-func lines(evs []rpc.LogEvent) []string {
-	out := make([]string, len(evs))
-	for i, ev := range evs {
-		out[i] = ev.Line
-	}
-	return out
-}
-
-// checkSeqs fails unless evs have Seqs from, from+1, ...
-func checkSeqs(t *testing.T, evs []rpc.LogEvent, from uint64) {
+// readAll reads fn's whole log from after, following More.
+func readAll(t testing.TB, st *Store, req rpc.ReadLogsRequest) []rpc.LogEvent {
 	t.Helper()
-	for i, ev := range evs {
-		if ev.Seq != from+uint64(i) {
-			t.Fatalf("event %d has Seq %d, want %d (all: %v)", i, ev.Seq, from+uint64(i), evs)
-		}
-	}
-}
-
-func TestAppendReadOrderAndCursor(t *testing.T) {
-	t.Parallel()
-	s := openStore(t, t.TempDir(), Options{})
-	mustAppend(t, s, "fn", rpc.LogEvent{Seq: 99, TimeMs: epoch + 1, RequestID: "r1", Line: "a"}, line(2, "r1", "b"))
-	mustAppend(t, s, "fn", line(3, "r2", "c"))
-	mustAppend(t, s, "other", line(4, "", "x"))
-	mustAppend(t, s, "fn") // no events: nothing happens
-
-	resp := mustRead(t, s, rpc.ReadLogsRequest{FunctionName: "fn"})
-	checkSeqs(t, resp.Events, 1)
-	if got := strings.Join(lines(resp.Events), ","); got != "a,b,c" || resp.Next != 3 {
-		t.Fatalf("got %s next %d, want a,b,c next 3", got, resp.Next)
-	}
-	if ev := resp.Events[0]; ev.TimeMs != epoch+1 || ev.RequestID != "r1" {
-		t.Fatalf("fields not kept: %+v", ev)
-	}
-
-	resp = mustRead(t, s, rpc.ReadLogsRequest{FunctionName: "fn", After: 1})
-	if got := strings.Join(lines(resp.Events), ","); got != "b,c" || resp.Next != 3 {
-		t.Fatalf("after 1: got %s next %d", got, resp.Next)
-	}
-	resp = mustRead(t, s, rpc.ReadLogsRequest{FunctionName: "fn", After: 3})
-	if len(resp.Events) != 0 || resp.Next != 3 {
-		t.Fatalf("at the end: got %v next %d", resp.Events, resp.Next)
-	}
-	resp = mustRead(t, s, rpc.ReadLogsRequest{FunctionName: "fn", After: 50})
-	if len(resp.Events) != 0 || resp.Next != 50 {
-		t.Fatalf("past the end: got %v next %d, want none and After kept", resp.Events, resp.Next)
-	}
-	resp = mustRead(t, s, rpc.ReadLogsRequest{FunctionName: "other"})
-	checkSeqs(t, resp.Events, 1)
-	resp = mustRead(t, s, rpc.ReadLogsRequest{FunctionName: "nobody"})
-	if len(resp.Events) != 0 || resp.Next != 0 {
-		t.Fatalf("unknown function: %+v", resp)
-	}
-}
-
-func TestSinceAndLimit(t *testing.T) {
-	t.Parallel()
-	// Run against the window and against the files (after a restart the
-	// window is empty).
-	for _, restart := range []bool{false, true} {
-		t.Run(fmt.Sprintf("restart=%v", restart), func(t *testing.T) {
-			t.Parallel()
-			dir := t.TempDir()
-			s := openStore(t, dir, Options{SegmentBytes: 512})
-			now := epoch + 100
-			for i := range 100 {
-				mustAppend(t, s, "fn", line(int64(i), "r", fmt.Sprintf("line %d", i)))
-			}
-			if restart {
-				s.Close()
-				s = openStore(t, dir, Options{SegmentBytes: 512})
-			}
-			resp := mustRead(t, s, rpc.ReadLogsRequest{FunctionName: "fn", SinceMs: now - 10})
-			checkSeqs(t, resp.Events, 91)
-			if len(resp.Events) != 10 || resp.Next != 100 {
-				t.Fatalf("since: %d events, next %d", len(resp.Events), resp.Next)
-			}
-			resp = mustRead(t, s, rpc.ReadLogsRequest{FunctionName: "fn", Limit: 7, After: 20})
-			checkSeqs(t, resp.Events, 21)
-			if len(resp.Events) != 7 || resp.Next != 27 {
-				t.Fatalf("limit: %d events, next %d", len(resp.Events), resp.Next)
-			}
-			resp = mustRead(t, s, rpc.ReadLogsRequest{FunctionName: "fn", Limit: 5, SinceMs: now - 30, After: 90})
-			checkSeqs(t, resp.Events, 91)
-			if len(resp.Events) != 5 {
-				t.Fatalf("since+after+limit: %d events", len(resp.Events))
-			}
-			resp = mustRead(t, s, rpc.ReadLogsRequest{FunctionName: "fn", SinceMs: now + 1})
-			if len(resp.Events) != 0 || resp.Next != 0 {
-				t.Fatalf("since the future: %+v", resp)
-			}
-		})
-	}
-}
-
-func TestReadLimitDefaults(t *testing.T) {
-	t.Parallel()
-	s := openStore(t, t.TempDir(), Options{})
-	evs := make([]rpc.LogEvent, 12000)
-	for i := range evs {
-		evs[i] = line(int64(i), "", "x")
-	}
-	mustAppend(t, s, "fn", evs...)
-	for _, tt := range []struct{ limit, want int }{{0, DefaultReadLimit}, {-3, DefaultReadLimit}, {20000, MaxReadLimit}, {10, 10}} {
-		resp := mustRead(t, s, rpc.ReadLogsRequest{FunctionName: "fn", Limit: tt.limit})
-		if len(resp.Events) != tt.want {
-			t.Errorf("Limit %d: %d events, want %d", tt.limit, len(resp.Events), tt.want)
-		}
-		checkSeqs(t, resp.Events, 1)
-	}
-}
-
-func TestLongPollWakesOnAppend(t *testing.T) {
-	t.Parallel()
-	s := openStore(t, t.TempDir(), Options{})
-	mustAppend(t, s, "fn", line(1, "", "old"))
-	got := make(chan *rpc.ReadLogsResponse, 1)
-	go func() {
-		resp, err := s.Read(context.Background(), &rpc.ReadLogsRequest{FunctionName: "fn", After: 1, WaitMs: 10000})
+	var out []rpc.LogEvent
+	for {
+		res, err := st.Read(context.Background(), &req)
 		if err != nil {
-			t.Errorf("Read: %v", err)
+			t.Fatal(err)
 		}
-		got <- resp
-	}()
-	// A follower of a function with no log yet waits too.
-	gotNew := make(chan *rpc.ReadLogsResponse, 1)
-	go func() {
-		resp, _ := s.Read(context.Background(), &rpc.ReadLogsRequest{FunctionName: "fresh", WaitMs: 10000})
-		gotNew <- resp
-	}()
-	waitForWaiter(t, s, "fn")
-	waitForWaiter(t, s, "fresh")
-	mustAppend(t, s, "fn", line(2, "", "new"))
-	mustAppend(t, s, "fresh", line(2, "", "first"))
-	for _, c := range []struct {
-		ch   chan *rpc.ReadLogsResponse
-		want string
-		next uint64
-	}{{got, "new", 2}, {gotNew, "first", 1}} {
-		select {
-		case resp := <-c.ch:
-			if resp == nil || len(resp.Events) != 1 || resp.Events[0].Line != c.want || resp.Next != c.next {
-				t.Fatalf("woken read: %+v, want %s", resp, c.want)
+		out = append(out, res.Events...)
+		if !res.More && len(res.Events) == 0 {
+			return out
+		}
+		req.After = res.Next
+	}
+}
+
+func TestAppendRead(t *testing.T) {
+	_, st := devStore(t, Options{})
+	now := time.Now().UnixMilli()
+	var n int
+	for i := 0; i < 50; i++ {
+		evs := []rpc.LogEvent{{TimeMs: now + int64(i), RequestID: fmt.Sprintf("r%d", i%3), Line: fmt.Sprintf("line %d", i)}}
+		if i%10 == 0 {
+			evs = append(evs, rpc.LogEvent{TimeMs: now + int64(i), RequestID: "r0", Line: "START RequestId: r0 Version: $LATEST"})
+		}
+		n += len(evs)
+		if err := st.Append("fn1", evs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitPublished(t, st, uint64(n))
+	got := readAll(t, st, rpc.ReadLogsRequest{FunctionName: "fn1", Limit: 7})
+	if len(got) != n {
+		t.Fatalf("read %d events, want %d", len(got), n)
+	}
+	var last uint64
+	i := 0
+	for _, e := range got {
+		if e.Seq <= last {
+			t.Fatalf("cursor %d after %d", e.Seq, last)
+		}
+		last = e.Seq
+		if e.Node != "n1" {
+			t.Fatalf("node %q", e.Node)
+		}
+		if strings.HasPrefix(e.Line, "START") {
+			if e.Stream != StreamPlatform {
+				t.Fatalf("START line on stream %q", e.Stream)
 			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("Read not woken by Append")
+			continue
 		}
-	}
-}
-
-func TestLongPollSkipsNonMatchingLines(t *testing.T) {
-	t.Parallel()
-	s := openStore(t, t.TempDir(), Options{})
-	got := make(chan *rpc.ReadLogsResponse, 1)
-	go func() {
-		resp, _ := s.Read(context.Background(), &rpc.ReadLogsRequest{FunctionName: "fn", SinceMs: epoch + 1000, WaitMs: 10000})
-		got <- resp
-	}()
-	waitForWaiter(t, s, "fn")
-	mustAppend(t, s, "fn", line(5, "", "too old"))
-	mustAppend(t, s, "fn", line(2000, "", "recent"))
-	select {
-	case resp := <-got:
-		if len(resp.Events) != 1 || resp.Events[0].Line != "recent" || resp.Next != 2 {
-			t.Fatalf("got %+v", resp)
+		if want := fmt.Sprintf("line %d", i); e.Line != want || e.Stream != StreamStdout {
+			t.Fatalf("event %d = %q on %q, want %q on stdout", i, e.Line, e.Stream, want)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Read not woken")
+		i++
+	}
+	// By request id, by filter, by time.
+	if got := readAll(t, st, rpc.ReadLogsRequest{FunctionName: "fn1", RequestID: "r1"}); len(got) != 17 {
+		t.Fatalf("request r1: %d events, want 17", len(got))
+	}
+	if got := readAll(t, st, rpc.ReadLogsRequest{FunctionName: "fn1", FilterPattern: `"line 4" -"line 4 "`}); len(got) != 11 {
+		t.Fatalf("filter: %d events, want 11 (line 4, 40-49)", len(got))
+	}
+	if got := readAll(t, st, rpc.ReadLogsRequest{FunctionName: "fn1", SinceMs: now + 45, UntilMs: now + 47, FilterPattern: "line"}); len(got) != 3 {
+		t.Fatalf("time range: %d events, want 3", len(got))
+	}
+	if _, err := st.Read(context.Background(), &rpc.ReadLogsRequest{FunctionName: "fn1", SinceMs: 2, UntilMs: 1}); err == nil {
+		t.Fatal("since after until accepted")
+	}
+	if _, err := st.Read(context.Background(), &rpc.ReadLogsRequest{FunctionName: "fn1", FilterPattern: `{ $.a = }`}); err == nil || !strings.Contains(err.Error(), "position 9") {
+		t.Fatalf("bad pattern: %v, want an error at position 9", err)
+	}
+	// Unknown function: empty.
+	if got := readAll(t, st, rpc.ReadLogsRequest{FunctionName: "nothing"}); len(got) != 0 {
+		t.Fatalf("unknown function has %d events", len(got))
 	}
 }
 
-func TestLongPollTimesOut(t *testing.T) {
-	t.Parallel()
-	s := openStore(t, t.TempDir(), Options{})
-	mustAppend(t, s, "fn", line(1, "", "a"))
-	start := time.Now()
-	resp := mustRead(t, s, rpc.ReadLogsRequest{FunctionName: "fn", After: 1, WaitMs: 60})
-	if d := time.Since(start); d < 60*time.Millisecond || d > 5*time.Second {
-		t.Fatalf("waited %v, want about 60ms", d)
-	}
-	if len(resp.Events) != 0 || resp.Next != 1 {
-		t.Fatalf("timed-out read: %+v", resp)
-	}
-}
-
-func TestLongPollContextCancel(t *testing.T) {
-	t.Parallel()
-	s := openStore(t, t.TempDir(), Options{})
-	ctx, cancel := context.WithCancel(context.Background())
+func TestFollowWakes(t *testing.T) {
+	_, st := devStore(t, Options{})
+	done := make(chan *rpc.ReadLogsResponse, 1)
 	errc := make(chan error, 1)
 	go func() {
-		_, err := s.Read(ctx, &rpc.ReadLogsRequest{FunctionName: "fn", WaitMs: 60000})
-		errc <- err
-	}()
-	waitForWaiter(t, s, "fn")
-	cancel()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("err = %v, want context.Canceled", err)
+		res, err := st.Read(context.Background(), &rpc.ReadLogsRequest{FunctionName: "f", WaitMs: 20_000})
+		if err != nil {
+			errc <- err
+			return
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Read ignored the cancelled context")
+		done <- res
+	}()
+	// The reader may not have subscribed yet: append until it answers.
+	for i := 0; ; i++ {
+		st.Append("f", rpc.LogEvent{TimeMs: time.Now().UnixMilli(), Line: fmt.Sprintf("hello %d", i)})
+		select {
+		case res := <-done:
+			if len(res.Events) == 0 || !strings.HasPrefix(res.Events[0].Line, "hello") {
+				t.Fatalf("woke with %+v", res)
+			}
+			return
+		case err := <-errc:
+			t.Fatal(err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if i > 300 {
+			t.Fatal("the long poll never answered")
+		}
 	}
 }
 
-func TestCloseWakesReadersAndRefusesCalls(t *testing.T) {
-	t.Parallel()
-	s, err := Open(t.TempDir(), Options{})
+func TestDropsReported(t *testing.T) {
+	// A store that cannot connect: everything past the buffer is dropped.
+	block := make(chan struct{})
+	srvCfg := testServerConfig(t, "late")
+	srvCfg.Standalone = true
+	srv, err := StartServer(srvCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	errc := make(chan error, 1)
-	go func() {
-		_, err := s.Read(context.Background(), &rpc.ReadLogsRequest{FunctionName: "fn", WaitMs: 60000})
-		errc <- err
-	}()
-	waitForWaiter(t, s, "fn")
-	if err := s.Close(); err != nil {
+	defer srv.Close()
+	st, err := Open(Options{Node: "n1", BufferBytes: 4096, GroupMaxBytes: 8 << 20, Connect: func() (*nats.Conn, error) {
+		<-block
+		return srv.Connect("n1")
+	}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-errc:
-		if !errors.Is(err, ErrClosed) {
-			t.Fatalf("waiting Read: %v, want ErrClosed", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not wake the Read")
+	defer st.Close()
+	line := strings.Repeat("x", 100)
+	for i := 0; i < 200; i++ {
+		st.Append("loud", rpc.LogEvent{TimeMs: int64(i + 1), Line: line})
 	}
-	if err := s.Append("fn", line(1, "", "x")); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Append after Close: %v", err)
+	kept := uint64(4096 / (100 + eventOverhead))
+	if s := st.Stats(); s.Dropped != 200-kept {
+		t.Fatalf("dropped %d, want %d", s.Dropped, 200-kept)
 	}
-	if err := s.Delete("fn"); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Delete after Close: %v", err)
+	close(block)
+	waitPublished(t, st, kept+1)
+	got := readAll(t, st, rpc.ReadLogsRequest{FunctionName: "loud"})
+	if uint64(len(got)) != kept+1 {
+		t.Fatalf("read %d events, want %d", len(got), kept+1)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatalf("second Close: %v", err)
-	}
-}
-
-func TestInvalidNames(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	s := openStore(t, dir, Options{})
-	for _, name := range []string{"", "../escape", "a/b", ".deleted-x", strings.Repeat("n", 65)} {
-		if err := s.Append(name, line(1, "", "x")); !errors.Is(err, rpc.ErrInvalidParameterValue) {
-			t.Errorf("Append(%q): %v", name, err)
-		}
-		if _, err := s.Read(context.Background(), &rpc.ReadLogsRequest{FunctionName: name}); !errors.Is(err, rpc.ErrInvalidParameterValue) {
-			t.Errorf("Read(%q): %v", name, err)
-		}
-		if err := s.Delete(name); !errors.Is(err, rpc.ErrInvalidParameterValue) {
-			t.Errorf("Delete(%q): %v", name, err)
-		}
-		if got := s.Tail(name, "r", 100); got != "" {
-			t.Errorf("Tail(%q) = %q", name, got)
-		}
-	}
-	if _, err := s.Read(context.Background(), nil); !errors.Is(err, rpc.ErrInvalidParameterValue) {
-		t.Errorf("Read(nil): %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(filepath.Dir(dir), "escape")); !os.IsNotExist(err) {
-		t.Errorf("a path escaped the store: %v", err)
+	lastEv := got[len(got)-1]
+	if want := fmt.Sprintf("nimbus: %d lines dropped", 200-kept); lastEv.Line != want || lastEv.Stream != StreamPlatform {
+		t.Fatalf("last line %q on %q, want %q on platform", lastEv.Line, lastEv.Stream, want)
 	}
 }
 
-func TestLongLineTruncated(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	s := openStore(t, dir, Options{})
-	long := strings.Repeat("é", maxLineBytes) // twice the limit in bytes
-	mustAppend(t, s, "fn", line(1, strings.Repeat("r", 2000), long), line(2, "", "short"))
-	check := func(s *Store) {
-		resp := mustRead(t, s, rpc.ReadLogsRequest{FunctionName: "fn"})
-		if len(resp.Events) != 2 {
-			t.Fatalf("%d events", len(resp.Events))
-		}
-		ev := resp.Events[0]
-		if len(ev.Line) != maxLineBytes || !strings.HasPrefix(long, ev.Line) || len(ev.RequestID) != maxRequestIDBytes {
-			t.Fatalf("line %d bytes, request id %d bytes", len(ev.Line), len(ev.RequestID))
-		}
-		if resp.Events[1].Line != "short" {
-			t.Fatalf("next line: %q", resp.Events[1].Line)
+func TestRetention(t *testing.T) {
+	_, st := devStore(t, Options{GroupMaxBytes: 64 << 10})
+	ctx := context.Background()
+	if _, err := st.PutRetention(ctx, "r", 2); err == nil || !strings.Contains(err.Error(), "enum value set") {
+		t.Fatalf("2 days accepted: %v", err)
+	}
+	g, err := st.PutRetention(ctx, "r", 14)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.RetentionInDays != 14 || g.LogGroupName != "/aws/lambda/r" {
+		t.Fatalf("group %+v", g)
+	}
+	// Size retention: write 4x the bound; the oldest go, the newest stay.
+	total := 0
+	for i := 0; i < 256; i++ {
+		st.Append("r", rpc.LogEvent{TimeMs: int64(i + 1), Line: fmt.Sprintf("%04d %s", i, noise(i, 1000))})
+		total++
+		if i%32 == 31 {
+			waitPublished(t, st, uint64(total))
 		}
 	}
-	check(s)
-	s.Close()
-	check(openStore(t, dir, Options{}))
-}
-
-func TestConcurrentAppends(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	s := openStore(t, dir, Options{SegmentBytes: 4096})
-	const writers, per = 8, 300
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fn := []string{"a", "b"}[w%2]
-			for i := range per {
-				if err := s.Append(fn, line(int64(i), fmt.Sprint(w), fmt.Sprintf("%d %d", w, i))); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
+	waitPublished(t, st, uint64(total))
+	g, err = st.Group(ctx, "r")
+	if err != nil {
+		t.Fatal(err)
 	}
-	// A reader follows "a" while the writers run.
-	var followed []rpc.LogEvent
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		var after uint64
-		for len(followed) < writers/2*per {
-			resp, err := s.Read(context.Background(), &rpc.ReadLogsRequest{FunctionName: "a", After: after, Limit: 50, WaitMs: 5000})
-			if err != nil || len(resp.Events) == 0 {
-				t.Errorf("follow: %v, %d events", err, len(resp.Events))
-				return
-			}
-			followed = append(followed, resp.Events...)
-			after = resp.Next
-		}
-	}()
-	wg.Wait()
-	<-done
-	checkSeqs(t, followed, 1)
-
-	check := func(s *Store) {
-		for _, fn := range []string{"a", "b"} {
-			var all []rpc.LogEvent
-			var after uint64
-			for {
-				resp := mustRead(t, s, rpc.ReadLogsRequest{FunctionName: fn, After: after, Limit: MaxReadLimit})
-				if len(resp.Events) == 0 {
-					break
-				}
-				all, after = append(all, resp.Events...), resp.Next
-			}
-			if len(all) != writers/2*per {
-				t.Fatalf("%s: %d events, want %d", fn, len(all), writers/2*per)
-			}
-			checkSeqs(t, all, 1)
-			// Each writer's lines keep their order.
-			next := map[string]int{}
-			for _, ev := range all {
-				var w, i int
-				fmt.Sscanf(ev.Line, "%d %d", &w, &i)
-				if i != next[ev.RequestID] {
-					t.Fatalf("%s: writer %s line %d out of order", fn, ev.RequestID, i)
-				}
-				next[ev.RequestID]++
-			}
-		}
+	if g.StoredBytes > 64<<10 || g.StoredBytes == 0 {
+		t.Fatalf("stored %d bytes, bound 64 KiB", g.StoredBytes)
 	}
-	check(s)
-	s.Close()
-	check(openStore(t, dir, Options{SegmentBytes: 4096}))
-}
-
-// BenchmarkAppend measures the hot path: one invocation's worth of lines
-// appended one call at a time, as the node does, spread over functions.
-func BenchmarkAppend(b *testing.B) {
-	s := openStore(b, b.TempDir(), Options{})
-	ev := line(0, "8f5e0a8c-7d5b-4b4e-9b8e-0c6f1e2d3a4b", "2024-01-01T00:00:00.000Z\tINFO\tprocessed order 12345 in 3.2ms")
-	fns := []string{"fn-0", "fn-1", "fn-2", "fn-3"}
-	b.ReportAllocs()
-	b.SetBytes(int64(len(ev.Line)))
-	for i := 0; b.Loop(); i++ {
-		if err := s.Append(fns[i&3], ev); err != nil {
-			b.Fatal(err)
-		}
+	got := readAll(t, st, rpc.ReadLogsRequest{FunctionName: "r"})
+	if len(got) == 0 || len(got) == total || !strings.HasPrefix(got[len(got)-1].Line, "0255 ") {
+		t.Fatalf("kept %d of %d, last %.8q", len(got), total, got[len(got)-1].Line)
+	}
+	// A cursor before what is kept resumes from the oldest, saying so.
+	res, err := st.Read(ctx, &rpc.ReadLogsRequest{FunctionName: "r", After: cursorOf(1, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Expired || len(res.Events) == 0 || res.Events[0].Line != got[0].Line {
+		t.Fatalf("expired cursor: expired=%v, %d events", res.Expired, len(res.Events))
+	}
+	if g, err = st.PutRetention(ctx, "r", 0); err != nil || g.RetentionInDays != 0 {
+		t.Fatalf("delete retention: %+v %v", g, err)
+	}
+	groups, err := st.Groups(ctx)
+	if err != nil || len(groups) != 1 || groups[0].FunctionName != "r" || groups[0].LastEventMs != 256 {
+		t.Fatalf("groups %+v %v", groups, err)
 	}
 }
 
-func BenchmarkAppendParallel(b *testing.B) {
-	s := openStore(b, b.TempDir(), Options{})
-	ev := line(0, "8f5e0a8c-7d5b-4b4e-9b8e-0c6f1e2d3a4b", "2024-01-01T00:00:00.000Z\tINFO\tprocessed order 12345 in 3.2ms")
-	b.ReportAllocs()
-	b.SetBytes(int64(len(ev.Line)))
-	var n sync.Mutex
-	next := 0
-	b.RunParallel(func(pb *testing.PB) {
-		n.Lock()
-		fn := fmt.Sprintf("fn-%d", next%16)
-		next++
-		n.Unlock()
-		for pb.Next() {
-			if err := s.Append(fn, ev); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+// noise returns n bytes of hex that do not compress, different for each i.
+func noise(i, n int) string {
+	var b strings.Builder
+	h := sha256.Sum256([]byte(fmt.Sprint(i)))
+	for b.Len() < n {
+		h = sha256.Sum256(h[:])
+		b.WriteString(hex.EncodeToString(h[:]))
+	}
+	return b.String()[:n]
+}
+
+// TestSinceMovesCursor: a read from a time after every stored line answers
+// nothing, with a cursor past them, so a follower going on from it never
+// prints the old lines.
+func TestSinceMovesCursor(t *testing.T) {
+	_, st := devStore(t, Options{})
+	for i := 0; i < 3; i++ {
+		st.Append("old", rpc.LogEvent{TimeMs: int64(i + 1), Line: "old line"})
+		waitPublished(t, st, uint64(i+1))
+	}
+	res, err := st.Read(context.Background(), &rpc.ReadLogsRequest{FunctionName: "old", SinceMs: time.Now().Add(time.Minute).UnixMilli()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Events) != 0 || res.Next == 0 {
+		t.Fatalf("%d events, next %d; want none and a cursor past the old lines", len(res.Events), res.Next)
+	}
+	st.Append("old", rpc.LogEvent{TimeMs: time.Now().UnixMilli(), Line: "new line"})
+	waitPublished(t, st, 4)
+	got := readAll(t, st, rpc.ReadLogsRequest{FunctionName: "old", After: res.Next})
+	if len(got) != 1 || got[0].Line != "new line" {
+		t.Fatalf("after the cursor: %+v", got)
+	}
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"errors"
 	"log/slog"
 	"net"
@@ -25,6 +26,8 @@ type Config struct {
 	// RPCListener is where clients (and, on servers, Raft peers) connect.
 	// Required: the caller opens it, so a test can pass 127.0.0.1:0.
 	RPCListener net.Listener
+	// HTTPListener, when set, serves Lambda's REST API (the gateway).
+	HTTPListener net.Listener
 	// Advertise is the rpc address peers use (default: the listener's).
 	Advertise string
 	// GossipAddr is the memberlist bind address (default: the rpc IP and
@@ -49,6 +52,15 @@ type Config struct {
 	SandboxIdleTimeout time.Duration
 	// SandboxStateDir holds container state (default DataDir/containers).
 	SandboxStateDir string
+
+	// The log store. LogMaxMemory and LogMaxStore bound the embedded
+	// JetStream server (servers only; defaults 64 MiB and 1 TiB, 16 MiB
+	// and 512 MiB with FastTimings); LogGroupMaxBytes is a function's log
+	// size retention (default 1 GiB, 16 MiB with FastTimings);
+	// LogBufferBytes bounds the lines a node holds while the store is slow
+	// or away (default 16 MiB).
+	LogMaxMemory, LogMaxStore, LogGroupMaxBytes int64
+	LogBufferBytes                              int
 
 	// Timings, shortened by tests. Zero takes the default.
 	HeartbeatInterval time.Duration // worker -> leader (default 1s)
@@ -122,6 +134,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.AsyncBackoffMin == 0 {
 		c.AsyncBackoffMin = time.Second
+	}
+	if c.FastTimings {
+		// Many in-process test nodes share one small machine.
+		c.LogMaxMemory = cmp.Or(c.LogMaxMemory, 16<<20)
+		c.LogMaxStore = cmp.Or(c.LogMaxStore, 512<<20)
+		c.LogGroupMaxBytes = cmp.Or(c.LogGroupMaxBytes, 16<<20)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -51,6 +51,9 @@ func (n *Node) updateFunctionCode(ctx context.Context, req *rpc.UpdateCodeReques
 	if err != nil {
 		return nil, err
 	}
+	if err := checkIfRevision(cur, req.IfRevision); err != nil {
+		return nil, err
+	}
 	fn := cur.Clone()
 	if fn.CodeSHA256, fn.CodeSize, err = n.storeCode(ctx, req.ZipFile); err != nil {
 		return nil, err
@@ -65,6 +68,9 @@ func (n *Node) updateFunctionConfig(ctx context.Context, req *rpc.UpdateConfigRe
 	}
 	cur, err := n.function(req.Name)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkIfRevision(cur, req.IfRevision); err != nil {
 		return nil, err
 	}
 	fn, err := scheduler.ApplyConfigUpdate(cur, req)

@@ -2,9 +2,18 @@ package node
 
 import (
 	"context"
-	"sort"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
 	"sync"
+	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"nimbus/logstore"
 	"nimbus/rpc"
 	"nimbus/scheduler"
 )
@@ -12,132 +21,320 @@ import (
 // maxLogWaitMs bounds one long poll of Logs.Read; followers poll again.
 const maxLogWaitMs = 30_000
 
-func (n *Node) registerLogs() {
-	rpc.Handle(n.server, rpc.MethodLogsRead, n.readLogs)
+// logsRole is a node's part in the log store: every node has a Store (the
+// sink its sandboxes write to, and the reader of every function's log);
+// servers also run the embedded JetStream server. server is set once by
+// the logs loop (cluster servers) or by openLogs (dev); up is closed when
+// the loop has started (gossip is open, members may be read). mu guards
+// srv and closed.
+type logsRole struct {
+	clientAddr, routeAddr string // this server's listeners (servers only)
+	dir                   string
+	up                    chan struct{}
+
+	mu     sync.Mutex
+	srv    *logstore.Server
+	closed bool
 }
 
-// readLogs answers with a function's log as the whole cluster has it. Lines
-// stay on the worker that ran the invocation, so the node asked gathers them
-// from every live worker (each read Local, from its own cursor) and merges
-// them by time; the response carries a cursor per node.
-func (n *Node) readLogs(ctx context.Context, req *rpc.ReadLogsRequest) (*rpc.ReadLogsResponse, error) {
-	// A server checks the name against its replica of the registry; a
-	// worker-only node has none.
-	if n.fsm != nil {
-		if _, err := n.function(req.FunctionName); err != nil {
-			return nil, err
+// setServer keeps srv, or closes it and reports false when the node is
+// closing.
+func (r *logsRole) setServer(srv *logstore.Server) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		srv.Close()
+		return false
+	}
+	r.srv = srv
+	return true
+}
+
+func (r *logsRole) server() *logstore.Server {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.srv
+}
+
+func (r *logsRole) close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	if r.srv != nil {
+		return r.srv.Close()
+	}
+	return nil
+}
+
+// openLogs opens the node's log Store. A dev node starts its standalone
+// JetStream server here; a cluster server starts it from the logs loop
+// once gossip has shown enough servers (startLogs).
+func (n *Node) openLogs() error {
+	r := &logsRole{dir: filepath.Join(n.cfg.DataDir, "jetstream"), up: make(chan struct{})}
+	n.logRole = r
+	n.closers = append(n.closers, r.close)
+	if n.cfg.Server && !n.cfg.Dev {
+		var err error
+		if r.clientAddr, r.routeAddr, err = logAddrs(n.cfg.GossipAddr); err != nil {
+			return fmt.Errorf("log store addresses: %w", err)
 		}
-	} else if err := scheduler.ValidateName(req.FunctionName); err != nil {
+	}
+	if n.cfg.Dev {
+		srv, err := logstore.StartServer(n.logServerConfig(nil))
+		if err != nil {
+			return err
+		}
+		r.setServer(srv)
+	}
+	st, err := logstore.Open(logstore.Options{
+		Node:          n.name,
+		Connect:       n.connectLogs,
+		Replicas:      n.logReplicas,
+		BufferBytes:   n.cfg.LogBufferBytes,
+		GroupMaxBytes: n.cfg.LogGroupMaxBytes,
+		Logger:        n.log.With("component", "logs"),
+	})
+	if err != nil {
+		return err
+	}
+	n.logs = st
+	n.closers = append(n.closers, st.Close)
+	return nil
+}
+
+func (n *Node) logServerConfig(routes []string) logstore.ServerConfig {
+	return logstore.ServerConfig{
+		Name:        n.name,
+		Dir:         n.logRole.dir,
+		Standalone:  n.cfg.Dev,
+		ClientAddr:  n.logRole.clientAddr,
+		ClusterAddr: n.logRole.routeAddr,
+		Routes:      routes,
+		Secret:      n.cfg.EncryptKey,
+		MaxMemory:   n.cfg.LogMaxMemory,
+		MaxStore:    n.cfg.LogMaxStore,
+		Logger:      n.log.With("component", "jetstream"),
+	}
+}
+
+// logAddrs derives the log store's client and route addresses from the
+// gossip address: its port+1 and port+2 (rpc PORT+2 and PORT+3). With
+// gossip on port 0 (tests), free ports are picked.
+func logAddrs(gossip string) (client, route string, err error) {
+	host, p, err := net.SplitHostPort(gossip)
+	if err != nil {
+		return "", "", err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", "", err
+	}
+	if port != 0 {
+		return net.JoinHostPort(host, strconv.Itoa(port+1)), net.JoinHostPort(host, strconv.Itoa(port+2)), nil
+	}
+	pick := func() (string, error) {
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			return "", err
+		}
+		defer l.Close()
+		return l.Addr().String(), nil
+	}
+	if client, err = pick(); err != nil {
+		return "", "", err
+	}
+	route, err = pick()
+	return client, route, err
+}
+
+// startLogs runs, once gossip is open, the loop that starts a cluster
+// server's JetStream server and keeps its routes in step with gossip.
+func (n *Node) startLogs() {
+	close(n.logRole.up)
+	if !n.cfg.Server || n.cfg.Dev {
+		return
+	}
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		n.logsLoop()
+	}()
+}
+
+// logsLoop starts the embedded server when it may, then sets its routes to
+// the route addresses of every server gossip knows (a dead one too, so
+// that it is reconnected when it comes back; not one that left).
+//
+// A server with no JetStream state waits, as Raft's bootstrap does, for
+// BootstrapExpect servers (2 without it: it joins a running cluster) so
+// that JetStream's first leader is elected among all of them.
+func (n *Node) logsLoop() {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	var srv *logstore.Server
+	_, statErr := os.Stat(n.logRole.dir)
+	hasState := statErr == nil
+	need := n.cfg.BootstrapExpect
+	if need == 0 {
+		need = 2
+	}
+	for {
+		routes := n.logRoutes()
+		// A first start also waits for the scheduler's Raft to elect its
+		// first leader, so the two elections do not compete for the CPU.
+		if srv == nil && (hasState || len(routes) >= need && n.raftHasLeader()) {
+			var err error
+			if srv, err = logstore.StartServer(n.logServerConfig(routes)); err != nil {
+				n.log.Error("log store server", "err", err)
+				srv = nil
+			} else if !n.logRole.setServer(srv) {
+				return
+			}
+		} else if srv != nil {
+			if err := srv.SetRoutes(routes); err != nil {
+				n.log.Warn("log store routes", "err", err)
+			}
+		}
+		select {
+		case <-n.stopping:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (n *Node) raftHasLeader() bool {
+	if n.raft == nil {
+		return true
+	}
+	addr, _ := n.raft.LeaderWithID()
+	return addr != ""
+}
+
+// logRoutes returns the route addresses of the servers gossip knows
+// (this one's included), sorted.
+func (n *Node) logRoutes() []string {
+	var out []string
+	for _, st := range n.members.snapshot() {
+		if st.meta.LogsRoute != "" && st.status != rpc.MemberLeft && st.meta.has(rpc.RoleServer) {
+			out = append(out, st.meta.LogsRoute)
+		}
+	}
+	if n.logRole.routeAddr != "" && !contains(out, n.logRole.routeAddr) {
+		out = append(out, n.logRole.routeAddr)
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// connectLogs is the Store's connector: in process to this node's own
+// server, or (worker-only nodes) to the client ports of the servers gossip
+// knows. It fails, and is called again, until that is possible.
+func (n *Node) connectLogs() (*nats.Conn, error) {
+	if n.cfg.Server {
+		srv := n.logRole.server()
+		if srv == nil {
+			return nil, errors.New("log store server not started yet")
+		}
+		return srv.Connect(n.name)
+	}
+	select {
+	case <-n.logRole.up:
+	default:
+		return nil, errors.New("gossip not open yet")
+	}
+	var addrs []string
+	for _, st := range n.members.snapshot() {
+		if st.meta.LogsClient != "" && (st.status == rpc.MemberAlive || st.status == rpc.MemberSuspect) {
+			addrs = append(addrs, st.meta.LogsClient)
+		}
+	}
+	return logstore.ConnectURLs(n.name, addrs, n.cfg.EncryptKey)
+}
+
+// logReplicas is the replication of a new log group: 3 once three servers
+// are alive, else 1.
+func (n *Node) logReplicas() int {
+	if n.cfg.Dev {
+		return 1
+	}
+	select {
+	case <-n.logRole.up:
+	default:
+		return 1
+	}
+	if len(n.members.alive(rpc.RoleServer)) >= 3 {
+		return 3
+	}
+	return 1
+}
+
+func (n *Node) registerLogs() {
+	rpc.Handle(n.server, rpc.MethodLogsRead, n.readLogs)
+	rpc.Handle(n.server, rpc.MethodLogsGroups, n.logGroups)
+	rpc.Handle(n.server, rpc.MethodLogsPutRetention, n.putRetention)
+	rpc.Handle(n.server, rpc.MethodLogsDeleteRetention, n.deleteRetention)
+}
+
+// checkLogFunction refuses an unknown function. A server checks the name
+// against its replica of the registry; a worker-only node has none.
+func (n *Node) checkLogFunction(name string) error {
+	if n.fsm != nil {
+		_, err := n.function(name)
+		return err
+	}
+	return scheduler.ValidateName(name)
+}
+
+// readLogs answers with a function's log from the replicated store: every
+// node reads the same streams, so every node gives the same answer.
+func (n *Node) readLogs(ctx context.Context, req *rpc.ReadLogsRequest) (*rpc.ReadLogsResponse, error) {
+	if err := n.checkLogFunction(req.FunctionName); err != nil {
 		return nil, err
 	}
 	if req.WaitMs > maxLogWaitMs {
 		req.WaitMs = maxLogWaitMs
 	}
-	workers := n.members.alive(rpc.RoleWorker)
-	if req.Local || len(workers) <= 1 && (len(workers) == 0 || workers[0] == n.name) {
-		return n.readLocalLogs(ctx, req)
-	}
-	return n.gatherLogs(ctx, req, workers)
+	return n.logs.Read(ctx, req)
 }
 
-func (n *Node) readLocalLogs(ctx context.Context, req *rpc.ReadLogsRequest) (*rpc.ReadLogsResponse, error) {
-	if req.Cursors != nil {
-		req.After = req.Cursors[n.name]
-	}
-	res, err := n.logs.Read(ctx, req)
+func (n *Node) logGroups(ctx context.Context, _ *rpc.LogGroupsRequest) (*rpc.LogGroupsResponse, error) {
+	groups, err := n.logs.Groups(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for i := range res.Events {
-		res.Events[i].Node = n.name
-	}
-	res.Cursors = map[string]uint64{n.name: res.Next}
-	return res, nil
+	return &rpc.LogGroupsResponse{Groups: groups}, nil
 }
 
-// gatherLogs reads every worker's lines concurrently. With WaitMs, the first
-// worker to answer with lines ends the wait for the others (whose cursors
-// stay where they were, so nothing is skipped). A worker that cannot be
-// reached is left out of this answer and asked again next time.
-func (n *Node) gatherLogs(ctx context.Context, req *rpc.ReadLogsRequest, workers []string) (*rpc.ReadLogsResponse, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	type part struct {
-		node string
-		res  *rpc.ReadLogsResponse
+func (n *Node) putRetention(ctx context.Context, req *rpc.PutRetentionRequest) (*rpc.RetentionResponse, error) {
+	if err := n.checkLogFunction(req.FunctionName); err != nil {
+		return nil, err
 	}
-	parts := make(chan part, len(workers))
-	var wg sync.WaitGroup
-	for _, w := range workers {
-		sub := *req
-		sub.Local, sub.Cursors = true, nil
-		sub.After = req.Cursors[w]
-		wg.Add(1)
-		go func(w string, sub *rpc.ReadLogsRequest) {
-			defer wg.Done()
-			var res *rpc.ReadLogsResponse
-			var err error
-			if w == n.name {
-				res, err = n.readLocalLogs(ctx, sub)
-			} else if addr, ok := n.members.rpcAddr(w); ok {
-				res = &rpc.ReadLogsResponse{}
-				err = n.peers.call(ctx, addr, rpc.MethodLogsRead, sub, res)
-			} else {
-				return
-			}
-			if err == nil {
-				parts <- part{w, res}
-				if len(res.Events) > 0 {
-					cancel()
-				}
-			}
-		}(w, &sub)
+	if err := logstore.CheckRetentionDays(req.RetentionInDays); err != nil {
+		return nil, err
 	}
-	wg.Wait()
-	close(parts)
+	g, err := n.logs.PutRetention(ctx, req.FunctionName, req.RetentionInDays)
+	if err != nil {
+		return nil, err
+	}
+	return &rpc.RetentionResponse{Group: g}, nil
+}
 
-	out := &rpc.ReadLogsResponse{Cursors: map[string]uint64{}}
-	for k, v := range req.Cursors {
-		out.Cursors[k] = v
+func (n *Node) deleteRetention(ctx context.Context, req *rpc.DeleteRetentionRequest) (*rpc.RetentionResponse, error) {
+	if err := n.checkLogFunction(req.FunctionName); err != nil {
+		return nil, err
 	}
-	// Merge by time, keeping each node's lines in their own order, so a
-	// node's cursor never passes a line that was not returned.
-	var queues [][]rpc.LogEvent
-	for p := range parts {
-		for i := range p.res.Events {
-			p.res.Events[i].Node = p.node
-		}
-		if len(p.res.Events) > 0 {
-			queues = append(queues, p.res.Events)
-		}
+	g, err := n.logs.PutRetention(ctx, req.FunctionName, 0)
+	if err != nil {
+		return nil, err
 	}
-	sort.Slice(queues, func(i, j int) bool { return queues[i][0].Node < queues[j][0].Node })
-	for {
-		best := -1
-		for i, q := range queues {
-			if len(q) > 0 && (best < 0 || q[0].TimeMs < queues[best][0].TimeMs) {
-				best = i
-			}
-		}
-		if best < 0 {
-			break
-		}
-		out.Events = append(out.Events, queues[best][0])
-		queues[best] = queues[best][1:]
-	}
-	limit := req.Limit
-	if limit <= 0 {
-		limit = 1000
-	}
-	if len(out.Events) > limit {
-		out.Events = out.Events[:limit]
-	}
-	// Each node's cursor moves to the last of its lines that is returned.
-	for _, e := range out.Events {
-		if e.Seq > out.Cursors[e.Node] {
-			out.Cursors[e.Node] = e.Seq
-		}
-	}
-	out.Next = out.Cursors[n.name]
-	return out, nil
+	return &rpc.RetentionResponse{Group: g}, nil
 }

@@ -29,6 +29,9 @@ type nodeMeta struct {
 	// FSM is the newest FSM command set the node applies
 	// (scheduler.FSMVersion); 0 from a release before it was advertised.
 	FSM int `msgpack:"fsm,omitempty"`
+	// The log store's client and route addresses (servers only).
+	LogsClient string `msgpack:"logs_client,omitempty"`
+	LogsRoute  string `msgpack:"logs_route,omitempty"`
 }
 
 func (m nodeMeta) has(role string) bool {
@@ -95,7 +98,8 @@ func (n *Node) openGossip() error {
 		roles = append(roles, rpc.RoleWorker)
 	}
 	mb := &membership{
-		self:     nodeMeta{Roles: roles, RPC: n.cfg.Advertise, MemoryMB: n.cfg.MemoryMB, Version: version, FSM: scheduler.FSMVersion},
+		self: nodeMeta{Roles: roles, RPC: n.cfg.Advertise, MemoryMB: n.cfg.MemoryMB, Version: version, FSM: scheduler.FSMVersion,
+			LogsClient: n.logRole.clientAddr, LogsRoute: n.logRole.routeAddr},
 		seen:     map[string]*memberState{},
 		leaving:  map[string]bool{},
 		onChange: n.memberChanged,

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -24,8 +25,9 @@ import (
 // they, and every gauge of the node's state (sandboxes, Raft, gossip, the
 // ledger, connections), are read only when /metrics is scraped.
 type metrics struct {
-	reg *prometheus.Registry
-	fns *fnStats
+	reg       *prometheus.Registry
+	fns       *fnStats
+	sandboxes sandboxCounters
 
 	rpcRequests  *prometheus.CounterVec   // method, code
 	rpcLatency   *prometheus.HistogramVec // method
@@ -158,7 +160,32 @@ var (
 	descSlots        = prometheus.NewDesc("nimbus_ledger_slots", "Slots in use in the leader's ledger (on the leader).", nil, nil)
 	descConns        = prometheus.NewDesc("nimbus_rpc_connections", "rpc connections open on this node's port.", nil, nil)
 	descConnsRefused = prometheus.NewDesc("nimbus_rpc_connections_refused_total", "rpc connections refused at a limit.", nil, nil)
+	descLogLines     = prometheus.NewDesc("nimbus_log_lines_total", "Function log lines this node shipped to the log store, or dropped.", []string{"outcome"}, nil)
+	descLogBuffered  = prometheus.NewDesc("nimbus_log_lines_buffered", "Function log lines waiting to be shipped.", nil, nil)
+	descStarts       = prometheus.NewDesc("nimbus_sandbox_starts_total", "Sandboxes started on this worker (cold starts).", nil, nil)
+	descFailures     = prometheus.NewDesc("nimbus_sandbox_failures_total", "Invocations a sandbox failed, by Lambda's error type.", []string{"reason"}, nil)
 )
+
+// sandboxFailureReasons are the platform error types counted by name; any
+// other (a runtime may post any type) is counted as "other".
+var sandboxFailureReasons = []string{"Sandbox.Timedout", "Runtime.OutOfMemory", "Runtime.ExitError", "Runtime.InvalidEntrypoint", "Runtime.Unknown", "other"}
+
+// sandboxCounters count what the worker's sandboxes did.
+type sandboxCounters struct {
+	starts   atomic.Uint64
+	failures [6]atomic.Uint64 // by sandboxFailureReasons
+}
+
+func (c *sandboxCounters) failed(errorType string) {
+	i := len(sandboxFailureReasons) - 1
+	for j, r := range sandboxFailureReasons[:i] {
+		if r == errorType {
+			i = j
+			break
+		}
+	}
+	c.failures[i].Add(1)
+}
 
 // nodeCollector reads the node's state when scraped.
 type nodeCollector struct{ n *Node }
@@ -166,7 +193,8 @@ type nodeCollector struct{ n *Node }
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInvocations, descErrors, descThrottles, descColdStarts, descConcurrent,
 		descDuration, descInitDuration, descSandboxes, descMemOffered, descMemGranted, descRaftState, descRaftTerm,
-		descRaftApplied, descRaftCommit, descMembers, descSlots, descConns, descConnsRefused} {
+		descRaftApplied, descRaftCommit, descMembers, descSlots, descConns, descConnsRefused,
+		descLogLines, descLogBuffered, descStarts, descFailures} {
 		ch <- d
 	}
 }
@@ -196,6 +224,17 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 			granted += s.MemoryMB
 		}
 		ch <- prometheus.MustNewConstMetric(descMemGranted, prometheus.GaugeValue, float64(granted))
+		sc := &n.metrics.sandboxes
+		ch <- prometheus.MustNewConstMetric(descStarts, prometheus.CounterValue, float64(sc.starts.Load()))
+		for i, r := range sandboxFailureReasons {
+			ch <- prometheus.MustNewConstMetric(descFailures, prometheus.CounterValue, float64(sc.failures[i].Load()), r)
+		}
+	}
+	if n.logs != nil {
+		ls := n.logs.Stats()
+		ch <- prometheus.MustNewConstMetric(descLogLines, prometheus.CounterValue, float64(ls.Published), "shipped")
+		ch <- prometheus.MustNewConstMetric(descLogLines, prometheus.CounterValue, float64(ls.Dropped), "dropped")
+		ch <- prometheus.MustNewConstMetric(descLogBuffered, prometheus.GaugeValue, float64(ls.Buffered))
 	}
 	if n.raft != nil {
 		state := n.raft.State()

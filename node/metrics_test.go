@@ -102,6 +102,15 @@ func TestMetricsAfterKnownWork(t *testing.T) {
 	if got := value(fams, "nimbus_ledger_refusals_total", "reason", rpc.ReasonReservedFunctionConcurrentInvocationLimit); got != 1 {
 		t.Errorf("ledger refusals for reserved concurrency = %v, want 1", got)
 	}
+	if got := value(fams, "nimbus_sandbox_starts_total", "", ""); got != 1 {
+		t.Errorf("sandbox starts = %v, want 1 (one cold start, then warm)", got)
+	}
+	if got := value(fams, "nimbus_sandbox_failures_total", "reason", "other"); got != 0 {
+		t.Errorf("sandbox failures = %v: a function error is not a sandbox failure", got)
+	}
+	if got := value(fams, "nimbus_log_lines_total", "outcome", "dropped"); got != 0 {
+		t.Errorf("log lines dropped = %v", got)
+	}
 	if got := value(fams, "nimbus_ledger_grants_total", "", ""); got != 3 {
 		t.Errorf("ledger grants = %v, want 3", got)
 	}

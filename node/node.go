@@ -49,6 +49,7 @@ type Node struct {
 	members    *membership
 	code       *bundle.Store
 	logs       *logstore.Store
+	logRole    *logsRole
 	sandboxes  Sandboxes // workers only
 	server     *rpc.Server
 	peers      *peerPool
@@ -101,10 +102,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.code, err = bundle.OpenStore(filepath.Join(cfg.DataDir, "code")); err != nil {
 		return nil, err
 	}
-	if n.logs, err = logstore.Open(filepath.Join(cfg.DataDir, "logs"), logstore.Options{}); err != nil {
+	if err := n.openLogs(); err != nil {
 		return nil, err
 	}
-	n.closers = append(n.closers, n.logs.Close)
 
 	if cfg.Worker {
 		stateDir := cfg.SandboxStateDir
@@ -157,6 +157,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.registerInternal()
 	n.registerAsync()
 	rpc.Handle(n.server, rpc.MethodFunctionMetrics, n.functionMetrics)
+	n.registerAccount()
 	n.bg.Add(1)
 	go func() {
 		defer n.bg.Done()
@@ -184,6 +185,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.raft != nil {
 		n.observeLeaders()
 	}
+	if err := n.startGateway(); err != nil {
+		return nil, err
+	}
+	n.startLogs()
 	if cfg.Server {
 		n.startLeaderLoop()
 		if !cfg.Dev && cfg.BootstrapExpect > 0 {

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -222,6 +223,10 @@ func (n *Node) workerRun(ctx context.Context, req *rpc.RunRequest) (*rpc.InvokeR
 	if res.Cold {
 		fc.coldStarts.Add(1)
 		fc.initDur.observe(res.InitDuration)
+		n.metrics.sandboxes.starts.Add(1)
+	}
+	if strings.HasPrefix(res.ErrorType, "Sandbox.") || strings.HasPrefix(res.ErrorType, "Runtime.") {
+		n.metrics.sandboxes.failed(res.ErrorType)
 	}
 	out := &rpc.InvokeResponse{
 		RequestID:       res.RequestID,

@@ -7,17 +7,6 @@ const (
 	MethodEventConfigDelete = "Function.DeleteEventConfig"
 )
 
-// The account and region of every ARN nimbus builds.
-const (
-	ARNRegion  = "local"
-	ARNAccount = "000000000000"
-)
-
-// FunctionARN is the ARN of a function, as Lambda writes it.
-func FunctionARN(name string) string {
-	return "arn:aws:lambda:" + ARNRegion + ":" + ARNAccount + ":function:" + name
-}
-
 // Limits and defaults of asynchronous invocation, as Lambda's.
 const (
 	DefaultMaxRetryAttempts = 2
@@ -76,9 +65,11 @@ type GetEventConfigRequest struct {
 	FunctionName string `msgpack:"function_name"`
 }
 
-// EventConfigResponse is a function's event configuration.
+// EventConfigResponse is a function's event configuration, with the
+// function's ARN (the node knows its region and account).
 type EventConfigResponse struct {
-	Config *EventConfig `msgpack:"config"`
+	Config      *EventConfig `msgpack:"config"`
+	FunctionARN string       `msgpack:"function_arn"`
 }
 
 // DeleteEventConfigResponse answers MethodEventConfigDelete.

@@ -15,6 +15,8 @@ const (
 	CodeResourceConflict      = "ResourceConflictException"
 	CodeService               = "ServiceException"
 	CodeAccessDenied          = "AccessDeniedException"
+	// CodePreconditionFailed: the caller's RevisionId is not the function's.
+	CodePreconditionFailed = "PreconditionFailedException"
 )
 
 // Throttle reasons, as Lambda reports them with TooManyRequestsException.
@@ -56,6 +58,7 @@ var (
 	ErrResourceConflict      = &Error{Code: CodeResourceConflict}
 	ErrService               = &Error{Code: CodeService}
 	ErrAccessDenied          = &Error{Code: CodeAccessDenied}
+	ErrPreconditionFailed    = &Error{Code: CodePreconditionFailed}
 )
 
 // Errorf returns a new *Error with the given code and a formatted message.

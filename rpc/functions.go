@@ -63,6 +63,9 @@ type CreateFunctionRequest struct {
 type UpdateCodeRequest struct {
 	Name    string `msgpack:"name"`
 	ZipFile []byte `msgpack:"zip_file"`
+	// IfRevision, when not 0, makes the update fail with
+	// CodePreconditionFailed unless the function's Revision is this one.
+	IfRevision uint64 `msgpack:"if_revision,omitempty"`
 }
 
 // UpdateConfigRequest changes a function's configuration. Nil fields are left
@@ -74,6 +77,9 @@ type UpdateConfigRequest struct {
 	MemoryMB   *int              `msgpack:"memory_mb,omitempty"`
 	TimeoutSec *int              `msgpack:"timeout_sec,omitempty"`
 	Env        map[string]string `msgpack:"env"`
+	// IfRevision, when not 0, makes the update fail with
+	// CodePreconditionFailed unless the function's Revision is this one.
+	IfRevision uint64 `msgpack:"if_revision,omitempty"`
 }
 
 // GetFunctionRequest names one function (also used by Delete).

@@ -12,7 +12,10 @@ type LogEvent struct {
 	Seq       uint64 `msgpack:"seq" json:"seq"`
 	TimeMs    int64  `msgpack:"time_ms" json:"timestamp"`
 	RequestID string `msgpack:"request_id,omitempty" json:"requestId,omitempty"`
-	Line      string `msgpack:"line" json:"message"`
+	// Stream is stdout, stderr or platform (START, END, REPORT and the
+	// platform's own notes).
+	Stream string `msgpack:"stream,omitempty" json:"stream,omitempty"`
+	Line   string `msgpack:"line" json:"message"`
 }
 
 // ReadLogsRequest asks for the lines of a function after a cursor.
@@ -23,6 +26,13 @@ type ReadLogsRequest struct {
 	After uint64 `msgpack:"after"`
 	// SinceMs, if not 0, skips events older than this Unix time in ms.
 	SinceMs int64 `msgpack:"since_ms,omitempty"`
+	// UntilMs, if not 0, skips events newer than this Unix time in ms.
+	UntilMs int64 `msgpack:"until_ms,omitempty"`
+	// FilterPattern keeps only the events it matches (CloudWatch's filter
+	// pattern syntax); "" keeps all.
+	FilterPattern string `msgpack:"filter,omitempty"`
+	// RequestID, if set, keeps only the events of that invocation.
+	RequestID string `msgpack:"request_id,omitempty"`
 	// Limit caps the number of events returned (0 means a server default).
 	Limit int `msgpack:"limit,omitempty"`
 	// WaitMs, if not 0 and nothing is available, waits up to this long for
@@ -44,4 +54,10 @@ type ReadLogsResponse struct {
 	Events  []LogEvent        `msgpack:"events"`
 	Next    uint64            `msgpack:"next"`
 	Cursors map[string]uint64 `msgpack:"cursors,omitempty"`
+	// Expired is set when lines after the cursor asked for were deleted
+	// by retention: the answer resumes from the oldest line kept.
+	Expired bool `msgpack:"expired,omitempty"`
+	// More is set when the answer stopped before the end of the log (a
+	// bound on one read's work, not on matches): ask again from Next.
+	More bool `msgpack:"more,omitempty"`
 }

@@ -41,6 +41,7 @@ type containerSpec struct {
 	cgroupPath string
 	memoryMB   int
 	hostname   string
+	initBinary string // the agent's own executable, the sandbox's PID 1
 }
 
 var memswSupported = func() bool {
@@ -92,6 +93,12 @@ func containerConfig(s containerSpec) *configs.Config {
 				Data: "mode=1777,size=" + strconv.Itoa(tmpSizeMB) + "m"},
 			{Source: s.codeDir, Destination: "/var/task", Device: "bind",
 				Flags: unix.MS_BIND | unix.MS_REC | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV},
+			// The sandbox's own cgroups, read-only, where runtimes that size
+			// their heap from their limits (JVM, Node, .NET) read them.
+			{Source: "cgroup", Destination: "/sys/fs/cgroup", Device: "cgroup",
+				Flags: unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
+			{Source: s.initBinary, Destination: initPath, Device: "bind",
+				Flags: unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV},
 		},
 		MaskPaths: []string{
 			"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
@@ -100,6 +107,7 @@ func containerConfig(s containerSpec) *configs.Config {
 		ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
 		Rlimits: []configs.Rlimit{
 			{Type: unix.RLIMIT_NOFILE, Hard: nofileLimit, Soft: nofileLimit},
+			{Type: unix.RLIMIT_CORE, Hard: 0, Soft: 0}, // no core dumps, and none can be asked for
 		},
 	}
 }

@@ -11,10 +11,16 @@ import (
 )
 
 // The program's one init(): when libcontainer re-executes this binary as
-// "init" to become a sandbox's first process, hand over to it. It never
-// returns. In every other case it does nothing.
+// "init" to set up a sandbox, hand over to it; when the sandbox then runs
+// this binary as its PID 1 ("sandbox-init"), be that. Neither returns. In
+// every other case it does nothing.
 func init() {
-	if len(os.Args) > 1 && os.Args[1] == "init" {
-		libcontainer.Init()
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "init":
+			libcontainer.Init()
+		case initArg:
+			runPID1(os.Args[2:])
+		}
 	}
 }

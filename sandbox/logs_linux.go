@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bytes"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -11,13 +12,6 @@ import (
 
 	"nimbus/rpc"
 )
-
-// LogSink receives a function's log lines in order: what the function wrote
-// on stdout and stderr, and the START, END and REPORT lines of each
-// invocation. The node backs it with the log store.
-type LogSink interface {
-	Append(function string, events ...rpc.LogEvent) error
-}
 
 // maxLogLine is the longest line kept whole; longer ones are cut.
 const maxLogLine = 256 << 10
@@ -39,31 +33,98 @@ type logPipe struct {
 	function string
 	sink     LogSink
 
+	now func() time.Time // the clock of the rate limit; time.Now but in tests
+
 	mu      sync.Mutex // guards everything below; sink.Append runs under it to keep order
 	buf     []byte
 	eof     bool
 	partial []byte
 	reqID   string
-	tail    *strings.Builder // non-nil while the current invocation wants its tail
+	tail    *tailRing // non-nil while the current invocation wants its tail
+
+	// The rate limit: a bucket of logBurst bytes refilled at logRate.
+	// Bytes read while it is empty are dropped whole, without being split
+	// into lines, and counted; the count is reported before the next END.
+	tokens   float64
+	refilled time.Time
+	dropped  int64
 }
+
+// The log rate limit per sandbox. A function that floods its output costs
+// the agent a read per 64 KB beyond it, not a line split and a store
+// append per line.
+const (
+	logRate  = 1 << 20 // bytes per second
+	logBurst = 4 << 20
+	// readsPerTurn bounds how long one reader holds mu under a flood.
+	readsPerTurn = 16
+)
 
 func newLogPipe(function string, sink LogSink) (*logPipe, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	return &logPipe{r: r, w: w, function: function, sink: sink, buf: make([]byte, 64<<10)}, nil
+	p := &logPipe{r: r, w: w, function: function, sink: sink, buf: make([]byte, 64<<10), now: time.Now, tokens: logBurst}
+	p.refilled = p.now()
+	return p, nil
+}
+
+// admit takes n bytes from the bucket, or reports false (and counts them
+// dropped) when it holds fewer. The caller holds mu.
+func (p *logPipe) admit(n int) bool {
+	now := p.now()
+	if d := now.Sub(p.refilled); d > 0 {
+		p.tokens = min(logBurst, p.tokens+d.Seconds()*logRate)
+		p.refilled = now
+	}
+	if p.tokens < float64(n) {
+		// A line cut by a drop is dropped whole, not glued to the next.
+		p.dropped += int64(n + len(p.partial))
+		p.partial = p.partial[:0]
+		return false
+	}
+	p.tokens -= float64(n)
+	return true
+}
+
+// tailRing keeps the last tailBytes bytes written to it, in at most twice
+// that much memory, however much goes through.
+type tailRing struct{ buf []byte }
+
+func (t *tailRing) write(s string) {
+	if len(s) > tailBytes {
+		s = s[len(s)-tailBytes:]
+	}
+	t.buf = append(t.buf, s...)
+	if len(t.buf) > 2*tailBytes {
+		n := copy(t.buf, t.buf[len(t.buf)-tailBytes:])
+		t.buf = t.buf[:n]
+	}
+}
+
+func (t *tailRing) String() string {
+	b := t.buf
+	if len(b) > tailBytes {
+		b = b[len(b)-tailBytes:]
+	}
+	return string(b)
 }
 
 // readLocked reads what the pipe holds now, without blocking, and turns it
 // into events. It reports false when the pipe had nothing (EAGAIN). The
 // caller holds mu.
 func (p *logPipe) readLocked(fd uintptr) bool {
-	for !p.eof {
+	for reads := 0; !p.eof; reads++ {
+		if reads == readsPerTurn {
+			return true // let sync and end in; the reader comes back
+		}
 		n, err := unix.Read(int(fd), p.buf)
 		switch {
 		case n > 0:
-			p.consume(p.buf[:n])
+			if p.admit(n) {
+				p.consume(p.buf[:n])
+			}
 			if n < len(p.buf) {
 				return true
 			}
@@ -136,8 +197,8 @@ func (p *logPipe) consume(data []byte) {
 
 func (p *logPipe) event(now int64, line string) rpc.LogEvent {
 	if p.tail != nil {
-		p.tail.WriteString(line)
-		p.tail.WriteByte('\n')
+		p.tail.write(line)
+		p.tail.write("\n")
 	}
 	return rpc.LogEvent{TimeMs: now, RequestID: p.reqID, Line: line}
 }
@@ -164,15 +225,22 @@ func (p *logPipe) sync() {
 	p.flushPartial()
 }
 
+// collectTail starts (or, with want false, stops) collecting the tail of
+// the invocation about to begin.
+func (p *logPipe) collectTail(want bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.tail = nil
+	if want {
+		p.tail = &tailRing{}
+	}
+}
+
 // begin attributes the lines read from now on to reqID and emits START.
-func (p *logPipe) begin(reqID string, wantTail bool, line string) {
+func (p *logPipe) begin(reqID string, line string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.reqID = reqID
-	p.tail = nil
-	if wantTail {
-		p.tail = &strings.Builder{}
-	}
 	_ = p.sink.Append(p.function, p.event(time.Now().UnixMilli(), line))
 }
 
@@ -181,17 +249,18 @@ func (p *logPipe) end(lines ...string) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := time.Now().UnixMilli()
-	events := make([]rpc.LogEvent, len(lines))
-	for i, l := range lines {
-		events[i] = p.event(now, l)
+	events := make([]rpc.LogEvent, 0, len(lines)+1)
+	if p.dropped > 0 {
+		events = append(events, p.event(now, droppedLine(p.reqID, p.dropped)))
+		p.dropped = 0
+	}
+	for _, l := range lines {
+		events = append(events, p.event(now, l))
 	}
 	_ = p.sink.Append(p.function, events...)
 	var tail string
 	if p.tail != nil {
 		tail = p.tail.String()
-		if len(tail) > tailBytes {
-			tail = tail[len(tail)-tailBytes:]
-		}
 	}
 	p.reqID = ""
 	p.tail = nil
@@ -203,4 +272,10 @@ func (p *logPipe) emit(line string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	_ = p.sink.Append(p.function, p.event(time.Now().UnixMilli(), line))
+}
+
+// droppedLine reports what the rate limit dropped.
+func droppedLine(reqID string, n int64) string {
+	return "RequestId: " + reqID + " Warning: " + strconv.FormatInt(n, 10) +
+		" bytes of log output dropped: over the sandbox's log rate of " + strconv.Itoa(logRate>>20) + " MB/s"
 }

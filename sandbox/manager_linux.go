@@ -2,11 +2,9 @@ package sandbox
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -21,64 +19,15 @@ import (
 	"nimbus/rpc"
 )
 
-// Config configures a Manager. Zero values take the defaults noted.
-type Config struct {
-	// StateDir holds libcontainer's state; it belongs on a tmpfs (/run).
-	// Sandboxes left there by an earlier agent are destroyed at start.
-	StateDir string
-	// ImageDir is where the default image is built once and cached.
-	ImageDir string
-	// CgroupParent is the cgroup path sandboxes go under (default /nimbus).
-	CgroupParent string
-	// IdleTimeout is how long an unused warm sandbox is kept (default 10m).
-	IdleTimeout time.Duration
-	// FreezeAfter is how long an idle sandbox stays thawed before it is
-	// frozen (default 50ms; negative: never freeze).
-	FreezeAfter time.Duration
-	// InitTimeout bounds a runtime's initialisation (default 10s, Lambda's).
-	InitTimeout time.Duration
-	// Region and AccountID appear in function ARNs and AWS_REGION.
-	Region, AccountID string
-	// Logs receives every function's log lines. Required.
-	Logs   LogSink
-	Logger *slog.Logger
-}
-
-// Request is one invocation to run.
-type Request struct {
-	Function  *rpc.FunctionConfig
-	CodeDir   string // the function's extracted code, mounted at /var/task
-	RequestID string // generated when empty
-	Payload   []byte
-	Tail      bool // return the last 4 KB of the invocation's log
-}
-
-// Result is an invocation's outcome. A function error (returned, crashed,
-// out of memory, timed out) is a Result with ErrorType set, not an error.
-type Result struct {
-	RequestID    string
-	Payload      []byte
-	ErrorType    string // "" on success
-	LogTail      string
-	Cold         bool
-	InitDuration time.Duration
-	Duration     time.Duration
-	MaxMemoryMB  int
-}
-
-// Stats counts the sandboxes a manager holds.
-type Stats struct {
-	Idle, Busy int
-}
-
 // Manager runs invocations in sandboxes and keeps warm ones for reuse. Safe
 // for concurrent use. mu guards idle, all and closed; each sandbox guards
 // its own state.
 type Manager struct {
-	cfg   Config
-	image string
-	id    string // unique per manager: container ids and cgroups never clash
-	log   *slog.Logger
+	cfg        Config
+	image      string
+	initBinary string // this program, mounted as every sandbox's PID 1
+	id         string // unique per manager: container ids and cgroups never clash
+	log        *slog.Logger
 
 	mu     sync.Mutex
 	idle   map[string][]*sandbox // by function@revision, most recent last
@@ -89,9 +38,6 @@ type Manager struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
-
-// ErrClosed is returned by Invoke after Close.
-var ErrClosed = errors.New("sandbox manager closed")
 
 // NewManager builds (or reuses) the default image, cleans up sandboxes left
 // by an earlier run, and starts the idle reaper.
@@ -126,13 +72,22 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, err
 	}
-	cleanupStale(cfg.StateDir, cfg.CgroupParent, cfg.Logger)
+	cleanupStale(cfg.StateDir, cfg.Logger)
+	id := randomHex(4)
+	removeOrphanCgroups(cfg.StateDir, cfg.CgroupParent, id, cfg.Logger)
+	if err := limitParentPids(cfg.CgroupParent); err != nil {
+		cfg.Logger.Warn("no pids limit on the sandboxes' parent cgroup", "err", err)
+	}
 	image, err := EnsureImage(cfg.ImageDir)
 	if err != nil {
 		return nil, err
 	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: find this program for the sandboxes' init: %w", err)
+	}
 	m := &Manager{
-		cfg: cfg, image: image, id: randomHex(4), log: cfg.Logger,
+		cfg: cfg, image: image, initBinary: self, id: id, log: cfg.Logger,
 		idle: map[string][]*sandbox{},
 		all:  map[*sandbox]struct{}{},
 		stop: make(chan struct{}),
@@ -142,77 +97,32 @@ func NewManager(cfg Config) (*Manager, error) {
 	return m, nil
 }
 
-// cleanupStale destroys containers an earlier agent left in stateDir, and
-// the cgroups named after them: an agent killed during a cold start leaves
-// a state directory libcontainer cannot load, and cgroups that no
-// container owns any more.
-func cleanupStale(stateDir, cgroupParent string, log *slog.Logger) {
+// cleanupStale destroys containers an earlier agent left in stateDir.
+func cleanupStale(stateDir string, log *slog.Logger) {
 	entries, _ := os.ReadDir(stateDir)
 	for _, e := range entries {
-		if c, err := libcontainer.Load(stateDir, e.Name()); err == nil {
-			_ = c.Resume() // a frozen process cannot die
-			_ = c.Signal(unix.SIGKILL)
-			// Destroy refuses a container whose init still runs: wait for
-			// the kill to land.
-			for i := 0; i < 200; i++ {
-				if st, err := c.Status(); err != nil || st == libcontainer.Stopped {
-					break
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-			if err := c.Destroy(); err != nil {
-				log.Warn("stale sandbox not destroyed", "id", e.Name(), "err", err)
-			}
+		if e.Name() == managersFile {
+			continue
 		}
-		if err := removeCgroups(cgroupParent, e.Name()); err != nil {
-			log.Warn("stale sandbox cgroups not removed", "id", e.Name(), "err", err)
+		c, err := libcontainer.Load(stateDir, e.Name())
+		if err != nil {
+			os.RemoveAll(filepath.Join(stateDir, e.Name()))
+			continue
 		}
-		os.RemoveAll(filepath.Join(stateDir, e.Name()))
-	}
-}
-
-// removeCgroups removes the cgroup parent/id in every hierarchy mounted
-// under /sys/fs/cgroup (each v1 controller, and the unified one), killing
-// what is left in it first (thawed, since a frozen task cannot die).
-func removeCgroups(parent, id string) error {
-	if id == "" || id == "." || id == ".." || filepath.Base(id) != id {
-		return fmt.Errorf("bad sandbox id %q", id)
-	}
-	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", parent, id))
-	if d := filepath.Join("/sys/fs/cgroup", parent, id); dirExists(d) {
-		dirs = append(dirs, d)
-	}
-	for _, d := range dirs {
-		_ = os.WriteFile(filepath.Join(d, "freezer.state"), []byte("THAWED"), 0)
-		_ = os.WriteFile(filepath.Join(d, "cgroup.kill"), []byte("1"), 0)
-		if b, err := os.ReadFile(filepath.Join(d, "cgroup.procs")); err == nil {
-			for _, f := range strings.Fields(string(b)) {
-				if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
-					_ = unix.Kill(pid, unix.SIGKILL)
-				}
-			}
-		}
-	}
-	var errs []error
-	for _, d := range dirs {
-		var err error
-		for i := 0; i < 100; i++ { // the killed tasks leave in a moment
-			if err = os.Remove(d); err == nil || errors.Is(err, fs.ErrNotExist) {
-				err = nil
+		_ = c.Resume() // a frozen process cannot die
+		_ = c.Signal(unix.SIGKILL)
+		// Destroy refuses a container whose init still runs: wait for the
+		// kill to land.
+		for i := 0; i < 200; i++ {
+			if st, err := c.Status(); err != nil || st == libcontainer.Stopped {
 				break
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		if err != nil {
-			errs = append(errs, err)
+		if err := c.Destroy(); err != nil {
+			log.Warn("stale sandbox not destroyed", "id", e.Name(), "err", err)
 		}
 	}
-	return errors.Join(errs...)
-}
-
-func dirExists(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.IsDir()
 }
 
 // Invoke runs one invocation: on an idle warm sandbox of the function's
@@ -223,14 +133,33 @@ func (m *Manager) Invoke(ctx context.Context, req *Request) (*Result, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if len(req.Payload) > 0 && !json.Valid(req.Payload) {
+		return nil, rpc.Errorf(rpc.CodeInvalidRequestContent, "Could not parse request body into json: the payload is not valid JSON")
+	}
 	if req.RequestID == "" {
 		req.RequestID = NewRequestID()
 	}
 	sb, cold, err := m.get(req)
+	var bad *entrypointError
+	if errors.As(err, &bad) {
+		return m.invalidEntrypoint(req, bad.err), nil
+	}
 	if err != nil {
 		return nil, err
 	}
-	res := sb.run(m, req, cold)
+	res, how := sb.run(m, req, cold, m.cfg.InitTimeout, false)
+	m.put(sb)
+	if how != initTimedOut || res != nil {
+		return res, nil
+	}
+	// The init outran Lambda's cap: retry it once in a new sandbox, as part
+	// of this invocation and under the function's timeout.
+	sb, err = m.startCold(req)
+	if err != nil {
+		return nil, err
+	}
+	timeout := time.Duration(req.Function.TimeoutSec) * time.Second
+	res, _ = sb.run(m, req, true, timeout, true)
 	m.put(sb)
 	return res, nil
 }
@@ -258,13 +187,28 @@ func (m *Manager) get(req *Request) (*sandbox, bool, error) {
 		delete(m.all, sb)
 		m.retire(sb)
 	}
+	m.mu.Unlock()
+	sb, err := m.startCold(req)
+	return sb, true, err
+}
+
+// startCold starts a new sandbox for req.Function and returns it acquired.
+func (m *Manager) startCold(req *Request) (*sandbox, error) {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, ErrClosed
+	}
 	m.seq++
 	id := m.id + "-" + req.Function.Name + "-" + strconv.FormatUint(m.seq, 10)
 	m.mu.Unlock()
 
-	sb, err := m.startSandbox(req.Function, req.CodeDir, id)
+	if err := checkEntrypoint(req.CodeDir, m.image); err != nil {
+		return nil, &entrypointError{err}
+	}
+	sb, err := m.startSandbox(req.Function, req.CodeDir, id, req.Tail)
 	if err != nil {
-		return nil, false, rpc.Errorf(rpc.CodeService, "cannot start sandbox for %s: %v", req.Function.Name, err)
+		return nil, rpc.Errorf(rpc.CodeService, "cannot start sandbox for %s: %v", req.Function.Name, err)
 	}
 	sb.acquire()
 	m.mu.Lock()
@@ -276,25 +220,49 @@ func (m *Manager) get(req *Request) (*sandbox, bool, error) {
 	if closed {
 		sb.markDead()
 		sb.destroy()
-		return nil, false, ErrClosed
+		return nil, ErrClosed
 	}
-	return sb, true, nil
+	return sb, nil
+}
+
+// entrypointError is a bootstrap that cannot be executed.
+type entrypointError struct{ err error }
+
+func (e *entrypointError) Error() string { return e.err.Error() }
+
+// invalidEntrypoint is the result, and the log, of an invocation whose
+// bootstrap cannot run: Runtime.InvalidEntrypoint with the cause.
+func (m *Manager) invalidEntrypoint(req *Request, cause error) *Result {
+	fn := req.Function
+	msg := "RequestId: " + req.RequestID + " Error: " + cause.Error()
+	o := functionError(rpc.ErrTypeInvalidEntrypoint, msg)
+	res := &Result{RequestID: req.RequestID, Cold: true, Payload: o.payload, ErrorType: o.errType}
+	now := time.Now().UnixMilli()
+	lines := []string{startLine(req.RequestID), msg, endLine(req.RequestID), reportLine(req.RequestID, fn, res, "error", o.errType)}
+	events := make([]rpc.LogEvent, len(lines))
+	var tail strings.Builder
+	for i, l := range lines {
+		events[i] = rpc.LogEvent{TimeMs: now, RequestID: req.RequestID, Line: l}
+		tail.WriteString(l)
+		tail.WriteByte('\n')
+	}
+	_ = m.cfg.Logs.Append(fn.Name, events...)
+	if req.Tail {
+		res.LogTail = tail.String()
+	}
+	return res
 }
 
 // put returns a sandbox after an invocation: healthy ones go back to the
 // idle stack, dead ones are destroyed in the background.
 func (m *Manager) put(sb *sandbox) {
-	sb.mu.Lock()
-	dead := sb.dead
-	sb.mu.Unlock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if dead || m.closed {
+	if m.closed || !sb.release(m.cfg.FreezeAfter) {
 		delete(m.all, sb)
 		m.retire(sb)
 		return
 	}
-	sb.release(m.cfg.FreezeAfter)
 	m.idle[sb.key] = append(m.idle[sb.key], sb)
 }
 
@@ -328,9 +296,7 @@ func (m *Manager) Retire(name string, keep uint64) {
 	}
 	for sb := range m.all {
 		if sb.fn.Name == name && sb.fn.Revision != keep {
-			sb.mu.Lock()
-			sb.dead = true // put destroys it when its invocation ends
-			sb.mu.Unlock()
+			sb.retireWhenDone() // put destroys it when its invocation ends
 		}
 	}
 }
@@ -428,25 +394,9 @@ func (m *Manager) Close() error {
 }
 
 func (m *Manager) functionARN(name string) string {
-	return fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s", m.cfg.Region, m.cfg.AccountID, name)
-}
-
-// NewRequestID returns a random UUID (version 4), Lambda's request id form.
-func NewRequestID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+	return rpc.FunctionARN(m.cfg.Region, m.cfg.AccountID, name)
 }
 
 func newTraceID() string {
 	return fmt.Sprintf("Root=1-%08x-%s;Parent=%s;Sampled=0", time.Now().Unix(), randomHex(12), randomHex(8))
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

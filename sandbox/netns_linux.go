@@ -10,10 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// RuntimeAPIAddr is where the Runtime API listens inside every sandbox: its
-// own loopback, in its own network namespace.
-const RuntimeAPIAddr = "127.0.0.1:9001"
-
 // netns is a fresh network namespace with only loopback, up, and the Runtime
 // API listener already bound inside it. The agent serves the listener from
 // its own process: no proxy, no socket file in the rootfs.

@@ -16,17 +16,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The default `provided` image: /bin/sh, coreutils and curl, as Lambda's own
-// provided images offer, assembled from the host's own files (binaries and
-// the shared libraries ldd names), so nothing is downloaded. It is built once
-// into the data dir and mounted read-only as every sandbox's root.
+// The default `provided` image: what Lambda's provided.al2023 offers to a
+// custom runtime: /bin/sh and bash, coreutils and curl, the whole glibc
+// (libc6's libraries: libpthread, libdl, librt, the NSS modules, gconv),
+// libgcc_s and libstdc++ (C++ binaries, Rust's gnu target), CA certificates,
+// and an /etc/hosts that resolves the sandbox's hostname. It is assembled
+// from the host's own files (binaries, the shared libraries ldd names, and
+// the files of those Debian packages), so nothing is downloaded. It is built
+// once into the data dir and mounted read-only as every sandbox's root.
 
 // imageVersion changes when the recipe below changes, so an old cached image
 // is rebuilt.
-const imageVersion = "provided-2"
+const imageVersion = "provided-3"
 
 // imageTools are the programs of the image besides coreutils.
-var imageTools = []string{"/bin/sh", "/usr/bin/curl", "/usr/bin/env", "/usr/bin/grep", "/usr/bin/sed", "/usr/bin/awk", "/usr/bin/tar", "/usr/bin/gzip", "/usr/bin/find", "/usr/bin/xargs"}
+var imageTools = []string{"/bin/sh", "/bin/bash", "/usr/bin/curl", "/usr/bin/env", "/usr/bin/grep", "/usr/bin/sed", "/usr/bin/awk", "/usr/bin/tar", "/usr/bin/gzip", "/usr/bin/find", "/usr/bin/xargs"}
 
 // coreutilsFallback is used when dpkg cannot list coreutils.
 var coreutilsFallback = []string{
@@ -34,6 +38,23 @@ var coreutilsFallback = []string{
 	"mv", "printf", "pwd", "rm", "sleep", "sort", "tail", "tee", "touch", "tr",
 	"true", "uname", "wc", "yes", "dd", "cut", "basename", "dirname", "seq", "stat",
 }
+
+// imagePackages are Debian packages whose libraries the image carries whole.
+var imagePackages = []string{"libc6", "libgcc-s1", "libstdc++6"}
+
+// imageLibGlobs are used when dpkg cannot list imagePackages.
+var imageLibGlobs = []string{
+	"/lib/*-linux-gnu/lib*.so*", "/usr/lib/*-linux-gnu/libstdc++.so*", "/usr/lib/*-linux-gnu/gconv/*",
+}
+
+// caBundle is the host's CA bundle, and caBundleLinks the paths where
+// runtimes look for one (Debian's and Amazon Linux's).
+const caBundle = "/etc/ssl/certs/ca-certificates.crt"
+
+var caBundleLinks = []string{"etc/pki/tls/certs/ca-bundle.crt", "etc/ssl/cert.pem"}
+
+// sandboxHostname is every sandbox's hostname; /etc/hosts resolves it.
+const sandboxHostname = "sandbox"
 
 // Sandbox user, as Lambda's.
 const (
@@ -138,7 +159,7 @@ func buildImage(root string) error {
 			return err
 		}
 	}
-	for _, d := range []string{"var/task", "var/runtime", "opt", "tmp", "proc", "dev", "sys", "etc", "root", "home/" + sandboxUser} {
+	for _, d := range []string{"var/task", "var/runtime", "opt", "tmp", "proc", "dev", "sys/fs/cgroup", "etc", "root", "home/" + sandboxUser} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			return err
 		}
@@ -146,16 +167,42 @@ func buildImage(root string) error {
 	if err := os.Chmod(filepath.Join(root, "tmp"), 0o1777); err != nil {
 		return err
 	}
+	// The mount point of the sandbox's PID 1 (the agent's binary).
+	if err := os.MkdirAll(filepath.Join(root, filepath.Dir(initPath)), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(root, initPath), nil, 0o755); err != nil {
+		return err
+	}
 	files := map[string]string{
 		"etc/passwd":        fmt.Sprintf("root:x:0:0:root:/root:/bin/sh\n%s:x:%d:%d::/home/%s:/sbin/nologin\n", sandboxUser, sandboxUID, sandboxGID, sandboxUser),
 		"etc/group":         fmt.Sprintf("root:x:0:\n%s:x:%d:\n", sandboxUser, sandboxGID),
-		"etc/hosts":         "127.0.0.1\tlocalhost\n::1\tlocalhost\n",
+		"etc/hosts":         "127.0.0.1\tlocalhost " + sandboxHostname + "\n::1\tlocalhost " + sandboxHostname + "\n",
 		"etc/nsswitch.conf": "passwd: files\ngroup: files\nhosts: files\n",
 		"etc/os-release":    "NAME=\"nimbus provided\"\nID=nimbus\n",
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(root, name), []byte(content), 0o644); err != nil {
 			return err
+		}
+	}
+
+	if _, err := os.Stat(caBundle); err == nil {
+		if err := copyPath(root, caBundle); err != nil {
+			return err
+		}
+		for _, l := range caBundleLinks {
+			if err := os.MkdirAll(filepath.Join(root, filepath.Dir(l)), 0o755); err != nil {
+				return err
+			}
+			if err := os.Symlink(caBundle, filepath.Join(root, l)); err != nil && !os.IsExist(err) {
+				return err
+			}
+		}
+	}
+	for _, f := range packageLibraries() {
+		if err := copyPath(root, f); err != nil {
+			return fmt.Errorf("copy %s: %w", f, err)
 		}
 	}
 
@@ -192,6 +239,31 @@ func buildImage(root string) error {
 	}
 	stamp := sha256.Sum256([]byte(strings.Join(append(progs, names...), "\n")))
 	return os.WriteFile(filepath.Join(root, imageStamp), []byte(imageVersion+" "+hex.EncodeToString(stamp[:])+"\n"), 0o644)
+}
+
+// packageLibraries lists the files of imagePackages under the library
+// folders (not their docs), or what imageLibGlobs match without dpkg.
+func packageLibraries() []string {
+	out, err := exec.Command("dpkg", append([]string{"-L"}, imagePackages...)...).Output()
+	var files []string
+	if err == nil {
+		sc := bufio.NewScanner(bytes.NewReader(out))
+		for sc.Scan() {
+			p := sc.Text()
+			if !strings.HasPrefix(p, "/lib") && !strings.HasPrefix(p, "/usr/lib") {
+				continue
+			}
+			if fi, err := os.Lstat(p); err == nil && !fi.IsDir() {
+				files = append(files, p)
+			}
+		}
+		return files
+	}
+	for _, g := range imageLibGlobs {
+		m, _ := filepath.Glob(g)
+		files = append(files, m...)
+	}
+	return files
 }
 
 func coreutilsPrograms() []string {

@@ -3,6 +3,8 @@ package sandbox
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -23,20 +25,22 @@ import (
 //	         start
 //	           │
 //	           ▼
-//	     initialising ──(exit, init error, init timeout)──► dead
-//	           │ first /next
+//	         cold ──(exit, init error, init timeout)──► dead
+//	           │ init over (first /next), invocation runs
 //	           ▼
-//	┌───────► idle ──(FreezeAfter)──► frozen
-//	│          │ acquire                │ acquire (thaw)
-//	│          ▼                        │
-//	└─ ok ── busy ◄─────────────────────┘
-//	           │ timeout, OOM kill, crash
-//	           ▼
-//	         dead   (also from idle/frozen on IdleTimeout or retire)
+//	┌──────── busy ◄──────────────────────┐
+//	│ runtime back in /next               │ acquire (thaw)
+//	▼                                     │
+//	idle ──(FreezeAfter)──► frozen ───────┘
+//	│ acquire
+//	└──► busy
+//	busy ──(timeout, OOM kill, crash, exit after answering)──► dead
+//	idle, frozen ──(IdleTimeout, retire, Close)──► dead
 //
-// Fields set in start are immutable afterwards. mu guards the state below it.
-// A sandbox serves one invocation at a time: the manager hands it to one
-// caller and takes it back.
+// Fields set in start are immutable afterwards. mu guards the fields below
+// it; state changes only through to, which refuses what the diagram does not
+// allow. A sandbox serves one invocation at a time: the manager hands it to
+// one caller and takes it back.
 type sandbox struct {
 	id      string
 	key     string
@@ -49,29 +53,71 @@ type sandbox struct {
 	cgroups cgroupFiles
 	started time.Time
 
-	exited    chan struct{}
-	exitState *os.ProcessState // set before exited is closed
-	exitErr   error
+	exited        chan struct{}
+	exitState     *os.ProcessState // set before exited is closed
+	exitErr       error
+	runtimeStatus pid1Status // set before exited is closed
 
 	initDone     bool          // only the caller holding the sandbox touches it
 	initDuration time.Duration // reported on the first invocation only
 
 	mu          sync.Mutex
-	frozen      bool
-	busy        bool
-	dead        bool
+	state       sbState
+	retiring    bool // destroy when the invocation in flight ends
 	lastUsed    time.Time
 	freezeTimer *time.Timer
+}
+
+// sbState is a sandbox's place in the lifecycle above.
+type sbState uint8
+
+const (
+	stateCold sbState = iota
+	stateBusy
+	stateIdle
+	stateFrozen
+	stateDead
+)
+
+var stateNames = [...]string{"cold", "busy", "idle", "frozen", "dead"}
+
+func (s sbState) String() string { return stateNames[s] }
+
+// allowed reports whether the lifecycle has an edge from s to next.
+func (s sbState) allowed(next sbState) bool {
+	switch s {
+	case stateCold:
+		return next == stateBusy || next == stateDead
+	case stateBusy:
+		return next == stateIdle || next == stateDead
+	case stateIdle:
+		return next == stateBusy || next == stateFrozen || next == stateDead
+	case stateFrozen:
+		return next == stateBusy || next == stateDead
+	}
+	return false
+}
+
+// to moves the sandbox to next if the lifecycle allows it. The caller holds
+// mu.
+func (sb *sandbox) to(next sbState) bool {
+	if !sb.state.allowed(next) {
+		return false
+	}
+	sb.state = next
+	return true
 }
 
 // cgroupFiles are the cgroup (v1) directories the sandbox reads and writes
 // directly on the hot path, bypassing libcontainer's state bookkeeping.
 type cgroupFiles struct {
-	freezer, memory, cpu string
+	freezer, memory, cpu, pids string
 	// maxUsage is memory.max_usage_in_bytes, kept open: it is read after
 	// every invocation, and pread on an open file costs a fraction of an
 	// open/read/close of a cgroupfs path.
 	maxUsage *os.File
+	// pidsCur is pids.current, read as each invocation ends; kept open too.
+	pidsCur *os.File
 }
 
 func (c cgroupFiles) write(dir, file, value string) error {
@@ -107,21 +153,27 @@ func (c cgroupFiles) oomKills() int64 {
 }
 
 func (c cgroupFiles) maxMemoryMB() int {
-	if c.maxUsage == nil {
+	v := preadInt(c.maxUsage)
+	return int((v + (1<<20 - 1)) >> 20)
+}
+
+// preadInt reads the number in an open cgroup file from its start.
+func preadInt(f *os.File) int64 {
+	if f == nil {
 		return 0
 	}
 	var buf [32]byte
-	n, err := c.maxUsage.ReadAt(buf[:], 0)
+	n, err := f.ReadAt(buf[:], 0)
 	if n == 0 && err != nil {
 		return 0
 	}
 	v, _ := strconv.ParseInt(strings.TrimSpace(string(buf[:n])), 10, 64)
-	return int((v + (1<<20 - 1)) >> 20)
+	return v
 }
 
 // startSandbox creates and starts a container running fn's bootstrap. It
 // returns once the bootstrap process runs; the caller waits for api.ready.
-func (m *Manager) startSandbox(fn *rpc.FunctionConfig, codeDir, id string) (_ *sandbox, err error) {
+func (m *Manager) startSandbox(fn *rpc.FunctionConfig, codeDir, id string, tail bool) (_ *sandbox, err error) {
 	ns, err := newNetns()
 	if err != nil {
 		return nil, err
@@ -141,13 +193,24 @@ func (m *Manager) startSandbox(fn *rpc.FunctionConfig, codeDir, id string) (_ *s
 			logs.w.Close()
 		}
 	}()
+	status, statusW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer statusW.Close() // the container holds its own copy once started
+	defer func() {
+		if err != nil {
+			status.Close()
+		}
+	}()
 	cfg := containerConfig(containerSpec{
+		initBinary: m.initBinary,
 		rootfs:     m.image,
 		codeDir:    codeDir,
 		netnsPath:  ns.path(),
 		cgroupPath: m.cfg.CgroupParent + "/" + id,
 		memoryMB:   fn.MemoryMB,
-		hostname:   "sandbox",
+		hostname:   sandboxHostname,
 	})
 	ctr, err := libcontainer.Create(m.cfg.StateDir, id, cfg)
 	if err != nil {
@@ -159,16 +222,19 @@ func (m *Manager) startSandbox(fn *rpc.FunctionConfig, codeDir, id string) (_ *s
 		exited: make(chan struct{}),
 	}
 	sb.proc = &libcontainer.Process{
-		Args:   []string{"/var/task/bootstrap"},
-		Env:    m.environment(fn, id),
-		UID:    sandboxUID,
-		GID:    sandboxGID,
-		Cwd:    "/var/task",
-		Stdout: logs.w,
-		Stderr: logs.w,
-		Init:   true,
+		Args:       []string{initPath, initArg, bootstrapPath},
+		ExtraFiles: []*os.File{statusW}, // fd 3 in PID 1
+		Env:        m.environment(fn, id),
+		UID:        sandboxUID,
+		GID:        sandboxGID,
+		Cwd:        "/var/task",
+		Stdout:     logs.w,
+		Stderr:     logs.w,
+		Init:       true,
 	}
 	go sb.api.serve(ns.ln)
+	logs.collectTail(tail) // a cold invocation's tail starts with its init
+	logs.emit(initStartLine(fn.Runtime))
 	sb.started = time.Now()
 	if err := ctr.Run(sb.proc); err != nil {
 		sb.api.close()
@@ -179,6 +245,14 @@ func (m *Manager) startSandbox(fn *rpc.FunctionConfig, codeDir, id string) (_ *s
 	go logs.run()
 	go func() {
 		sb.exitState, sb.exitErr = sb.proc.Wait()
+		// PID 1 wrote the runtime's status before it exited.
+		var buf [256]byte
+		_ = unix.SetNonblock(int(status.Fd()), true)
+		n, _ := unix.Read(int(status.Fd()), buf[:])
+		status.Close()
+		if n > 0 {
+			sb.runtimeStatus = parsePID1Status(buf[:n])
+		}
 		close(sb.exited)
 	}()
 	if st, err := ctr.State(); err == nil {
@@ -186,27 +260,27 @@ func (m *Manager) startSandbox(fn *rpc.FunctionConfig, codeDir, id string) (_ *s
 			freezer: st.CgroupPaths["freezer"],
 			memory:  st.CgroupPaths["memory"],
 			cpu:     st.CgroupPaths["cpu"],
+			pids:    st.CgroupPaths["pids"],
 		}
 		sb.cgroups.maxUsage, _ = os.Open(filepath.Join(sb.cgroups.memory, "memory.max_usage_in_bytes"))
+		sb.cgroups.pidsCur, _ = os.Open(filepath.Join(sb.cgroups.pids, "pids.current"))
 	}
 	sb.freezeTimer = time.AfterFunc(time.Hour, sb.freeze)
 	sb.freezeTimer.Stop()
 	return sb, nil
 }
 
-func sandboxKey(fn *rpc.FunctionConfig) string {
-	return fn.Name + "@" + strconv.FormatUint(fn.Revision, 10) + "@" + fn.CodeSHA256
-}
-
-// Key is how warm sandboxes are keyed: function name, revision and code
-// digest, so a sandbox only ever serves the code it was started with. The
-// scheduler places invocations on workers with an idle sandbox of the key.
-func Key(fn *rpc.FunctionConfig) string { return sandboxKey(fn) }
-
 func (m *Manager) environment(fn *rpc.FunctionConfig, id string) []string {
-	env := make([]string, 0, len(fn.Env)+16)
+	env := make([]string, 0, len(fn.Env)+24)
 	for k, v := range fn.Env {
-		env = append(env, k+"="+v)
+		if !rpc.IsReservedEnvKey(k) {
+			env = append(env, k+"="+v)
+		}
+	}
+	for _, kv := range defaultEnv {
+		if _, set := fn.Env[kv[0]]; !set {
+			env = append(env, kv[0]+"="+kv[1])
+		}
 	}
 	handler := fn.Handler
 	if handler == "" {
@@ -219,25 +293,32 @@ func (m *Manager) environment(fn *rpc.FunctionConfig, id string) []string {
 		"LAMBDA_RUNTIME_DIR=/var/runtime",
 		"AWS_LAMBDA_FUNCTION_NAME="+fn.Name,
 		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE="+strconv.Itoa(fn.MemoryMB),
-		"AWS_LAMBDA_FUNCTION_VERSION=$LATEST",
+		"AWS_LAMBDA_FUNCTION_VERSION="+rpc.LatestVersion,
 		"AWS_LAMBDA_INITIALIZATION_TYPE=on-demand",
 		"AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/"+fn.Name,
-		"AWS_LAMBDA_LOG_STREAM_NAME="+time.Now().UTC().Format("2006/01/02")+"/[$LATEST]"+id,
+		"AWS_LAMBDA_LOG_STREAM_NAME="+logStreamName(time.Now(), id),
 		"AWS_REGION="+m.cfg.Region,
 		"AWS_DEFAULT_REGION="+m.cfg.Region,
-		"TZ=:UTC",
-		"LANG=en_US.UTF-8",
-		"PATH=/usr/local/bin:/usr/bin/:/bin:/opt/bin",
-		"LD_LIBRARY_PATH=/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib",
 	)
+	// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN are
+	// left unset until access control gives a function credentials of its
+	// own: an empty key would stop the SDKs' search for other credentials.
 	return env
 }
 
-// acquire marks the sandbox busy and thaws it. It fails if the sandbox died.
+// logStreamName is Lambda's log stream name of a sandbox:
+// YYYY/MM/DD/[$LATEST] and 32 hex digits that name the sandbox.
+func logStreamName(now time.Time, sandboxID string) string {
+	h := sha256.Sum256([]byte(sandboxID))
+	return now.UTC().Format("2006/01/02") + "/[" + rpc.LatestVersion + "]" + hex.EncodeToString(h[:16])
+}
+
+// acquire marks a cold, idle or frozen sandbox busy, thawing it. It fails
+// if the sandbox died or is being retired.
 func (sb *sandbox) acquire() bool {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
-	if sb.dead || sb.busy {
+	if sb.retiring {
 		return false
 	}
 	select {
@@ -246,80 +327,108 @@ func (sb *sandbox) acquire() bool {
 	default:
 	}
 	sb.freezeTimer.Stop()
-	if sb.frozen {
+	if sb.state == stateFrozen {
 		if err := sb.cgroups.write(sb.cgroups.freezer, "freezer.state", "THAWED"); err != nil {
 			return false
 		}
-		sb.frozen = false
 	}
-	sb.busy = true
-	return true
+	return sb.to(stateBusy)
 }
 
-// release returns a healthy sandbox to idle and arms its freeze timer.
-func (sb *sandbox) release(freezeAfter time.Duration) {
+// release returns a busy sandbox whose runtime waits in /next to idle and
+// arms its freeze timer. It reports false if the sandbox cannot be reused.
+func (sb *sandbox) release(freezeAfter time.Duration) bool {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
-	sb.busy = false
+	if sb.retiring || sb.cgroups.pidsCurrent() > idlePidsLimit || !sb.to(stateIdle) {
+		return false
+	}
 	sb.lastUsed = time.Now()
 	if freezeAfter > 0 {
 		sb.freezeTimer.Reset(freezeAfter)
 	}
+	return true
 }
 
 func (sb *sandbox) freeze() {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
-	if sb.busy || sb.frozen || sb.dead {
+	if sb.state != stateIdle {
 		return
 	}
 	if sb.cgroups.write(sb.cgroups.freezer, "freezer.state", "FROZEN") == nil {
-		sb.frozen = true
+		sb.to(stateFrozen)
 	}
 }
 
-// idleSince reports when an idle sandbox was last used, and false if it is
-// busy or dead.
+// idleSince reports when an idle or frozen sandbox was last used, and false
+// if it is in any other state.
 func (sb *sandbox) idleSince() (time.Time, bool) {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
-	return sb.lastUsed, !sb.busy && !sb.dead
+	return sb.lastUsed, sb.state == stateIdle || sb.state == stateFrozen
+}
+
+// isDead reports whether the sandbox cannot serve again.
+func (sb *sandbox) isDead() bool {
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	return sb.state == stateDead || sb.retiring
+}
+
+// retireWhenDone marks the sandbox to be destroyed instead of reused.
+func (sb *sandbox) retireWhenDone() {
+	sb.mu.Lock()
+	sb.retiring = true
+	sb.mu.Unlock()
 }
 
 // markDead makes the sandbox unusable; it returns false if it already was.
 func (sb *sandbox) markDead() bool {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
-	if sb.dead {
+	wasFrozen := sb.state == stateFrozen
+	if !sb.to(stateDead) {
 		return false
 	}
-	sb.dead = true
 	sb.freezeTimer.Stop()
-	if sb.frozen {
+	if wasFrozen {
 		_ = sb.cgroups.write(sb.cgroups.freezer, "freezer.state", "THAWED")
-		sb.frozen = false
 	}
 	return true
 }
 
 // destroy kills every process of the sandbox and removes its container,
-// cgroups and namespace. Call after markDead.
+// cgroups and namespace. Call after markDead. It tries again, thawing
+// first each time, until the container is gone or a minute has passed: a
+// thaw that failed (descriptors exhausted) must not leave a frozen sandbox
+// with its SIGKILL pending forever.
 func (sb *sandbox) destroy() {
 	sb.api.close()
-	_ = sb.ctr.Signal(unix.SIGKILL)
-	select {
-	case <-sb.exited:
-	case <-time.After(5 * time.Second):
-	}
-	if err := sb.ctr.Destroy(); err != nil {
-		// A process that outlived init (it cannot, in its own pid
-		// namespace) or a busy cgroup: try once more after a moment.
-		time.Sleep(50 * time.Millisecond)
-		_ = sb.ctr.Destroy()
+	var err error
+	for attempt, wait := 0, 20*time.Millisecond; attempt < 12; attempt, wait = attempt+1, min(2*wait, 10*time.Second) {
+		if attempt > 0 {
+			time.Sleep(wait)
+		}
+		if sb.cgroups.freezer != "" {
+			_ = sb.cgroups.write(sb.cgroups.freezer, "freezer.state", "THAWED")
+		}
+		_ = sb.ctr.Signal(unix.SIGKILL)
+		select {
+		case <-sb.exited:
+		case <-time.After(5 * time.Second):
+			continue
+		}
+		if err = sb.ctr.Destroy(); err == nil {
+			break
+		}
 	}
 	sb.ns.close()
 	if sb.cgroups.maxUsage != nil {
 		sb.cgroups.maxUsage.Close()
+	}
+	if sb.cgroups.pidsCur != nil {
+		sb.cgroups.pidsCur.Close()
 	}
 }
 
@@ -327,6 +436,9 @@ func (sb *sandbox) destroy() {
 const killSignal = unix.SIGKILL
 
 func (sb *sandbox) exitDescription() string {
+	if sb.runtimeStatus.reported {
+		return sb.runtimeStatus.description()
+	}
 	st := sb.exitState
 	if st == nil {
 		if sb.exitErr != nil {
@@ -339,3 +451,5 @@ func (sb *sandbox) exitDescription() string {
 	}
 	return "exit status " + strconv.Itoa(st.ExitCode())
 }
+
+func killPid(pid int) error { return unix.Kill(pid, unix.SIGKILL) }

@@ -14,7 +14,7 @@ go build -o bin/nimbus ./cmd/nimbus
 CGO_ENABLED=0 go build -o examples/hello/build/bootstrap ./examples/hello
 data=$(mktemp -d /tmp/nimbus-bench.XXXXXX)
 export NIMBUS_ADDR=127.0.0.1:${BENCH_PORT:-8790}
-bin/nimbus agent --dev --data-dir "$data" --rpc-addr "$NIMBUS_ADDR" --log-level warn >"$data/agent.log" 2>&1 &
+bin/nimbus agent --dev --data-dir "$data" --rpc-addr "$NIMBUS_ADDR" --http-addr off --log-level warn >"$data/agent.log" 2>&1 &
 agent=$!
 trap 'kill $agent 2>/dev/null; wait $agent 2>/dev/null; rm -rf "$data"' EXIT
 until bin/nimbus fn list >/dev/null 2>&1; do sleep 0.1; done
@@ -51,7 +51,7 @@ echo "## the same bootstrap under the runc CLI"
 if command -v runc >/dev/null && command -v hyperfine >/dev/null && command -v python3 >/dev/null; then
   b=$(mktemp -d /tmp/nimbus-runc.XXXXXX)
   (cd "$b" && runc spec)
-  python3 - "$b/config.json" "$data/images/provided-2" "$PWD/examples/hello/build" <<'PY'
+  python3 - "$b/config.json" "$data/images/provided-3" "$PWD/examples/hello/build" <<'PY'
 import json, sys
 path, rootfs, code = sys.argv[1:]
 c = json.load(open(path))

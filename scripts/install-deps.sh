@@ -2,8 +2,8 @@
 # Installs what building and testing nimbus needs on a Debian machine with Go:
 # gcc for cgo (libcontainer's nsenter), curl and the coreutils the default
 # sandbox image is assembled from, iproute2 and util-linux (nsenter, flock)
-# for the network-namespace cluster, and
-# the Go modules. Safe to run again; installs only what is missing.
+# for the network-namespace cluster, awscli and python3-boto3 for the REST
+# gateway's tests, and the Go modules. Safe to run again; installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +13,10 @@ for pair in gcc:gcc curl:curl ip:iproute2 nsenter:util-linux flock:util-linux dp
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ! -e /usr/include/stdio.h ]; then need+=(libc6-dev); fi
+# Debian's AWS CLI and boto3: the REST gateway's tests drive it with clients
+# no one here wrote (the system ones, whatever else is on PATH).
+[ -x /usr/bin/aws ] || need+=(awscli)
+/usr/bin/python3 -c 'import boto3' >/dev/null 2>&1 || need+=(python3-boto3)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need[*]} (run as root to install them)" >&2

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 command -v go >/dev/null 2>&1 || export PATH=$PATH:/usr/local/go/bin
 go vet ./...
+# The CLI builds for macOS and Windows (workers are Linux only).
+for os in darwin windows; do GOOS=$os GOARCH=amd64 go build -o /dev/null ./cmd/nimbus; done
 go test -count=1 -timeout 20m ./...
 # The packages whose concurrency is their own, once more under the race detector.
-go test -race -count=1 -timeout 10m ./rpc/ ./logstore/ ./scheduler/ ./bundle/
+go test -race -count=1 -timeout 10m ./rpc/ ./logstore/ ./scheduler/ ./bundle/ ./gateway/

@@ -40,6 +40,7 @@ func (c *cli) agentCmd() *cobra.Command {
 		metricsAddr         string
 		accountLimit        int
 		memoryMB            int
+		httpAddr            string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -47,7 +48,8 @@ func (c *cli) agentCmd() *cobra.Command {
 		Long: "Run a node.\n\n" +
 			"  --dev                      one node with both roles and a single-voter Raft; nothing else to configure\n" +
 			"  --server --worker --bind IP:PORT --join IP:PORT,... --bootstrap-expect 3\n" +
-			"                             a cluster node; rpc and Raft share PORT (default 8700), gossip uses PORT+1\n" +
+			"                             a cluster node; rpc and Raft share PORT (default 8700), gossip uses PORT+1,\n" +
+			"                             the log store PORT+2 (clients) and PORT+3 (routes between servers)\n" +
 			"  --worker --bind IP:PORT --join IP:PORT\n" +
 			"                             a worker-only node",
 		Args: cobra.NoArgs,
@@ -106,11 +108,23 @@ func (c *cli) agentCmd() *cobra.Command {
 				return fmt.Errorf("rpc listener: %w", err)
 			}
 			cfg.RPCListener = ln
+			if cfg.HTTPListener, err = listenHTTP(httpAddr, dev, listen); err != nil {
+				if httpAddr != "" {
+					ln.Close()
+					return err
+				}
+				// The default address is a convenience: a busy port is no
+				// reason not to run (say so, and serve rpc alone).
+				log.Warn("Lambda REST API off: its default address is not free (set --http-addr)", "err", err)
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			n, err := node.Start(ctx, cfg)
 			if err != nil {
 				ln.Close()
+				if cfg.HTTPListener != nil {
+					cfg.HTTPListener.Close()
+				}
 				return err
 			}
 			explicit := cmd.Flags().Changed("metrics-addr")
@@ -134,6 +148,9 @@ func (c *cli) agentCmd() *cobra.Command {
 				}
 			}
 			fmt.Fprintf(c.stderr, "nimbus agent %s serving on %s (data dir %s)\n", n.Name(), n.Addr(), dataDir)
+			if a := n.HTTPAddr(); a != "" {
+				fmt.Fprintf(c.stderr, "Lambda REST API on http://%s\n", a)
+			}
 			<-ctx.Done()
 			log.Info("shutting down")
 			return n.Close()
@@ -144,6 +161,7 @@ func (c *cli) agentCmd() *cobra.Command {
 	f.BoolVar(&server, "server", false, "be a Raft voter (1, 3 or 5 per cluster)")
 	f.BoolVar(&worker, "worker", false, "run sandboxes")
 	f.StringVar(&dataDir, "data-dir", "/var/lib/nimbus", "where Raft, code, logs and the sandbox image are kept")
+	f.StringVar(&httpAddr, "http-addr", "", "IP:PORT of Lambda's REST API, or off (default: 127.0.0.1:9000 with --dev, the --bind IP at port 9000 in a cluster)")
 	f.StringVar(&rpcAddr, "rpc-addr", "127.0.0.1:8700", "address clients connect to (--dev)")
 	f.StringVar(&bind, "bind", "", "IP:PORT of this node: rpc and Raft on PORT, gossip on PORT+1")
 	f.StringSliceVar(&join, "join", nil, "IP:PORT of nodes to join (comma-separated or repeated)")

@@ -34,10 +34,11 @@ type destination struct {
 	Destination string `json:"Destination,omitempty"`
 }
 
-func newEventConfigOutput(cfg *rpc.EventConfig) eventConfigOutput {
+func newEventConfigOutput(r *rpc.EventConfigResponse) eventConfigOutput {
+	cfg := r.Config
 	return eventConfigOutput{
 		LastModified:             float64(cfg.LastModifiedMs) / 1000,
-		FunctionArn:              rpc.FunctionARN(cfg.FunctionName) + ":$LATEST",
+		FunctionArn:              r.FunctionARN + ":" + rpc.LatestVersion,
 		MaximumRetryAttempts:     cfg.Retries(),
 		MaximumEventAgeInSeconds: cfg.MaxAgeSec(),
 		DestinationConfig:        destinationConfig{OnSuccess: destination{cfg.OnSuccess}, OnFailure: destination{cfg.OnFailure}},
@@ -86,7 +87,7 @@ func (c *cli) fnPutEventConfigCmd() *cobra.Command {
 				if err != nil {
 					return nil, err
 				}
-				return newEventConfigOutput(r.Config), nil
+				return newEventConfigOutput(r), nil
 			})
 		},
 	}
@@ -111,7 +112,7 @@ func (c *cli) fnGetEventConfigCmd() *cobra.Command {
 				if err != nil {
 					return nil, err
 				}
-				return newEventConfigOutput(r.Config), nil
+				return newEventConfigOutput(r), nil
 			})
 		},
 	}

@@ -23,6 +23,7 @@ import (
 // default image, in this binary's own temporary folder.
 var (
 	helloBin string
+	gofnBin  string // testdata/gofn: aws-lambda-go, does what the event says
 	imageDir string
 )
 
@@ -47,6 +48,13 @@ func TestMain(m *testing.M) {
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 			if out, err := cmd.CombinedOutput(); err != nil {
 				fmt.Fprintf(os.Stderr, "build examples/hello: %v\n%s", err, out)
+				return 1
+			}
+			gofnBin = filepath.Join(dir, "gofn")
+			cmd = exec.Command("go", "build", "-o", gofnBin, "./testdata/gofn")
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "build testdata/gofn: %v\n%s", err, out)
 				return 1
 			}
 			imageDir = filepath.Join(dir, "images")
@@ -131,7 +139,7 @@ func codeDir(t testing.TB, bootstrap string) string {
 func script(name string) string { return filepath.Join("testdata", name) }
 
 func fnConfig(name string, rev uint64) *rpc.FunctionConfig {
-	return &rpc.FunctionConfig{Name: name, Runtime: "provided", Handler: "bootstrap", MemoryMB: 128, TimeoutSec: 3, Revision: rev}
+	return &rpc.FunctionConfig{Name: name, Runtime: "provided", Handler: "bootstrap", MemoryMB: 128, TimeoutSec: 10, Revision: rev}
 }
 
 func invoke(t *testing.T, m *Manager, fn *rpc.FunctionConfig, dir, payload string) *Result {
@@ -155,13 +163,13 @@ func TestShellRuntime(t *testing.T) {
 		t.Errorf("first invoke: cold=%v init=%v, want a cold start with an Init Duration", res.Cold, res.InitDuration)
 	}
 	lines := sink.lines("echo")
-	want := []string{"START RequestId: " + res.RequestID + " Version: $LATEST", `event: {"a":1}`, "END RequestId: " + res.RequestID}
+	want := []string{"INIT_START Runtime Version: provided", "START RequestId: " + res.RequestID + " Version: $LATEST", `event: {"a":1}`, "END RequestId: " + res.RequestID}
 	for i, w := range want {
 		if i >= len(lines) || lines[i] != w {
 			t.Fatalf("log line %d = %q, want %q (all: %q)", i, at(lines, i), w, lines)
 		}
 	}
-	report := at(lines, 3)
+	report := at(lines, 4)
 	for _, part := range []string{"REPORT RequestId: " + res.RequestID, "\tDuration: ", "\tBilled Duration: ", "\tMemory Size: 128 MB", "\tMax Memory Used: ", "\tInit Duration: "} {
 		if !strings.Contains(report, part) {
 			t.Errorf("REPORT line %q lacks %q", report, part)
@@ -204,8 +212,8 @@ func TestGoRuntimeWarmReuse(t *testing.T) {
 			out.MemoryMB != 128 || !strings.HasSuffix(out.FunctionARN, ":function:hello") {
 			t.Fatalf("context seen by aws-lambda-go is wrong: %+v (request %s)", out, res.RequestID)
 		}
-		if out.DeadlineInMs <= 0 || out.DeadlineInMs > 3000 {
-			t.Errorf("deadline %d ms away, want within the 3 s timeout", out.DeadlineInMs)
+		if out.DeadlineInMs <= 0 || out.DeadlineInMs > int64(fn.TimeoutSec)*1000 {
+			t.Errorf("deadline %d ms away, want within the %d s timeout", out.DeadlineInMs, fn.TimeoutSec)
 		}
 		if i == 0 {
 			first = res
@@ -243,7 +251,7 @@ func (m *Manager) frozenCount() int {
 	n := 0
 	for sb := range m.all {
 		sb.mu.Lock()
-		if sb.frozen && readFile(filepath.Join(sb.cgroups.freezer, "freezer.state")) != "THAWED" {
+		if sb.state == stateFrozen && readFile(filepath.Join(sb.cgroups.freezer, "freezer.state")) != "THAWED" {
 			n++
 		}
 		sb.mu.Unlock()
@@ -277,8 +285,8 @@ func TestFailures(t *testing.T) {
 		msg          string
 		status       string
 	}{
-		{"fn-error", "error.sh", 3, "MyError", "something broke", ""},
-		{"fn-crash", "crash.sh", 3, "Runtime.ExitError", "Runtime exited with error: exit status 3", "error"},
+		{"fn-error", "error.sh", 10, "MyError", "something broke", ""},
+		{"fn-crash", "crash.sh", 10, "Runtime.ExitError", "Runtime exited with error: exit status 3", "error"},
 		{"fn-oom", "oom.sh", 30, "Runtime.OutOfMemory", "Runtime exited with error: signal: killed", "error"},
 		{"fn-timeout", "sleep.sh", 1, "Sandbox.Timedout", "Task timed out after 1.00 seconds", "timeout"},
 	}
@@ -374,7 +382,7 @@ func TestIsolation(t *testing.T) {
 	}()
 	port := ln.Addr().(*net.TCPAddr).Port
 	fn := fnConfig("probe", 1)
-	fn.TimeoutSec = 30 // the probe runs many commands; a loaded machine is slow
+	fn.TimeoutSec = 20 // a dozen programs in a row, on a loaded machine
 	res := invoke(t, m, fn, codeDir(t, script("probe.sh")), strconv.Itoa(port))
 	if res.ErrorType != "" {
 		t.Fatalf("probe failed: %s", res.Payload)

@@ -1,0 +1,165 @@
+package gateway
+
+import (
+	"net/url"
+	"strings"
+
+	"nimbus/rpc"
+)
+
+// Operations the gateway serves.
+const (
+	opCreateFunction              = "CreateFunction"
+	opGetFunction                 = "GetFunction"
+	opGetFunctionConfiguration    = "GetFunctionConfiguration"
+	opUpdateFunctionCode          = "UpdateFunctionCode"
+	opUpdateFunctionConfiguration = "UpdateFunctionConfiguration"
+	opDeleteFunction              = "DeleteFunction"
+	opListFunctions               = "ListFunctions"
+	opInvoke                      = "Invoke"
+	opPutFunctionConcurrency      = "PutFunctionConcurrency"
+	opGetFunctionConcurrency      = "GetFunctionConcurrency"
+	opDeleteFunctionConcurrency   = "DeleteFunctionConcurrency"
+	opGetAccountSettings          = "GetAccountSettings"
+)
+
+// routes are Lambda's operations by method and path, as the API defines
+// them. {F} is a function name (or ARN), {*} any other name. Operations
+// without a handler (Gateway.handler) answer NotImplementedException, so
+// a caller learns that the operation exists but is not offered yet.
+var routes = []struct {
+	method, path, op string
+}{
+	{"POST", "/2015-03-31/functions", opCreateFunction},
+	{"GET", "/2015-03-31/functions", opListFunctions},
+	{"GET", "/2015-03-31/functions/{F}", opGetFunction},
+	{"DELETE", "/2015-03-31/functions/{F}", opDeleteFunction},
+	{"GET", "/2015-03-31/functions/{F}/configuration", opGetFunctionConfiguration},
+	{"PUT", "/2015-03-31/functions/{F}/configuration", opUpdateFunctionConfiguration},
+	{"PUT", "/2015-03-31/functions/{F}/code", opUpdateFunctionCode},
+	{"POST", "/2015-03-31/functions/{F}/invocations", opInvoke},
+	{"GET", "/2016-08-19/account-settings", opGetAccountSettings},
+	{"PUT", "/2017-10-31/functions/{F}/concurrency", opPutFunctionConcurrency},
+	{"GET", "/2019-09-30/functions/{F}/concurrency", opGetFunctionConcurrency},
+	{"DELETE", "/2017-10-31/functions/{F}/concurrency", opDeleteFunctionConcurrency},
+
+	// Versions and aliases (they need registry state not built yet).
+	{"POST", "/2015-03-31/functions/{F}/versions", "PublishVersion"},
+	{"GET", "/2015-03-31/functions/{F}/versions", "ListVersionsByFunction"},
+	{"POST", "/2015-03-31/functions/{F}/aliases", "CreateAlias"},
+	{"GET", "/2015-03-31/functions/{F}/aliases", "ListAliases"},
+	{"GET", "/2015-03-31/functions/{F}/aliases/{*}", "GetAlias"},
+	{"PUT", "/2015-03-31/functions/{F}/aliases/{*}", "UpdateAlias"},
+	{"DELETE", "/2015-03-31/functions/{F}/aliases/{*}", "DeleteAlias"},
+	// Function URLs.
+	{"POST", "/2021-10-31/functions/{F}/url", "CreateFunctionUrlConfig"},
+	{"GET", "/2021-10-31/functions/{F}/url", "GetFunctionUrlConfig"},
+	{"PUT", "/2021-10-31/functions/{F}/url", "UpdateFunctionUrlConfig"},
+	{"DELETE", "/2021-10-31/functions/{F}/url", "DeleteFunctionUrlConfig"},
+	{"GET", "/2021-10-31/functions/{F}/urls", "ListFunctionUrlConfigs"},
+	// Asynchronous invocation and event sources.
+	{"POST", "/2014-11-13/functions/{F}/invoke-async", "InvokeAsync"},
+	{"POST", "/2021-11-15/functions/{F}/response-streaming-invocations", "InvokeWithResponseStream"},
+	{"PUT", "/2019-09-25/functions/{F}/event-invoke-config", "PutFunctionEventInvokeConfig"},
+	{"POST", "/2019-09-25/functions/{F}/event-invoke-config", "UpdateFunctionEventInvokeConfig"},
+	{"GET", "/2019-09-25/functions/{F}/event-invoke-config", "GetFunctionEventInvokeConfig"},
+	{"DELETE", "/2019-09-25/functions/{F}/event-invoke-config", "DeleteFunctionEventInvokeConfig"},
+	{"GET", "/2019-09-25/functions/{F}/event-invoke-config/list", "ListFunctionEventInvokeConfigs"},
+	{"POST", "/2015-03-31/event-source-mappings", "CreateEventSourceMapping"},
+	{"GET", "/2015-03-31/event-source-mappings", "ListEventSourceMappings"},
+	{"GET", "/2015-03-31/event-source-mappings/{*}", "GetEventSourceMapping"},
+	{"PUT", "/2015-03-31/event-source-mappings/{*}", "UpdateEventSourceMapping"},
+	{"DELETE", "/2015-03-31/event-source-mappings/{*}", "DeleteEventSourceMapping"},
+	// Permissions, tags, layers, provisioned concurrency, code signing.
+	{"POST", "/2015-03-31/functions/{F}/policy", "AddPermission"},
+	{"GET", "/2015-03-31/functions/{F}/policy", "GetPolicy"},
+	{"DELETE", "/2015-03-31/functions/{F}/policy/{*}", "RemovePermission"},
+	{"GET", "/2017-03-31/tags/{*}", "ListTags"},
+	{"POST", "/2017-03-31/tags/{*}", "TagResource"},
+	{"DELETE", "/2017-03-31/tags/{*}", "UntagResource"},
+	{"GET", "/2018-10-31/layers", "ListLayers"},
+	{"POST", "/2018-10-31/layers/{*}/versions", "PublishLayerVersion"},
+	{"GET", "/2018-10-31/layers/{*}/versions", "ListLayerVersions"},
+	{"GET", "/2018-10-31/layers/{*}/versions/{*}", "GetLayerVersion"},
+	{"DELETE", "/2018-10-31/layers/{*}/versions/{*}", "DeleteLayerVersion"},
+	{"PUT", "/2019-09-30/functions/{F}/provisioned-concurrency", "PutProvisionedConcurrencyConfig"},
+	{"GET", "/2019-09-30/functions/{F}/provisioned-concurrency", "GetProvisionedConcurrencyConfig"},
+	{"DELETE", "/2019-09-30/functions/{F}/provisioned-concurrency", "DeleteProvisionedConcurrencyConfig"},
+	{"GET", "/2020-06-30/functions/{F}/code-signing-config", "GetFunctionCodeSigningConfig"},
+}
+
+// pathArgs are the names a path carries, unescaped.
+type pathArgs struct {
+	Function string
+}
+
+// maxPathSegments bounds the work route does on a path.
+const maxPathSegments = 8
+
+// routeTable is routes with each path split into segments, built once;
+// it is never changed.
+var routeTable = func() [][]string {
+	t := make([][]string, len(routes))
+	for i, rt := range routes {
+		t[i] = strings.Split(strings.TrimPrefix(rt.path, "/"), "/")
+	}
+	return t
+}()
+
+// route finds the operation for method and the escaped path. A trailing
+// slash is ignored (the SDKs send some paths with one).
+func route(method, escapedPath string) (string, pathArgs, error) {
+	var a pathArgs
+	p := strings.TrimSuffix(escapedPath, "/")
+	segs := strings.SplitN(strings.TrimPrefix(p, "/"), "/", maxPathSegments+1)
+	if len(segs) > maxPathSegments {
+		return "", a, unknownOperation()
+	}
+next:
+	for i, pat := range routeTable {
+		if len(pat) != len(segs) || routes[i].method != method {
+			continue
+		}
+		var fn string
+		for j, ps := range pat {
+			switch ps {
+			case "{F}", "{*}":
+				v, err := url.PathUnescape(segs[j])
+				if err != nil || v == "" {
+					continue next
+				}
+				if ps == "{F}" {
+					fn = v
+				}
+			default:
+				if segs[j] != ps {
+					continue next
+				}
+			}
+		}
+		a.Function = fn
+		return routes[i].op, a, nil
+	}
+	return "", a, unknownOperation()
+}
+
+// notImplementedWhy says, for the operations that answer
+// NotImplementedException, what they wait for.
+func notImplementedWhy(op string) string {
+	switch op {
+	case "PublishVersion", "ListVersionsByFunction", "CreateAlias", "ListAliases", "GetAlias", "UpdateAlias", "DeleteAlias":
+		return ": function versions and aliases need registry state that is not built (only $LATEST exists)"
+	case "CreateFunctionUrlConfig", "GetFunctionUrlConfig", "UpdateFunctionUrlConfig", "DeleteFunctionUrlConfig", "ListFunctionUrlConfigs":
+		return ": function URLs need registry state that is not built"
+	case "InvokeAsync", "PutFunctionEventInvokeConfig", "UpdateFunctionEventInvokeConfig", "GetFunctionEventInvokeConfig",
+		"DeleteFunctionEventInvokeConfig", "ListFunctionEventInvokeConfigs":
+		return ": asynchronous invocation is not built yet"
+	case "InvokeWithResponseStream":
+		return ": response streaming is not built yet"
+	}
+	return ""
+}
+
+func unknownOperation() error {
+	return rpc.Errorf(CodeUnknownOperation, "Unknown operation")
+}

@@ -1,0 +1,126 @@
+package gateway
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"runtime"
+	"time"
+
+	"nimbus/rpc"
+)
+
+// functionConfiguration is Lambda's FunctionConfiguration shape, with the
+// fields nimbus has. Role and Description are not stored by the registry
+// yet, so they are not returned.
+type functionConfiguration struct {
+	FunctionName     string           `json:"FunctionName"`
+	FunctionArn      string           `json:"FunctionArn"`
+	Runtime          string           `json:"Runtime"`
+	Handler          string           `json:"Handler"`
+	CodeSize         int64            `json:"CodeSize"`
+	Timeout          int              `json:"Timeout"`
+	MemorySize       int              `json:"MemorySize"`
+	LastModified     string           `json:"LastModified"`
+	CodeSha256       string           `json:"CodeSha256"`
+	Version          string           `json:"Version"`
+	Environment      *environment     `json:"Environment,omitempty"`
+	TracingConfig    tracingConfig    `json:"TracingConfig"`
+	RevisionID       string           `json:"RevisionId"`
+	State            string           `json:"State"`
+	LastUpdateStatus string           `json:"LastUpdateStatus"`
+	PackageType      string           `json:"PackageType"`
+	Architectures    []string         `json:"Architectures"`
+	EphemeralStorage ephemeralStorage `json:"EphemeralStorage"`
+	LoggingConfig    loggingConfig    `json:"LoggingConfig"`
+}
+
+type environment struct {
+	Variables map[string]string `json:"Variables"`
+}
+
+type tracingConfig struct {
+	Mode string `json:"Mode"`
+}
+
+type ephemeralStorage struct {
+	Size int `json:"Size"`
+}
+
+type loggingConfig struct {
+	LogFormat string `json:"LogFormat"`
+	LogGroup  string `json:"LogGroup"`
+}
+
+// Values Lambda reports that are constant here: a function is usable as
+// soon as its create or update commits (its code is stored first), so it
+// is always Active and its last update Successful.
+const (
+	stateActive          = "Active"
+	lastUpdateSuccessful = "Successful"
+	packageTypeZip       = "Zip"
+	tmpSizeMB            = 512
+)
+
+// lambdaTimeLayout is how Lambda writes LastModified.
+const lambdaTimeLayout = "2006-01-02T15:04:05.000-0700"
+
+// hostArchitecture is the architecture functions run on: the node's own.
+func hostArchitecture() string {
+	if runtime.GOARCH == "arm64" {
+		return "arm64"
+	}
+	return "x86_64"
+}
+
+func (g *Gateway) configuration(f *rpc.FunctionConfig) functionConfiguration {
+	c := functionConfiguration{
+		FunctionName:     f.Name,
+		FunctionArn:      g.opts.FunctionARN(f.Name),
+		Runtime:          f.Runtime,
+		Handler:          f.Handler,
+		CodeSize:         f.CodeSize,
+		Timeout:          f.TimeoutSec,
+		MemorySize:       f.MemoryMB,
+		LastModified:     time.UnixMilli(f.LastModifiedMs).UTC().Format(lambdaTimeLayout),
+		CodeSha256:       codeSHA256(f.CodeSHA256),
+		Version:          rpc.VersionLatest,
+		TracingConfig:    tracingConfig{Mode: "PassThrough"},
+		RevisionID:       revisionID(f),
+		State:            stateActive,
+		LastUpdateStatus: lastUpdateSuccessful,
+		PackageType:      packageTypeZip,
+		Architectures:    []string{hostArchitecture()},
+		EphemeralStorage: ephemeralStorage{Size: tmpSizeMB},
+		LoggingConfig:    loggingConfig{LogFormat: "Text", LogGroup: "/aws/lambda/" + f.Name},
+	}
+	if len(f.Env) > 0 {
+		c.Environment = &environment{Variables: f.Env}
+	}
+	return c
+}
+
+// codeSHA256 turns the store's hex digest into Lambda's base64 form.
+func codeSHA256(hexDigest string) string {
+	b, err := hex.DecodeString(hexDigest)
+	if err != nil {
+		return ""
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// revisionID is Lambda's RevisionId for a function's revision: a UUID
+// (version 8, RFC 9562's custom form) derived from the name and the
+// revision, so it is the same on every node and changes with every update.
+func revisionID(f *rpc.FunctionConfig) string {
+	h := sha256.New()
+	h.Write([]byte("nimbus-revision\x00"))
+	h.Write([]byte(f.Name))
+	var rev [8]byte
+	binary.BigEndian.PutUint64(rev[:], f.Revision)
+	h.Write(rev[:])
+	var b [16]byte
+	copy(b[:], h.Sum(nil))
+	return formatUUID(b, 8)
+}

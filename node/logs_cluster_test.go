@@ -1,0 +1,135 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"nimbus/rpc"
+)
+
+// TestClusterLogsSurviveNodeDeath: three nodes; a function's lines are in
+// the replicated store; the node leading the function's stream (the first
+// to hold its newest lines) stops. Both survivors return every line read
+// before, in the same order with the same cursors, and a follower that
+// was on the dead node goes on from its cursor on a survivor with the
+// lines written after, none twice.
+func TestClusterLogsSurviveNodeDeath(t *testing.T) {
+	tc := startCluster(t, 3, nil)
+	ctx := ctxT(t)
+	// On this shared machine the young cluster's Raft may still change
+	// leaders: a write refused by a stepping-down leader is tried again.
+	zip := helloZip(t)
+	waitFor(t, "the function created", func() bool {
+		_, err := tc.clients[0].CreateFunction(ctx, &rpc.CreateFunctionRequest{Name: "hello", Runtime: "provided", ZipFile: zip})
+		if err != nil && !errors.Is(err, rpc.ErrService) && !errors.Is(err, rpc.ErrResourceConflict) {
+			t.Fatal(err)
+		}
+		return err == nil || errors.Is(err, rpc.ErrResourceConflict)
+	})
+	var ids []string
+	for i := 0; i < 6; i++ {
+		ids = append(ids, invoke(t, tc.clients[i%3], "hello", fmt.Sprintf(`{"name":"before %d"}`, i)).RequestID)
+	}
+	// Every invocation's REPORT line is stored.
+	var before []rpc.LogEvent
+	waitFor(t, "the six invocations' logs", func() bool {
+		before = readStore(t, tc.clients[0], "hello", 0)
+		return countReports(before, ids) == len(ids)
+	})
+
+	// The node whose server leads the stream.
+	leader := -1
+	waitFor(t, "a leader of the stream", func() bool {
+		name := streamLeader(ctx, tc.nodes[0], "hello")
+		for i, nd := range tc.nodes {
+			if nd.Name() == name {
+				leader = i
+			}
+		}
+		return leader >= 0
+	})
+	cursor := before[len(before)-1].Seq
+	tc.stop(leader)
+	survivors := []int{(leader + 1) % 3, (leader + 2) % 3}
+	tc.waitLeader()
+
+	for _, i := range survivors {
+		var got []rpc.LogEvent
+		waitFor(t, fmt.Sprintf("node %d reads the log after the death", i+1), func() bool {
+			got = readStore(t, tc.clients[i], "hello", 0)
+			return len(got) >= len(before)
+		})
+		for j := range before {
+			if got[j].Seq != before[j].Seq || got[j].Line != before[j].Line {
+				t.Fatalf("node %d: event %d is %d %q, was %d %q", i+1, j, got[j].Seq, got[j].Line, before[j].Seq, before[j].Line)
+			}
+		}
+	}
+
+	// New lines after the death; the follower goes on from its cursor.
+	var after []string
+	for i := 0; i < 3; i++ {
+		after = append(after, invoke(t, tc.clients[survivors[i%2]], "hello", fmt.Sprintf(`{"name":"after %d"}`, i)).RequestID)
+	}
+	var followed []rpc.LogEvent
+	waitFor(t, "the follower sees the new invocations", func() bool {
+		followed = append(followed, readStore(t, tc.clients[survivors[0]], "hello", cursor)...)
+		if len(followed) > 0 {
+			cursor = followed[len(followed)-1].Seq
+		}
+		return countReports(followed, after) == len(after)
+	})
+	for _, e := range followed {
+		for _, id := range ids {
+			if e.RequestID == id {
+				t.Fatalf("the follower got a line from before its cursor again: %q", e.Line)
+			}
+		}
+	}
+	for j := 1; j < len(followed); j++ {
+		if followed[j].Seq <= followed[j-1].Seq {
+			t.Fatalf("cursor %d after %d", followed[j].Seq, followed[j-1].Seq)
+		}
+	}
+}
+
+// readStore reads a function's whole log after a cursor; a store still
+// electing its leader reads as nothing yet.
+func readStore(t testing.TB, cl *rpc.Client, fn string, after uint64) []rpc.LogEvent {
+	t.Helper()
+	var out []rpc.LogEvent
+	req := &rpc.ReadLogsRequest{FunctionName: fn, After: after}
+	for {
+		res, err := cl.ReadLogs(ctxT(t), req)
+		if errors.Is(err, rpc.ErrService) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, res.Events...)
+		if len(res.Events) == 0 && !res.More {
+			return out
+		}
+		req.After = res.Next
+	}
+}
+
+func countReports(evs []rpc.LogEvent, ids []string) int {
+	n := 0
+	for _, e := range evs {
+		for _, id := range ids {
+			if e.RequestID == id && len(e.Line) > 7 && e.Line[:7] == "REPORT " {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// streamLeader names the server leading fn's stream, or "".
+func streamLeader(ctx context.Context, nd *Node, fn string) string {
+	return nd.logs.StreamLeader(ctx, fn)
+}

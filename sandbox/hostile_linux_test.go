@@ -1,0 +1,187 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// Hostile functions: each case asserts the function is contained, the
+// caller gets a clear answer, and a normal invocation succeeds right after.
+
+func openFDs() int {
+	entries, _ := os.ReadDir("/proc/self/fd")
+	return len(entries)
+}
+
+// A thousand Runtime API connections held open: the agent keeps at most
+// apiMaxConns of them, and the function and others still run.
+func TestHostileConnectionHoard(t *testing.T) {
+	t.Parallel()
+	m, _ := newTestManager(t, Config{})
+	fn := fnConfig("hoarder", 1)
+	fn.MemoryMB = 512
+	dir := codeDir(t, gofnBin)
+	invoke(t, m, fn, dir, `{"do":"hello"}`)
+	before := openFDs()
+	res := invoke(t, m, fn, dir, `{"do":"hoard"}`)
+	var p struct{ Dialed, Open int }
+	if err := json.Unmarshal(res.Payload, &p); err != nil || res.ErrorType != "" {
+		t.Fatalf("hoard: %s", res.Payload)
+	}
+	if p.Open > apiMaxConns {
+		t.Errorf("the function holds %d Runtime API connections (dialed %d), want at most %d", p.Open, p.Dialed, apiMaxConns)
+	}
+	// Other tests run in parallel and open descriptors too: allow for them,
+	// but not for a thousand.
+	if after := openFDs(); after-before > 100 {
+		t.Errorf("the agent holds %d more descriptors during the hoard", after-before)
+	}
+	if r := invoke(t, m, fn, dir, `{"do":"hello"}`); r.ErrorType != "" {
+		t.Fatalf("the hoarder's next invocation: %s", r.Payload)
+	}
+	if r := invoke(t, m, fnConfig("bystander", 1), codeDir(t, script("echo.sh")), `1`); r.ErrorType != "" {
+		t.Fatalf("another function after the hoard: %s", r.Payload)
+	}
+}
+
+// A function trying the kernel's wider doors (a user namespace by clone
+// and by unshare, io_uring, the keyring, bpf, ptrace) is refused each with
+// EPERM by the seccomp filter, cannot dump core, and still forks, execs and
+// answers; a normal invocation runs right after.
+func TestHostileSeccomp(t *testing.T) {
+	t.Parallel()
+	if runtime.GOARCH != "amd64" {
+		t.Skip("testdata/gofn's system call numbers are amd64's")
+	}
+	m, _ := newTestManager(t, Config{})
+	fn := fnConfig("escaper", 1)
+	dir := codeDir(t, gofnBin)
+	res := invoke(t, m, fn, dir, `{"do":"escape"}`)
+	var got map[string]any
+	if err := json.Unmarshal(res.Payload, &got); err != nil || res.ErrorType != "" {
+		t.Fatalf("escape: %s", res.Payload)
+	}
+	for _, k := range []string{"clone_newuser", "unshare_newuser", "io_uring_setup", "keyctl", "bpf", "ptrace"} {
+		if got[k] != "operation not permitted" {
+			t.Errorf("%s: %q, want operation not permitted", k, got[k])
+		}
+	}
+	if got["seccomp"] != "2" || got["core_hard"] != float64(0) || got["fork_exec"] != "" {
+		t.Errorf("seccomp mode %v, core limit %v, fork/exec %q: want 2, 0 and success", got["seccomp"], got["core_hard"], got["fork_exec"])
+	}
+	if r := invoke(t, m, fn, dir, `{"do":"hello"}`); r.ErrorType != "" {
+		t.Fatalf("a normal invocation after: %s", r.Payload)
+	}
+}
+
+// A function flooding its output with 64 MB, with and without the tail:
+// the rate limit drops what is over it and says how much, the tail stays
+// 4 KB, and a normal invocation runs right after.
+func TestHostileLogFlood(t *testing.T) {
+	t.Parallel()
+	m, sink := newTestManager(t, Config{})
+	fn := fnConfig("flood", 1)
+	fn.MemoryMB = 1024
+	fn.TimeoutSec = 60
+	fn.Env = map[string]string{"FLOOD_MB": "64"}
+	dir := codeDir(t, script("flood.sh"))
+	for _, tail := range []bool{true, false} {
+		res, err := m.Invoke(context.Background(), &Request{Function: fn, CodeDir: dir, Payload: []byte(`{}`), Tail: tail})
+		if err != nil || res.ErrorType != "" || string(res.Payload) != `"flooded"` {
+			t.Fatalf("flood (tail %v): %v %s", tail, err, res.Payload)
+		}
+		if len(res.LogTail) > tailBytes || (tail && !strings.Contains(res.LogTail, "REPORT RequestId: ")) {
+			t.Errorf("tail of %d bytes: %q...", len(res.LogTail), res.LogTail[:min(80, len(res.LogTail))])
+		}
+		lines := sink.linesOf("flood", res.RequestID)
+		var dropped int64
+		kept := 0
+		for _, l := range lines {
+			if strings.HasPrefix(l, "RequestId: "+res.RequestID+" Warning: ") {
+				dropped, _ = strconv.ParseInt(strings.Fields(l)[3], 10, 64)
+			} else {
+				kept += len(l) + 1
+			}
+		}
+		if dropped == 0 || kept > 64<<20/2 {
+			t.Errorf("flood (tail %v): kept %d bytes, dropped %d: want most of 64 MB dropped and counted", tail, kept, dropped)
+		}
+	}
+	if r := invoke(t, m, fnConfig("quiet", 1), codeDir(t, script("echo.sh")), `1`); r.ErrorType != "" {
+		t.Fatalf("a normal function after the flood: %s", r.Payload)
+	}
+}
+
+// A function that leaves hundreds of processes behind is not kept warm
+// holding their pids: its sandbox is retired when it answers, the next
+// invocation gets a fresh one, and all sandboxes together are held under a
+// pids limit below the host's.
+func TestHostileForkLeftovers(t *testing.T) {
+	t.Parallel()
+	m, _ := newTestManager(t, Config{FreezeAfter: -1})
+	fn := fnConfig("forker", 1)
+	fn.MemoryMB = 1024
+	fn.TimeoutSec = 60
+	fn.Env = map[string]string{"FORKS": "400"}
+	dir := codeDir(t, script("forkbomb.sh"))
+	res := invoke(t, m, fn, dir, `{}`)
+	if res.ErrorType != "" || string(res.Payload) != `{"started":400}` {
+		t.Fatalf("forker: %s", res.Payload)
+	}
+	waitFor(t, "the forker's sandbox retired", func() bool { return m.Stats() == Stats{} })
+	fn.Env = map[string]string{"FORKS": "0"}
+	fn.Revision = 2
+	if r := invoke(t, m, fn, dir, `{}`); r.ErrorType != "" || !r.Cold {
+		t.Fatalf("after the leftovers: %s cold=%v", r.Payload, r.Cold)
+	}
+	got := readFile(filepath.Join(cgroupRoot, "pids", m.cfg.CgroupParent, "pids.max"))
+	if n, err := strconv.ParseInt(got, 10, 64); err != nil || n != parentPidsLimit() || n >= 32768*4 {
+		t.Errorf("parent pids.max = %q, want %d", got, parentPidsLimit())
+	}
+}
+
+// Cgroups an earlier manager of the same state dir left behind are removed
+// at start; another manager's are not touched.
+func TestOrphanCgroupsRemoved(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	state := filepath.Join(t.TempDir(), "state")
+	m1, _ := newTestManager(t, Config{StateDir: state})
+	mine := m1.id
+	m1.Close()
+	foreign := randomHex(4)
+	var made []string
+	for _, ctrl := range []string{"pids", "memory", "freezer"} {
+		for _, id := range []string{mine, foreign} {
+			dir := filepath.Join(cgroupRoot, ctrl, m1.cfg.CgroupParent, id+"-leak-1")
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			made = append(made, dir)
+		}
+	}
+	t.Cleanup(func() {
+		for _, d := range made {
+			os.Remove(d)
+		}
+	})
+	m2, _ := newTestManager(t, Config{StateDir: state})
+	for _, d := range made {
+		_, err := os.Stat(d)
+		if strings.Contains(d, mine) && err == nil {
+			t.Errorf("%s left by this state dir's earlier manager is still there", d)
+		}
+		if strings.Contains(d, foreign) && err != nil {
+			t.Errorf("%s of another manager was removed", d)
+		}
+	}
+	if r := invoke(t, m2, fnConfig("after-orphans", 1), codeDir(t, script("echo.sh")), `1`); r.ErrorType != "" {
+		t.Fatalf("invoke after the cleanup: %s", r.Payload)
+	}
+}

@@ -1,0 +1,130 @@
+package sandbox
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// The sandbox's PID 1 is a small init of ours: the nimbus binary itself,
+// bind-mounted read-only at initPath and started as `sandbox-init <bootstrap>`.
+// It starts the runtime, forwards the signals a runtime expects to receive
+// (a PID 1 would ignore SIGTERM without a handler), installs the seccomp
+// filter (seccomp_linux.go) that the runtime inherits, reaps every orphan so
+// none piles up as a zombie, and when the runtime exits writes its wait
+// status to fd 3 (the agent reads it) and exits, which ends the sandbox's
+// pid namespace. It never runs code of the function's itself.
+
+const (
+	// initPath is where the agent's binary is mounted in every sandbox.
+	initPath = "/.nimbus/init"
+	// initArg is the subcommand the program's init() hands to runPID1.
+	initArg = "sandbox-init"
+	// statusFD is the pipe PID 1 reports the runtime's end on.
+	statusFD = 3
+)
+
+// forwarded are the signals PID 1 passes on to the runtime.
+var forwarded = []os.Signal{
+	unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH, unix.SIGCONT,
+}
+
+// runPID1 is the sandbox's init. args are the runtime's argv. It never
+// returns.
+func runPID1(args []string) {
+	runtime.GOMAXPROCS(1)
+	debug.SetGCPercent(400) // it allocates almost nothing; keep the collector quiet
+	unix.CloseOnExec(statusFD)
+	report := func(s string) {
+		_, _ = unix.Write(statusFD, []byte(s))
+	}
+	if len(args) == 0 {
+		report("error no runtime to start")
+		os.Exit(127)
+	}
+	if err := installSeccomp(); err != nil {
+		report("error cannot install the sandbox's seccomp filter: " + err.Error())
+		os.Exit(127)
+	}
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, forwarded...)
+	proc, err := os.StartProcess(args[0], args, &os.ProcAttr{
+		Env:   os.Environ(),
+		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
+	})
+	if err != nil {
+		report("error " + err.Error())
+		os.Exit(127)
+	}
+	child := proc.Pid
+	go func() {
+		for s := range sigs {
+			_ = unix.Kill(child, s.(unix.Signal))
+		}
+	}()
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil { // ECHILD: nothing left (cannot happen before child)
+			report("exit 0")
+			os.Exit(0)
+		}
+		if pid != child {
+			continue // an orphan, reaped
+		}
+		if ws.Signaled() {
+			report("signal " + strconv.Itoa(int(ws.Signal())))
+			os.Exit(128 + int(ws.Signal()))
+		}
+		report("exit " + strconv.Itoa(ws.ExitStatus()))
+		os.Exit(ws.ExitStatus())
+	}
+}
+
+// pid1Status is how the runtime ended, as PID 1 reported it.
+type pid1Status struct {
+	reported bool
+	signal   unix.Signal // non-zero if killed by a signal
+	code     int
+	execErr  string // the runtime could not be started
+}
+
+// parsePID1Status reads what PID 1 wrote on its status pipe. Anything else
+// (nothing at all: PID 1 itself was killed) is not reported.
+func parsePID1Status(b []byte) pid1Status {
+	s := strings.TrimSpace(string(b))
+	kind, rest, _ := strings.Cut(s, " ")
+	switch kind {
+	case "exit":
+		if n, err := strconv.Atoi(rest); err == nil {
+			return pid1Status{reported: true, code: n}
+		}
+	case "signal":
+		if n, err := strconv.Atoi(rest); err == nil && n > 0 && n < 65 {
+			return pid1Status{reported: true, signal: unix.Signal(n)}
+		}
+	case "error":
+		return pid1Status{reported: true, execErr: rest}
+	}
+	return pid1Status{}
+}
+
+// description is the reason Lambda gives when a runtime exits.
+func (s pid1Status) description() string {
+	switch {
+	case s.execErr != "":
+		return s.execErr
+	case s.signal != 0:
+		return "signal: " + s.signal.String()
+	}
+	return fmt.Sprintf("exit status %d", s.code)
+}

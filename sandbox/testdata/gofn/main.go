@@ -1,0 +1,134 @@
+// Command gofn is a test function written with aws-lambda-go, as a Lambda
+// user writes one. The event says what to do, so that one binary covers
+// the behaviours the sandbox tests need.
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdacontext"
+)
+
+func errnoErr(e syscall.Errno) error {
+	if e == 0 {
+		return nil
+	}
+	return e
+}
+
+// hoard keeps connections open across invocations.
+var hoard []net.Conn
+
+type event struct {
+	Do  string   `json:"do"`
+	Env []string `json:"env"`
+	N   int      `json:"n"`
+}
+
+func handler(ctx context.Context, ev event) (map[string]any, error) {
+	lc, _ := lambdacontext.FromContext(ctx)
+	fmt.Printf("handling %s in %s\n", ev.Do, lc.AwsRequestID)
+	switch ev.Do {
+	case "panic":
+		panic("boom")
+	case "error":
+		return nil, fmt.Errorf("handled failure")
+	case "env":
+		out := map[string]any{}
+		for _, k := range ev.Env {
+			out[k] = os.Getenv(k)
+		}
+		return out, nil
+	case "hoard":
+		// Open a thousand connections to the Runtime API and keep them:
+		// how many does the agent let it hold?
+		for i := 0; i < 1000; i++ {
+			if c, err := net.Dial("tcp", os.Getenv("AWS_LAMBDA_RUNTIME_API")); err == nil {
+				hoard = append(hoard, c)
+			}
+		}
+		open := 0
+		for _, c := range hoard {
+			c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+			if _, err := c.Read(make([]byte, 1)); err != nil && os.IsTimeout(err) {
+				open++
+			}
+		}
+		return map[string]any{"dialed": len(hoard), "open": open}, nil
+	case "escape":
+		// Each way out of the sandbox's kernel surface that the filter
+		// closes, with the errno it got ("" when it worked).
+		out := map[string]any{}
+		try := func(name string, err error) {
+			if err == nil {
+				out[name] = ""
+			} else {
+				out[name] = err.Error()
+			}
+		}
+		_, err := syscall.ForkExec("/bin/true", []string{"true"}, &syscall.ProcAttr{Sys: &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER}})
+		try("clone_newuser", err)
+		try("unshare_newuser", syscall.Unshare(syscall.CLONE_NEWUSER))
+		var params [120]byte
+		_, _, e := syscall.Syscall(425 /* io_uring_setup on amd64 */, 4, uintptr(unsafe.Pointer(&params)), 0)
+		try("io_uring_setup", errnoErr(e))
+		_, _, e = syscall.Syscall(250 /* keyctl */, 0 /* KEYCTL_GET_KEYRING_ID */, ^uintptr(3) /* session */, 0)
+		try("keyctl", errnoErr(e))
+		_, _, e = syscall.Syscall(321 /* bpf */, 0, 0, 0)
+		try("bpf", errnoErr(e))
+		_, _, e = syscall.Syscall(syscall.SYS_PTRACE, syscall.PTRACE_TRACEME, 0, 0)
+		try("ptrace", errnoErr(e))
+		var rl syscall.Rlimit
+		syscall.Getrlimit(4 /* RLIMIT_CORE */, &rl)
+		out["core_hard"] = rl.Max
+		status, _ := os.ReadFile("/proc/self/status")
+		for _, l := range strings.Split(string(status), "\n") {
+			if strings.HasPrefix(l, "Seccomp:") {
+				out["seccomp"] = strings.TrimSpace(strings.TrimPrefix(l, "Seccomp:"))
+			}
+		}
+		// Ordinary work still runs: a child process, threads, files.
+		_, err = syscall.ForkExec("/bin/true", []string{"true"}, &syscall.ProcAttr{})
+		try("fork_exec", err)
+		return out, nil
+	case "getppid":
+		// The cost of a trivial system call here (seccomp's filter runs on
+		// each), in ns.
+		start := time.Now()
+		for i := 0; i < ev.N; i++ {
+			syscall.Getppid()
+		}
+		return map[string]any{"ns": float64(time.Since(start).Nanoseconds()) / float64(max(ev.N, 1))}, nil
+	case "cgroup":
+		// What a runtime sizing its heap would read.
+		limit, _ := os.ReadFile("/sys/fs/cgroup/memory/memory.limit_in_bytes")
+		cpu, _ := os.ReadFile("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+		self, _ := os.ReadFile("/proc/self/cgroup")
+		return map[string]any{"memory_limit": strings.TrimSpace(string(limit)), "cpu_quota": strings.TrimSpace(string(cpu)), "self": string(self)}, nil
+	case "ppid":
+		b, _ := os.ReadFile("/proc/1/cmdline")
+		return map[string]any{"pid": os.Getpid(), "ppid": os.Getppid(), "init": strings.ReplaceAll(string(b), "\x00", " ")}, nil
+	}
+	return map[string]any{"ok": true, "requestId": lc.AwsRequestID}, nil
+}
+
+func main() {
+	// Say so and exit when SIGTERM comes, as runtimes that clean up do.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		fmt.Println("runtime got SIGTERM")
+		os.Exit(0)
+	}()
+	lambda.Start(handler)
+}

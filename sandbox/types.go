@@ -1,0 +1,117 @@
+package sandbox
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"nimbus/rpc"
+)
+
+// The sandbox package's portable surface: the types other packages use
+// build on every platform (the CLI runs on macOS and Windows); only the
+// Manager that runs containers is Linux's.
+
+// Config configures a Manager. Zero values take the defaults noted.
+type Config struct {
+	// StateDir holds libcontainer's state; it belongs on a tmpfs (/run).
+	// Sandboxes left there by an earlier agent are destroyed at start.
+	StateDir string
+	// ImageDir is where the default image is built once and cached.
+	ImageDir string
+	// CgroupParent is the cgroup path sandboxes go under (default /nimbus).
+	CgroupParent string
+	// IdleTimeout is how long an unused warm sandbox is kept (default 10m).
+	IdleTimeout time.Duration
+	// FreezeAfter is how long an idle sandbox stays thawed before it is
+	// frozen (default 50ms; negative: never freeze).
+	FreezeAfter time.Duration
+	// InitTimeout bounds a runtime's initialisation (default 10s, Lambda's).
+	InitTimeout time.Duration
+	// Region and AccountID appear in function ARNs and AWS_REGION.
+	Region, AccountID string
+	// Logs receives every function's log lines. Required.
+	Logs   LogSink
+	Logger *slog.Logger
+}
+
+// Request is one invocation to run.
+type Request struct {
+	Function  *rpc.FunctionConfig
+	CodeDir   string // the function's extracted code, mounted at /var/task
+	RequestID string // generated when empty
+	Payload   []byte
+	Tail      bool // return the last 4 KB of the invocation's log
+}
+
+// Result is an invocation's outcome. A function error (returned, crashed,
+// out of memory, timed out) is a Result with ErrorType set, not an error.
+type Result struct {
+	RequestID    string
+	Payload      []byte
+	ErrorType    string // "" on success
+	LogTail      string
+	Cold         bool
+	InitDuration time.Duration
+	Duration     time.Duration
+	MaxMemoryMB  int
+}
+
+// Stats counts the sandboxes a manager holds.
+type Stats struct {
+	Idle, Busy int
+}
+
+// ErrClosed is returned by Invoke after Close.
+var ErrClosed = errors.New("sandbox manager closed")
+
+// LogSink receives a function's log lines in order: what the function wrote
+// on stdout and stderr, and the START, END and REPORT lines of each
+// invocation. The node backs it with the log store.
+type LogSink interface {
+	Append(function string, events ...rpc.LogEvent) error
+}
+
+// RuntimeAPIAddr is where the Runtime API listens inside every sandbox: its
+// own loopback, in its own network namespace.
+const RuntimeAPIAddr = "127.0.0.1:9001"
+
+func sandboxKey(fn *rpc.FunctionConfig) string {
+	return fn.Name + "@" + strconv.FormatUint(fn.Revision, 10) + "@" + fn.CodeSHA256
+}
+
+// Key is how warm sandboxes are keyed: function name, revision and code
+// digest, so a sandbox only ever serves the code it was started with. The
+// scheduler places invocations on workers with an idle sandbox of the key.
+func Key(fn *rpc.FunctionConfig) string { return sandboxKey(fn) }
+
+// defaultEnv are variables the platform sets unless the function sets its
+// own: they are not reserved on Lambda, and the function's values win.
+var defaultEnv = [...][2]string{
+	{"TZ", ":UTC"},
+	{"LANG", "en_US.UTF-8"},
+	{"PATH", "/usr/local/bin:/usr/bin/:/bin:/opt/bin"},
+	{"LD_LIBRARY_PATH", "/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib"},
+}
+
+// environment is the runtime's environment: the function's own variables
+// (reserved keys dropped: the platform sets those), the defaults it did not
+// override, and the reserved ones.
+// NewRequestID returns a random UUID (version 4), Lambda's request id form.
+func NewRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
