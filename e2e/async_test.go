@@ -135,6 +135,6 @@ func (c *cluster) starts(fn string, ids map[string]bool) (map[string]int, error)
 		if len(res.Events) == 0 {
 			return runs, nil
 		}
-		req.Cursors = res.Cursors
+		req.After = res.Next
 	}
 }

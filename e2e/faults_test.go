@@ -647,7 +647,9 @@ func (c *cluster) containers(t testing.TB, node string) []string {
 	}
 	var ids []string
 	for _, e := range entries {
-		ids = append(ids, e.Name())
+		if e.IsDir() { // sandboxes are folders; files there are the manager's own records
+			ids = append(ids, e.Name())
+		}
 	}
 	return ids
 }

@@ -261,3 +261,44 @@ func checkLines(t testing.TB, who string, got []rpc.LogEvent, total int, line fu
 		}
 	}
 }
+
+// TestSetRoutes: servers that start knowing only themselves connect once
+// their routes are set from membership, and form a JetStream cluster.
+func TestSetRoutes(t *testing.T) {
+	var srvs []*Server
+	var routes []string
+	for i := 0; i < 2; i++ {
+		cfg := testServerConfig(t, fmt.Sprintf("r%d", i+1))
+		cfg.ClientAddr, cfg.ClusterAddr = freeAddr(t), freeAddr(t)
+		cfg.Routes = []string{cfg.ClusterAddr}
+		srv, err := StartServer(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		srvs = append(srvs, srv)
+		routes = append(routes, cfg.ClusterAddr)
+	}
+	if err := srvs[0].SetRoutes(routes); err != nil {
+		t.Fatal(err)
+	}
+	if err := srvs[0].SetRoutes(routes); err != nil { // unchanged: no reload
+		t.Fatal(err)
+	}
+	st, err := Open(Options{Node: "x", GroupMaxBytes: 8 << 20, Replicas: func() int { return 2 },
+		Connect: func() (*nats.Conn, error) { return srvs[1].Connect("x") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := st.WaitReady(ctx); err != nil {
+		t.Fatalf("no JetStream cluster formed after the routes were set: %v", err)
+	}
+	if srvs[0].srv.NumRoutes() == 0 || srvs[1].srv.NumRoutes() == 0 {
+		t.Fatal("no routes between the servers")
+	}
+	st.Append("two", rpc.LogEvent{TimeMs: 1, Line: "replicated twice"})
+	waitPublished(t, st, 1)
+}

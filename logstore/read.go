@@ -30,8 +30,8 @@ const (
 	// UntilMs: the scan stops at batches stored later than that.
 	lateBatch = time.Minute
 	// visibleWait is how long a long-poll woken by a new batch keeps
-	// looking for it in the stream (it is delivered to subscribers as it
-	// is published, a moment before the stream commits it).
+	// looking for it in the stream (the wake-up follows the store's
+	// acknowledgement, but a read may reach a replica a moment behind).
 	visibleWait = 2 * time.Second
 	// settleMax is how long a Read waits for this node's own unpublished
 	// lines of the function.
@@ -105,7 +105,7 @@ func (s *Store) Read(ctx context.Context, req *rpc.ReadLogsRequest) (*rpc.ReadLo
 			nc := s.nc
 			s.conn.RUnlock()
 			wake = make(chan *nats.Msg, 64)
-			if sub, err = nc.ChanSubscribe(subjectOf(req.FunctionName), wake); err != nil {
+			if sub, err = nc.ChanSubscribe(wakeSubjectOf(req.FunctionName), wake); err != nil {
 				return nil, rpc.Errorf(rpc.CodeService, "log store: %v", err)
 			}
 			timer = time.NewTimer(time.Duration(req.WaitMs) * time.Millisecond)

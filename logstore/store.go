@@ -65,7 +65,9 @@ type Stats struct {
 	Published uint64 // events acknowledged by the store
 	Dropped   uint64 // events dropped because the buffer was full
 	Buffered  int    // bytes waiting now
-	Batches   uint64 // batches acknowledged
+	// BufferedLines is the lines waiting now.
+	BufferedLines int
+	Batches       uint64 // batches acknowledged
 }
 
 // Store is a node's client of the replicated log store: the sink its
@@ -212,9 +214,12 @@ func (s *Store) WaitReady(ctx context.Context) error {
 // Stats returns the publisher's counters.
 func (s *Store) Stats() Stats {
 	s.mu.Lock()
-	b := s.buffered
+	b, lines := s.buffered, 0
+	for _, q := range s.queues {
+		lines += len(q.events)
+	}
 	s.mu.Unlock()
-	return Stats{Published: s.published.Load(), Dropped: s.dropped.Load(), Buffered: b, Batches: s.batches.Load()}
+	return Stats{Published: s.published.Load(), Dropped: s.dropped.Load(), Buffered: b, BufferedLines: lines, Batches: s.batches.Load()}
 }
 
 // Append queues events of function for publishing and returns at once: it
@@ -376,6 +381,7 @@ func (s *Store) publish(q *queue) {
 			if !s.publishBatch(q.fn, buf) {
 				return // closed before the store took it
 			}
+			s.wakeFollowers(q.fn)
 			s.published.Add(uint64(len(batch)))
 			s.batches.Add(1)
 		}
@@ -386,6 +392,18 @@ func (s *Store) publish(q *queue) {
 			return
 		}
 		idle.Reset(queueIdle)
+	}
+}
+
+// wakeFollowers tells the long polls on fn, on every node, that a batch
+// is stored: an empty message on wakeSubjectOf(fn), so that followers do
+// not receive the batches themselves.
+func (s *Store) wakeFollowers(fn string) {
+	s.conn.RLock()
+	nc := s.nc
+	s.conn.RUnlock()
+	if nc != nil {
+		_ = nc.Publish(wakeSubjectOf(fn), nil)
 	}
 }
 
@@ -525,6 +543,10 @@ const (
 
 func streamOf(fn string) string  { return streamPrefix + fn }
 func subjectOf(fn string) string { return subjectPrefix + fn }
+
+// wakeSubjectOf is where publishers announce a stored batch of fn (a core
+// NATS subject, outside every stream).
+func wakeSubjectOf(fn string) string { return "logs-wake." + fn }
 func logGroupOf(fn string) string {
 	return "/aws/lambda/" + fn
 }

@@ -249,6 +249,14 @@ func TestRetention(t *testing.T) {
 	if len(got) == 0 || len(got) == total || !strings.HasPrefix(got[len(got)-1].Line, "0255 ") {
 		t.Fatalf("kept %d of %d, last %.8q", len(got), total, got[len(got)-1].Line)
 	}
+	// What is kept is the newest lines, all of them, in order: retention
+	// removed the oldest and nothing else.
+	first := total - len(got)
+	for i, e := range got {
+		if want := fmt.Sprintf("%04d ", first+i); !strings.HasPrefix(e.Line, want) {
+			t.Fatalf("kept line %d is %.8q, want %q", i, e.Line, want)
+		}
+	}
 	// A cursor before what is kept resumes from the oldest, saying so.
 	res, err := st.Read(ctx, &rpc.ReadLogsRequest{FunctionName: "r", After: cursorOf(1, 0)})
 	if err != nil {

@@ -416,7 +416,7 @@ func TestClusterGossipEncryptionAndLeave(t *testing.T) {
 func TestClusterLogsFromAnyNode(t *testing.T) {
 	tc := startCluster(t, 3, nil)
 	ctx := ctxT(t)
-	create(t, tc.clients[0], "hello", helloZip(t), nil)
+	createRetrying(t, tc.clients[0], "hello", helloZip(t))
 	res := invoke(t, tc.clients[1], "hello", `{"name":"logs"}`)
 	// The invocation ran on one worker; its lines are in the replicated
 	// store, and every node shows them, in order, with the same cursors.

@@ -126,6 +126,12 @@ func (c *Config) setDefaults() error {
 	if c.DeadServerGrace == 0 {
 		c.DeadServerGrace = 30 * time.Second
 	}
+	if c.FastTimings {
+		// Many in-process test nodes share one small machine.
+		c.LogMaxMemory = cmp.Or(c.LogMaxMemory, 16<<20)
+		c.LogMaxStore = cmp.Or(c.LogMaxStore, 512<<20)
+		c.LogGroupMaxBytes = cmp.Or(c.LogGroupMaxBytes, 16<<20)
+	}
 	if c.AsyncRetryBase == 0 {
 		c.AsyncRetryBase = time.Minute
 	}
@@ -134,12 +140,6 @@ func (c *Config) setDefaults() error {
 	}
 	if c.AsyncBackoffMin == 0 {
 		c.AsyncBackoffMin = time.Second
-	}
-	if c.FastTimings {
-		// Many in-process test nodes share one small machine.
-		c.LogMaxMemory = cmp.Or(c.LogMaxMemory, 16<<20)
-		c.LogMaxStore = cmp.Or(c.LogMaxStore, 512<<20)
-		c.LogGroupMaxBytes = cmp.Or(c.LogGroupMaxBytes, 16<<20)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -85,7 +85,7 @@ func (n *Node) destinationEvent(e *scheduler.AsyncEvent, condition string, invok
 		Timestamp: now.UTC().Format("2006-01-02T15:04:05.000Z"),
 		RequestContext: recordRequest{
 			RequestID:              e.RequestID,
-			FunctionARN:            n.functionARN(e.Function) + ":" + rpc.LatestVersion,
+			FunctionARN:            rpc.DefaultFunctionARN(e.Function) + ":$LATEST",
 			Condition:              condition,
 			ApproximateInvokeCount: invokes,
 		},

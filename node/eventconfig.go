@@ -35,7 +35,7 @@ func (n *Node) putEventConfig(ctx context.Context, req *rpc.PutEventConfigReques
 	if _, err := n.apply(scheduler.PutEventConfigCommand{Config: cfg}); err != nil {
 		return nil, err
 	}
-	return &rpc.EventConfigResponse{Config: cfg, FunctionARN: n.functionARN(cfg.FunctionName)}, nil
+	return &rpc.EventConfigResponse{Config: cfg}, nil
 }
 
 func (n *Node) getEventConfig(ctx context.Context, req *rpc.GetEventConfigRequest) (*rpc.EventConfigResponse, error) {
@@ -48,9 +48,9 @@ func (n *Node) getEventConfig(ctx context.Context, req *rpc.GetEventConfigReques
 	}
 	cfg, ok := n.fsm.EventConfig(req.FunctionName)
 	if !ok {
-		return nil, rpc.Errorf(rpc.CodeResourceNotFound, "The function %s doesn't have an EventInvokeConfig", n.functionARN(req.FunctionName))
+		return nil, rpc.Errorf(rpc.CodeResourceNotFound, "The function %s doesn't have an EventInvokeConfig", rpc.DefaultFunctionARN(req.FunctionName))
 	}
-	return &rpc.EventConfigResponse{Config: cfg, FunctionARN: n.functionARN(cfg.FunctionName)}, nil
+	return &rpc.EventConfigResponse{Config: cfg}, nil
 }
 
 func (n *Node) deleteEventConfig(ctx context.Context, req *rpc.GetEventConfigRequest) (*rpc.DeleteEventConfigResponse, error) {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/base64"
 	"errors"
 	"io/fs"
 	"net"
@@ -109,8 +110,8 @@ func TestGatewayAWSCLI(t *testing.T) {
 	}
 	out = mustAWS("lambda", "invoke", "--function-name", "f", "--payload", `{"name":"cli"}`, "--cli-binary-format", "raw-in-base64-out",
 		"--log-type", "Tail", "--query", "LogResult", "--output", "text", "out.json")
-	if !strings.Contains(out, "U1RBUlQgUmVxdWVzdElk") { // base64 of "START RequestId"
-		t.Errorf("invoke --log-type Tail printed %q, want the base64 log tail", out)
+	if tail, err := base64.StdEncoding.DecodeString(strings.Trim(strings.TrimSpace(out), `"`)); err != nil || !strings.Contains(string(tail), "START RequestId: ") {
+		t.Errorf("invoke --log-type Tail printed %q (%v), want the base64 log tail", out, err)
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "out.json")); err != nil || !strings.Contains(string(b), "Hello, cli!") {
 		t.Errorf("out.json: %q, %v", b, err)

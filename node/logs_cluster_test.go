@@ -18,16 +18,7 @@ import (
 func TestClusterLogsSurviveNodeDeath(t *testing.T) {
 	tc := startCluster(t, 3, nil)
 	ctx := ctxT(t)
-	// On this shared machine the young cluster's Raft may still change
-	// leaders: a write refused by a stepping-down leader is tried again.
-	zip := helloZip(t)
-	waitFor(t, "the function created", func() bool {
-		_, err := tc.clients[0].CreateFunction(ctx, &rpc.CreateFunctionRequest{Name: "hello", Runtime: "provided", ZipFile: zip})
-		if err != nil && !errors.Is(err, rpc.ErrService) && !errors.Is(err, rpc.ErrResourceConflict) {
-			t.Fatal(err)
-		}
-		return err == nil || errors.Is(err, rpc.ErrResourceConflict)
-	})
+	createRetrying(t, tc.clients[0], "hello", helloZip(t))
 	var ids []string
 	for i := 0; i < 6; i++ {
 		ids = append(ids, invoke(t, tc.clients[i%3], "hello", fmt.Sprintf(`{"name":"before %d"}`, i)).RequestID)
@@ -93,6 +84,20 @@ func TestClusterLogsSurviveNodeDeath(t *testing.T) {
 			t.Fatalf("cursor %d after %d", followed[j].Seq, followed[j-1].Seq)
 		}
 	}
+}
+
+// createRetrying creates a function, trying again while the young
+// cluster's Raft changes leaders (on this shared machine a leader may step
+// down right after its election and refuse the write).
+func createRetrying(t testing.TB, cl *rpc.Client, name string, zip []byte) {
+	t.Helper()
+	waitFor(t, "the function "+name+" created", func() bool {
+		_, err := cl.CreateFunction(ctxT(t), &rpc.CreateFunctionRequest{Name: name, Runtime: "provided", ZipFile: zip})
+		if err != nil && !errors.Is(err, rpc.ErrService) && !errors.Is(err, rpc.ErrResourceConflict) {
+			t.Fatal(err)
+		}
+		return err == nil || errors.Is(err, rpc.ErrResourceConflict)
+	})
 }
 
 // readStore reads a function's whole log after a cursor; a store still

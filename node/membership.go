@@ -26,12 +26,12 @@ type nodeMeta struct {
 	RPC      string   `msgpack:"rpc"`
 	MemoryMB int      `msgpack:"mem"`
 	Version  string   `msgpack:"v"`
-	// FSM is the newest FSM command set the node applies
-	// (scheduler.FSMVersion); 0 from a release before it was advertised.
-	FSM int `msgpack:"fsm,omitempty"`
 	// The log store's client and route addresses (servers only).
 	LogsClient string `msgpack:"logs_client,omitempty"`
 	LogsRoute  string `msgpack:"logs_route,omitempty"`
+	// FSM is the newest FSM command set the node applies
+	// (scheduler.FSMVersion); 0 from a release before it was advertised.
+	FSM int `msgpack:"fsm,omitempty"`
 }
 
 func (m nodeMeta) has(role string) bool {

@@ -234,7 +234,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		ls := n.logs.Stats()
 		ch <- prometheus.MustNewConstMetric(descLogLines, prometheus.CounterValue, float64(ls.Published), "shipped")
 		ch <- prometheus.MustNewConstMetric(descLogLines, prometheus.CounterValue, float64(ls.Dropped), "dropped")
-		ch <- prometheus.MustNewConstMetric(descLogBuffered, prometheus.GaugeValue, float64(ls.Buffered))
+		ch <- prometheus.MustNewConstMetric(descLogBuffered, prometheus.GaugeValue, float64(ls.BufferedLines))
 	}
 	if n.raft != nil {
 		state := n.raft.State()

@@ -7,6 +7,16 @@ const (
 	MethodEventConfigDelete = "Function.DeleteEventConfig"
 )
 
+// The account and region of every ARN nimbus builds.
+const (
+	ARNRegion  = "local"
+	ARNAccount = "000000000000"
+)
+
+// DefaultFunctionARN is the ARN of a function in the default region and
+// account (see FunctionARN).
+func DefaultFunctionARN(name string) string { return FunctionARN(ARNRegion, ARNAccount, name) }
+
 // Limits and defaults of asynchronous invocation, as Lambda's.
 const (
 	DefaultMaxRetryAttempts = 2
@@ -65,11 +75,9 @@ type GetEventConfigRequest struct {
 	FunctionName string `msgpack:"function_name"`
 }
 
-// EventConfigResponse is a function's event configuration, with the
-// function's ARN (the node knows its region and account).
+// EventConfigResponse is a function's event configuration.
 type EventConfigResponse struct {
-	Config      *EventConfig `msgpack:"config"`
-	FunctionARN string       `msgpack:"function_arn"`
+	Config *EventConfig `msgpack:"config"`
 }
 
 // DeleteEventConfigResponse answers MethodEventConfigDelete.

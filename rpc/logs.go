@@ -4,9 +4,9 @@ package rpc
 // how `nimbus logs tail --follow` follows a log live.
 const MethodLogsRead = "Logs.Read"
 
-// LogEvent is one line of a function's log. Seq is strictly increasing per
-// function on the node that keeps the line (Node) and is the cursor for
-// that node's log.
+// LogEvent is one line of a function's log. Seq is its cursor in the
+// replicated store: strictly increasing per function, the same on every
+// node. Node is the node that ran the invocation.
 type LogEvent struct {
 	Node      string `msgpack:"node,omitempty" json:"node,omitempty"`
 	Seq       uint64 `msgpack:"seq" json:"seq"`
@@ -38,22 +38,13 @@ type ReadLogsRequest struct {
 	// WaitMs, if not 0 and nothing is available, waits up to this long for
 	// the next event before answering with none.
 	WaitMs int `msgpack:"wait_ms,omitempty"`
-	// Cursors holds, in a cluster, the After of each node's log by node
-	// name (from the last response); a node missing from it starts at 0.
-	// When set, After is ignored.
-	Cursors map[string]uint64 `msgpack:"cursors,omitempty"`
-	// Local asks for the answering node's own lines only (nodes use it
-	// among themselves when one gathers a function's log from all).
-	Local bool `msgpack:"local,omitempty"`
 }
 
-// ReadLogsResponse holds events in time order and the cursors to pass next
-// time: Next for the answering node's own log (After), Cursors for every
-// node's (Cursors).
+// ReadLogsResponse holds events in the store's order and the cursor to
+// pass as After next time (the same on every node).
 type ReadLogsResponse struct {
-	Events  []LogEvent        `msgpack:"events"`
-	Next    uint64            `msgpack:"next"`
-	Cursors map[string]uint64 `msgpack:"cursors,omitempty"`
+	Events []LogEvent `msgpack:"events"`
+	Next   uint64     `msgpack:"next"`
 	// Expired is set when lines after the cursor asked for were deleted
 	// by retention: the answer resumes from the oldest line kept.
 	Expired bool `msgpack:"expired,omitempty"`

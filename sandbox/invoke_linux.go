@@ -34,7 +34,7 @@ func (sb *sandbox) run(m *Manager, req *Request, cold bool, initLimit time.Durat
 	timeout := time.Duration(fn.TimeoutSec) * time.Second
 
 	if !sb.initDone {
-		// The tail of a cold invocation started with its init's lines.
+		// The tail started with the init's lines, for a failed init.
 		o, how := sb.awaitInit(initLimit, req.RequestID, retried, fn.TimeoutSec)
 		if how == initTimedOut && !retried {
 			sb.markDead()
@@ -73,11 +73,11 @@ func (sb *sandbox) run(m *Manager, req *Request, cold bool, initLimit time.Durat
 		_ = sb.cgroups.write(sb.cgroups.cpu, "cpu.cfs_burst_us", strconv.FormatInt(q, 10))
 		// Lines written during init belong to no invocation: flush them
 		// before START. (A warm sandbox was drained at its last END, once
-		// its runtime was back in /next, and has been idle since.)
+		// its runtime was back in /next, and has been idle since.) Only a
+		// failed init's lines are in the invocation's tail.
 		sb.logs.sync()
-	} else {
-		sb.logs.collectTail(req.Tail)
 	}
+	sb.logs.collectTail(req.Tail)
 
 	sb.logs.begin(req.RequestID, startLine(req.RequestID))
 

@@ -233,7 +233,7 @@ func (m *Manager) startSandbox(fn *rpc.FunctionConfig, codeDir, id string, tail 
 		Init:       true,
 	}
 	go sb.api.serve(ns.ln)
-	logs.collectTail(tail) // a cold invocation's tail starts with its init
+	logs.collectTail(tail) // a failed init's lines are in the invocation's tail
 	logs.emit(initStartLine(fn.Runtime))
 	sb.started = time.Now()
 	if err := ctr.Run(sb.proc); err != nil {

@@ -29,7 +29,9 @@ type Config struct {
 	// FreezeAfter is how long an idle sandbox stays thawed before it is
 	// frozen (default 50ms; negative: never freeze).
 	FreezeAfter time.Duration
-	// InitTimeout bounds a runtime's initialisation (default 10s, Lambda's).
+	// InitTimeout caps a runtime's first initialisation (default 10s,
+	// Lambda's); one over it is retried within the invocation, under the
+	// function's timeout.
 	InitTimeout time.Duration
 	// Region and AccountID appear in function ARNs and AWS_REGION.
 	Region, AccountID string

@@ -61,7 +61,7 @@ func (f *FSM) applyDeleteEventConfig(body []byte) ApplyResult {
 }
 
 func errEventConfigNotFound(name string) error {
-	return rpc.Errorf(rpc.CodeResourceNotFound, "The function %s doesn't have an EventInvokeConfig", name)
+	return rpc.Errorf(rpc.CodeResourceNotFound, "The function %s doesn't have an EventInvokeConfig", rpc.DefaultFunctionARN(name))
 }
 
 // EventConfig returns a function's event configuration (immutable), false
@@ -140,7 +140,7 @@ func ValidateEventConfig(req *rpc.PutEventConfigRequest, exists func(name string
 		switch dest.Kind {
 		case DestinationFunction:
 			if !exists(dest.Name) {
-				return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "The destination function %s does not exist", dest.Name)
+				return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "The destination function %s does not exist", rpc.DefaultFunctionARN(dest.Name))
 			}
 		case DestinationQueue:
 			return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "The destination %s is a queue: queue destinations are not available in this release", d)

@@ -142,7 +142,7 @@ func (c *cli) benchAsyncStartCmd() *cobra.Command {
 						started[e.RequestID] = time.UnixMilli(e.TimeMs)
 					}
 				}
-				req.Cursors, req.After = res.Cursors, res.Next
+				req.After = res.Next
 				if len(res.Events) == 0 {
 					time.Sleep(100 * time.Millisecond)
 				}

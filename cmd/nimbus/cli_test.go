@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -16,6 +15,7 @@ import (
 
 	"nimbus/internal/testutil"
 	"nimbus/node"
+	"nimbus/rpc"
 )
 
 // startNode starts a dev node in-process on 127.0.0.1:0 and returns its
@@ -231,7 +231,7 @@ func TestCLI(t *testing.T) {
 			dc, _ := v["DestinationConfig"].(map[string]any)
 			onFailure, _ := dc["OnFailure"].(map[string]any)
 			if v["MaximumRetryAttempts"] != float64(1) || v["MaximumEventAgeInSeconds"] != float64(21600) ||
-				!strings.HasSuffix(fmt.Sprint(v["FunctionArn"]), ":function:echo:$LATEST") || onFailure["Destination"] != "function:failing" {
+				v["FunctionArn"] != rpc.DefaultFunctionARN("echo")+":$LATEST" || onFailure["Destination"] != "function:failing" {
 				t.Errorf("event config %v", v)
 			}
 		}},

@@ -34,11 +34,10 @@ type destination struct {
 	Destination string `json:"Destination,omitempty"`
 }
 
-func newEventConfigOutput(r *rpc.EventConfigResponse) eventConfigOutput {
-	cfg := r.Config
+func newEventConfigOutput(cfg *rpc.EventConfig) eventConfigOutput {
 	return eventConfigOutput{
 		LastModified:             float64(cfg.LastModifiedMs) / 1000,
-		FunctionArn:              r.FunctionARN + ":" + rpc.LatestVersion,
+		FunctionArn:              rpc.DefaultFunctionARN(cfg.FunctionName) + ":$LATEST",
 		MaximumRetryAttempts:     cfg.Retries(),
 		MaximumEventAgeInSeconds: cfg.MaxAgeSec(),
 		DestinationConfig:        destinationConfig{OnSuccess: destination{cfg.OnSuccess}, OnFailure: destination{cfg.OnFailure}},
@@ -87,7 +86,7 @@ func (c *cli) fnPutEventConfigCmd() *cobra.Command {
 				if err != nil {
 					return nil, err
 				}
-				return newEventConfigOutput(r), nil
+				return newEventConfigOutput(r.Config), nil
 			})
 		},
 	}
@@ -112,7 +111,7 @@ func (c *cli) fnGetEventConfigCmd() *cobra.Command {
 				if err != nil {
 					return nil, err
 				}
-				return newEventConfigOutput(r), nil
+				return newEventConfigOutput(r.Config), nil
 			})
 		},
 	}

@@ -59,17 +59,18 @@ func TestCLILogs(t *testing.T) {
 		}
 		events = append(events, ev)
 	}
-	// START, 3 lines, END, REPORT per invocation.
-	if len(events) != 12 {
-		t.Fatalf("%d events, want 12:\n%s", len(events), r.stdout)
+	// INIT_START for the cold start, then START, 3 lines, END, REPORT per
+	// invocation.
+	if len(events) != 13 || !strings.HasPrefix(events[0]["message"], "INIT_START") {
+		t.Fatalf("%d events, want INIT_START and 12 more:\n%s", len(events), r.stdout)
 	}
-	e := events[1]
+	e := events[2]
 	if _, err := time.Parse("2006-01-02T15:04:05.000Z07:00", e["timestamp"]); err != nil || e["function"] != "chatty" ||
 		e["stream"] != "stdout" || e["message"] != "plain line 150" || e["node"] == "" || len(e["requestId"]) != 36 {
 		t.Fatalf("event %v", e)
 	}
-	if events[0]["stream"] != "platform" {
-		t.Fatalf("START on stream %q", events[0]["stream"])
+	if events[1]["stream"] != "platform" {
+		t.Fatalf("START on stream %q", events[1]["stream"])
 	}
 
 	// Filters, request ids and time ranges.
@@ -82,7 +83,7 @@ func TestCLILogs(t *testing.T) {
 		{[]string{"--filter", `plain -150`}, 1},
 		{[]string{"--filter", `%^(START|END)%`}, 4},
 		{[]string{"--request-id", e["requestId"]}, 6},
-		{[]string{"--since", "1h", "--until", time.Now().Add(time.Hour).Format(time.RFC3339)}, 12},
+		{[]string{"--since", "1h", "--until", time.Now().Add(time.Hour).Format(time.RFC3339)}, 13},
 		{[]string{"--since", "2h", "--until", "1h"}, 0},
 	} {
 		r := run(append([]string{"logs", "tail", "chatty", "--format", "short"}, c.args...)...)
