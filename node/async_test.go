@@ -36,13 +36,33 @@ func startAsyncNode(t *testing.T, mod func(*Config)) (*Node, *rpc.Client) {
 // (its START lines).
 func starts(t testing.TB, cl *rpc.Client, fn string) map[string][]time.Time {
 	t.Helper()
-	out := map[string][]time.Time{}
-	for _, e := range readAll(t, cl, fn) {
-		if strings.HasPrefix(e.Line, "START RequestId: ") {
-			out[e.RequestID] = append(out[e.RequestID], time.UnixMilli(e.TimeMs))
-		}
+	out, err := tryStarts(ctxT(t), cl, fn)
+	if err != nil {
+		t.Fatalf("read logs of %s: %v", fn, err)
 	}
 	return out
+}
+
+// tryStarts is starts that returns the read's error (the log store may be
+// electing a leader after a node went away).
+func tryStarts(ctx context.Context, cl *rpc.Client, fn string) (map[string][]time.Time, error) {
+	out := map[string][]time.Time{}
+	req := &rpc.ReadLogsRequest{FunctionName: fn}
+	for {
+		res, err := cl.ReadLogs(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range res.Events {
+			if strings.HasPrefix(e.Line, "START RequestId: ") {
+				out[e.RequestID] = append(out[e.RequestID], time.UnixMilli(e.TimeMs))
+			}
+		}
+		if len(res.Events) == 0 || res.Next == req.After {
+			return out, nil
+		}
+		req.After = res.Next
+	}
 }
 
 // waitLong is waitFor with a deadline of its own.
@@ -273,7 +293,16 @@ func TestAsyncFailover(t *testing.T) {
 	missing := 0
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
-		seen, missing = starts(t, tc.clients[lead], "async-fo"), 0
+		var err error
+		if seen, err = tryStarts(ctx, tc.clients[lead], "async-fo"); err != nil {
+			// The log store is electing a leader after the stop: read again.
+			if time.Now().After(deadline) {
+				t.Fatalf("reading the logs: %v", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		missing = 0
 		for _, id := range ids {
 			if len(seen[id]) == 0 {
 				missing++

@@ -88,7 +88,7 @@ func TestGatewayGoSDK(t *testing.T) {
 		t.Errorf("DryRun: %+v, %v", dry, err)
 	}
 
-	// Event: accepted once committed to the async queue, 202.
+	// Event is queued: 202 once committed.
 	ev, err := c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("behave"), InvocationType: types.InvocationTypeEvent, Payload: []byte(`{}`)})
 	if err != nil || ev.StatusCode != 202 {
 		t.Errorf("Invoke with InvocationType Event: %+v, %v", ev, err)
