@@ -7,7 +7,6 @@ import (
 	"sort"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -63,15 +62,11 @@ func (c *cli) benchWarmCmd() *cobra.Command {
 			if len(addrs) == 0 {
 				addrs = []string{c.addr}
 			}
-			clients := make([]*rpc.Client, concurrency)
-			for i := range clients {
-				cl, err := rpc.Dial(ctx, addrs[i%len(addrs)], rpc.ClientOptions{DialTimeout: 5 * time.Second})
-				if err != nil {
-					return &dialError{err}
-				}
-				defer cl.Close()
-				clients[i] = cl
+			clients, closeAll, err := dialClients(ctx, addrs, concurrency)
+			if err != nil {
+				return err
 			}
+			defer closeAll()
 			req := &rpc.InvokeRequest{FunctionName: function, Payload: []byte(payload)}
 			// Warm up: enough concurrent calls to start one sandbox per caller.
 			var wg sync.WaitGroup
@@ -86,38 +81,17 @@ func (c *cli) benchWarmCmd() *cobra.Command {
 			}
 			wg.Wait()
 
-			var (
-				mu              sync.Mutex
-				all             latencies
-				errs, throttled atomic.Int64
-			)
-			deadline := time.Now().Add(duration)
-			start := time.Now()
-			for _, cl := range clients {
-				wg.Add(1)
-				go func(cl *rpc.Client) {
-					defer wg.Done()
-					var mine latencies
-					for time.Now().Before(deadline) {
-						t0 := time.Now()
-						res, err := cl.Invoke(ctx, req)
-						d := time.Since(t0)
-						switch {
-						case errors.Is(err, rpc.ErrTooManyRequests):
-							throttled.Add(1)
-						case err != nil || res.FunctionError != "":
-							errs.Add(1)
-						default:
-							mine = append(mine, d)
-						}
-					}
-					mu.Lock()
-					all = append(all, mine...)
-					mu.Unlock()
-				}(cl)
-			}
-			wg.Wait()
-			c.printLatencies(fmt.Sprintf("warm %s concurrency=%d", function, concurrency), all, time.Since(start), errs.Load(), throttled.Load())
+			all, elapsed, errs, throttled := closedLoop(len(clients), duration, func(i int) outcome {
+				res, err := clients[i].Invoke(ctx, req)
+				switch {
+				case errors.Is(err, rpc.ErrTooManyRequests):
+					return callThrottled
+				case err != nil || res.FunctionError != "":
+					return callFailed
+				}
+				return callOK
+			})
+			c.printLatencies(fmt.Sprintf("warm %s concurrency=%d", function, concurrency), all, elapsed, errs, throttled)
 			return nil
 		},
 	}

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -34,51 +32,25 @@ func (c *cli) benchAsyncCmd() *cobra.Command {
 			if len(addrs) == 0 {
 				addrs = []string{c.addr}
 			}
-			clients := make([]*rpc.Client, concurrency)
-			for i := range clients {
-				cl, err := rpc.Dial(ctx, addrs[i%len(addrs)], rpc.ClientOptions{DialTimeout: 5 * time.Second})
-				if err != nil {
-					return &dialError{err}
-				}
-				defer cl.Close()
-				clients[i] = cl
+			clients, closeAll, err := dialClients(ctx, addrs, concurrency)
+			if err != nil {
+				return err
 			}
+			defer closeAll()
 			payload := []byte(`{"pad":"` + strings.Repeat("x", max(size-10, 0)) + `"}`)
-			var (
-				mu              sync.Mutex
-				all             latencies
-				errs, throttled atomic.Int64
-				wg              sync.WaitGroup
-			)
-			deadline := time.Now().Add(duration)
-			start := time.Now()
-			for _, cl := range clients {
-				wg.Add(1)
-				go func(cl *rpc.Client) {
-					defer wg.Done()
-					var mine latencies
-					req := &rpc.InvokeRequest{FunctionName: function, InvocationType: rpc.InvocationEvent, Payload: payload}
-					for time.Now().Before(deadline) {
-						t0 := time.Now()
-						res, err := cl.Invoke(ctx, req)
-						d := time.Since(t0)
-						switch {
-						case errors.Is(err, rpc.ErrTooManyRequests):
-							throttled.Add(1)
-						case err != nil || res.StatusCode != rpc.StatusAccepted:
-							errs.Add(1)
-						default:
-							mine = append(mine, d)
-						}
-					}
-					mu.Lock()
-					all = append(all, mine...)
-					mu.Unlock()
-				}(cl)
-			}
-			wg.Wait()
+			req := &rpc.InvokeRequest{FunctionName: function, InvocationType: rpc.InvocationEvent, Payload: payload}
+			all, elapsed, errs, throttled := closedLoop(len(clients), duration, func(i int) outcome {
+				res, err := clients[i].Invoke(ctx, req)
+				switch {
+				case errors.Is(err, rpc.ErrTooManyRequests):
+					return callThrottled
+				case err != nil || res.StatusCode != rpc.StatusAccepted:
+					return callFailed
+				}
+				return callOK
+			})
 			c.printLatencies(fmt.Sprintf("async accept %s concurrency=%d payload=%dB", function, concurrency, len(payload)),
-				all, time.Since(start), errs.Load(), throttled.Load())
+				all, elapsed, errs, throttled)
 			return nil
 		},
 	}

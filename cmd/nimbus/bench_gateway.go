@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -77,38 +76,17 @@ func (c *cli) benchGatewayCmd() *cobra.Command {
 			}
 			wg.Wait()
 
-			var (
-				mu              sync.Mutex
-				all             latencies
-				errs, throttled atomic.Int64
-			)
-			deadline := time.Now().Add(duration)
-			start := time.Now()
-			for _, hc := range clients {
-				wg.Add(1)
-				go func(hc *http.Client) {
-					defer wg.Done()
-					var mine latencies
-					for time.Now().Before(deadline) {
-						t0 := time.Now()
-						status, err := invoke(hc)
-						d := time.Since(t0)
-						switch {
-						case status == http.StatusTooManyRequests:
-							throttled.Add(1)
-						case err != nil || status != http.StatusOK:
-							errs.Add(1)
-						default:
-							mine = append(mine, d)
-						}
-					}
-					mu.Lock()
-					all = append(all, mine...)
-					mu.Unlock()
-				}(hc)
-			}
-			wg.Wait()
-			c.printLatencies(fmt.Sprintf("gateway %s concurrency=%d", function, concurrency), all, time.Since(start), errs.Load(), throttled.Load())
+			all, elapsed, errs, throttled := closedLoop(len(clients), duration, func(i int) outcome {
+				status, err := invoke(clients[i])
+				switch {
+				case status == http.StatusTooManyRequests:
+					return callThrottled
+				case err != nil || status != http.StatusOK:
+					return callFailed
+				}
+				return callOK
+			})
+			c.printLatencies(fmt.Sprintf("gateway %s concurrency=%d", function, concurrency), all, elapsed, errs, throttled)
 			return nil
 		},
 	}
