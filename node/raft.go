@@ -14,9 +14,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftwal "github.com/hashicorp/raft-wal"
-	"github.com/hashicorp/raft-wal/metadb"
 
+	"nimbus/internal/raftstore"
 	"nimbus/rpc"
 	"nimbus/scheduler"
 )
@@ -24,26 +23,31 @@ import (
 // raftApplyTimeout bounds how long a write waits for its commit.
 const raftApplyTimeout = 10 * time.Second
 
-// openRaft opens the durable log (raft-wal) and snapshots in the data dir
+// openRaft opens the durable log (raftstore, on bbolt) and snapshots in the data dir
 // and starts Raft. A dev node bootstraps itself as the single voter on
 // first start, on an in-memory transport; a cluster server talks TCP on the
 // shared rpc port and bootstraps once BootstrapExpect servers have met
 // (bootstrapWhenExpected). Afterwards both recover from disk.
 func (n *Node) openRaft() error {
 	dir := filepath.Join(n.cfg.DataDir, "raft")
-	if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	// The WAL's Close leaves its metadata DB (bolt, with a file lock) open,
-	// so a node restarted in the same process would wait forever for the
-	// lock: open the DB here and close it after the WAL.
-	meta := &metadb.BoltMetaDB{}
-	wal, err := raftwal.Open(filepath.Join(dir, "wal"), raftwal.WithMetaStore(meta))
+	// A data dir written by an earlier release has its log in raft-wal
+	// (DATA/raft/wal): it is imported once.
+	store, imported, err := raftstore.OpenOrImport(filepath.Join(dir, "raft.db"), filepath.Join(dir, "wal"))
 	if err != nil {
-		meta.Close()
 		return fmt.Errorf("open raft log: %w", err)
 	}
-	n.closers = append(n.closers, meta.Close, wal.Close)
+	if imported {
+		n.log.Info("raft log imported from raft-wal", "from", filepath.Join(dir, "wal"), "to", filepath.Join(dir, "raft.db"))
+	}
+	n.closers = append(n.closers, store.Close)
+	// Recent entries are read back from memory (replication to followers).
+	logs, err := raft.NewLogCache(1024, store)
+	if err != nil {
+		return err
+	}
 	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Info, Output: slogWriter{n.log.With("component", "raft")}})
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog)
 	if err != nil {
@@ -62,7 +66,7 @@ func (n *Node) openRaft() error {
 		layer := &raftLayer{chanListener: n.mux.raft, advertise: adv}
 		trans = raft.NewNetworkTransportWithLogger(layer, 3, 10*time.Second, hlog)
 	}
-	n.raftStores = raftStores{log: wal, stable: wal, snaps: snaps, trans: trans}
+	n.raftStores = raftStores{log: logs, stable: store, snaps: snaps, trans: trans}
 
 	conf := raft.DefaultConfig()
 	conf.LocalID = raft.ServerID(n.name)
@@ -86,17 +90,17 @@ func (n *Node) openRaft() error {
 		conf.LeaderLeaseTimeout = 250 * time.Millisecond
 	}
 
-	has, err := raft.HasExistingState(wal, wal, snaps)
+	has, err := raft.HasExistingState(logs, store, snaps)
 	if err != nil {
 		return err
 	}
 	if !has && n.cfg.Dev {
 		cfg := raft.Configuration{Servers: []raft.Server{{ID: conf.LocalID, Address: trans.LocalAddr()}}}
-		if err := raft.BootstrapCluster(conf, wal, wal, snaps, trans, cfg); err != nil {
+		if err := raft.BootstrapCluster(conf, logs, store, snaps, trans, cfg); err != nil {
 			return fmt.Errorf("bootstrap raft: %w", err)
 		}
 	}
-	r, err := raft.NewRaft(conf, n.fsm, wal, wal, snaps, trans)
+	r, err := raft.NewRaft(conf, n.fsm, logs, store, snaps, trans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}

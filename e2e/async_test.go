@@ -1,13 +1,5 @@
 package e2e
 
-// This file's name sorts after the fault tests on purpose: go test runs
-// files in name order, and this test leaves nodes whose Raft log was
-// truncated at the tail (leaders killed with entries in flight). raft-wal
-// v0.4.0 then marks the truncated segment sealed without an index block,
-// and such a node cannot open its log after its next SIGKILL ("sealed
-// segment has no index block"), so the fault tests' kills and restarts must
-// come first. A known bug, written down in docs/ARCHITECTURE.md.
-
 import (
 	"context"
 	"errors"

@@ -1,0 +1,226 @@
+package raftstore
+
+import (
+	"fmt"
+	"io"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+)
+
+// countFSM counts the commands it applied, in order.
+type countFSM struct {
+	mu      sync.Mutex
+	applied []string
+}
+
+func (f *countFSM) Apply(l *raft.Log) any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.applied = append(f.applied, string(l.Data))
+	return nil
+}
+func (f *countFSM) Snapshot() (raft.FSMSnapshot, error) { return nil, fmt.Errorf("no snapshots here") }
+func (f *countFSM) Restore(io.ReadCloser) error         { return fmt.Errorf("no snapshots here") }
+
+// tailWatch counts deletions that remove the end of the log.
+type tailWatch struct {
+	*Store
+	mu    sync.Mutex
+	tails int
+}
+
+func (w *tailWatch) DeleteRange(min, max uint64) error {
+	last, _ := w.Store.LastIndex()
+	if min > 1 && max >= last && min <= last {
+		w.mu.Lock()
+		w.tails++
+		w.mu.Unlock()
+	}
+	return w.Store.DeleteRange(min, max)
+}
+
+type member struct {
+	id    raft.ServerID
+	path  string
+	store *tailWatch
+	trans *raft.InmemTransport
+	fsm   *countFSM
+	raft  *raft.Raft
+}
+
+func (m *member) start(t *testing.T) {
+	t.Helper()
+	s, err := Open(m.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.store = &tailWatch{Store: s}
+	m.fsm = &countFSM{}
+	conf := raft.DefaultConfig()
+	conf.LocalID = m.id
+	conf.HeartbeatTimeout = 100 * time.Millisecond
+	conf.ElectionTimeout = 100 * time.Millisecond
+	conf.LeaderLeaseTimeout = 50 * time.Millisecond
+	conf.CommitTimeout = 5 * time.Millisecond
+	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: io.Discard})
+	r, err := raft.NewRaft(conf, m.fsm, m.store, m.store, raft.NewInmemSnapshotStore(), m.trans)
+	if err != nil {
+		t.Fatalf("%s: start raft over the reopened store: %v", m.id, err)
+	}
+	m.raft = r
+}
+
+func (m *member) stop(t *testing.T) {
+	t.Helper()
+	if err := m.raft.Shutdown().Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func leaderOf(ms []*member) *member {
+	for _, m := range ms {
+		if m.raft.State() == raft.Leader {
+			return m
+		}
+	}
+	return nil
+}
+
+// TestConflictTruncationSurvivesRestart is the case raft-wal v0.4.0 lost:
+// a leader cut off from its followers appends entries that never commit; a
+// new leader overwrites them; the old leader, back as a follower, deletes
+// its log's tail. Every server then restarts over its store, and the
+// cluster must come back with the committed entries and nothing else.
+func TestConflictTruncationSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	var ms []*member
+	for i := range 3 {
+		id := raft.ServerID(fmt.Sprintf("s%d", i))
+		_, trans := raft.NewInmemTransport(raft.ServerAddress(id))
+		ms = append(ms, &member{id: id, path: filepath.Join(dir, string(id)+".db"), trans: trans})
+	}
+	connectAll := func() {
+		for _, a := range ms {
+			for _, b := range ms {
+				if a != b {
+					a.trans.Connect(b.trans.LocalAddr(), b.trans)
+				}
+			}
+		}
+	}
+	connectAll()
+	var cfg raft.Configuration
+	for _, m := range ms {
+		cfg.Servers = append(cfg.Servers, raft.Server{ID: m.id, Address: m.trans.LocalAddr()})
+	}
+	for _, m := range ms {
+		m.start(t)
+	}
+	if err := ms[0].raft.BootstrapCluster(cfg).Error(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a leader", func() bool { return leaderOf(ms) != nil })
+	old := leaderOf(ms)
+	for i := range 20 {
+		if err := old.raft.Apply(fmt.Appendf(nil, "committed %d", i), 5*time.Second).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Cut the leader off and let it append entries no one else sees.
+	old.trans.DisconnectAll()
+	for _, m := range ms {
+		if m != old {
+			m.trans.Disconnect(old.trans.LocalAddr())
+		}
+	}
+	for i := range 10 {
+		old.raft.Apply(fmt.Appendf(nil, "lost %d", i), 0) // never commits
+	}
+	var rest []*member
+	for _, m := range ms {
+		if m != old {
+			rest = append(rest, m)
+		}
+	}
+	waitFor(t, "a new leader", func() bool { return leaderOf(rest) != nil })
+	lead := leaderOf(rest)
+	for i := range 20 {
+		if err := lead.raft.Apply(fmt.Appendf(nil, "after %d", i), 5*time.Second).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Reconnect: the old leader steps down and overwrites its tail.
+	connectAll()
+	waitFor(t, "the old leader to delete its log's tail", func() bool {
+		old.store.mu.Lock()
+		defer old.store.mu.Unlock()
+		return old.store.tails > 0
+	})
+	want := lead.raft.LastIndex()
+	waitFor(t, "the old leader to catch up", func() bool { return old.raft.AppliedIndex() >= want })
+
+	for _, m := range ms {
+		m.stop(t)
+	}
+	for _, m := range ms {
+		// Shutdown closed the transports: new ones, at the same addresses.
+		_, m.trans = raft.NewInmemTransport(raft.ServerAddress(m.id))
+	}
+	connectAll()
+	for _, m := range ms {
+		m.start(t)
+	}
+	defer func() {
+		for _, m := range ms {
+			m.stop(t)
+		}
+	}()
+	waitFor(t, "a leader after the restart", func() bool { return leaderOf(ms) != nil })
+	if err := leaderOf(ms).raft.Apply([]byte("after restart"), 5*time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		waitFor(t, string(m.id)+" to apply everything", func() bool {
+			m.fsm.mu.Lock()
+			defer m.fsm.mu.Unlock()
+			return len(m.fsm.applied) == 41
+		})
+		m.fsm.mu.Lock()
+		for i, c := range m.fsm.applied {
+			var want string
+			switch {
+			case i < 20:
+				want = fmt.Sprintf("committed %d", i)
+			case i < 40:
+				want = fmt.Sprintf("after %d", i-20)
+			default:
+				want = "after restart"
+			}
+			if c != want {
+				t.Errorf("%s applied %q at %d, want %q", m.id, c, i, want)
+			}
+		}
+		m.fsm.mu.Unlock()
+	}
+}
