@@ -23,7 +23,7 @@ import (
 // raftApplyTimeout bounds how long a write waits for its commit.
 const raftApplyTimeout = 10 * time.Second
 
-// openRaft opens the durable log (raftstore, on bbolt) and snapshots in the data dir
+// openRaft opens the durable log (raft-wal, through raftstore) and snapshots in the data dir
 // and starts Raft. A dev node bootstraps itself as the single voter on
 // first start, on an in-memory transport; a cluster server talks TCP on the
 // shared rpc port and bootstraps once BootstrapExpect servers have met
@@ -33,16 +33,14 @@ func (n *Node) openRaft() error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	// A data dir written by an earlier release has its log in raft-wal
-	// (DATA/raft/wal): it is imported once.
-	store, imported, err := raftstore.OpenOrImport(filepath.Join(dir, "raft.db"), filepath.Join(dir, "wal"))
+	store, closeStore, repaired, err := raftstore.Open(filepath.Join(dir, "wal"))
 	if err != nil {
 		return fmt.Errorf("open raft log: %w", err)
 	}
-	if imported {
-		n.log.Info("raft log imported from raft-wal", "from", filepath.Join(dir, "wal"), "to", filepath.Join(dir, "raft.db"))
+	if repaired > 0 {
+		n.log.Warn("raft log: repaired segments a tail truncation had left unreadable", "segments", repaired)
 	}
-	n.closers = append(n.closers, store.Close)
+	n.closers = append(n.closers, closeStore)
 	// Recent entries are read back from memory (replication to followers).
 	logs, err := raft.NewLogCache(1024, store)
 	if err != nil {

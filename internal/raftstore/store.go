@@ -1,263 +1,174 @@
-// Package raftstore is Raft's durable log and stable store: one bbolt file
-// per server, with the log entries keyed by index in one bucket and the
-// stable values (current term, last vote) in another.
+// Package raftstore opens Raft's durable log and stable store: raft-wal,
+// after repairing what raft-wal v0.4.0 leaves broken when Raft deletes the
+// log's tail.
 //
-// Every write is one bbolt transaction, committed (and synced) before it
-// returns, so an entry Raft was told is stored survives a crash. Deleting a
-// suffix of the log (a follower overwriting entries an old leader left
-// uncommitted) is a plain range delete, safe to reopen after; that is the
-// case the previous store (raft-wal v0.4.0) got wrong.
+// The bug: when a follower overwrites entries an old leader left
+// uncommitted, Raft deletes the log's tail, and raft-wal v0.4.0 marks the
+// segment that then ends the log sealed, with its new last index, but
+// without writing the index block a sealed segment must have. The running
+// server reads it from memory; after a restart raft-wal cannot open it
+// ("sealed segment has no index block") and Raft panics at start. The
+// release that fixes it is not served here, so Open repairs such segments
+// before raft-wal opens them, with raft-wal's own segment API: it reads
+// the entries up to the segment's last index from the file, writes them
+// to a new segment file that the segment writer seals properly (its size
+// limit set so that the one append seals it), checks that the new file
+// reads back the same, and commits the new segment in raft-wal's metadata
+// in place of the old one, whose file raft-wal then deletes as unused. A
+// crash at any point leaves either the old state (repaired again at the
+// next start) or the new one.
 package raftstore
 
 import (
 	"bytes"
-	"encoding/binary"
-	"errors"
 	"fmt"
+	"os"
 	"time"
 
-	"github.com/hashicorp/raft"
-	bolt "go.etcd.io/bbolt"
+	raftwal "github.com/hashicorp/raft-wal"
+	walfs "github.com/hashicorp/raft-wal/fs"
+	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/segment"
+	"github.com/hashicorp/raft-wal/types"
 )
 
-var (
-	logsBucket   = []byte("logs")
-	stableBucket = []byte("stable")
-)
-
-// Store implements raft.LogStore and raft.StableStore over bbolt.
-type Store struct {
-	db *bolt.DB
-}
-
-var (
-	_ raft.LogStore    = (*Store)(nil)
-	_ raft.StableStore = (*Store)(nil)
-)
-
-// Open opens (or creates) the store at path. It fails rather than waits
-// when another process holds the file.
-func Open(path string) (*Store, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout: 2 * time.Second,
-		// The free list is rebuilt from the pages at open instead of being
-		// written on every commit: fewer pages per append.
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-	})
+// Open opens the log in dir, repairing it first. close closes the log and
+// then its metadata store (raft-wal's Close leaves the latter, which holds
+// a file lock, open; a server restarted in the same process would wait
+// for that lock for ever). repaired counts the segments repaired.
+func Open(dir string) (wal *raftwal.WAL, close func() error, repaired int, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, 0, err
+	}
+	if repaired, err = repair(dir); err != nil {
+		return nil, nil, 0, fmt.Errorf("repair the raft log in %s: %w", dir, err)
+	}
+	meta := &metadb.BoltMetaDB{}
+	wal, err = raftwal.Open(dir, raftwal.WithMetaStore(meta))
 	if err != nil {
-		return nil, fmt.Errorf("open raft store %s: %w", path, err)
+		meta.Close()
+		return nil, nil, 0, err
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{logsBucket, stableBucket} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
+	close = func() error {
+		err := wal.Close()
+		if merr := meta.Close(); err == nil {
+			err = merr
 		}
-		return nil
-	})
+		return err
+	}
+	return wal, close, repaired, nil
+}
+
+// broken reports whether raft-wal will refuse to open si: sealed, with no
+// index block.
+func broken(si types.SegmentInfo) bool {
+	return !si.SealTime.IsZero() && si.IndexStart == 0
+}
+
+func repair(dir string) (int, error) {
+	meta := &metadb.BoltMetaDB{}
+	defer meta.Close()
+	st, err := meta.Load(dir)
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open raft store %s: %w", path, err)
-	}
-	return &Store{db: db}, nil
-}
-
-// Close closes the file. The store is unusable afterwards.
-func (s *Store) Close() error { return s.db.Close() }
-
-func key(index uint64) []byte {
-	var k [8]byte
-	binary.BigEndian.PutUint64(k[:], index)
-	return k[:]
-}
-
-// FirstIndex returns the first index stored, 0 when the log is empty.
-func (s *Store) FirstIndex() (uint64, error) {
-	var idx uint64
-	err := s.db.View(func(tx *bolt.Tx) error {
-		if k, _ := tx.Bucket(logsBucket).Cursor().First(); len(k) == 8 {
-			idx = binary.BigEndian.Uint64(k)
-		}
-		return nil
-	})
-	return idx, err
-}
-
-// LastIndex returns the last index stored, 0 when the log is empty.
-func (s *Store) LastIndex() (uint64, error) {
-	var idx uint64
-	err := s.db.View(func(tx *bolt.Tx) error {
-		if k, _ := tx.Bucket(logsBucket).Cursor().Last(); len(k) == 8 {
-			idx = binary.BigEndian.Uint64(k)
-		}
-		return nil
-	})
-	return idx, err
-}
-
-// GetLog reads the entry at index into log, or returns raft.ErrLogNotFound.
-func (s *Store) GetLog(index uint64, log *raft.Log) error {
-	return s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(logsBucket).Get(key(index))
-		if v == nil {
-			return raft.ErrLogNotFound
-		}
-		// v is only valid inside the transaction: decode copies.
-		if err := decodeLog(v, log); err != nil {
-			return fmt.Errorf("raft log entry %d: %w", index, err)
-		}
-		log.Index = index
-		return nil
-	})
-}
-
-// StoreLog stores one entry.
-func (s *Store) StoreLog(log *raft.Log) error { return s.StoreLogs([]*raft.Log{log}) }
-
-// StoreLogs stores entries in one transaction: all or none are stored.
-func (s *Store) StoreLogs(logs []*raft.Log) error {
-	if len(logs) == 0 {
-		return nil
-	}
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(logsBucket)
-		// Entries are appended in index order: full pages split less.
-		b.FillPercent = 0.95
-		var buf []byte
-		for _, l := range logs {
-			buf = appendLog(buf[:0], l)
-			// Put keeps a reference to the value until commit: give it its
-			// own copy.
-			if err := b.Put(key(l.Index), bytes.Clone(buf)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-// DeleteRange deletes the entries min..max, inclusive, whatever part of the
-// log that is (a prefix after a snapshot, a suffix on a conflict).
-func (s *Store) DeleteRange(min, max uint64) error {
-	if min > max {
-		return nil
-	}
-	return s.db.Update(func(tx *bolt.Tx) error {
-		c := tx.Bucket(logsBucket).Cursor()
-		for k, _ := c.Seek(key(min)); k != nil && binary.BigEndian.Uint64(k) <= max; k, _ = c.Next() {
-			if err := c.Delete(); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-// Set stores a stable value.
-func (s *Store) Set(k, v []byte) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(stableBucket).Put(bytes.Clone(k), bytes.Clone(v))
-	})
-}
-
-// Get returns a stable value, empty when it was never set.
-func (s *Store) Get(k []byte) ([]byte, error) {
-	var v []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
-		v = bytes.Clone(tx.Bucket(stableBucket).Get(k))
-		return nil
-	})
-	return v, err
-}
-
-// SetUint64 stores a stable number.
-func (s *Store) SetUint64(k []byte, v uint64) error {
-	return s.Set(k, binary.BigEndian.AppendUint64(nil, v))
-}
-
-// GetUint64 returns a stable number, 0 when it was never set.
-func (s *Store) GetUint64(k []byte) (uint64, error) {
-	v, err := s.Get(k)
-	if err != nil || len(v) == 0 {
 		return 0, err
 	}
-	if len(v) != 8 {
-		return 0, fmt.Errorf("raft stable value %q is %d bytes, not a uint64", k, len(v))
+	filer := segment.NewFiler(dir, walfs.New())
+	n := 0
+	for i, si := range st.Segments {
+		if !broken(si) {
+			continue
+		}
+		fixed, err := rewrite(filer, si, st.NextSegmentID)
+		if err != nil {
+			return 0, fmt.Errorf("segment %d (base index %d): %w", si.ID, si.BaseIndex, err)
+		}
+		st.NextSegmentID++
+		st.Segments[i] = fixed
+		n++
 	}
-	return binary.BigEndian.Uint64(v), nil
+	if n == 0 {
+		return 0, nil
+	}
+	return n, meta.CommitState(st)
 }
 
-// An entry's value: a format byte, then term, type, append time (Unix
-// nanoseconds, 0 for none), data and extensions, lengths as uvarints. The
-// index is the key.
-const formatV1 = 1
-
-var errCorrupt = errors.New("corrupt entry")
-
-func appendLog(b []byte, l *raft.Log) []byte {
-	b = append(b, formatV1)
-	b = binary.AppendUvarint(b, l.Term)
-	b = append(b, byte(l.Type))
-	var at int64
-	if !l.AppendedAt.IsZero() {
-		at = l.AppendedAt.UnixNano()
+// rewrite copies the entries BaseIndex..MaxIndex of the broken segment si
+// into a new, properly sealed segment file with the given id and returns
+// the new segment's metadata.
+func rewrite(filer *segment.Filer, si types.SegmentInfo, id uint64) (types.SegmentInfo, error) {
+	if si.MaxIndex < si.BaseIndex {
+		return si, fmt.Errorf("last index %d is before the base index", si.MaxIndex)
 	}
-	b = binary.AppendVarint(b, at)
-	b = binary.AppendUvarint(b, uint64(len(l.Data)))
-	b = append(b, l.Data...)
-	b = binary.AppendUvarint(b, uint64(len(l.Extensions)))
-	return append(b, l.Extensions...)
-}
-
-// decodeLog decodes an entry's value. It allocates at most len(v) bytes:
-// every length is checked against what is left of v.
-func decodeLog(v []byte, l *raft.Log) error {
-	if len(v) < 1 || v[0] != formatV1 {
-		return fmt.Errorf("%w: unknown format", errCorrupt)
-	}
-	v = v[1:]
-	term, n := binary.Uvarint(v)
-	if n <= 0 {
-		return fmt.Errorf("%w: term", errCorrupt)
-	}
-	v = v[n:]
-	if len(v) < 1 {
-		return fmt.Errorf("%w: type", errCorrupt)
-	}
-	typ := raft.LogType(v[0])
-	v = v[1:]
-	at, n := binary.Varint(v)
-	if n <= 0 {
-		return fmt.Errorf("%w: time", errCorrupt)
-	}
-	v = v[n:]
-	data, v, err := decodeBytes(v)
+	var entries []types.LogEntry
+	next := si.BaseIndex
+	err := filer.DumpSegment(si.BaseIndex, si.ID, 0, si.MaxIndex+1, func(_ types.SegmentInfo, e types.LogEntry) (bool, error) {
+		if e.Index != next {
+			return false, fmt.Errorf("entry %d where %d was expected", e.Index, next)
+		}
+		next++
+		// e.Data is only valid during the call.
+		entries = append(entries, types.LogEntry{Index: e.Index, Data: bytes.Clone(e.Data)})
+		return true, nil
+	})
 	if err != nil {
-		return fmt.Errorf("%w: data", err)
+		return si, err
 	}
-	ext, v, err := decodeBytes(v)
-	if err != nil {
-		return fmt.Errorf("%w: extensions", err)
+	if next != si.MaxIndex+1 {
+		return si, fmt.Errorf("the file holds entries up to %d, the log up to %d", next-1, si.MaxIndex)
 	}
-	if len(v) != 0 {
-		return fmt.Errorf("%w: %d trailing bytes", errCorrupt, len(v))
-	}
-	*l = raft.Log{Term: term, Type: typ, Data: data, Extensions: ext}
-	if at != 0 {
-		l.AppendedAt = time.Unix(0, at)
-	}
-	return nil
-}
 
-func decodeBytes(v []byte) (out, rest []byte, err error) {
-	size, n := binary.Uvarint(v)
-	if n <= 0 || size > uint64(len(v)-n) {
-		return nil, nil, errCorrupt
+	fixed := si
+	fixed.ID = id
+	fixed.IndexStart = 0
+	fixed.CreateTime = time.Now()
+	// A limit the first append exceeds: the writer writes the index block
+	// and seals the segment in that append.
+	fixed.SizeLimit = 1
+	w, err := filer.Create(fixed)
+	if err != nil {
+		return si, err
 	}
-	v = v[n:]
-	if size == 0 {
-		return nil, v, nil
+	err = w.Append(entries)
+	sealed, indexStart, serr := w.Sealed()
+	if cerr := w.Close(); err == nil {
+		err = cerr
 	}
-	return bytes.Clone(v[:size]), v[size:], nil
+	if err == nil {
+		err = serr
+	}
+	if err == nil && !sealed {
+		err = fmt.Errorf("the rewritten segment did not seal")
+	}
+	if err != nil {
+		filer.Delete(fixed.BaseIndex, fixed.ID)
+		return si, err
+	}
+	fixed.IndexStart = indexStart
+	fixed.SealTime = si.SealTime
+	fixed.SizeLimit = si.SizeLimit
+
+	// The new file must read back what the old one held.
+	r, err := filer.Open(fixed)
+	if err != nil {
+		filer.Delete(fixed.BaseIndex, fixed.ID)
+		return si, fmt.Errorf("open the rewritten segment: %w", err)
+	}
+	defer r.Close()
+	for _, e := range entries {
+		if e.Index < si.MinIndex {
+			continue
+		}
+		buf, err := r.GetLog(e.Index)
+		if err != nil {
+			filer.Delete(fixed.BaseIndex, fixed.ID)
+			return si, fmt.Errorf("read back entry %d: %w", e.Index, err)
+		}
+		same := bytes.Equal(buf.Bs, e.Data)
+		buf.Close()
+		if !same {
+			filer.Delete(fixed.BaseIndex, fixed.ID)
+			return si, fmt.Errorf("entry %d reads back different", e.Index)
+		}
+	}
+	return fixed, nil
 }
