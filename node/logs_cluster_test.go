@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"nimbus/rpc"
 )
@@ -137,4 +138,93 @@ func countReports(evs []rpc.LogEvent, ids []string) int {
 // streamLeader names the server leading fn's stream, or "".
 func streamLeader(ctx context.Context, nd *Node, fn string) string {
 	return nd.logs.StreamLeader(ctx, fn)
+}
+
+// TestClusterWorkerOnlyShipsWhileServerRestarts: a worker-only node (the
+// only one with memory for the function) ships its lines to the three
+// servers' store while the server leading the function's stream stops and
+// starts again: every invocation's lines, those made while it was down
+// included, are in the store, the same through every server, the restarted
+// one too.
+func TestClusterWorkerOnlyShipsWhileServerRestarts(t *testing.T) {
+	cfgs := make([]Config, 3)
+	tc := startCluster(t, 3, func(i int, cfg *Config) {
+		cfg.Worker = false
+		cfgs[i] = *cfg
+	})
+	ctx := ctxT(t)
+	join := []string{tc.nodes[0].members.ml.LocalNode().Address()}
+	w := tc.start(3, Config{
+		Name: "w1", Worker: true, MemoryMB: 4096, GossipAddr: "127.0.0.1:0", Join: join,
+		FastTimings: true, HeartbeatInterval: 200 * time.Millisecond,
+	})
+	waitFor(t, "the leader hears from the worker", func() bool {
+		lead := tc.waitLeader()
+		_, ok := tc.nodes[lead].ledger.Stats().ByWorker[w.Name()]
+		return ok
+	})
+	createRetrying(t, tc.clients[3], "hello", helloZip(t))
+	var ids []string
+	for i := 0; i < 3; i++ {
+		ids = append(ids, invoke(t, tc.clients[3], "hello", fmt.Sprintf(`{"name":"before %d"}`, i)).RequestID)
+	}
+	waitFor(t, "the first invocations' logs", func() bool {
+		return countReports(readStore(t, tc.clients[0], "hello", 0), ids) == len(ids)
+	})
+
+	down := -1
+	waitFor(t, "a leader of the stream", func() bool {
+		name := streamLeader(ctx, tc.nodes[0], "hello")
+		for i := 0; i < 3; i++ {
+			if tc.nodes[i].Name() == name {
+				down = i
+			}
+		}
+		return down >= 0
+	})
+	tc.stop(down)
+	t.Logf("stopped %s, the stream's leader", tc.nodes[down].Name())
+	for i := 0; i < 3; i++ {
+		// The scheduler may be electing a leader too: retry as a client would.
+		waitFor(t, fmt.Sprintf("invocation %d while %s is down", i, tc.nodes[down].Name()), func() bool {
+			res, err := tc.clients[3].Invoke(ctx, &rpc.InvokeRequest{FunctionName: "hello", Payload: []byte(fmt.Sprintf(`{"name":"during %d"}`, i))})
+			if err != nil {
+				if !errors.Is(err, rpc.ErrService) && !errors.Is(err, rpc.ErrTooManyRequests) {
+					t.Fatal(err)
+				}
+				return false
+			}
+			ids = append(ids, res.RequestID)
+			return true
+		})
+	}
+
+	cfg := cfgs[down]
+	cfg.Join = []string{tc.nodes[(down+1)%3].members.ml.LocalNode().Address()}
+	tc.start(down, cfg)
+	for i := 0; i < 3; i++ {
+		ids = append(ids, invoke(t, tc.clients[3], "hello", fmt.Sprintf(`{"name":"after %d"}`, i)).RequestID)
+	}
+	var want []rpc.LogEvent
+	for i := 0; i < 3; i++ {
+		waitFor(t, fmt.Sprintf("every invocation's logs through %s", tc.nodes[i].Name()), func() bool {
+			got := readStore(t, tc.clients[i], "hello", 0)
+			if countReports(got, ids) != len(ids) {
+				return false
+			}
+			if want == nil {
+				want = got
+				return true
+			}
+			if len(got) != len(want) {
+				return false
+			}
+			for j := range got {
+				if got[j].Seq != want[j].Seq || got[j].Line != want[j].Line {
+					t.Fatalf("%s: event %d is %d %q, %s has %d %q", tc.nodes[i].Name(), j, got[j].Seq, got[j].Line, tc.nodes[0].Name(), want[j].Seq, want[j].Line)
+				}
+			}
+			return true
+		})
+	}
 }
