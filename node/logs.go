@@ -285,19 +285,25 @@ func (n *Node) registerLogs() {
 }
 
 // checkLogFunction refuses an unknown function. A server checks the name
-// against its replica of the registry; a worker-only node has none.
-func (n *Node) checkLogFunction(name string) error {
-	if n.fsm != nil {
-		_, err := n.function(name)
+// against its replica of the registry, and when its replica does not have
+// it asks the leader (a replica may lag: a server that has just restarted
+// applies its log only once it hears from the leader); a worker-only node
+// has no replica.
+func (n *Node) checkLogFunction(ctx context.Context, name string) error {
+	if n.fsm == nil {
+		return scheduler.ValidateName(name)
+	}
+	_, err := n.function(name)
+	if err == nil || n.isLeader() || !errors.Is(err, rpc.ErrResourceNotFound) {
 		return err
 	}
-	return scheduler.ValidateName(name)
+	return n.forward(ctx, rpc.MethodFunctionGet, &rpc.GetFunctionRequest{Name: name}, &rpc.FunctionResponse{})
 }
 
 // readLogs answers with a function's log from the replicated store: every
 // node reads the same streams, so every node gives the same answer.
 func (n *Node) readLogs(ctx context.Context, req *rpc.ReadLogsRequest) (*rpc.ReadLogsResponse, error) {
-	if err := n.checkLogFunction(req.FunctionName); err != nil {
+	if err := n.checkLogFunction(ctx, req.FunctionName); err != nil {
 		return nil, err
 	}
 	if req.WaitMs > maxLogWaitMs {
@@ -315,7 +321,7 @@ func (n *Node) logGroups(ctx context.Context, _ *rpc.LogGroupsRequest) (*rpc.Log
 }
 
 func (n *Node) putRetention(ctx context.Context, req *rpc.PutRetentionRequest) (*rpc.RetentionResponse, error) {
-	if err := n.checkLogFunction(req.FunctionName); err != nil {
+	if err := n.checkLogFunction(ctx, req.FunctionName); err != nil {
 		return nil, err
 	}
 	if err := logstore.CheckRetentionDays(req.RetentionInDays); err != nil {
@@ -329,7 +335,7 @@ func (n *Node) putRetention(ctx context.Context, req *rpc.PutRetentionRequest) (
 }
 
 func (n *Node) deleteRetention(ctx context.Context, req *rpc.DeleteRetentionRequest) (*rpc.RetentionResponse, error) {
-	if err := n.checkLogFunction(req.FunctionName); err != nil {
+	if err := n.checkLogFunction(ctx, req.FunctionName); err != nil {
 		return nil, err
 	}
 	g, err := n.logs.PutRetention(ctx, req.FunctionName, 0)
