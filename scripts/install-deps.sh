@@ -3,8 +3,7 @@
 # gcc for cgo (libcontainer's nsenter), curl and the coreutils the default
 # sandbox image is assembled from, iproute2 and util-linux (nsenter, flock)
 # for the network-namespace cluster, awscli and python3-boto3 for the REST
-# gateway's tests, the Go modules, and AWS's Node.js runtime interface client
-# (scripts/install-ric.sh). Safe to run again; installs only what is missing.
+# gateway's tests, and the Go modules. Safe to run again; installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +28,3 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 command -v go >/dev/null 2>&1 || export PATH=$PATH:/usr/local/go/bin
 go mod download
-# AWS's Node.js runtime interface client, built once into a cache, for the
-# test that runs it as a custom runtime.
-scripts/install-ric.sh >/dev/null

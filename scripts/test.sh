@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+# AWS's Node.js runtime interface client, built once into a cache, for the
+# test that runs it as a custom runtime (the main job does not need it).
+scripts/install-ric.sh >/dev/null
 command -v go >/dev/null 2>&1 || export PATH=$PATH:/usr/local/go/bin
 go vet ./...
 # The CLI builds for macOS and Windows (workers are Linux only).
