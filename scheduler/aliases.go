@@ -45,6 +45,11 @@ func (f *FSM) applyPutAlias(index uint64, body []byte) ApplyResult {
 	if cmd.Mode != PutCreate && cmd.Mode != PutUpdate {
 		return ApplyResult{Err: rpc.Errorf(rpc.CodeService, "malformed %s entry: unknown mode %d", CmdPutAlias, uint8(cmd.Mode))}
 	}
+	// The state needs the name's pattern: a qualifier must read as either
+	// a version or an alias, never both.
+	if err := ValidateAliasName(a.Name); err != nil {
+		return ApplyResult{Err: err}
+	}
 	return f.update(func(s *fsmState) (ApplyResult, []functionChange) {
 		if _, ok := s.functions[a.FunctionName]; !ok {
 			return ApplyResult{Err: errFunctionNotFound(a.FunctionName)}, nil
