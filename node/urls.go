@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	"nimbus/gateway"
 	"nimbus/rpc"
 	"nimbus/scheduler"
 )
@@ -24,10 +25,6 @@ func (n *Node) registerURLs() {
 	rpc.Handle(n.server, rpc.MethodURLResolve, onLeader(n, rpc.MethodURLResolve, n.resolveURL))
 }
 
-// URLPathPrefix is the path under which a node serves path-based function
-// URLs: /lambda-url/<id>/...
-const URLPathPrefix = "/lambda-url/"
-
 // urlOf is the address of the URL with the given id, as this node serves
 // it ("" when it serves no HTTP).
 func (n *Node) urlOf(id string) string {
@@ -42,7 +39,7 @@ func (n *Node) urlOf(id string) string {
 		}
 		return "http://" + id + "." + d + ":" + port + "/"
 	}
-	return "http://" + addr + URLPathPrefix + id + "/"
+	return "http://" + addr + gateway.URLPathPrefix + id + "/"
 }
 
 // urlQualifier normalizes a URL's qualifier: $LATEST is "".

@@ -227,4 +227,3 @@ func (n *Node) qualifiedARN(name, qualifier string) string {
 	}
 	return n.functionARN(name) + ":" + qualifier
 }
-
