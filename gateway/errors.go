@@ -36,7 +36,7 @@ func statusOf(code string) int {
 	switch code {
 	case rpc.CodeResourceNotFound, CodeUnknownOperation:
 		return http.StatusNotFound
-	case rpc.CodeInvalidParameterValue, CodeInvalidRequestContent, CodeIncompleteSignature:
+	case rpc.CodeInvalidParameterValue, CodeInvalidRequestContent, CodeIncompleteSignature, rpc.CodeCodeStorageExceeded:
 		return http.StatusBadRequest
 	case rpc.CodeResourceConflict:
 		return http.StatusConflict

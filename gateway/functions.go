@@ -57,7 +57,7 @@ func (g *Gateway) createFunction(w http.ResponseWriter, r *http.Request, _ pathA
 	if err := unmarshalBody(body, &in); err != nil {
 		return err
 	}
-	if err := checkUnsupported(in.Publish, in.PackageType, in.Layers, in.Code); err != nil {
+	if err := checkUnsupported(in.PackageType, in.Layers, in.Code); err != nil {
 		return err
 	}
 	if err := checkRole(in.Role); err != nil {
@@ -77,20 +77,38 @@ func (g *Gateway) createFunction(w http.ResponseWriter, r *http.Request, _ pathA
 	if in.Environment != nil {
 		req.Env = in.Environment.Variables
 	}
+	if len(in.Description) > maxDescription {
+		return errDescription()
+	}
 	resp, err := g.opts.Ops.CreateFunction(r.Context(), req)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, g.configuration(resp.Function))
+	fn := resp.Function
+	if in.Publish {
+		if fn, err = g.publish(r, fn, in.Description); err != nil {
+			return err
+		}
+	}
+	writeJSON(w, http.StatusCreated, g.configuration(fn))
 	return nil
+}
+
+// publish publishes fn, just created or updated, as a version (the
+// Publish option of CreateFunction and UpdateFunctionCode), on the
+// condition that $LATEST is still fn.
+func (g *Gateway) publish(r *http.Request, fn *rpc.FunctionConfig, description string) (*rpc.FunctionConfig, error) {
+	v, err := g.opts.Ops.PublishVersion(r.Context(), &rpc.PublishVersionRequest{Name: fn.Name, Description: description, IfRevision: fn.Revision})
+	if err != nil {
+		return nil, err
+	}
+	return v.Function, nil
 }
 
 // checkUnsupported refuses, with a clear error, the options of a code
 // upload that nimbus does not offer yet.
-func checkUnsupported(publish bool, packageType string, layers []string, code codeInput) error {
+func checkUnsupported(packageType string, layers []string, code codeInput) error {
 	switch {
-	case publish:
-		return apiError(CodeNotImplemented, "Publish is not supported yet: nimbus has no function versions (only $LATEST)")
 	case packageType != "" && packageType != packageTypeZip:
 		return apiError(CodeNotImplemented, "PackageType %s is not supported: upload a Zip", packageType)
 	case len(layers) > 0:
@@ -124,16 +142,16 @@ type getFunctionOutput struct {
 }
 
 func (g *Gateway) getFunction(w http.ResponseWriter, r *http.Request, a pathArgs) error {
-	name, err := g.target(r.URL.Query(), a)
+	ref, err := g.target(r.URL.Query(), a)
 	if err != nil {
 		return err
 	}
-	resp, err := g.opts.Ops.GetFunction(r.Context(), &rpc.GetFunctionRequest{Name: name})
+	resp, err := g.opts.Ops.GetFunction(r.Context(), &rpc.GetFunctionRequest{Name: ref.Name, Qualifier: ref.Qualifier})
 	if err != nil {
 		return err
 	}
 	out := getFunctionOutput{Configuration: g.configuration(resp.Function)}
-	conc, err := g.opts.Ops.GetConcurrency(r.Context(), &rpc.GetFunctionRequest{Name: name})
+	conc, err := g.opts.Ops.GetConcurrency(r.Context(), &rpc.GetFunctionRequest{Name: ref.Name})
 	if err != nil {
 		return err
 	}
@@ -145,11 +163,11 @@ func (g *Gateway) getFunction(w http.ResponseWriter, r *http.Request, a pathArgs
 }
 
 func (g *Gateway) getFunctionConfiguration(w http.ResponseWriter, r *http.Request, a pathArgs) error {
-	name, err := g.target(r.URL.Query(), a)
+	ref, err := g.target(r.URL.Query(), a)
 	if err != nil {
 		return err
 	}
-	resp, err := g.opts.Ops.GetFunction(r.Context(), &rpc.GetFunctionRequest{Name: name})
+	resp, err := g.opts.Ops.GetFunction(r.Context(), &rpc.GetFunctionRequest{Name: ref.Name, Qualifier: ref.Qualifier})
 	if err != nil {
 		return err
 	}
@@ -167,7 +185,7 @@ type updateCodeInput struct {
 }
 
 func (g *Gateway) updateFunctionCode(w http.ResponseWriter, r *http.Request, a pathArgs) error {
-	name, err := g.target(r.URL.Query(), a)
+	name, err := g.latestOnly(r.URL.Query(), a)
 	if err != nil {
 		return err
 	}
@@ -180,7 +198,7 @@ func (g *Gateway) updateFunctionCode(w http.ResponseWriter, r *http.Request, a p
 	if err := unmarshalBody(body, &in); err != nil {
 		return err
 	}
-	if err := checkUnsupported(in.Publish, "", nil, in.codeInput); err != nil {
+	if err := checkUnsupported("", nil, in.codeInput); err != nil {
 		return err
 	}
 	if in.DryRun {
@@ -203,7 +221,13 @@ func (g *Gateway) updateFunctionCode(w http.ResponseWriter, r *http.Request, a p
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, g.configuration(resp.Function))
+	fn := resp.Function
+	if in.Publish {
+		if fn, err = g.publish(r, fn, ""); err != nil {
+			return err
+		}
+	}
+	writeJSON(w, http.StatusOK, g.configuration(fn))
 	return nil
 }
 
@@ -237,7 +261,7 @@ type updateConfigInput struct {
 }
 
 func (g *Gateway) updateFunctionConfiguration(w http.ResponseWriter, r *http.Request, a pathArgs) error {
-	name, err := g.target(r.URL.Query(), a)
+	name, err := g.latestOnly(r.URL.Query(), a)
 	if err != nil {
 		return err
 	}
@@ -293,11 +317,8 @@ func (g *Gateway) deleteFunction(w http.ResponseWriter, r *http.Request, a pathA
 	if ref.Qualifier == rpc.VersionLatest {
 		return rpc.Errorf(rpc.CodeInvalidParameterValue, "$LATEST version cannot be deleted without deleting the function.")
 	}
-	name, err := g.resolve(ref)
-	if err != nil {
-		return err
-	}
-	if _, err := g.opts.Ops.DeleteFunction(r.Context(), &rpc.GetFunctionRequest{Name: name}); err != nil {
+	// With a qualifier, the version alone is deleted.
+	if _, err := g.opts.Ops.DeleteFunction(r.Context(), &rpc.GetFunctionRequest{Name: ref.Name, Qualifier: ref.Qualifier}); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -30,6 +30,28 @@ type Operations struct {
 	GetConcurrency       func(context.Context, *rpc.GetFunctionRequest) (*rpc.ConcurrencyResponse, error)
 	DeleteConcurrency    func(context.Context, *rpc.GetFunctionRequest) (*rpc.ConcurrencyResponse, error)
 	AccountSettings      func(context.Context, *rpc.AccountSettingsRequest) (*rpc.AccountSettingsResponse, error)
+
+	// Versions and aliases.
+	PublishVersion func(context.Context, *rpc.PublishVersionRequest) (*rpc.FunctionResponse, error)
+	ListVersions   func(context.Context, *rpc.ListVersionsRequest) (*rpc.ListVersionsResponse, error)
+	CreateAlias    func(context.Context, *rpc.CreateAliasRequest) (*rpc.AliasResponse, error)
+	UpdateAlias    func(context.Context, *rpc.UpdateAliasRequest) (*rpc.AliasResponse, error)
+	GetAlias       func(context.Context, *rpc.GetAliasRequest) (*rpc.AliasResponse, error)
+	ListAliases    func(context.Context, *rpc.ListAliasesRequest) (*rpc.ListAliasesResponse, error)
+	DeleteAlias    func(context.Context, *rpc.GetAliasRequest) (*rpc.DeleteAliasResponse, error)
+
+	// Function URLs: their configuration, and ResolveURL to serve them.
+	CreateURL  func(context.Context, *rpc.CreateURLRequest) (*rpc.URLResponse, error)
+	UpdateURL  func(context.Context, *rpc.UpdateURLRequest) (*rpc.URLResponse, error)
+	GetURL     func(context.Context, *rpc.GetURLRequest) (*rpc.URLResponse, error)
+	DeleteURL  func(context.Context, *rpc.GetURLRequest) (*rpc.DeleteURLResponse, error)
+	ListURLs   func(context.Context, *rpc.ListURLsRequest) (*rpc.ListURLsResponse, error)
+	ResolveURL func(context.Context, *rpc.ResolveURLRequest) (*rpc.URLResponse, error)
+
+	// Asynchronous invocation configuration.
+	PutEventConfig    func(context.Context, *rpc.PutEventConfigRequest) (*rpc.EventConfigResponse, error)
+	GetEventConfig    func(context.Context, *rpc.GetEventConfigRequest) (*rpc.EventConfigResponse, error)
+	DeleteEventConfig func(context.Context, *rpc.GetEventConfigRequest) (*rpc.DeleteEventConfigResponse, error)
 }
 
 // Options configure a Gateway. Zero values take the defaults noted.
@@ -57,6 +79,10 @@ type Options struct {
 	// kept-alive connection between requests.
 	ReadHeaderTimeout, BodyTimeout, IdleTimeout time.Duration
 	Logger                                      *slog.Logger
+	// URLDomain, when set, makes requests to <url-id>.<URLDomain> function
+	// URL requests (urlserve.go); path-based ones (/lambda-url/<id>/) are
+	// served either way.
+	URLDomain string
 }
 
 func (o *Options) setDefaults() error {
@@ -155,6 +181,10 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	w := &deadlineWriter{ResponseWriter: rw, timeout: g.opts.BodyTimeout}
 	reqID := newRequestID()
 	w.Header().Set("X-Amzn-RequestId", reqID)
+	if id, path, ok := g.urlTarget(r); ok { // a function URL, not an API call
+		g.serveURL(w, r, id, path, reqID)
+		return
+	}
 	if _, err := ParseAuthorization(r.Header.Values("Authorization")); err != nil {
 		writeError(w, err)
 		return
@@ -238,6 +268,9 @@ func (g *Gateway) handler(op string) handlerFunc {
 		return g.deleteConcurrency
 	case opGetAccountSettings:
 		return g.accountSettings
+	}
+	if h := g.versionHandler(op); h != nil { // versions.go, urls.go, eventconfig.go
+		return h
 	}
 	return nil
 }

@@ -68,6 +68,29 @@ func refusingOps(t *testing.T) Operations {
 			fail("AccountSettings")
 			return nil, errors.New("not here")
 		},
+		PublishVersion:    refuse[rpc.PublishVersionRequest, rpc.FunctionResponse](fail, "PublishVersion"),
+		ListVersions:      refuse[rpc.ListVersionsRequest, rpc.ListVersionsResponse](fail, "ListVersions"),
+		CreateAlias:       refuse[rpc.CreateAliasRequest, rpc.AliasResponse](fail, "CreateAlias"),
+		UpdateAlias:       refuse[rpc.UpdateAliasRequest, rpc.AliasResponse](fail, "UpdateAlias"),
+		GetAlias:          refuse[rpc.GetAliasRequest, rpc.AliasResponse](fail, "GetAlias"),
+		ListAliases:       refuse[rpc.ListAliasesRequest, rpc.ListAliasesResponse](fail, "ListAliases"),
+		DeleteAlias:       refuse[rpc.GetAliasRequest, rpc.DeleteAliasResponse](fail, "DeleteAlias"),
+		CreateURL:         refuse[rpc.CreateURLRequest, rpc.URLResponse](fail, "CreateURL"),
+		UpdateURL:         refuse[rpc.UpdateURLRequest, rpc.URLResponse](fail, "UpdateURL"),
+		GetURL:            refuse[rpc.GetURLRequest, rpc.URLResponse](fail, "GetURL"),
+		DeleteURL:         refuse[rpc.GetURLRequest, rpc.DeleteURLResponse](fail, "DeleteURL"),
+		ListURLs:          refuse[rpc.ListURLsRequest, rpc.ListURLsResponse](fail, "ListURLs"),
+		ResolveURL:        refuse[rpc.ResolveURLRequest, rpc.URLResponse](fail, "ResolveURL"),
+		PutEventConfig:    refuse[rpc.PutEventConfigRequest, rpc.EventConfigResponse](fail, "PutEventConfig"),
+		GetEventConfig:    refuse[rpc.GetEventConfigRequest, rpc.EventConfigResponse](fail, "GetEventConfig"),
+		DeleteEventConfig: refuse[rpc.GetEventConfigRequest, rpc.DeleteEventConfigResponse](fail, "DeleteEventConfig"),
+	}
+}
+
+func refuse[Req, Resp any](fail func(string), op string) func(context.Context, *Req) (*Resp, error) {
+	return func(context.Context, *Req) (*Resp, error) {
+		fail(op)
+		return nil, errors.New("not here")
 	}
 }
 
@@ -156,21 +179,27 @@ func TestRefusedBeforeAnyOperation(t *testing.T) {
 		{"wrong JSON type", "PUT", "/2015-03-31/functions/f/configuration", strings.NewReader(`{"MemorySize":"big"}`), nil, 400, CodeInvalidRequestContent},
 		{"base64 that is not", "POST", "/2015-03-31/functions", strings.NewReader(`{"FunctionName":"f","Code":{"ZipFile":"@@@"}}`), nil, 400, CodeInvalidRequestContent},
 		{"bad role", "POST", "/2015-03-31/functions", strings.NewReader(`{"FunctionName":"f","Role":"admin","Code":{"ZipFile":""}}`), nil, 400, rpc.CodeInvalidParameterValue},
-		{"publish", "POST", "/2015-03-31/functions", strings.NewReader(`{"FunctionName":"f","Publish":true}`), nil, 501, CodeNotImplemented},
 		{"code from S3", "PUT", "/2015-03-31/functions/f/code", strings.NewReader(`{"S3Bucket":"b","S3Key":"k"}`), nil, 501, CodeNotImplemented},
 		{"bad invocation type", "POST", "/2015-03-31/functions/f/invocations", nil, map[string]string{"X-Amz-Invocation-Type": "Later"}, 400, rpc.CodeInvalidParameterValue},
 		{"bad log type", "POST", "/2015-03-31/functions/f/invocations", nil, map[string]string{"X-Amz-Log-Type": "All"}, 400, rpc.CodeInvalidParameterValue},
 		{"bad client context", "POST", "/2015-03-31/functions/f/invocations", nil, map[string]string{"X-Amz-Client-Context": "not base64!"}, 400, rpc.CodeInvalidParameterValue},
 		{"qualifier mismatch", "POST", "/2015-03-31/functions/f:1/invocations?Qualifier=2", nil, nil, 400, rpc.CodeInvalidParameterValue},
-		{"unknown qualifier", "GET", "/2015-03-31/functions/f/configuration?Qualifier=7", nil, nil, 404, rpc.CodeResourceNotFound},
+		{"update a version's code", "PUT", "/2015-03-31/functions/f:3/code", strings.NewReader(`{"ZipFile":""}`), nil, 400, rpc.CodeInvalidParameterValue},
+		{"update an alias's configuration", "PUT", "/2015-03-31/functions/f/configuration?Qualifier=live", strings.NewReader(`{}`), nil, 400, rpc.CodeInvalidParameterValue},
+		{"publish a qualified name", "POST", "/2015-03-31/functions/f:live/versions", nil, nil, 400, rpc.CodeInvalidParameterValue},
+		{"publish with a long description", "POST", "/2015-03-31/functions/f/versions", strings.NewReader(`{"Description":"` + strings.Repeat("d", 257) + `"}`), nil, 400, rpc.CodeInvalidParameterValue},
+		{"weight that is not a number", "POST", "/2015-03-31/functions/f/aliases", strings.NewReader(`{"Name":"live","FunctionVersion":"1","RoutingConfig":{"AdditionalVersionWeights":{"2":"most"}}}`), nil, 400, CodeInvalidRequestContent},
+		{"alias of a qualified name", "GET", "/2015-03-31/functions/f:1/aliases/live", nil, nil, 400, rpc.CodeInvalidParameterValue},
+		{"bad versions MaxItems", "GET", "/2015-03-31/functions/f/versions?MaxItems=10001", nil, nil, 400, rpc.CodeInvalidParameterValue},
+		{"URL without AuthType", "POST", "/2021-10-31/functions/f/url", strings.NewReader(`{}`), nil, 400, rpc.CodeInvalidParameterValue},
+		{"URL with malformed CORS", "POST", "/2021-10-31/functions/f/url", strings.NewReader(`{"AuthType":"NONE","Cors":{"MaxAge":"long"}}`), nil, 400, CodeInvalidRequestContent},
+		{"event config of an alias", "PUT", "/2019-09-25/functions/f/event-invoke-config?Qualifier=live", strings.NewReader(`{}`), nil, 400, rpc.CodeInvalidParameterValue},
+		{"event config with a bad retry type", "PUT", "/2019-09-25/functions/f/event-invoke-config", strings.NewReader(`{"MaximumRetryAttempts":"two"}`), nil, 400, CodeInvalidRequestContent},
 		{"delete $LATEST", "DELETE", "/2015-03-31/functions/f?Qualifier=$LATEST", nil, nil, 400, rpc.CodeInvalidParameterValue},
 		{"bad MaxItems", "GET", "/2015-03-31/functions/?MaxItems=0", nil, nil, 400, rpc.CodeInvalidParameterValue},
 		{"bad Marker", "GET", "/2015-03-31/functions/?Marker=%25%25", nil, nil, 400, rpc.CodeInvalidParameterValue},
 		{"null concurrency", "PUT", "/2017-10-31/functions/f/concurrency", strings.NewReader(`{}`), nil, 400, rpc.CodeInvalidParameterValue},
 		{"qualified concurrency", "GET", "/2019-09-30/functions/f:1/concurrency", nil, nil, 400, rpc.CodeInvalidParameterValue},
-		{"versions", "POST", "/2015-03-31/functions/f/versions", nil, nil, 501, CodeNotImplemented},
-		{"aliases", "GET", "/2015-03-31/functions/f/aliases", nil, nil, 501, CodeNotImplemented},
-		{"function URL", "POST", "/2021-10-31/functions/f/url", nil, nil, 501, CodeNotImplemented},
 	}
 	for _, c := range cases {
 		got := do(t, c.method, base+c.path, c.body, c.hdr)
@@ -316,7 +345,8 @@ func FuzzDecodeBodies(f *testing.F) {
 	f.Add([]byte(`{"ZipFile":"@@","Publish":true}`))
 	f.Add([]byte(`[1,2,3]`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		for _, v := range []any{&createFunctionInput{}, &updateCodeInput{}, &updateConfigInput{}, &putConcurrencyInput{}} {
+		for _, v := range []any{&createFunctionInput{}, &updateCodeInput{}, &updateConfigInput{}, &putConcurrencyInput{},
+			&publishVersionInput{}, &createAliasInput{}, &updateAliasInput{}, &urlConfigInput{}, &eventInvokeConfigInput{}} {
 			err := unmarshalBody(body, v)
 			if err != nil && !errors.Is(err, &rpc.Error{Code: CodeInvalidRequestContent}) {
 				t.Fatalf("error %v is not InvalidRequestContentException", err)
@@ -324,7 +354,7 @@ func FuzzDecodeBodies(f *testing.F) {
 		}
 		var in createFunctionInput
 		if unmarshalBody(body, &in) == nil {
-			_ = checkUnsupported(in.Publish, in.PackageType, in.Layers, in.Code)
+			_ = checkUnsupported(in.PackageType, in.Layers, in.Code)
 			_ = checkRole(in.Role)
 			_ = checkArchitectures(in.Architectures)
 		}

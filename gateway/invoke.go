@@ -51,7 +51,7 @@ func parseInvokeHeaders(h http.Header) (invokeHeaders, error) {
 }
 
 func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, a pathArgs) error {
-	name, err := g.target(r.URL.Query(), a)
+	ref, err := g.target(r.URL.Query(), a)
 	if err != nil {
 		return err
 	}
@@ -71,7 +71,8 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, a pathArgs) err
 	}
 	defer release()
 	resp, err := g.opts.Ops.Invoke(r.Context(), &rpc.InvokeRequest{
-		FunctionName:   name,
+		FunctionName:   ref.Name,
+		Qualifier:      ref.Qualifier,
 		InvocationType: hdr.InvocationType,
 		LogType:        hdr.LogType,
 		Payload:        payload,

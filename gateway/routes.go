@@ -43,28 +43,28 @@ var routes = []struct {
 	{"GET", "/2019-09-30/functions/{F}/concurrency", opGetFunctionConcurrency},
 	{"DELETE", "/2017-10-31/functions/{F}/concurrency", opDeleteFunctionConcurrency},
 
-	// Versions and aliases (they need registry state not built yet).
-	{"POST", "/2015-03-31/functions/{F}/versions", "PublishVersion"},
-	{"GET", "/2015-03-31/functions/{F}/versions", "ListVersionsByFunction"},
-	{"POST", "/2015-03-31/functions/{F}/aliases", "CreateAlias"},
-	{"GET", "/2015-03-31/functions/{F}/aliases", "ListAliases"},
-	{"GET", "/2015-03-31/functions/{F}/aliases/{*}", "GetAlias"},
-	{"PUT", "/2015-03-31/functions/{F}/aliases/{*}", "UpdateAlias"},
-	{"DELETE", "/2015-03-31/functions/{F}/aliases/{*}", "DeleteAlias"},
+	// Versions and aliases.
+	{"POST", "/2015-03-31/functions/{F}/versions", opPublishVersion},
+	{"GET", "/2015-03-31/functions/{F}/versions", opListVersionsByFunction},
+	{"POST", "/2015-03-31/functions/{F}/aliases", opCreateAlias},
+	{"GET", "/2015-03-31/functions/{F}/aliases", opListAliases},
+	{"GET", "/2015-03-31/functions/{F}/aliases/{*}", opGetAlias},
+	{"PUT", "/2015-03-31/functions/{F}/aliases/{*}", opUpdateAlias},
+	{"DELETE", "/2015-03-31/functions/{F}/aliases/{*}", opDeleteAlias},
 	// Function URLs.
-	{"POST", "/2021-10-31/functions/{F}/url", "CreateFunctionUrlConfig"},
-	{"GET", "/2021-10-31/functions/{F}/url", "GetFunctionUrlConfig"},
-	{"PUT", "/2021-10-31/functions/{F}/url", "UpdateFunctionUrlConfig"},
-	{"DELETE", "/2021-10-31/functions/{F}/url", "DeleteFunctionUrlConfig"},
-	{"GET", "/2021-10-31/functions/{F}/urls", "ListFunctionUrlConfigs"},
+	{"POST", "/2021-10-31/functions/{F}/url", opCreateFunctionURLConfig},
+	{"GET", "/2021-10-31/functions/{F}/url", opGetFunctionURLConfig},
+	{"PUT", "/2021-10-31/functions/{F}/url", opUpdateFunctionURLConfig},
+	{"DELETE", "/2021-10-31/functions/{F}/url", opDeleteFunctionURLConfig},
+	{"GET", "/2021-10-31/functions/{F}/urls", opListFunctionURLConfigs},
 	// Asynchronous invocation and event sources.
 	{"POST", "/2014-11-13/functions/{F}/invoke-async", "InvokeAsync"},
 	{"POST", "/2021-11-15/functions/{F}/response-streaming-invocations", "InvokeWithResponseStream"},
-	{"PUT", "/2019-09-25/functions/{F}/event-invoke-config", "PutFunctionEventInvokeConfig"},
-	{"POST", "/2019-09-25/functions/{F}/event-invoke-config", "UpdateFunctionEventInvokeConfig"},
-	{"GET", "/2019-09-25/functions/{F}/event-invoke-config", "GetFunctionEventInvokeConfig"},
-	{"DELETE", "/2019-09-25/functions/{F}/event-invoke-config", "DeleteFunctionEventInvokeConfig"},
-	{"GET", "/2019-09-25/functions/{F}/event-invoke-config/list", "ListFunctionEventInvokeConfigs"},
+	{"PUT", "/2019-09-25/functions/{F}/event-invoke-config", opPutEventInvokeConfig},
+	{"POST", "/2019-09-25/functions/{F}/event-invoke-config", opUpdateEventInvokeConfig},
+	{"GET", "/2019-09-25/functions/{F}/event-invoke-config", opGetEventInvokeConfig},
+	{"DELETE", "/2019-09-25/functions/{F}/event-invoke-config", opDeleteEventInvokeConfig},
+	{"GET", "/2019-09-25/functions/{F}/event-invoke-config/list", opListEventInvokeConfigs},
 	{"POST", "/2015-03-31/event-source-mappings", "CreateEventSourceMapping"},
 	{"GET", "/2015-03-31/event-source-mappings", "ListEventSourceMappings"},
 	{"GET", "/2015-03-31/event-source-mappings/{*}", "GetEventSourceMapping"},
@@ -91,6 +91,9 @@ var routes = []struct {
 // pathArgs are the names a path carries, unescaped.
 type pathArgs struct {
 	Function string
+	// Name is the {*} segment after the function's, when the path has
+	// one (an alias name).
+	Name string
 }
 
 // maxPathSegments bounds the work route does on a path.
@@ -130,6 +133,8 @@ next:
 				}
 				if ps == "{F}" {
 					fn = v
+				} else if fn != "" {
+					a.Name = v
 				}
 			default:
 				if segs[j] != ps {
@@ -147,13 +152,8 @@ next:
 // NotImplementedException, what they wait for.
 func notImplementedWhy(op string) string {
 	switch op {
-	case "PublishVersion", "ListVersionsByFunction", "CreateAlias", "ListAliases", "GetAlias", "UpdateAlias", "DeleteAlias":
-		return ": function versions and aliases need registry state that is not built (only $LATEST exists)"
-	case "CreateFunctionUrlConfig", "GetFunctionUrlConfig", "UpdateFunctionUrlConfig", "DeleteFunctionUrlConfig", "ListFunctionUrlConfigs":
-		return ": function URLs need registry state that is not built"
-	case "InvokeAsync", "PutFunctionEventInvokeConfig", "UpdateFunctionEventInvokeConfig", "GetFunctionEventInvokeConfig",
-		"DeleteFunctionEventInvokeConfig", "ListFunctionEventInvokeConfigs":
-		return ": asynchronous invocation is not built yet"
+	case "InvokeAsync":
+		return ": use Invoke with InvocationType Event"
 	case "InvokeWithResponseStream":
 		return ": response streaming is not built yet"
 	}

@@ -82,14 +82,14 @@ func TestParseFunctionRef(t *testing.T) {
 		ref, query string
 		want       functionRef
 	}{
-		{"f", "", functionRef{"f", ""}},
-		{"f", "$LATEST", functionRef{"f", "$LATEST"}},
-		{"f:3", "", functionRef{"f", "3"}},
-		{"f:live", "live", functionRef{"f", "live"}},
-		{"123456789012:function:f", "", functionRef{"f", ""}},
-		{"123456789012:function:f:2", "", functionRef{"f", "2"}},
-		{"arn:aws:lambda:us-east-1:123456789012:function:f", "", functionRef{"f", ""}},
-		{"arn:aws:lambda:local:000000000000:function:f:$LATEST", "", functionRef{"f", "$LATEST"}},
+		{"f", "", functionRef{Name: "f", Qualifier: ""}},
+		{"f", "$LATEST", functionRef{Name: "f", Qualifier: "$LATEST"}},
+		{"f:3", "", functionRef{Name: "f", Qualifier: "3"}},
+		{"f:live", "live", functionRef{Name: "f", Qualifier: "live"}},
+		{"123456789012:function:f", "", functionRef{Name: "f", Qualifier: ""}},
+		{"123456789012:function:f:2", "", functionRef{Name: "f", Qualifier: "2"}},
+		{"arn:aws:lambda:us-east-1:123456789012:function:f", "", functionRef{Name: "f", Qualifier: ""}},
+		{"arn:aws:lambda:local:000000000000:function:f:$LATEST", "", functionRef{Name: "f", Qualifier: "$LATEST"}},
 	}
 	for _, c := range ok {
 		got, err := parseFunctionRef(c.ref, c.query)

@@ -12,8 +12,8 @@ import (
 )
 
 // functionConfiguration is Lambda's FunctionConfiguration shape, with the
-// fields nimbus has. Role and Description are not stored by the registry
-// yet, so they are not returned.
+// fields nimbus has. Role is not stored by the registry yet, so it is not
+// returned; Description is a published version's.
 type functionConfiguration struct {
 	FunctionName     string           `json:"FunctionName"`
 	FunctionArn      string           `json:"FunctionArn"`
@@ -25,6 +25,7 @@ type functionConfiguration struct {
 	LastModified     string           `json:"LastModified"`
 	CodeSha256       string           `json:"CodeSha256"`
 	Version          string           `json:"Version"`
+	Description      string           `json:"Description"`
 	Environment      *environment     `json:"Environment,omitempty"`
 	TracingConfig    tracingConfig    `json:"TracingConfig"`
 	RevisionID       string           `json:"RevisionId"`
@@ -77,7 +78,7 @@ func hostArchitecture() string {
 func (g *Gateway) configuration(f *rpc.FunctionConfig) functionConfiguration {
 	c := functionConfiguration{
 		FunctionName:     f.Name,
-		FunctionArn:      g.opts.FunctionARN(f.Name),
+		FunctionArn:      g.versionARN(f),
 		Runtime:          f.Runtime,
 		Handler:          f.Handler,
 		CodeSize:         f.CodeSize,
@@ -85,7 +86,8 @@ func (g *Gateway) configuration(f *rpc.FunctionConfig) functionConfiguration {
 		MemorySize:       f.MemoryMB,
 		LastModified:     time.UnixMilli(f.LastModifiedMs).UTC().Format(lambdaTimeLayout),
 		CodeSha256:       codeSHA256(f.CodeSHA256),
-		Version:          rpc.VersionLatest,
+		Version:          f.VersionName(),
+		Description:      f.Description,
 		TracingConfig:    tracingConfig{Mode: "PassThrough"},
 		RevisionID:       revisionID(f),
 		State:            stateActive,
@@ -120,7 +122,19 @@ func revisionID(f *rpc.FunctionConfig) string {
 	var rev [8]byte
 	binary.BigEndian.PutUint64(rev[:], f.Revision)
 	h.Write(rev[:])
+	if f.Version != "" { // a version copies its $LATEST's revision
+		h.Write([]byte("\x00" + f.Version))
+	}
 	var b [16]byte
 	copy(b[:], h.Sum(nil))
 	return formatUUID(b, 8)
+}
+
+// versionARN is a configuration's FunctionArn: unqualified for $LATEST
+// (as Lambda answers), with the version for a published one.
+func (g *Gateway) versionARN(f *rpc.FunctionConfig) string {
+	if f.Version == "" {
+		return g.opts.FunctionARN(f.Name)
+	}
+	return g.opts.FunctionARN(f.Name) + ":" + f.Version
 }

@@ -28,6 +28,11 @@ type Config struct {
 	RPCListener net.Listener
 	// HTTPListener, when set, serves Lambda's REST API (the gateway).
 	HTTPListener net.Listener
+	// URLDomain, when set, makes function URLs host-based:
+	// http://<url-id>.<URLDomain>:<port>/ (a wildcard DNS name for the
+	// domain must reach the nodes); else they are path-based,
+	// http://<http-addr>/lambda-url/<url-id>/.
+	URLDomain string
 	// Advertise is the rpc address peers use (default: the listener's).
 	Advertise string
 	// GossipAddr is the memberlist bind address (default: the rpc IP and

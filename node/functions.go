@@ -100,7 +100,11 @@ func (n *Node) getFunction(ctx context.Context, req *rpc.GetFunctionRequest) (*r
 		var resp rpc.FunctionResponse
 		return &resp, n.forward(ctx, rpc.MethodFunctionGet, req, &resp)
 	}
-	fn, err := n.function(req.Name)
+	ref, err := rpc.ParseFunctionRef(req.Name, req.Qualifier)
+	if err != nil {
+		return nil, err
+	}
+	fn, err := n.resolve(ref.Name, ref.Qualifier, false) // an alias reads as its primary version
 	if err != nil {
 		return nil, err
 	}
@@ -119,6 +123,16 @@ func (n *Node) deleteFunction(ctx context.Context, req *rpc.GetFunctionRequest) 
 	if !n.isLeader() {
 		var resp rpc.DeleteFunctionResponse
 		return &resp, n.forward(ctx, rpc.MethodFunctionDelete, req, &resp)
+	}
+	ref, err := rpc.ParseFunctionRef(req.Name, req.Qualifier)
+	if err != nil {
+		return nil, err
+	}
+	if ref.Qualifier != "" { // a version (versions.go)
+		if _, err := n.deleteVersion(ctx, &rpc.DeleteVersionRequest{Name: ref.Name, Version: ref.Qualifier}); err != nil {
+			return nil, err
+		}
+		return &rpc.DeleteFunctionResponse{}, nil
 	}
 	if _, err := n.function(req.Name); err != nil {
 		return nil, err
@@ -144,5 +158,5 @@ func (n *Node) function(name string) (*rpc.FunctionConfig, error) {
 }
 
 func (n *Node) functionARN(name string) string {
-	return "arn:aws:lambda:local:000000000000:function:" + name
+	return rpc.DefaultFunctionARN(name)
 }

@@ -200,9 +200,26 @@ func TestGatewayGoSDK(t *testing.T) {
 		t.Errorf("after DeleteFunction: %T %v", err, err)
 	}
 	// An operation nimbus does not offer yet says so.
-	_, err = c.PublishVersion(ctx, &lambda.PublishVersionInput{FunctionName: aws.String("a1")})
+	_, err = c.GetPolicy(ctx, &lambda.GetPolicyInput{FunctionName: aws.String("a1")})
 	if err == nil || !strings.Contains(err.Error(), "NotImplementedException") {
-		t.Errorf("PublishVersion: %v", err)
+		t.Errorf("GetPolicy: %v", err)
+	}
+
+	// Versions through the Go SDK: publish, a stale RevisionId is the
+	// SDK's typed PreconditionFailedException, a qualified invoke runs the
+	// version.
+	pub, err := c.PublishVersion(ctx, &lambda.PublishVersionInput{FunctionName: aws.String("a1"), Description: aws.String("first")})
+	if err != nil || aws.ToString(pub.Version) != "1" || !strings.HasSuffix(aws.ToString(pub.FunctionArn), ":a1:1") {
+		t.Fatalf("PublishVersion: %+v, %v", pub, err)
+	}
+	_, err = c.PublishVersion(ctx, &lambda.PublishVersionInput{FunctionName: aws.String("a1"), RevisionId: aws.String("00000000-0000-8000-8000-000000000000")})
+	var stale *types.PreconditionFailedException
+	if !errors.As(err, &stale) {
+		t.Errorf("PublishVersion with a stale RevisionId: %T %v", err, err)
+	}
+	inv, err := c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("a1:1"), Payload: []byte(`{}`)})
+	if err != nil || aws.ToString(inv.ExecutedVersion) != "1" {
+		t.Errorf("Invoke a1:1: %+v, %v", inv, err)
 	}
 }
 

@@ -131,9 +131,9 @@ func TestGatewayAWSCLI(t *testing.T) {
 	if err == nil || !strings.Contains(out, "ResourceNotFoundException") {
 		t.Errorf("get-function of a missing function: %v\n%s", err, out)
 	}
-	out, err = aws("lambda", "publish-version", "--function-name", "f")
+	out, err = aws("lambda", "get-policy", "--function-name", "f")
 	if err == nil || !strings.Contains(out, "NotImplementedException") {
-		t.Errorf("publish-version: %v\n%s", err, out)
+		t.Errorf("get-policy: %v\n%s", err, out)
 	}
 	mustAWS("lambda", "delete-function", "--function-name", "f")
 	if out, err := aws("lambda", "get-function", "--function-name", "f"); err == nil {

@@ -21,19 +21,36 @@ func (n *Node) registerInvoke() {
 // node, or a peer), and the worker gives the slot back. Over a limit the
 // caller is throttled, never queued.
 func (n *Node) invoke(ctx context.Context, req *rpc.InvokeRequest) (*rpc.InvokeResponse, error) {
-	if err := scheduler.ValidateName(req.FunctionName); err != nil {
+	// The function may be named `name:qualifier` or by a (qualified) ARN;
+	// the leader resolves the qualifier when it grants the slot.
+	ref, err := rpc.ParseFunctionRef(req.FunctionName, req.Qualifier)
+	if err != nil {
+		return nil, err
+	}
+	if err := scheduler.ValidateName(ref.Name); err != nil {
+		return nil, err
+	}
+	if err := scheduler.ValidateQualifier(ref.Qualifier); err != nil {
 		return nil, err
 	}
 	switch req.InvocationType {
 	case "", rpc.InvocationRequestResponse:
 	case rpc.InvocationDryRun:
 		var fr rpc.FunctionResponse
-		if _, err := n.getFunctionAnywhere(ctx, req.FunctionName, &fr); err != nil {
+		if _, err := n.getFunctionAnywhere(ctx, ref, &fr); err != nil {
 			return nil, err
 		}
-		return &rpc.InvokeResponse{StatusCode: 204, ExecutedVersion: "$LATEST"}, nil
+		return &rpc.InvokeResponse{StatusCode: 204, ExecutedVersion: fr.Function.VersionName()}, nil
 	case rpc.InvocationEvent:
-		return n.invokeAsync(ctx, req)
+		if ref.Qualifier != "" && ref.Qualifier != rpc.VersionLatest {
+			// An async event records only its function's name
+			// (scheduler.AsyncEvent): it always runs $LATEST.
+			return nil, rpc.Errorf(rpc.CodeInvalidParameterValue,
+				"Event invocations of a version or an alias (%s) are not supported yet: invoke $LATEST, or invoke the version synchronously", ref)
+		}
+		async := *req
+		async.FunctionName, async.Qualifier = ref.Name, ""
+		return n.invokeAsync(ctx, &async)
 	default:
 		return nil, rpc.Errorf(rpc.CodeInvalidParameterValue,
 			"1 validation error detected: Value '%s' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]", req.InvocationType)
@@ -51,15 +68,15 @@ func (n *Node) invoke(ctx context.Context, req *rpc.InvokeRequest) (*rpc.InvokeR
 	// failure may have run the function, so it is not retried.
 	var avoid []string
 	for attempt := 0; ; attempt++ {
-		grant, err := n.acquire(ctx, &rpc.AcquireRequest{FunctionName: req.FunctionName, Avoid: avoid})
+		grant, err := n.acquire(ctx, &rpc.AcquireRequest{FunctionName: ref.Name, Qualifier: ref.Qualifier, Avoid: avoid})
 		if err != nil {
 			if errors.Is(err, rpc.ErrTooManyRequests) {
-				n.metrics.fns.get(req.FunctionName).throttles.Add(1)
+				n.metrics.fns.get(ref.Name).throttles.Add(1)
 			}
 			return nil, err
 		}
-		run := &rpc.RunRequest{SlotID: grant.SlotID, Function: grant.Function, Payload: payload, LogType: req.LogType}
-		fc := n.metrics.fns.get(req.FunctionName) // it exists: it was granted
+		run := &rpc.RunRequest{SlotID: grant.SlotID, Function: grant.Function, Payload: payload, LogType: req.LogType, Qualifier: ref.Qualifier}
+		fc := n.metrics.fns.get(ref.Name) // it exists: it was granted
 		fc.running(1)
 		var resp *rpc.InvokeResponse
 		if grant.Worker == n.name {
@@ -75,7 +92,7 @@ func (n *Node) invoke(ctx context.Context, req *rpc.InvokeRequest) (*rpc.InvokeR
 			}
 		}
 		if err != nil && isDialError(err) && attempt < 2 {
-			n.log.Warn("worker unreachable, placing elsewhere", "worker", grant.Worker, "function", req.FunctionName, "err", err)
+			n.log.Warn("worker unreachable, placing elsewhere", "worker", grant.Worker, "function", ref.Name, "err", err)
 			n.giveBack(ctx, grant)
 			avoid = append(avoid, grant.Worker)
 			continue
@@ -125,17 +142,18 @@ func (n *Node) giveBack(ctx context.Context, grant *rpc.AcquireResponse) {
 	_ = n.forward(ctx, rpc.MethodLedgerRelease, &rpc.ReleaseRequest{Worker: grant.Worker, SlotIDs: []uint64{grant.SlotID}}, &rpc.ReleaseResponse{})
 }
 
-// getFunctionAnywhere reads a function from the leader.
-func (n *Node) getFunctionAnywhere(ctx context.Context, name string, out *rpc.FunctionResponse) (*rpc.FunctionResponse, error) {
+// getFunctionAnywhere reads a function (the version its qualifier names)
+// from the leader.
+func (n *Node) getFunctionAnywhere(ctx context.Context, ref rpc.FunctionRef, out *rpc.FunctionResponse) (*rpc.FunctionResponse, error) {
 	if n.isLeader() {
-		fn, err := n.function(name)
+		fn, err := n.resolve(ref.Name, ref.Qualifier, false)
 		if err != nil {
 			return nil, err
 		}
 		out.Function = fn
 		return out, nil
 	}
-	return out, n.forward(ctx, rpc.MethodFunctionGet, &rpc.GetFunctionRequest{Name: name}, out)
+	return out, n.forward(ctx, rpc.MethodFunctionGet, &rpc.GetFunctionRequest{Name: ref.Name, Qualifier: ref.Qualifier}, out)
 }
 
 // acquire gets a slot from the leader: locally when this node leads.
@@ -159,7 +177,10 @@ func (n *Node) grant(ctx context.Context, req *rpc.AcquireRequest) (*rpc.Acquire
 		var resp rpc.AcquireResponse
 		return &resp, n.forward(ctx, rpc.MethodLedgerAcquire, req, &resp)
 	}
-	fn, err := n.function(req.FunctionName)
+	// The version to run: an alias with an additional version picks one
+	// here, per invocation. Its sandboxes are its own (sandbox.Key has the
+	// version); concurrency is the function's, whatever the version.
+	fn, err := n.resolve(req.FunctionName, req.Qualifier, true)
 	if err != nil {
 		return nil, err
 	}

@@ -306,7 +306,7 @@ func (n *Node) functionMetrics(ctx context.Context, req *rpc.FunctionMetricsRequ
 		return out, nil
 	}
 	var fr rpc.FunctionResponse
-	if _, err := n.getFunctionAnywhere(ctx, req.FunctionName, &fr); err != nil {
+	if _, err := n.getFunctionAnywhere(ctx, rpc.FunctionRef{Name: req.FunctionName}, &fr); err != nil {
 		return nil, err
 	}
 	sum := &rpc.FunctionMetrics{FunctionName: req.FunctionName, SinceSec: req.SinceSec}

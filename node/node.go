@@ -158,6 +158,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.registerAsync()
 	rpc.Handle(n.server, rpc.MethodFunctionMetrics, n.functionMetrics)
 	n.registerAccount()
+	// Versions, aliases and function URLs (versions.go, urls.go).
+	n.registerVersions()
+	n.registerURLs()
 	n.bg.Add(1)
 	go func() {
 		defer n.bg.Done()

@@ -195,7 +195,7 @@ func (n *Node) workerRun(ctx context.Context, req *rpc.RunRequest) (*rpc.InvokeR
 	}
 	n.work.add(rpc.SlotInfo{ID: req.SlotID, Function: fn.Name, MemoryMB: fn.MemoryMB})
 	defer n.releaseSlot(req.SlotID)
-	if n.fsm == nil && n.work.newRevision(fn) {
+	if n.fsm == nil && fn.Version == "" && n.work.newRevision(fn) {
 		// A server retires old revisions as its FSM changes; a worker-only
 		// node learns of a new one here.
 		n.sandboxes.Retire(fn.Name, fn.Revision)
@@ -211,6 +211,7 @@ func (n *Node) workerRun(ctx context.Context, req *rpc.RunRequest) (*rpc.InvokeR
 		Payload:   req.Payload,
 		Tail:      req.LogType == rpc.LogTypeTail,
 		RequestID: req.RequestID,
+		Qualifier: req.Qualifier,
 	})
 	if err != nil {
 		if errors.Is(err, sandbox.ErrClosed) {
@@ -232,7 +233,7 @@ func (n *Node) workerRun(ctx context.Context, req *rpc.RunRequest) (*rpc.InvokeR
 		RequestID:       res.RequestID,
 		StatusCode:      200,
 		Payload:         res.Payload,
-		ExecutedVersion: "$LATEST",
+		ExecutedVersion: fn.VersionName(),
 	}
 	if res.ErrorType != "" {
 		out.FunctionError = rpc.FunctionErrorUnhandled

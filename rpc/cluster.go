@@ -97,6 +97,10 @@ type AcquireRequest struct {
 	// Avoid lists workers the frontend could not reach with an earlier
 	// grant of the same invocation.
 	Avoid []string `msgpack:"avoid,omitempty"`
+	// Qualifier names the version or alias invoked; the leader resolves
+	// it (an alias with weights picks its version here) and grants the
+	// slot for that version's sandboxes.
+	Qualifier string `msgpack:"qualifier,omitempty"`
 }
 
 // AcquireResponse grants a slot on a worker, with the function as the
@@ -147,6 +151,9 @@ type RunRequest struct {
 	// RequestID, when set, is the invocation's request id (an async
 	// event keeps its id across retries); else the worker makes one.
 	RequestID string `msgpack:"request_id,omitempty"`
+	// Qualifier is the qualifier the caller invoked with ("" for none):
+	// the invoked function ARN the runtime sees carries it.
+	Qualifier string `msgpack:"qualifier,omitempty"`
 }
 
 // CodeFetchRequest asks a peer for a code bundle by digest.

@@ -33,6 +33,22 @@ type FunctionConfig struct {
 	// LastModifiedMs is the time of the last change in Unix milliseconds, as
 	// supplied by the node that proposed it.
 	LastModifiedMs int64 `msgpack:"last_modified_ms" json:"LastModified"`
+
+	// Versions (rpc/versions.go). Version is "" for $LATEST and the
+	// version's number ("1", "2", ...) for a published version, which is
+	// an immutable copy of $LATEST as it was when published (its Revision
+	// is the $LATEST revision it copies). Description is a published
+	// version's description.
+	Version     string `msgpack:"version,omitempty" json:"Version,omitempty"`
+	Description string `msgpack:"description,omitempty" json:"Description,omitempty"`
+}
+
+// VersionName is the version as Lambda names it: "$LATEST" or a number.
+func (f *FunctionConfig) VersionName() string {
+	if f.Version == "" {
+		return VersionLatest
+	}
+	return f.Version
 }
 
 // Clone returns a deep copy.
@@ -85,6 +101,10 @@ type UpdateConfigRequest struct {
 // GetFunctionRequest names one function (also used by Delete).
 type GetFunctionRequest struct {
 	Name string `msgpack:"name"`
+	// Qualifier, if set, names a version or an alias (Get reads it;
+	// Delete deletes that version). Name may also be `name:qualifier` or
+	// an ARN (ParseFunctionRef).
+	Qualifier string `msgpack:"qualifier,omitempty"`
 }
 
 // FunctionResponse answers Create, UpdateCode, UpdateConfig and Get.

@@ -36,6 +36,10 @@ type InvokeRequest struct {
 	InvocationType string `msgpack:"invocation_type,omitempty"` // "" means RequestResponse
 	LogType        string `msgpack:"log_type,omitempty"`        // "Tail" returns the last 4 KB of log
 	Payload        []byte `msgpack:"payload"`
+	// Qualifier names a version or an alias ("" or $LATEST: $LATEST).
+	// FunctionName may carry it too, as `name:qualifier` or a qualified
+	// ARN (ParseFunctionRef); when both do they must agree.
+	Qualifier string `msgpack:"qualifier,omitempty"`
 }
 
 // InvokeResponse is the outcome of an invocation. A function error is not a

@@ -51,7 +51,7 @@ func (sb *sandbox) run(m *Manager, req *Request, cold bool, initLimit time.Durat
 			sb.logs.sync()
 			res.InitDuration = time.Since(sb.started)
 			sb.logs.emit(initReportLine(res.InitDuration, status, o.errType))
-			sb.logs.begin(req.RequestID, startLine(req.RequestID))
+			sb.logs.begin(req.RequestID, startLine(req.RequestID, fn.VersionName()))
 			res.Payload, res.ErrorType = o.payload, o.errType
 			res.MaxMemoryMB = sb.cgroups.maxMemoryMB()
 			res.LogTail = sb.logs.end(endLine(req.RequestID), reportLine(req.RequestID, fn, res, status, o.errType))
@@ -79,11 +79,11 @@ func (sb *sandbox) run(m *Manager, req *Request, cold bool, initLimit time.Durat
 	}
 	sb.logs.collectTail(req.Tail)
 
-	sb.logs.begin(req.RequestID, startLine(req.RequestID))
+	sb.logs.begin(req.RequestID, startLine(req.RequestID, fn.VersionName()))
 
 	// The runtime waits in /next (the first one after init, or the one
 	// that made this sandbox idle): hand it the invocation.
-	inv := newInvocation(req.RequestID, req.Payload, m.functionARN(fn.Name), newTraceID(), timeout)
+	inv := newInvocation(req.RequestID, req.Payload, m.invokedARN(fn.Name, req.Qualifier), newTraceID(), timeout)
 	sb.api.pending <- inv
 	queued := time.Now()
 
@@ -222,8 +222,8 @@ func (sb *sandbox) ctrKill() error {
 	return sb.ctr.Signal(killSignal)
 }
 
-func startLine(id string) string {
-	return "START RequestId: " + id + " Version: " + rpc.LatestVersion
+func startLine(id, version string) string {
+	return "START RequestId: " + id + " Version: " + version
 }
 func endLine(id string) string { return "END RequestId: " + id }
 

@@ -238,7 +238,7 @@ func (m *Manager) invalidEntrypoint(req *Request, cause error) *Result {
 	o := functionError(rpc.ErrTypeInvalidEntrypoint, msg)
 	res := &Result{RequestID: req.RequestID, Cold: true, Payload: o.payload, ErrorType: o.errType}
 	now := time.Now().UnixMilli()
-	lines := []string{startLine(req.RequestID), msg, endLine(req.RequestID), reportLine(req.RequestID, fn, res, "error", o.errType)}
+	lines := []string{startLine(req.RequestID, fn.VersionName()), msg, endLine(req.RequestID), reportLine(req.RequestID, fn, res, "error", o.errType)}
 	events := make([]rpc.LogEvent, len(lines))
 	var tail strings.Builder
 	for i, l := range lines {
@@ -278,14 +278,19 @@ func (m *Manager) retire(sb *sandbox) {
 }
 
 // Retire destroys the idle sandboxes of function name whose revision is not
-// keep (keep 0: all of them). Busy ones are destroyed when they come back.
+// keep (keep 0: all of them, published versions' too; else only $LATEST's,
+// since a published version never changes). Busy ones are destroyed when
+// they come back.
 func (m *Manager) Retire(name string, keep uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	stale := func(fn *rpc.FunctionConfig) bool {
+		return fn.Name == name && fn.Revision != keep && (keep == 0 || fn.Version == "")
+	}
 	for key, stack := range m.idle {
 		var kept []*sandbox
 		for _, sb := range stack {
-			if sb.fn.Name == name && sb.fn.Revision != keep {
+			if stale(sb.fn) {
 				delete(m.all, sb)
 				m.retire(sb)
 				continue
@@ -295,7 +300,7 @@ func (m *Manager) Retire(name string, keep uint64) {
 		m.idle[key] = kept
 	}
 	for sb := range m.all {
-		if sb.fn.Name == name && sb.fn.Revision != keep {
+		if stale(sb.fn) {
 			sb.retireWhenDone() // put destroys it when its invocation ends
 		}
 	}
@@ -414,6 +419,14 @@ func (m *Manager) Close() error {
 
 func (m *Manager) functionARN(name string) string {
 	return rpc.FunctionARN(m.cfg.Region, m.cfg.AccountID, name)
+}
+
+// invokedARN is the ARN the caller invoked: with its qualifier, if any.
+func (m *Manager) invokedARN(name, qualifier string) string {
+	if qualifier == "" {
+		return m.functionARN(name)
+	}
+	return m.functionARN(name) + ":" + qualifier
 }
 
 func newTraceID() string {

@@ -293,10 +293,10 @@ func (m *Manager) environment(fn *rpc.FunctionConfig, id string) []string {
 		"LAMBDA_RUNTIME_DIR=/var/runtime",
 		"AWS_LAMBDA_FUNCTION_NAME="+fn.Name,
 		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE="+strconv.Itoa(fn.MemoryMB),
-		"AWS_LAMBDA_FUNCTION_VERSION="+rpc.LatestVersion,
+		"AWS_LAMBDA_FUNCTION_VERSION="+fn.VersionName(),
 		"AWS_LAMBDA_INITIALIZATION_TYPE=on-demand",
 		"AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/"+fn.Name,
-		"AWS_LAMBDA_LOG_STREAM_NAME="+logStreamName(time.Now(), id),
+		"AWS_LAMBDA_LOG_STREAM_NAME="+logStreamName(time.Now(), fn.VersionName(), id),
 		"AWS_REGION="+m.cfg.Region,
 		"AWS_DEFAULT_REGION="+m.cfg.Region,
 	)
@@ -307,10 +307,10 @@ func (m *Manager) environment(fn *rpc.FunctionConfig, id string) []string {
 }
 
 // logStreamName is Lambda's log stream name of a sandbox:
-// YYYY/MM/DD/[$LATEST] and 32 hex digits that name the sandbox.
-func logStreamName(now time.Time, sandboxID string) string {
+// YYYY/MM/DD/[VERSION] and 32 hex digits that name the sandbox.
+func logStreamName(now time.Time, version, sandboxID string) string {
 	h := sha256.Sum256([]byte(sandboxID))
-	return now.UTC().Format("2006/01/02") + "/[" + rpc.LatestVersion + "]" + hex.EncodeToString(h[:16])
+	return now.UTC().Format("2006/01/02") + "/[" + version + "]" + hex.EncodeToString(h[:16])
 }
 
 // acquire marks a cold, idle or frozen sandbox busy, thawing it. It fails

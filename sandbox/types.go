@@ -47,6 +47,9 @@ type Request struct {
 	RequestID string // generated when empty
 	Payload   []byte
 	Tail      bool // return the last 4 KB of the invocation's log
+	// Qualifier is what the caller invoked the function with ("" for
+	// none, else a version or an alias): the invoked ARN carries it.
+	Qualifier string
 }
 
 // Result is an invocation's outcome. A function error (returned, crashed,
@@ -85,11 +88,16 @@ type LogSink interface {
 const RuntimeAPIAddr = "127.0.0.1:9001"
 
 func sandboxKey(fn *rpc.FunctionConfig) string {
-	return fn.Name + "@" + strconv.FormatUint(fn.Revision, 10) + "@" + fn.CodeSHA256
+	k := fn.Name + "@" + strconv.FormatUint(fn.Revision, 10) + "@" + fn.CodeSHA256
+	if fn.Version != "" {
+		k += "@" + fn.Version // a published version copies $LATEST's revision
+	}
+	return k
 }
 
-// Key is how warm sandboxes are keyed: function name, revision and code
-// digest, so a sandbox only ever serves the code it was started with. The
+// Key is how warm sandboxes are keyed: function name, revision, code
+// digest and version, so a sandbox only ever serves the code it was
+// started with, as the version it was started as. The
 // scheduler places invocations on workers with an idle sandbox of the key.
 func Key(fn *rpc.FunctionConfig) string { return sandboxKey(fn) }
 

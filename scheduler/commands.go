@@ -35,6 +35,15 @@ const (
 	CmdPutEventConfig    CommandType = 7 // PutEventConfigCommand
 	CmdDeleteEventConfig CommandType = 8 // DeleteEventConfigCommand
 
+	// Versions, aliases and function URLs (versions.go, aliases.go,
+	// urls.go): 9-19 are theirs.
+	CmdPublishVersion CommandType = 9  // PublishVersionCommand
+	CmdDeleteVersion  CommandType = 10 // DeleteVersionCommand
+	CmdPutAlias       CommandType = 11 // PutAliasCommand
+	CmdDeleteAlias    CommandType = 12 // DeleteAliasCommand
+	CmdPutURL         CommandType = 13 // PutURLCommand
+	CmdDeleteURL      CommandType = 14 // DeleteURLCommand
+
 	// CmdIgnorable is a flag bit, not a command: an entry whose type has it
 	// and that this release does not know is skipped instead of stopping
 	// the apply loop.
@@ -58,6 +67,14 @@ var commandSpecs = map[CommandType]commandSpec{
 	CmdAsyncUpdate:       {"AsyncUpdate", 2},
 	CmdPutEventConfig:    {"PutEventConfig", 2},
 	CmdDeleteEventConfig: {"DeleteEventConfig", 2},
+
+	// Versions, aliases and function URLs.
+	CmdPublishVersion: {"PublishVersion", 3},
+	CmdDeleteVersion:  {"DeleteVersion", 3},
+	CmdPutAlias:       {"PutAlias", 3},
+	CmdDeleteAlias:    {"DeleteAlias", 3},
+	CmdPutURL:         {"PutURL", 3},
+	CmdDeleteURL:      {"DeleteURL", 3},
 }
 
 // FSMVersion is the newest command set this release applies: the highest
@@ -65,7 +82,7 @@ var commandSpecs = map[CommandType]commandSpec{
 // proposes a command only once every server advertises at least the
 // command's version (CommandVersion), so that no replica meets an entry it
 // cannot apply.
-const FSMVersion = 2
+const FSMVersion = 3
 
 // CommandVersion returns the FSM version that introduced t (0 when this
 // release does not know t).

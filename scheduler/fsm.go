@@ -72,6 +72,9 @@ type fsmState struct {
 	reservedTotal int
 	eventConfigs  map[string]*rpc.EventConfig // function name -> its config
 	async         asyncQueue
+
+	// versions holds versions, aliases and function URLs (versions.go).
+	versions versionState
 }
 
 func newFSMState() *fsmState {
@@ -80,6 +83,7 @@ func newFSMState() *fsmState {
 		reserved:     make(map[string]int),
 		eventConfigs: make(map[string]*rpc.EventConfig),
 		async:        newAsyncQueue(),
+		versions:     newVersionState(),
 	}
 }
 
@@ -95,6 +99,11 @@ type ApplyResult struct {
 	Items    []error
 	Ignored  bool
 	Err      error
+
+	// Alias is the stored alias after a put and the removed one after a
+	// delete; URL likewise for function URLs.
+	Alias *rpc.Alias
+	URL   *rpc.FunctionURL
 }
 
 // functionChange is one change to report through OnFunctionChange.
@@ -142,6 +151,20 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 		return f.applyPutEventConfig(body)
 	case CmdDeleteEventConfig:
 		return f.applyDeleteEventConfig(body)
+
+	// Versions, aliases and function URLs.
+	case CmdPublishVersion:
+		return f.applyPublishVersion(body)
+	case CmdDeleteVersion:
+		return f.applyDeleteVersion(body)
+	case CmdPutAlias:
+		return f.applyPutAlias(l.Index, body)
+	case CmdDeleteAlias:
+		return f.applyDeleteAlias(body)
+	case CmdPutURL:
+		return f.applyPutURL(body)
+	case CmdDeleteURL:
+		return f.applyDeleteURL(body)
 	}
 	if t&CmdIgnorable != 0 {
 		return ApplyResult{Ignored: true}

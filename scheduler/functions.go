@@ -45,6 +45,7 @@ func (f *FSM) applyPutFunction(index uint64, body []byte) ApplyResult {
 		}
 		stored := storedCopy(cmd.Function)
 		stored.Revision = index
+		stored.Version = "" // $LATEST; versions are published (versions.go)
 		s.functions[name] = stored
 		return ApplyResult{Function: stored}, []functionChange{{old: old, new: stored}}
 	})
@@ -65,6 +66,7 @@ func (f *FSM) applyDeleteFunction(index uint64, body []byte) ApplyResult {
 		delete(s.functions, cmd.Name)
 		s.deleteReservation(cmd.Name)
 		delete(s.eventConfigs, cmd.Name)
+		s.versions.dropFunction(cmd.Name) // its versions, aliases and URLs
 		return ApplyResult{Function: old}, []functionChange{{old: old}}
 	})
 }

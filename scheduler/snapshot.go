@@ -25,7 +25,10 @@ import (
 // Records come in a fixed order: every function, then every reservation
 // (each in name order), so a reservation always follows its function, then
 // every event configuration (in name order), then every queued async event
-// (in request id order).
+// (in request id order), then versions, aliases and function URLs
+// (snapshot_versions.go: every version counter, every version, every
+// alias, every URL, each sorted by function and then number, name or
+// qualifier), so that what a record refers to always precedes it.
 //
 // The end record makes a truncated snapshot an error rather than a smaller
 // state. Restore refuses unknown record types (a snapshot from a newer
@@ -46,6 +49,12 @@ const (
 	recordReservation snapshotRecordType = 2 // reservationRecord
 	recordAsyncEvent  snapshotRecordType = 3 // *AsyncEvent
 	recordEventConfig snapshotRecordType = 4 // *rpc.EventConfig
+
+	// Versions, aliases and function URLs (snapshot_versions.go): 9-19.
+	recordVersionCounter snapshotRecordType = 9  // versionCounterRecord
+	recordVersion        snapshotRecordType = 10 // *rpc.FunctionConfig with Version set
+	recordAlias          snapshotRecordType = 11 // *rpc.Alias
+	recordURL            snapshotRecordType = 12 // *rpc.FunctionURL
 	recordEnd         snapshotRecordType = 255
 )
 
@@ -62,6 +71,7 @@ type fsmSnapshot struct {
 	reservations []reservationRecord   // sorted by name
 	eventConfigs []*rpc.EventConfig    // sorted by function name
 	events       []*AsyncEvent         // sorted by request id
+	versions     versionsCapture       // snapshot_versions.go
 }
 
 // Snapshot captures the state cheaply: the stored values are immutable, so
@@ -85,12 +95,14 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	for _, e := range f.state.async.events {
 		events = append(events, e)
 	}
+	vers := captureVersions(&f.state.versions)
 	f.mu.RUnlock()
 	sortFunctions(fns)
 	sort.Slice(res, func(i, j int) bool { return res[i].Name < res[j].Name })
 	sort.Slice(ecs, func(i, j int) bool { return ecs[i].FunctionName < ecs[j].FunctionName })
 	sort.Slice(events, func(i, j int) bool { return events[i].RequestID < events[j].RequestID })
-	return &fsmSnapshot{functions: fns, reservations: res, eventConfigs: ecs, events: events}, nil
+	vers.sort()
+	return &fsmSnapshot{functions: fns, reservations: res, eventConfigs: ecs, events: events, versions: vers}, nil
 }
 
 // Persist writes the snapshot to sink and closes it, or cancels it on error.
@@ -142,6 +154,9 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 		if err := record(recordAsyncEvent, e); err != nil {
 			return err
 		}
+	}
+	if err := s.versions.write(record); err != nil {
+		return err
 	}
 	if err := enc.EncodeUint8(uint8(recordEnd)); err != nil {
 		return err
@@ -200,6 +215,14 @@ func readSnapshot(r io.Reader) (*fsmState, error) {
 			err = restoreAsyncEvent(dec, st)
 		case recordEventConfig:
 			err = restoreEventConfig(dec, st)
+		case recordVersionCounter:
+			err = restoreVersionCounter(dec, st)
+		case recordVersion:
+			err = restoreVersion(dec, st)
+		case recordAlias:
+			err = restoreAlias(dec, st)
+		case recordURL:
+			err = restoreURL(dec, st)
 		case recordEnd:
 			return st, finishSnapshot(dec, br, n)
 		default:

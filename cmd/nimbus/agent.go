@@ -41,6 +41,7 @@ func (c *cli) agentCmd() *cobra.Command {
 		accountLimit        int
 		memoryMB            int
 		httpAddr            string
+		urlDomain           string // function URLs (versions.go)
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -108,6 +109,7 @@ func (c *cli) agentCmd() *cobra.Command {
 				return fmt.Errorf("rpc listener: %w", err)
 			}
 			cfg.RPCListener = ln
+			cfg.URLDomain = urlDomain
 			if cfg.HTTPListener, err = listenHTTP(httpAddr, dev, listen); err != nil {
 				if httpAddr != "" {
 					ln.Close()
@@ -162,6 +164,7 @@ func (c *cli) agentCmd() *cobra.Command {
 	f.BoolVar(&worker, "worker", false, "run sandboxes")
 	f.StringVar(&dataDir, "data-dir", "/var/lib/nimbus", "where Raft, code, logs and the sandbox image are kept")
 	f.StringVar(&httpAddr, "http-addr", "", "IP:PORT of Lambda's REST API, or off (default: 127.0.0.1:9000 with --dev, the --bind IP at port 9000 in a cluster)")
+	f.StringVar(&urlDomain, "url-domain", "", "serve function URLs host-based, as http://<url-id>.DOMAIN:PORT/ (a wildcard DNS name must reach the nodes); default: path-based, http://HTTP-ADDR/lambda-url/<url-id>/")
 	f.StringVar(&rpcAddr, "rpc-addr", "127.0.0.1:8700", "address clients connect to (--dev)")
 	f.StringVar(&bind, "bind", "", "IP:PORT of this node: rpc and Raft on PORT, gossip on PORT+1")
 	f.StringSliceVar(&join, "join", nil, "IP:PORT of nodes to join (comma-separated or repeated)")

@@ -22,6 +22,7 @@ func (c *cli) fnCmd() *cobra.Command {
 	cmd.AddCommand(c.concurrencyCmds()...)
 	cmd.AddCommand(c.eventConfigCmds()...)
 	cmd.AddCommand(c.fnMetricsCmd())
+	cmd.AddCommand(c.versionCmds()...) // versions, aliases, function URLs (versions.go)
 	return cmd
 }
 

@@ -20,7 +20,7 @@ func (c *cli) invokeCmd() *cobra.Command {
 		output  string
 	)
 	cmd := &cobra.Command{
-		Use:   "invoke NAME",
+		Use:   "invoke NAME[:VERSION|:ALIAS]|ARN",
 		Short: "Invoke a function and print its response",
 		Long: "Invoke a function and print its response on stdout.\n" +
 			"With --type Event the event is queued: once it is committed the request id is printed\n" +
