@@ -35,6 +35,14 @@ const (
 	CmdPutEventConfig    CommandType = 7 // PutEventConfigCommand
 	CmdDeleteEventConfig CommandType = 8 // DeleteEventConfigCommand
 
+	// Queues and queue triggers (queue.go, trigger.go): 20-39, FSM version 3.
+	CmdPutQueue      CommandType = 20 // PutQueueCommand
+	CmdDeleteQueue   CommandType = 21 // DeleteQueueCommand
+	CmdQueueSend     CommandType = 22 // QueueSendCommand
+	CmdQueueOps      CommandType = 23 // QueueOpsCommand
+	CmdPutTrigger    CommandType = 24 // PutTriggerCommand
+	CmdDeleteTrigger CommandType = 25 // DeleteTriggerCommand
+
 	// CmdIgnorable is a flag bit, not a command: an entry whose type has it
 	// and that this release does not know is skipped instead of stopping
 	// the apply loop.
@@ -58,6 +66,14 @@ var commandSpecs = map[CommandType]commandSpec{
 	CmdAsyncUpdate:       {"AsyncUpdate", 2},
 	CmdPutEventConfig:    {"PutEventConfig", 2},
 	CmdDeleteEventConfig: {"DeleteEventConfig", 2},
+
+	// Queues and queue triggers.
+	CmdPutQueue:      {"PutQueue", 3},
+	CmdDeleteQueue:   {"DeleteQueue", 3},
+	CmdQueueSend:     {"QueueSend", 3},
+	CmdQueueOps:      {"QueueOps", 3},
+	CmdPutTrigger:    {"PutTrigger", 3},
+	CmdDeleteTrigger: {"DeleteTrigger", 3},
 }
 
 // FSMVersion is the newest command set this release applies: the highest
@@ -65,7 +81,7 @@ var commandSpecs = map[CommandType]commandSpec{
 // proposes a command only once every server advertises at least the
 // command's version (CommandVersion), so that no replica meets an entry it
 // cannot apply.
-const FSMVersion = 2
+const FSMVersion = 3
 
 // CommandVersion returns the FSM version that introduced t (0 when this
 // release does not know t).

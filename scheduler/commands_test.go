@@ -25,6 +25,7 @@ func fullFunction(name string) *rpc.FunctionConfig {
 		CodeSize:       4096,
 		Revision:       999, // ignored by Apply
 		LastModifiedMs: 1_764_000_000_000,
+		DeadLetter:     "queue:dlq",
 	}
 }
 

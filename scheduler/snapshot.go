@@ -25,7 +25,9 @@ import (
 // Records come in a fixed order: every function, then every reservation
 // (each in name order), so a reservation always follows its function, then
 // every event configuration (in name order), then every queued async event
-// (in request id order).
+// (in request id order), then every queue (in name order), every queue
+// message (by queue name, then sequence), every FIFO deduplication entry
+// (by queue, then id) and every trigger (by UUID).
 //
 // The end record makes a truncated snapshot an error rather than a smaller
 // state. Restore refuses unknown record types (a snapshot from a newer
@@ -46,6 +48,12 @@ const (
 	recordReservation snapshotRecordType = 2 // reservationRecord
 	recordAsyncEvent  snapshotRecordType = 3 // *AsyncEvent
 	recordEventConfig snapshotRecordType = 4 // *rpc.EventConfig
+
+	// Queues and triggers (queue_snapshot.go): 20-39.
+	recordQueue        snapshotRecordType = 20 // *rpc.Queue
+	recordQueueMessage snapshotRecordType = 21 // *QueueMessage
+	recordQueueDedup   snapshotRecordType = 22 // *dedupRecord
+	recordTrigger      snapshotRecordType = 23 // *rpc.Trigger
 	recordEnd         snapshotRecordType = 255
 )
 
@@ -62,6 +70,7 @@ type fsmSnapshot struct {
 	reservations []reservationRecord   // sorted by name
 	eventConfigs []*rpc.EventConfig    // sorted by function name
 	events       []*AsyncEvent         // sorted by request id
+	queues       queueCapture          // queues, messages, dedup entries, triggers
 }
 
 // Snapshot captures the state cheaply: the stored values are immutable, so
@@ -85,12 +94,14 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	for _, e := range f.state.async.events {
 		events = append(events, e)
 	}
+	queues := captureQueues(f.state)
 	f.mu.RUnlock()
+	queues.sort()
 	sortFunctions(fns)
 	sort.Slice(res, func(i, j int) bool { return res[i].Name < res[j].Name })
 	sort.Slice(ecs, func(i, j int) bool { return ecs[i].FunctionName < ecs[j].FunctionName })
 	sort.Slice(events, func(i, j int) bool { return events[i].RequestID < events[j].RequestID })
-	return &fsmSnapshot{functions: fns, reservations: res, eventConfigs: ecs, events: events}, nil
+	return &fsmSnapshot{functions: fns, reservations: res, eventConfigs: ecs, events: events, queues: queues}, nil
 }
 
 // Persist writes the snapshot to sink and closes it, or cancels it on error.
@@ -142,6 +153,9 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 		if err := record(recordAsyncEvent, e); err != nil {
 			return err
 		}
+	}
+	if err := s.queues.write(record); err != nil {
+		return err
 	}
 	if err := enc.EncodeUint8(uint8(recordEnd)); err != nil {
 		return err
@@ -200,6 +214,14 @@ func readSnapshot(r io.Reader) (*fsmState, error) {
 			err = restoreAsyncEvent(dec, st)
 		case recordEventConfig:
 			err = restoreEventConfig(dec, st)
+		case recordQueue:
+			err = restoreQueue(dec, st)
+		case recordQueueMessage:
+			err = restoreQueueMessage(dec, st)
+		case recordQueueDedup:
+			err = restoreQueueDedup(dec, st)
+		case recordTrigger:
+			err = restoreTrigger(dec, st)
 		case recordEnd:
 			return st, finishSnapshot(dec, br, n)
 		default:
