@@ -69,53 +69,56 @@ func (f *FSM) applyQueueSend(index uint64, body []byte) ApplyResult {
 		items := make([]error, len(cmd.Messages))
 		outs := make([]any, len(cmd.Messages))
 		for i := range cmd.Messages {
-			m := cmd.Messages[i]
-			qs := qset.queues[m.Queue]
-			switch {
-			case qs == nil:
-				items[i] = errQueueNotFound(m.Queue)
-				continue
-			case qs.cfg.FIFO && m.GroupID == "":
-				items[i] = rpc.Errorf(rpc.CodeSQSMissingParameter, "The request must contain the parameter MessageGroupId.")
-				continue
-			case qs.cfg.FIFO && m.DedupID == "":
-				items[i] = rpc.Errorf(rpc.CodeSQSInvalidParameter, "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly")
-				continue
-			case !qs.cfg.FIFO && (m.GroupID != "" || m.DedupID != ""):
-				items[i] = rpc.Errorf(rpc.CodeSQSInvalidParameter, "MessageGroupId and MessageDeduplicationId apply to FIFO queues.")
-				continue
-			case m.size() > qs.cfg.MaxMessageSize:
-				items[i] = rpc.Errorf(rpc.CodeSQSInvalidParameter, "One or more parameters are invalid. Reason: Message must be shorter than %d bytes.", qs.cfg.MaxMessageSize)
+			out, err := qset.sendOne(cmd.Messages[i], index<<20|uint64(i))
+			if err != nil {
+				items[i] = err
 				continue
 			}
-			if qs.cfg.FIFO {
-				if e, ok := qs.dedupOf[m.DedupID]; ok && e.UntilMs > m.SentMs {
-					outs[i] = QueueSendOutput{MessageID: e.MessageID, Seq: e.Seq}
-					continue
-				}
-			}
-			if cur, ok := qset.msgs[m.ID]; ok {
-				outs[i] = QueueSendOutput{MessageID: cur.ID, Seq: cur.Seq} // a proposer's retry
-				continue
-			}
-			if len(qset.msgs) >= MaxQueueMessages || qset.bytes+int64(m.size()) > MaxQueueBytes {
-				items[i] = rpc.Errorf(rpc.CodeOverLimit, "the queues hold their maximum (%d messages, %d bytes)", MaxQueueMessages, MaxQueueBytes)
-				continue
-			}
-			m.Seq = index<<20 | uint64(i)
-			m.Receives, m.FirstReceiveMs, m.Receipt = 0, 0, nil
-			m.ExpiresMs = m.SentMs + int64(qs.cfg.RetentionSec)*1000
-			qset.add(qs, &m)
-			if qs.cfg.FIFO {
-				qset.putDedup(qs, m.DedupID, dedupEntry{MessageID: m.ID, Seq: m.Seq, UntilMs: m.SentMs + rpc.FIFODedupWindowMs})
-			}
-			outs[i] = QueueSendOutput{MessageID: m.ID, Seq: m.Seq}
-			ready = appendOnce(ready, m.Queue)
+			outs[i] = out
+			ready = appendOnce(ready, cmd.Messages[i].Queue)
 		}
 		return ApplyResult{Items: items, Outputs: outs}, nil
 	})
 	f.queueReady(ready)
 	return res
+}
+
+// sendOne adds m to its queue with sequence number seq, as SQS's
+// SendMessage: the checks against the queue, FIFO deduplication, the
+// state's limits.
+func (qset *queueSet) sendOne(m QueueMessage, seq uint64) (QueueSendOutput, error) {
+	qs := qset.queues[m.Queue]
+	switch {
+	case qs == nil:
+		return QueueSendOutput{}, errQueueNotFound(m.Queue)
+	case qs.cfg.FIFO && m.GroupID == "":
+		return QueueSendOutput{}, rpc.Errorf(rpc.CodeSQSMissingParameter, "The request must contain the parameter MessageGroupId.")
+	case qs.cfg.FIFO && m.DedupID == "":
+		return QueueSendOutput{}, rpc.Errorf(rpc.CodeSQSInvalidParameter, "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly")
+	case !qs.cfg.FIFO && (m.GroupID != "" || m.DedupID != ""):
+		return QueueSendOutput{}, rpc.Errorf(rpc.CodeSQSInvalidParameter, "MessageGroupId and MessageDeduplicationId apply to FIFO queues.")
+	case m.size() > qs.cfg.MaxMessageSize:
+		return QueueSendOutput{}, rpc.Errorf(rpc.CodeSQSInvalidParameter, "One or more parameters are invalid. Reason: Message must be shorter than %d bytes.", qs.cfg.MaxMessageSize)
+	}
+	if qs.cfg.FIFO {
+		if e, ok := qs.dedupOf[m.DedupID]; ok && e.UntilMs > m.SentMs {
+			return QueueSendOutput{MessageID: e.MessageID, Seq: e.Seq}, nil
+		}
+	}
+	if cur, ok := qset.msgs[m.ID]; ok {
+		return QueueSendOutput{MessageID: cur.ID, Seq: cur.Seq}, nil // a proposer's retry
+	}
+	if len(qset.msgs) >= MaxQueueMessages || qset.bytes+int64(m.size()) > MaxQueueBytes {
+		return QueueSendOutput{}, rpc.Errorf(rpc.CodeOverLimit, "the queues hold their maximum (%d messages, %d bytes)", MaxQueueMessages, MaxQueueBytes)
+	}
+	m.Seq = seq
+	m.Receives, m.FirstReceiveMs, m.Receipt = 0, 0, nil
+	m.ExpiresMs = m.SentMs + int64(qs.cfg.RetentionSec)*1000
+	qset.add(qs, &m)
+	if qs.cfg.FIFO {
+		qset.putDedup(qs, m.DedupID, dedupEntry{MessageID: m.ID, Seq: m.Seq, UntilMs: m.SentMs + rpc.FIFODedupWindowMs})
+	}
+	return QueueSendOutput{MessageID: m.ID, Seq: m.Seq}, nil
 }
 
 func appendOnce(list []string, s string) []string {
