@@ -195,7 +195,10 @@ func TestQueueBadInput(t *testing.T) {
 			_, err := cl.CreateQueue(ctx, &rpc.CreateQueueRequest{Name: strings.Repeat("a", 81)})
 			return err
 		}, rpc.ErrSQSInvalidParameter},
-		{"fifo flag without suffix", func() error { _, err := cl.CreateQueue(ctx, &rpc.CreateQueueRequest{Name: "x", FIFO: true}); return err }, rpc.ErrSQSInvalidParameter},
+		{"fifo flag without suffix", func() error {
+			_, err := cl.CreateQueue(ctx, &rpc.CreateQueueRequest{Name: "x", FIFO: true})
+			return err
+		}, rpc.ErrSQSInvalidParameter},
 		{"visibility 43201", func() error {
 			_, err := cl.CreateQueue(ctx, &rpc.CreateQueueRequest{Name: "x", VisibilitySec: intp(43201)})
 			return err
@@ -204,7 +207,10 @@ func TestQueueBadInput(t *testing.T) {
 			_, err := cl.CreateQueue(ctx, &rpc.CreateQueueRequest{Name: "x", RetentionSec: intp(59)})
 			return err
 		}, rpc.ErrSQSInvalidParameter},
-		{"delay 901", func() error { _, err := cl.CreateQueue(ctx, &rpc.CreateQueueRequest{Name: "x", DelaySec: intp(901)}); return err }, rpc.ErrSQSInvalidParameter},
+		{"delay 901", func() error {
+			_, err := cl.CreateQueue(ctx, &rpc.CreateQueueRequest{Name: "x", DelaySec: intp(901)})
+			return err
+		}, rpc.ErrSQSInvalidParameter},
 		{"missing dead-letter queue", func() error {
 			_, err := cl.CreateQueue(ctx, &rpc.CreateQueueRequest{Name: "x", DeadLetterQueue: "nope", MaxReceiveCount: 3})
 			return err
@@ -213,8 +219,14 @@ func TestQueueBadInput(t *testing.T) {
 			_, err := cl.CreateQueue(ctx, &rpc.CreateQueueRequest{Name: "x", DeadLetterQueue: "q", MaxReceiveCount: 1001})
 			return err
 		}, rpc.ErrSQSInvalidParameter},
-		{"send to a missing queue", func() error { _, err := cl.SendMessage(ctx, &rpc.SendMessageRequest{Queue: "nope", Body: "x"}); return err }, rpc.ErrQueueDoesNotExist},
-		{"oversized message", func() error { _, err := cl.SendMessage(ctx, &rpc.SendMessageRequest{Queue: "q", Body: big}); return err }, rpc.ErrSQSInvalidParameter},
+		{"send to a missing queue", func() error {
+			_, err := cl.SendMessage(ctx, &rpc.SendMessageRequest{Queue: "nope", Body: "x"})
+			return err
+		}, rpc.ErrQueueDoesNotExist},
+		{"oversized message", func() error {
+			_, err := cl.SendMessage(ctx, &rpc.SendMessageRequest{Queue: "q", Body: big})
+			return err
+		}, rpc.ErrSQSInvalidParameter},
 		{"empty body", func() error { _, err := cl.SendMessage(ctx, &rpc.SendMessageRequest{Queue: "q"}); return err }, rpc.ErrSQSMissingParameter},
 		{"FIFO send without a group", func() error {
 			_, err := cl.SendMessage(ctx, &rpc.SendMessageRequest{Queue: "f.fifo", Body: "x", DedupID: "d"})
@@ -236,16 +248,28 @@ func TestQueueBadInput(t *testing.T) {
 			_, err := cl.SendMessage(ctx, &rpc.SendMessageRequest{Queue: "q", Body: "x", Attributes: map[string]string{"AWS.x": "y"}})
 			return err
 		}, rpc.ErrSQSInvalidParameter},
-		{"receive 11", func() error { _, err := cl.ReceiveMessage(ctx, &rpc.ReceiveMessageRequest{Queue: "q", Max: 11}); return err }, rpc.ErrSQSInvalidParameter},
-		{"wait 21", func() error { _, err := cl.ReceiveMessage(ctx, &rpc.ReceiveMessageRequest{Queue: "q", WaitSec: 21}); return err }, rpc.ErrSQSInvalidParameter},
+		{"receive 11", func() error {
+			_, err := cl.ReceiveMessage(ctx, &rpc.ReceiveMessageRequest{Queue: "q", Max: 11})
+			return err
+		}, rpc.ErrSQSInvalidParameter},
+		{"wait 21", func() error {
+			_, err := cl.ReceiveMessage(ctx, &rpc.ReceiveMessageRequest{Queue: "q", WaitSec: 21})
+			return err
+		}, rpc.ErrSQSInvalidParameter},
 		{"receive from a missing queue", func() error { _, err := cl.ReceiveMessage(ctx, &rpc.ReceiveMessageRequest{Queue: "nope"}); return err }, rpc.ErrQueueDoesNotExist},
 		{"garbage receipt handle", func() error { _, err := cl.DeleteMessage(ctx, "q", "not-a-handle"); return err }, rpc.ErrReceiptHandleIsInvalid},
 		{"forged receipt handle", func() error {
 			_, err := cl.DeleteMessage(ctx, "q", scheduler.EncodeReceipt("some-id", make([]byte, 16)))
 			return err
 		}, rpc.ErrReceiptHandleIsInvalid},
-		{"trigger on a missing queue", func() error { _, err := cl.CreateTrigger(ctx, &rpc.CreateTriggerRequest{Function: "fn", Queue: "nope"}); return err }, rpc.ErrInvalidParameterValue},
-		{"trigger of a missing function", func() error { _, err := cl.CreateTrigger(ctx, &rpc.CreateTriggerRequest{Function: "nofn", Queue: "q"}); return err }, rpc.ErrResourceNotFound},
+		{"trigger on a missing queue", func() error {
+			_, err := cl.CreateTrigger(ctx, &rpc.CreateTriggerRequest{Function: "fn", Queue: "nope"})
+			return err
+		}, rpc.ErrInvalidParameterValue},
+		{"trigger of a missing function", func() error {
+			_, err := cl.CreateTrigger(ctx, &rpc.CreateTriggerRequest{Function: "nofn", Queue: "q"})
+			return err
+		}, rpc.ErrResourceNotFound},
 		{"trigger batch 11 without a window", func() error {
 			_, err := cl.CreateTrigger(ctx, &rpc.CreateTriggerRequest{Function: "fn", Queue: "q", BatchSize: intp(11)})
 			return err
