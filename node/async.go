@@ -92,3 +92,23 @@ func validRequestID(id string) bool {
 	}
 	return true
 }
+
+// checkDeadLetter checks a function's new legacy dead-letter target (nil:
+// unchanged, "": cleared): a standard queue that exists, as queue:NAME or
+// its SQS ARN.
+func (n *Node) checkDeadLetter(target *string) error {
+	if target == nil || *target == "" {
+		return nil
+	}
+	d, err := scheduler.ParseDestination(*target)
+	if err != nil {
+		return err
+	}
+	if d.Kind != scheduler.DestinationQueue {
+		return rpc.Errorf(rpc.CodeInvalidParameterValue, "The dead-letter target %s is not a queue: use queue:NAME or arn:aws:sqs:REGION:ACCOUNT:NAME", *target)
+	}
+	if err := n.serversSupport(scheduler.CmdQueueSend); err != nil {
+		return err
+	}
+	return scheduler.CheckQueueTarget(d.Name, n.fsm.Queue)
+}

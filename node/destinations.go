@@ -2,6 +2,8 @@ package node
 
 import (
 	"encoding/json"
+	"strconv"
+	"strings"
 	"time"
 
 	"nimbus/rpc"
@@ -70,6 +72,9 @@ func (n *Node) destinationEvent(e *scheduler.AsyncEvent, condition string, invok
 		return nil
 	}
 	d, err := scheduler.ParseDestination(dest)
+	if err == nil && d.Kind == scheduler.DestinationQueue {
+		return nil // destinationMessages delivers it
+	}
 	if err != nil || d.Kind != scheduler.DestinationFunction {
 		n.log.Warn("async destination not delivered: not a function", "request_id", e.RequestID, "function", e.Function, "destination", dest)
 		return nil
@@ -79,6 +84,24 @@ func (n *Node) destinationEvent(e *scheduler.AsyncEvent, condition string, invok
 			"request_id", e.RequestID, "function", e.Function, "destination", dest, "depth", e.Depth, "limit", rpc.MaxDestinationDepth)
 		return nil
 	}
+	body, ok := n.recordBody(e, condition, invokes, resp)
+	if !ok {
+		return nil
+	}
+	now := time.Now()
+	return &scheduler.AsyncEvent{
+		RequestID:  newRequestID(),
+		Function:   d.Name,
+		Payload:    body,
+		AcceptedMs: now.UnixMilli(),
+		DueMs:      now.UnixMilli(),
+		Depth:      e.Depth + 1,
+	}
+}
+
+// recordBody returns Lambda's invocation record of an ended event, false
+// (logged) when it is too large to deliver.
+func (n *Node) recordBody(e *scheduler.AsyncEvent, condition string, invokes int, resp *rpc.InvokeResponse) ([]byte, bool) {
 	now := time.Now()
 	rec := invocationRecord{
 		Version:   "1.0",
@@ -102,14 +125,81 @@ func (n *Node) destinationEvent(e *scheduler.AsyncEvent, condition string, invok
 	body, err := json.Marshal(rec)
 	if err != nil || len(body) > rpc.MaxAsyncPayload {
 		n.log.Warn("async destination not delivered: the record is too large", "request_id", e.RequestID, "function", e.Function, "bytes", len(body))
+		return nil, false
+	}
+	return body, true
+}
+
+// destinationMessages returns the queue messages an ended event sends: its
+// queue destination's record (on-success or on-failure) and, on failure,
+// the legacy dead-letter queue's copy of the event, with the attributes
+// RequestID, ErrorCode and ErrorMessage (Lambda's). They travel with the
+// op that finishes the event (AsyncOp.ThenMessages), so they are sent in
+// the same apply; none is sent while some server does not apply queues
+// yet (it would skip them and diverge).
+func (n *Node) destinationMessages(e *scheduler.AsyncEvent, condition string, invokes int, resp *rpc.InvokeResponse) []scheduler.QueueMessage {
+	var out []scheduler.QueueMessage
+	now := time.Now().UnixMilli()
+	msg := func(queue string, body []byte, attrs map[string]string) {
+		q, ok := n.fsm.Queue(queue)
+		if !ok || q.FIFO || len(body) > q.MaxMessageSize {
+			n.log.Warn("async outcome not sent to its queue: the queue is missing, FIFO or its limit is smaller", "request_id", e.RequestID, "function", e.Function, "queue", queue, "bytes", len(body))
+			return
+		}
+		out = append(out, scheduler.QueueMessage{ID: newRequestID(), Queue: queue, Body: body, Attrs: attrs,
+			SentMs: now, Sender: rpc.ARNAccount, VisibleMs: now + int64(q.DelaySec)*1000})
+	}
+	if cfg, ok := n.fsm.EventConfig(e.Function); ok {
+		dest := cfg.OnFailure
+		if condition == conditionSuccess {
+			dest = cfg.OnSuccess
+		}
+		if d, err := scheduler.ParseDestination(dest); dest != "" && err == nil && d.Kind == scheduler.DestinationQueue {
+			if body, ok := n.recordBody(e, condition, invokes, resp); ok {
+				msg(d.Name, body, nil)
+			}
+		}
+	}
+	if fn, ok := n.fsm.Function(e.Function); ok && fn.DeadLetter != "" && condition != conditionSuccess {
+		if d, err := scheduler.ParseDestination(fn.DeadLetter); err == nil && d.Kind == scheduler.DestinationQueue {
+			code, text := "500", condition
+			if resp != nil {
+				code = strconv.Itoa(resp.StatusCode)
+				text = errorMessageOf(resp.Payload)
+			}
+			msg(d.Name, e.Payload, map[string]string{"RequestID": e.RequestID, "ErrorCode": code, "ErrorMessage": text})
+		}
+	}
+	if len(out) > 0 && n.serversSupport(scheduler.CmdQueueSend) != nil {
+		n.log.Warn("async outcome not sent to its queue: some server does not apply queues yet", "request_id", e.RequestID, "function", e.Function)
 		return nil
 	}
-	return &scheduler.AsyncEvent{
-		RequestID:  newRequestID(),
-		Function:   d.Name,
-		Payload:    body,
-		AcceptedMs: now.UnixMilli(),
-		DueMs:      now.UnixMilli(),
-		Depth:      e.Depth + 1,
+	return out
+}
+
+// errorMessageOf returns a function error's message (its errorMessage
+// field, else the payload), at most 1 KB, as Lambda's ErrorMessage
+// attribute.
+func errorMessageOf(payload []byte) string {
+	var fe struct {
+		ErrorMessage string `json:"errorMessage"`
 	}
+	text := string(payload)
+	if json.Unmarshal(payload, &fe) == nil && fe.ErrorMessage != "" {
+		text = fe.ErrorMessage
+	}
+	if len(text) > 1024 {
+		text = text[:1024]
+	}
+	if text == "" {
+		text = "Unhandled"
+	}
+	return strings.ToValidUTF8(text, "?")
+}
+
+// finishWith sets the follow-ups of an op that finishes an event: its
+// destination function's event and its queue messages.
+func (n *Node) finishWith(op *scheduler.AsyncOp, e *scheduler.AsyncEvent, condition string, invokes int, resp *rpc.InvokeResponse) {
+	op.Then = n.destinationEvent(e, condition, invokes, resp)
+	op.ThenMessages = n.destinationMessages(e, condition, invokes, resp)
 }

@@ -165,7 +165,7 @@ func (d *dispatcher) round(ctx context.Context) (time.Duration, bool) {
 			n.log.Warn("async event failed: too old", "request_id", e.RequestID, "function", e.Function,
 				"condition", conditionEventAgeExceeded, "age", age.Round(time.Millisecond), "max_age", maxAge, "attempts", e.Attempts)
 			op := finishOp(e)
-			op.Then = n.destinationEvent(e, conditionEventAgeExceeded, e.Attempts, nil)
+			n.finishWith(&op, e, conditionEventAgeExceeded, e.Attempts, nil)
 			ended = append(ended, op)
 			continue
 		}
@@ -174,7 +174,7 @@ func (d *dispatcher) round(ctx context.Context) (time.Duration, bool) {
 			n.log.Warn("async event failed: reserved concurrency is 0", "request_id", e.RequestID, "function", e.Function,
 				"condition", conditionRetriesExhausted)
 			op := finishOp(e)
-			op.Then = n.destinationEvent(e, conditionRetriesExhausted, e.Attempts, nil)
+			n.finishWith(&op, e, conditionRetriesExhausted, e.Attempts, nil)
 			ended = append(ended, op)
 			continue
 		}
@@ -295,14 +295,14 @@ func (d *dispatcher) outcome(l leased, resp *rpc.InvokeResponse, err error) sche
 	switch {
 	case err == nil && resp.FunctionError == "":
 		op.Kind = scheduler.AsyncFinish
-		op.Then = n.destinationEvent(e, conditionSuccess, e.Attempts+1, resp)
+		n.finishWith(&op, e, conditionSuccess, e.Attempts+1, resp)
 	case err == nil:
 		attempts := e.Attempts + 1
 		if attempts > cfg.Retries() {
 			n.log.Warn("async event failed", "request_id", e.RequestID, "function", e.Function,
 				"condition", conditionRetriesExhausted, "attempts", attempts, "error", string(resp.Payload))
 			op.Kind = scheduler.AsyncFinish
-			op.Then = n.destinationEvent(e, conditionRetriesExhausted, attempts, resp)
+			n.finishWith(&op, e, conditionRetriesExhausted, attempts, resp)
 			break
 		}
 		wait := time.Duration(attempts) * n.cfg.AsyncRetryBase

@@ -27,7 +27,7 @@ func (n *Node) putEventConfig(ctx context.Context, req *rpc.PutEventConfigReques
 	cfg, err := scheduler.ValidateEventConfig(req, func(name string) bool {
 		_, ok := n.fsm.Function(name)
 		return ok
-	})
+	}, n.fsm.Queue)
 	if err != nil {
 		return nil, err
 	}

@@ -73,6 +73,9 @@ func (n *Node) updateFunctionConfig(ctx context.Context, req *rpc.UpdateConfigRe
 	if err := checkIfRevision(cur, req.IfRevision); err != nil {
 		return nil, err
 	}
+	if err := n.checkDeadLetter(req.DeadLetter); err != nil { // async.go
+		return nil, err
+	}
 	fn, err := scheduler.ApplyConfigUpdate(cur, req)
 	if err != nil {
 		return nil, err

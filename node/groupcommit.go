@@ -43,6 +43,9 @@ type groupItem[T any] struct {
 type groupResult struct {
 	err   error
 	index uint64
+	// out is the item's ApplyResult.Outputs value, for commands that
+	// answer with data (queue sends and receives); nil otherwise.
+	out any
 }
 
 func newGroupCommit[T any](n *Node, maxItems, maxBytes int, size func(T) int, build func([]T) scheduler.Command) *groupCommit[T] {
@@ -189,7 +192,11 @@ func (g *groupCommit[T]) commit(batch []groupItem[T]) {
 		fail(rpc.Errorf(rpc.CodeService, "apply answered %d items for %d", len(res.Items), len(batch)))
 	default:
 		for i, it := range batch {
-			it.reply <- groupResult{err: res.Items[i], index: f.Index()}
+			r := groupResult{err: res.Items[i], index: f.Index()}
+			if len(res.Outputs) == len(batch) {
+				r.out = res.Outputs[i]
+			}
+			it.reply <- r
 		}
 	}
 }

@@ -36,6 +36,10 @@ type leaderState struct {
 	// established; the FSM's OnAsyncReady wakes the dispatcher.
 	async   atomic.Pointer[dispatcher]
 	accepts atomic.Pointer[groupCommit[scheduler.AsyncEvent]]
+	// queues is the queue subsystem (queue_leader.go) and triggers the
+	// queue trigger pollers (trigger_poller.go), while established.
+	queues   atomic.Pointer[queueLeader]
+	triggers atomic.Pointer[pollers]
 }
 
 // establishLeadership runs on gaining leadership, in its own goroutine: it
@@ -84,6 +88,15 @@ func (n *Node) establishLeadership(stop chan struct{}, previous raft.ServerID) {
 		defer n.lead.wg.Done()
 		accepts.run(stop)
 	}()
+	// Queues: their group commits and sweeper start with the accepts, so
+	// that a send or receive served once ready finds them.
+	queues := newQueueLeader(n, stop)
+	n.lead.queues.Store(queues)
+	n.lead.wg.Add(1)
+	go func() {
+		defer n.lead.wg.Done()
+		queues.run()
+	}()
 	n.lead.ready.Store(true)
 	n.log.Info("leadership established", "previous_leader", previous)
 	n.heartbeatSoon()
@@ -99,6 +112,15 @@ func (n *Node) establishLeadership(stop chan struct{}, previous raft.ServerID) {
 	go func() {
 		defer n.lead.wg.Done()
 		d.run(stop)
+	}()
+	// Queue triggers: their pollers, after the barrier like the
+	// dispatcher.
+	p := newPollers(n, queues, stop)
+	n.lead.triggers.Store(p)
+	n.lead.wg.Add(1)
+	go func() {
+		defer n.lead.wg.Done()
+		p.run()
 	}()
 }
 
@@ -126,6 +148,8 @@ func (n *Node) revokeLeadership() {
 	n.lead.stop = nil
 	n.lead.async.Store(nil)
 	n.lead.accepts.Store(nil)
+	n.lead.queues.Store(nil)
+	n.lead.triggers.Store(nil)
 }
 
 // asyncReady is the FSM's OnAsyncReady: it wakes the dispatcher, if this

@@ -133,7 +133,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		rpcListener = n.mux.rpc
 	}
 	if cfg.Server {
-		n.fsm = scheduler.NewFSM(scheduler.FSMOptions{OnFunctionChange: n.functionChanged, OnAsyncReady: n.asyncReady})
+		n.fsm = scheduler.NewFSM(scheduler.FSMOptions{OnFunctionChange: n.functionChanged, OnAsyncReady: n.asyncReady,
+			OnQueueReady: n.queueReady})
 		n.ledger = scheduler.NewLedger(scheduler.LedgerOptions{
 			AccountLimit:  cfg.AccountConcurrency,
 			RecoveryGrace: 2 * cfg.HeartbeatInterval,
@@ -161,6 +162,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	// Versions, aliases and function URLs (versions.go, urls.go).
 	n.registerVersions()
 	n.registerURLs()
+	// Queues and queue triggers.
+	n.registerQueues()
+	n.registerTriggers()
 	n.bg.Add(1)
 	go func() {
 		defer n.bg.Done()

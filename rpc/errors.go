@@ -79,3 +79,26 @@ func AsError(err error) *Error {
 	}
 	return &Error{Code: CodeService, Message: err.Error()}
 }
+
+// SQS's error codes, for the built-in queues (queue.go). SQS names them
+// without the "Exception" suffix.
+const (
+	CodeQueueDoesNotExist      = "QueueDoesNotExist"
+	CodeQueueNameExists        = "QueueNameExists"
+	CodeSQSInvalidParameter    = "InvalidParameterValue"
+	CodeSQSMissingParameter    = "MissingParameter"
+	CodeReceiptHandleIsInvalid = "ReceiptHandleIsInvalid"
+	CodeMessageNotInflight     = "MessageNotInflight"
+	CodeOverLimit              = "OverLimit"
+	CodeInvalidAttributeName   = "InvalidAttributeName"
+)
+
+// Sentinels of the SQS codes, for errors.Is.
+var (
+	ErrQueueDoesNotExist      = &Error{Code: CodeQueueDoesNotExist}
+	ErrQueueNameExists        = &Error{Code: CodeQueueNameExists}
+	ErrSQSInvalidParameter    = &Error{Code: CodeSQSInvalidParameter}
+	ErrSQSMissingParameter    = &Error{Code: CodeSQSMissingParameter}
+	ErrReceiptHandleIsInvalid = &Error{Code: CodeReceiptHandleIsInvalid}
+	ErrOverLimit              = &Error{Code: CodeOverLimit}
+)

@@ -33,6 +33,10 @@ type FunctionConfig struct {
 	// LastModifiedMs is the time of the last change in Unix milliseconds, as
 	// supplied by the node that proposed it.
 	LastModifiedMs int64 `msgpack:"last_modified_ms" json:"LastModified"`
+	// DeadLetter is the legacy dead-letter target of asynchronous
+	// invocations (Lambda's DeadLetterConfig.TargetArn) as the caller gave
+	// it: queue:NAME or an SQS ARN; "" for none.
+	DeadLetter string `msgpack:"dead_letter,omitempty" json:"DeadLetterTarget,omitempty"`
 
 	// Versions (rpc/versions.go). Version is "" for $LATEST and the
 	// version's number ("1", "2", ...) for a published version, which is
@@ -93,6 +97,9 @@ type UpdateConfigRequest struct {
 	MemoryMB   *int              `msgpack:"memory_mb,omitempty"`
 	TimeoutSec *int              `msgpack:"timeout_sec,omitempty"`
 	Env        map[string]string `msgpack:"env"`
+	// DeadLetter, when not nil, sets the dead-letter target (queue:NAME
+	// or an SQS ARN); "" clears it.
+	DeadLetter *string `msgpack:"dead_letter,omitempty"`
 	// IfRevision, when not 0, makes the update fail with
 	// CodePreconditionFailed unless the function's Revision is this one.
 	IfRevision uint64 `msgpack:"if_revision,omitempty"`

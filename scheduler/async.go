@@ -115,6 +115,12 @@ type AsyncOp struct {
 	// or not at all. It is dropped (the finish still applies) when its
 	// function no longer exists or the queue is full.
 	Then *AsyncEvent `msgpack:"then,omitempty"`
+	// ThenMessages, on an AsyncFinish, are queue messages sent in the same
+	// apply: a queue destination's record, the legacy dead-letter queue's
+	// copy of the event. Each is dropped (the finish still applies) when
+	// its queue no longer exists or is full. The proposer sets it only
+	// once every server applies FSM version 3 (queues).
+	ThenMessages boundedList[QueueMessage] `msgpack:"then_msgs,omitempty"`
 }
 
 // AsyncUpdateCommand applies ops to queued events (CmdAsyncUpdate), each on
@@ -259,6 +265,14 @@ func (f *FSM) applyAsyncUpdate(index uint64, body []byte) ApplyResult {
 		if op.Kind < AsyncLease || op.Kind > AsyncFinish || op.Attempts < 0 || op.Backoffs < 0 {
 			return ApplyResult{Err: rpc.Errorf(rpc.CodeService, "malformed %s entry: op kind %d, counts %d/%d", CmdAsyncUpdate, op.Kind, op.Attempts, op.Backoffs)}
 		}
+		if len(op.ThenMessages) > 2 || len(op.ThenMessages) > 0 && op.Kind != AsyncFinish {
+			return ApplyResult{Err: rpc.Errorf(rpc.CodeService, "malformed %s entry: %d follow-up messages on a %d op", CmdAsyncUpdate, len(op.ThenMessages), op.Kind)}
+		}
+		for i := range op.ThenMessages {
+			if err := checkMessage(&op.ThenMessages[i]); err != nil {
+				return ApplyResult{Err: rpc.Errorf(rpc.CodeService, "malformed %s entry: %v", CmdAsyncUpdate, err)}
+			}
+		}
 		if op.Then != nil {
 			if op.Kind != AsyncFinish {
 				return ApplyResult{Err: rpc.Errorf(rpc.CodeService, "malformed %s entry: a follow-up event on a %d op", CmdAsyncUpdate, op.Kind)}
@@ -269,6 +283,7 @@ func (f *FSM) applyAsyncUpdate(index uint64, body []byte) ApplyResult {
 		}
 	}
 	retried := false
+	var queued []string
 	res := f.update(func(s *fsmState) (ApplyResult, []functionChange) {
 		items := make([]error, len(cmd.Ops))
 		for i, op := range cmd.Ops {
@@ -284,6 +299,14 @@ func (f *FSM) applyAsyncUpdate(index uint64, body []byte) ApplyResult {
 			switch op.Kind {
 			case AsyncFinish:
 				s.async.remove(cur)
+				for j := range op.ThenMessages {
+					// Seq: the entry's index, then the op's and the
+					// message's place (ops <= 4096, messages <= 2).
+					m := op.ThenMessages[j]
+					if _, err := s.queues.sendOne(m, index<<20|uint64(i)<<1|uint64(j)); err == nil {
+						queued = appendOnce(queued, m.Queue)
+					}
+				}
 				if then := op.Then; then != nil && s.async.events[then.RequestID] == nil &&
 					s.functions[then.Function] != nil && len(s.async.events) < MaxAsyncEvents {
 					next := *then
@@ -316,6 +339,7 @@ func (f *FSM) applyAsyncUpdate(index uint64, body []byte) ApplyResult {
 	if retried && f.onAsyncReady != nil {
 		f.onAsyncReady()
 	}
+	f.queueReady(queued)
 	return res
 }
 

@@ -43,6 +43,13 @@ const (
 	CmdDeleteAlias    CommandType = 12 // DeleteAliasCommand
 	CmdPutURL         CommandType = 13 // PutURLCommand
 	CmdDeleteURL      CommandType = 14 // DeleteURLCommand
+	// Queues and queue triggers (queue.go, trigger.go): 20-39, FSM version 3.
+	CmdPutQueue      CommandType = 20 // PutQueueCommand
+	CmdDeleteQueue   CommandType = 21 // DeleteQueueCommand
+	CmdQueueSend     CommandType = 22 // QueueSendCommand
+	CmdQueueOps      CommandType = 23 // QueueOpsCommand
+	CmdPutTrigger    CommandType = 24 // PutTriggerCommand
+	CmdDeleteTrigger CommandType = 25 // DeleteTriggerCommand
 
 	// CmdIgnorable is a flag bit, not a command: an entry whose type has it
 	// and that this release does not know is skipped instead of stopping
@@ -75,6 +82,13 @@ var commandSpecs = map[CommandType]commandSpec{
 	CmdDeleteAlias:    {"DeleteAlias", 3},
 	CmdPutURL:         {"PutURL", 3},
 	CmdDeleteURL:      {"DeleteURL", 3},
+	// Queues and queue triggers.
+	CmdPutQueue:      {"PutQueue", 3},
+	CmdDeleteQueue:   {"DeleteQueue", 3},
+	CmdQueueSend:     {"QueueSend", 3},
+	CmdQueueOps:      {"QueueOps", 3},
+	CmdPutTrigger:    {"PutTrigger", 3},
+	CmdDeleteTrigger: {"DeleteTrigger", 3},
 }
 
 // FSMVersion is the newest command set this release applies: the highest

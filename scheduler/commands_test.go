@@ -26,6 +26,7 @@ func fullFunction(name string) *rpc.FunctionConfig {
 		Revision:       999, // ignored by Apply
 		LastModifiedMs: 1_764_000_000_000,
 		Description:    "orders API",
+		DeadLetter:     "queue:dlq",
 	}
 }
 

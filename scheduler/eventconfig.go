@@ -116,8 +116,9 @@ func ParseDestination(s string) (Destination, error) {
 
 // ValidateEventConfig checks a request with Lambda's rules and returns the
 // configuration to store. exists reports whether a function exists (a
-// function destination must).
-func ValidateEventConfig(req *rpc.PutEventConfigRequest, exists func(name string) bool) (*rpc.EventConfig, error) {
+// function destination must); queue reads a queue (a queue destination
+// must exist and be a standard queue).
+func ValidateEventConfig(req *rpc.PutEventConfigRequest, exists func(name string) bool, queue func(name string) (*rpc.Queue, bool)) (*rpc.EventConfig, error) {
 	if err := ValidateName(req.FunctionName); err != nil {
 		return nil, err
 	}
@@ -143,7 +144,9 @@ func ValidateEventConfig(req *rpc.PutEventConfigRequest, exists func(name string
 				return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "The destination function %s does not exist", rpc.DefaultFunctionARN(dest.Name))
 			}
 		case DestinationQueue:
-			return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "The destination %s is a queue: queue destinations are not available in this release", d)
+			if err := CheckQueueTarget(dest.Name, queue); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return &rpc.EventConfig{
@@ -153,4 +156,20 @@ func ValidateEventConfig(req *rpc.PutEventConfigRequest, exists func(name string
 		OnSuccess:        req.OnSuccess,
 		OnFailure:        req.OnFailure,
 	}, nil
+}
+
+// CheckQueueTarget checks a queue named as a destination or a dead-letter
+// target: it must exist and be a standard queue (Lambda sends to those).
+func CheckQueueTarget(name string, queue func(name string) (*rpc.Queue, bool)) error {
+	if ValidateQueueName(name, IsFIFOName(name)) != nil {
+		return rpc.Errorf(rpc.CodeInvalidParameterValue, "The destination queue name %q is invalid", name)
+	}
+	q, ok := queue(name)
+	if !ok {
+		return rpc.Errorf(rpc.CodeInvalidParameterValue, "The destination queue %s does not exist", rpc.QueueARN(name))
+	}
+	if q.FIFO {
+		return rpc.Errorf(rpc.CodeInvalidParameterValue, "The destination queue %s is a FIFO queue: only standard queues are supported", rpc.QueueARN(name))
+	}
+	return nil
 }

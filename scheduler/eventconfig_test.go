@@ -53,6 +53,15 @@ func TestEventConfigCommands(t *testing.T) {
 func TestValidateEventConfig(t *testing.T) {
 	t.Parallel()
 	exists := func(name string) bool { return name == "fn" || name == "other" }
+	queues := func(name string) (*rpc.Queue, bool) {
+		switch name {
+		case "dlq":
+			return &rpc.Queue{Name: name}, true
+		case "f.fifo":
+			return &rpc.Queue{Name: name, FIFO: true}, true
+		}
+		return nil, false
+	}
 	tests := []struct {
 		name string
 		req  rpc.PutEventConfigRequest
@@ -68,11 +77,14 @@ func TestValidateEventConfig(t *testing.T) {
 		{"unknown destination function", rpc.PutEventConfigRequest{FunctionName: "fn", OnFailure: "function:nope"}, rpc.ErrInvalidParameterValue},
 		{"garbage destination", rpc.PutEventConfigRequest{FunctionName: "fn", OnSuccess: "s3://bucket"}, rpc.ErrInvalidParameterValue},
 		{"bad arn", rpc.PutEventConfigRequest{FunctionName: "fn", OnSuccess: "arn:aws:lambda:r:a:layer:x"}, rpc.ErrInvalidParameterValue},
-		{"queue destination", rpc.PutEventConfigRequest{FunctionName: "fn", OnFailure: "queue:dlq"}, rpc.ErrInvalidParameterValue},
+		{"queue destination", rpc.PutEventConfigRequest{FunctionName: "fn", OnFailure: "queue:dlq", OnSuccess: "arn:aws:sqs:local:000000000000:dlq"}, nil},
+		{"missing queue destination", rpc.PutEventConfigRequest{FunctionName: "fn", OnFailure: "queue:nope"}, rpc.ErrInvalidParameterValue},
+		{"fifo queue destination", rpc.PutEventConfigRequest{FunctionName: "fn", OnFailure: "queue:f.fifo"}, rpc.ErrInvalidParameterValue},
+		{"bad queue name", rpc.PutEventConfigRequest{FunctionName: "fn", OnFailure: "queue:a b"}, rpc.ErrInvalidParameterValue},
 		{"bad name", rpc.PutEventConfigRequest{FunctionName: "a b"}, rpc.ErrInvalidParameterValue},
 	}
 	for _, tt := range tests {
-		c, err := ValidateEventConfig(&tt.req, exists)
+		c, err := ValidateEventConfig(&tt.req, exists, queues)
 		if tt.want == nil {
 			if err != nil || c.FunctionName != tt.req.FunctionName || c.OnSuccess != tt.req.OnSuccess || c.OnFailure != tt.req.OnFailure {
 				t.Errorf("%s: %+v, %v", tt.name, c, err)

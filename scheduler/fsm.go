@@ -27,6 +27,7 @@ import (
 type FSM struct {
 	onFunctionChange func(old, new *rpc.FunctionConfig)
 	onAsyncReady     func()
+	onQueueReady     func(queue string)
 
 	mu    sync.RWMutex
 	state *fsmState
@@ -53,6 +54,11 @@ type FSMOptions struct {
 	// async event due sooner (an accept or a retry), outside the FSM lock.
 	// The leader's dispatcher uses it to wake up. It must not block.
 	OnAsyncReady func()
+	// OnQueueReady, if set, is called with a queue's name after an apply
+	// that may have made a message of it receivable (a send, a redrive into
+	// it, a visibility change to now), outside the FSM lock. The leader's
+	// long-polling receives use it to wake up. It must not block.
+	OnQueueReady func(queue string)
 }
 
 // fsmState is the whole replicated state. A state is never changed after
@@ -75,6 +81,9 @@ type fsmState struct {
 
 	// versions holds versions, aliases and function URLs (versions.go).
 	versions versionState
+	// Queues and triggers (queue_state.go, trigger.go).
+	queues   queueSet
+	triggers map[string]*rpc.Trigger
 }
 
 func newFSMState() *fsmState {
@@ -84,6 +93,8 @@ func newFSMState() *fsmState {
 		eventConfigs: make(map[string]*rpc.EventConfig),
 		async:        newAsyncQueue(),
 		versions:     newVersionState(),
+		queues:       newQueueSet(),
+		triggers:     make(map[string]*rpc.Trigger),
 	}
 }
 
@@ -104,6 +115,10 @@ type ApplyResult struct {
 	// delete; URL likewise for function URLs.
 	Alias *rpc.Alias
 	URL   *rpc.FunctionURL
+	// Outputs, for commands whose items answer with data (queue sends and
+	// receives, queue and trigger puts), holds one value per item (nil for
+	// a failed item); nil for the other commands.
+	Outputs []any
 }
 
 // functionChange is one change to report through OnFunctionChange.
@@ -116,6 +131,7 @@ func NewFSM(opts FSMOptions) *FSM {
 	return &FSM{
 		onFunctionChange: opts.OnFunctionChange,
 		onAsyncReady:     opts.OnAsyncReady,
+		onQueueReady:     opts.OnQueueReady,
 		state:            newFSMState(),
 	}
 }
@@ -165,6 +181,19 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 		return f.applyPutURL(body)
 	case CmdDeleteURL:
 		return f.applyDeleteURL(body)
+	// Queues and queue triggers.
+	case CmdPutQueue:
+		return f.applyPutQueue(body)
+	case CmdDeleteQueue:
+		return f.applyDeleteQueue(body)
+	case CmdQueueSend:
+		return f.applyQueueSend(l.Index, body)
+	case CmdQueueOps:
+		return f.applyQueueOps(l.Index, body)
+	case CmdPutTrigger:
+		return f.applyPutTrigger(body)
+	case CmdDeleteTrigger:
+		return f.applyDeleteTrigger(body)
 	}
 	if t&CmdIgnorable != 0 {
 		return ApplyResult{Ignored: true}

@@ -28,7 +28,10 @@ import (
 // (in request id order), then versions, aliases and function URLs
 // (snapshot_versions.go: every version counter, every version, every
 // alias, every URL, each sorted by function and then number, name or
-// qualifier), so that what a record refers to always precedes it.
+// qualifier), then every queue (in name order), every queue message (by
+// queue name, then sequence), every FIFO deduplication entry (by queue,
+// then id) and every trigger (by UUID), so that what a record refers to
+// always precedes it.
 //
 // The end record makes a truncated snapshot an error rather than a smaller
 // state. Restore refuses unknown record types (a snapshot from a newer
@@ -55,7 +58,12 @@ const (
 	recordVersion        snapshotRecordType = 10 // *rpc.FunctionConfig with Version set
 	recordAlias          snapshotRecordType = 11 // *rpc.Alias
 	recordURL            snapshotRecordType = 12 // *rpc.FunctionURL
-	recordEnd         snapshotRecordType = 255
+	// Queues and triggers (queue_snapshot.go): 20-39.
+	recordQueue        snapshotRecordType = 20 // *rpc.Queue
+	recordQueueMessage snapshotRecordType = 21 // *QueueMessage
+	recordQueueDedup   snapshotRecordType = 22 // *dedupRecord
+	recordTrigger      snapshotRecordType = 23 // *rpc.Trigger
+	recordEnd          snapshotRecordType = 255
 )
 
 // reservationRecord is one function's reserved concurrency in a snapshot.
@@ -72,6 +80,7 @@ type fsmSnapshot struct {
 	eventConfigs []*rpc.EventConfig    // sorted by function name
 	events       []*AsyncEvent         // sorted by request id
 	versions     versionsCapture       // snapshot_versions.go
+	queues       queueCapture          // queues, messages, dedup entries, triggers
 }
 
 // Snapshot captures the state cheaply: the stored values are immutable, so
@@ -96,13 +105,15 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		events = append(events, e)
 	}
 	vers := captureVersions(&f.state.versions)
+	queues := captureQueues(f.state)
 	f.mu.RUnlock()
+	queues.sort()
 	sortFunctions(fns)
 	sort.Slice(res, func(i, j int) bool { return res[i].Name < res[j].Name })
 	sort.Slice(ecs, func(i, j int) bool { return ecs[i].FunctionName < ecs[j].FunctionName })
 	sort.Slice(events, func(i, j int) bool { return events[i].RequestID < events[j].RequestID })
 	vers.sort()
-	return &fsmSnapshot{functions: fns, reservations: res, eventConfigs: ecs, events: events, versions: vers}, nil
+	return &fsmSnapshot{functions: fns, reservations: res, eventConfigs: ecs, events: events, versions: vers, queues: queues}, nil
 }
 
 // Persist writes the snapshot to sink and closes it, or cancels it on error.
@@ -156,6 +167,9 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 		}
 	}
 	if err := s.versions.write(record); err != nil {
+		return err
+	}
+	if err := s.queues.write(record); err != nil {
 		return err
 	}
 	if err := enc.EncodeUint8(uint8(recordEnd)); err != nil {
@@ -223,6 +237,14 @@ func readSnapshot(r io.Reader) (*fsmState, error) {
 			err = restoreAlias(dec, st)
 		case recordURL:
 			err = restoreURL(dec, st)
+		case recordQueue:
+			err = restoreQueue(dec, st)
+		case recordQueueMessage:
+			err = restoreQueueMessage(dec, st)
+		case recordQueueDedup:
+			err = restoreQueueDedup(dec, st)
+		case recordTrigger:
+			err = restoreTrigger(dec, st)
 		case recordEnd:
 			return st, finishSnapshot(dec, br, n)
 		default:

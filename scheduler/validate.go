@@ -219,6 +219,10 @@ func ApplyConfigUpdate(cur *rpc.FunctionConfig, req *rpc.UpdateConfigRequest) (*
 	if req.Env != nil {
 		next.Env = copyEnv(req.Env)
 	}
+	if req.DeadLetter != nil {
+		// The proposer checked that it names an existing queue.
+		next.DeadLetter = *req.DeadLetter
+	}
 	return next, nil
 }
 

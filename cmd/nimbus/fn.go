@@ -138,6 +138,7 @@ func (c *cli) fnUpdateConfigCmd() *cobra.Command {
 		memory, timeout int
 		env             []string
 		output          string
+		deadLetter      string
 	)
 	cmd := &cobra.Command{
 		Use:   "update-config NAME",
@@ -161,6 +162,9 @@ func (c *cli) fnUpdateConfigCmd() *cobra.Command {
 				}
 				req.Env = vars
 			}
+			if cmd.Flags().Changed("dead-letter") {
+				req.DeadLetter = &deadLetter
+			}
 			return c.call(cmd.Context(), output, func(ctx context.Context, cl *rpc.Client) (any, error) {
 				r, err := cl.UpdateFunctionConfig(ctx, req)
 				if err != nil {
@@ -174,6 +178,7 @@ func (c *cli) fnUpdateConfigCmd() *cobra.Command {
 	f.IntVar(&memory, "memory", 0, "memory in MB (128-10240)")
 	f.IntVar(&timeout, "timeout", 0, "timeout in seconds (1-900)")
 	f.StringArrayVar(&env, "env", nil, "environment variable KEY=VALUE (repeatable; replaces the whole environment)")
+	f.StringVar(&deadLetter, "dead-letter", "", `dead-letter queue of failed async events (queue:NAME or an SQS ARN; "" clears it)`)
 	f.StringVarP(&output, "output", "o", "", "output format: json")
 	return cmd
 }

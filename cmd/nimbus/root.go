@@ -52,6 +52,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(c.agentCmd(), c.fnCmd(), c.invokeCmd(), c.logsCmd(), c.benchCmd(), c.clusterCmd(), c.keygenCmd())
+	root.AddCommand(c.queueCmd(), c.triggerCmd()) // queues and queue triggers
 
 	err := root.Execute()
 	var ee exitError
