@@ -166,7 +166,7 @@ func TestClusterWorkerOnlyShipsWhileServerRestarts(t *testing.T) {
 	createRetrying(t, tc.clients[3], "hello", helloZip(t))
 	var ids []string
 	for i := 0; i < 3; i++ {
-		ids = append(ids, invoke(t, tc.clients[3], "hello", fmt.Sprintf(`{"name":"before %d"}`, i)).RequestID)
+		ids = append(ids, invokeRetrying(t, tc.clients[3], "hello", fmt.Sprintf(`{"name":"before %d"}`, i)))
 	}
 	waitFor(t, "the first invocations' logs", func() bool {
 		return countReports(readStore(t, tc.clients[0], "hello", 0), ids) == len(ids)
@@ -185,25 +185,14 @@ func TestClusterWorkerOnlyShipsWhileServerRestarts(t *testing.T) {
 	tc.stop(down)
 	t.Logf("stopped %s, the stream's leader", tc.nodes[down].Name())
 	for i := 0; i < 3; i++ {
-		// The scheduler may be electing a leader too: retry as a client would.
-		waitFor(t, fmt.Sprintf("invocation %d while %s is down", i, tc.nodes[down].Name()), func() bool {
-			res, err := tc.clients[3].Invoke(ctx, &rpc.InvokeRequest{FunctionName: "hello", Payload: []byte(fmt.Sprintf(`{"name":"during %d"}`, i))})
-			if err != nil {
-				if !errors.Is(err, rpc.ErrService) && !errors.Is(err, rpc.ErrTooManyRequests) {
-					t.Fatal(err)
-				}
-				return false
-			}
-			ids = append(ids, res.RequestID)
-			return true
-		})
+		ids = append(ids, invokeRetrying(t, tc.clients[3], "hello", fmt.Sprintf(`{"name":"during %d"}`, i)))
 	}
 
 	cfg := cfgs[down]
 	cfg.Join = []string{tc.nodes[(down+1)%3].members.ml.LocalNode().Address()}
 	tc.start(down, cfg)
 	for i := 0; i < 3; i++ {
-		ids = append(ids, invoke(t, tc.clients[3], "hello", fmt.Sprintf(`{"name":"after %d"}`, i)).RequestID)
+		ids = append(ids, invokeRetrying(t, tc.clients[3], "hello", fmt.Sprintf(`{"name":"after %d"}`, i)))
 	}
 	var want []rpc.LogEvent
 	for i := 0; i < 3; i++ {
@@ -227,4 +216,28 @@ func TestClusterWorkerOnlyShipsWhileServerRestarts(t *testing.T) {
 			return true
 		})
 	}
+}
+
+// invokeRetrying invokes until the cluster takes the invocation: while the
+// scheduler elects a leader (ServiceException) or a new leader's ledger has
+// not yet heard from the workers (TooManyRequestsException), a client
+// tries again. It returns the request id.
+func invokeRetrying(t *testing.T, cl *rpc.Client, fn, payload string) string {
+	t.Helper()
+	var id string
+	waitFor(t, "an invocation of "+fn, func() bool {
+		res, err := cl.Invoke(ctxT(t), &rpc.InvokeRequest{FunctionName: fn, Payload: []byte(payload)})
+		if err != nil {
+			if !errors.Is(err, rpc.ErrService) && !errors.Is(err, rpc.ErrTooManyRequests) {
+				t.Fatal(err)
+			}
+			return false
+		}
+		if res.FunctionError != "" {
+			t.Fatalf("invoke %s: %s", fn, res.Payload)
+		}
+		id = res.RequestID
+		return true
+	})
+	return id
 }
