@@ -66,6 +66,7 @@ func (n *Node) invokeAsync(ctx context.Context, req *rpc.InvokeRequest) (*rpc.In
 	if r := accepts.submit(ctx, ev); r.err != nil {
 		return nil, rpc.AsError(r.err)
 	}
+	n.metrics.fns.get(fn.Name).asyncReceived.Add(1)
 	return &rpc.InvokeResponse{RequestID: ev.RequestID, StatusCode: rpc.StatusAccepted, ExecutedVersion: "$LATEST"}, nil
 }
 

@@ -202,4 +202,9 @@ func errorMessageOf(payload []byte) string {
 func (n *Node) finishWith(op *scheduler.AsyncOp, e *scheduler.AsyncEvent, condition string, invokes int, resp *rpc.InvokeResponse) {
 	op.Then = n.destinationEvent(e, condition, invokes, resp)
 	op.ThenMessages = n.destinationMessages(e, condition, invokes, resp)
+	if condition != conditionSuccess && op.Then == nil && len(op.ThenMessages) == 0 {
+		// Counted when the op is built: an op a lost lease discards (the
+		// event runs again) may count twice, as at-least-once allows.
+		n.metrics.fns.get(e.Function).asyncDropped.Add(1)
+	}
 }

@@ -250,6 +250,7 @@ func finishOp(e *scheduler.AsyncEvent) scheduler.AsyncOp {
 
 // start runs a leased event in the background and records its outcome.
 func (d *dispatcher) start(ctx context.Context, l leased) {
+	d.n.metrics.fns.get(l.event.Function).asyncAge.observe(time.Since(time.UnixMilli(l.event.AcceptedMs)))
 	d.mu.Lock()
 	d.running[l.event.RequestID] = true
 	d.mu.Unlock()
@@ -266,7 +267,18 @@ func (d *dispatcher) start(ctx context.Context, l leased) {
 			default:
 			}
 		}()
+		// Counted as a synchronous invocation is (Lambda's Invocations and
+		// Errors include the asynchronous ones).
+		fc := d.n.metrics.fns.get(l.fn.Name)
+		fc.running(1)
 		resp, err := d.runOne(ctx, l)
+		fc.running(-1)
+		if err == nil {
+			fc.invocations.Add(1)
+			if resp.FunctionError != "" {
+				fc.errors.Add(1)
+			}
+		}
 		if ctx.Err() != nil {
 			return // not leading any more: the next leader runs it again
 		}

@@ -22,6 +22,28 @@ type fnCounters struct {
 	peak     atomic.Int64
 	duration histo
 	initDur  histo
+
+	// Asynchronous invocations (Lambda's AsyncEventsReceived,
+	// AsyncEventsDropped, AsyncEventAge) and queue triggers' batches.
+	asyncReceived, asyncDropped atomic.Uint64
+	asyncAge                    histo
+	batchSizes                  countHisto
+}
+
+// batchBuckets are the upper bounds of countHisto's buckets: a queue
+// trigger's batch holds 1 to 10,000 messages.
+var batchBuckets = []float64{1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000}
+
+// countHisto is a histogram of counts over batchBuckets, one more bucket
+// for larger values, and the sum.
+type countHisto struct {
+	buckets [11]atomic.Uint64
+	sum     atomic.Uint64
+}
+
+func (h *countHisto) observe(n int) {
+	h.buckets[sort.SearchFloat64s(batchBuckets, float64(n))].Add(1)
+	h.sum.Add(uint64(n))
 }
 
 // histo is a histogram over rpc.DurationBucketsMs, one more bucket for

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -173,8 +174,11 @@ func (g *groupCommit[T]) commit(batch []groupItem[T]) {
 		fail(rpc.Errorf(rpc.CodeService, "%v", err))
 		return
 	}
+	start := time.Now()
 	f := g.n.raft.Apply(data, raftApplyTimeout)
-	if err := f.Error(); err != nil {
+	err = f.Error()
+	g.n.metrics.raftApply.Observe(time.Since(start).Seconds())
+	if err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			fail(rpc.Errorf(rpc.CodeService, "no leader to accept the write: %v", err))
 		} else {

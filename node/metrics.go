@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"sync"
@@ -34,6 +36,7 @@ type metrics struct {
 	grants       prometheus.Counter
 	refusals     *prometheus.CounterVec // reason
 	leaderChange prometheus.Counter
+	raftApply    prometheus.Histogram
 }
 
 func newMetrics(n *Node, functionLimit int) *metrics {
@@ -56,8 +59,12 @@ func newMetrics(n *Node, functionLimit int) *metrics {
 		leaderChange: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "nimbus_raft_leader_changes_total", Help: "Leader changes this node observed.",
 		}),
+		raftApply: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "nimbus_raft_apply_duration_seconds", Help: "Time from proposing a write to its commit and apply, on the leader (group-committed entries included).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10},
+		}),
 	}
-	m.reg.MustRegister(m.rpcRequests, m.rpcLatency, m.grants, m.refusals, m.leaderChange,
+	m.reg.MustRegister(m.rpcRequests, m.rpcLatency, m.grants, m.refusals, m.leaderChange, m.raftApply,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&nodeCollector{n: n})
 	return m
@@ -163,6 +170,13 @@ var (
 	descLogLines     = prometheus.NewDesc("nimbus_log_lines_total", "Function log lines this node shipped to the log store, or dropped.", []string{"outcome"}, nil)
 	descLogBuffered  = prometheus.NewDesc("nimbus_log_lines_buffered", "Function log lines waiting to be shipped.", nil, nil)
 	descStarts       = prometheus.NewDesc("nimbus_sandbox_starts_total", "Sandboxes started on this worker (cold starts).", nil, nil)
+	descAsyncRecv    = prometheus.NewDesc("nimbus_function_async_events_received_total", "Asynchronous invocations accepted (Lambda's AsyncEventsReceived), on the leader that committed them.", []string{"function"}, nil)
+	descAsyncDropped = prometheus.NewDesc("nimbus_function_async_events_dropped_total", "Asynchronous invocations that failed or expired with no destination or dead-letter queue to take them (Lambda's AsyncEventsDropped).", []string{"function"}, nil)
+	descAsyncAge     = prometheus.NewDesc("nimbus_function_async_event_age_milliseconds", "Time from an event's accept to each of its dispatches (Lambda's AsyncEventAge).", []string{"function"}, nil)
+	descAsyncQueued  = prometheus.NewDesc("nimbus_async_events_queued", "Asynchronous events accepted and not yet finished (on the leader).", nil, nil)
+	descBatchSize    = prometheus.NewDesc("nimbus_queue_trigger_batch_size", "Messages per batch a queue trigger handed its function.", []string{"function"}, nil)
+	descQueueMsgs    = prometheus.NewDesc("nimbus_queue_messages", "Messages in the built-in queues, all queues together (on the leader).", nil, nil)
+	descCodeBytes    = prometheus.NewDesc("nimbus_code_store_bytes", "Bytes of function code zips in this node's code store.", nil, nil)
 	descFailures     = prometheus.NewDesc("nimbus_sandbox_failures_total", "Invocations a sandbox failed, by Lambda's error type.", []string{"reason"}, nil)
 )
 
@@ -194,7 +208,8 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInvocations, descErrors, descThrottles, descColdStarts, descConcurrent,
 		descDuration, descInitDuration, descSandboxes, descMemOffered, descMemGranted, descRaftState, descRaftTerm,
 		descRaftApplied, descRaftCommit, descMembers, descSlots, descConns, descConnsRefused,
-		descLogLines, descLogBuffered, descStarts, descFailures} {
+		descLogLines, descLogBuffered, descStarts, descFailures,
+		descAsyncRecv, descAsyncDropped, descAsyncAge, descAsyncQueued, descBatchSize, descQueueMsgs, descCodeBytes} {
 		ch <- d
 	}
 }
@@ -213,6 +228,21 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descConcurrent, prometheus.GaugeValue, float64(fc.concurrent.Load()), name)
 		ch <- constHisto(descDuration, &fc.duration, name)
 		ch <- constHisto(descInitDuration, &fc.initDur, name)
+		if v := fc.asyncReceived.Load(); v > 0 {
+			ch <- prometheus.MustNewConstMetric(descAsyncRecv, prometheus.CounterValue, float64(v), name)
+		}
+		if v := fc.asyncDropped.Load(); v > 0 {
+			ch <- prometheus.MustNewConstMetric(descAsyncDropped, prometheus.CounterValue, float64(v), name)
+		}
+		if fc.asyncAge.sumUs.Load() > 0 || fc.asyncAge.counts()[0] > 0 {
+			ch <- constHisto(descAsyncAge, &fc.asyncAge, name)
+		}
+		if fc.batchSizes.sum.Load() > 0 {
+			ch <- constCountHisto(descBatchSize, &fc.batchSizes, name)
+		}
+	}
+	if b, err := dirBytes(filepath.Join(n.cfg.DataDir, "code", "zips")); err == nil {
+		ch <- prometheus.MustNewConstMetric(descCodeBytes, prometheus.GaugeValue, float64(b))
 	}
 	if n.sandboxes != nil {
 		st := n.sandboxes.Stats()
@@ -258,6 +288,9 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		if n.isLeader() {
 			ch <- prometheus.MustNewConstMetric(descSlots, prometheus.GaugeValue, float64(n.ledger.Stats().Slots))
+			ch <- prometheus.MustNewConstMetric(descAsyncQueued, prometheus.GaugeValue, float64(n.fsm.AsyncLen()))
+			msgs, _, _ := n.fsm.QueueStats()
+			ch <- prometheus.MustNewConstMetric(descQueueMsgs, prometheus.GaugeValue, float64(msgs))
 		}
 	}
 	if n.members != nil {
@@ -288,6 +321,32 @@ func constHisto(d *prometheus.Desc, h *histo, label string) prometheus.Metric {
 	}
 	total := cum + counts[len(counts)-1]
 	return prometheus.MustNewConstHistogram(d, total, float64(h.sumUs.Load())/1000, buckets, label)
+}
+
+func constCountHisto(d *prometheus.Desc, h *countHisto, label string) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(batchBuckets))
+	var cum uint64
+	for i, le := range batchBuckets {
+		cum += h.buckets[i].Load()
+		buckets[le] = cum
+	}
+	total := cum + h.buckets[len(batchBuckets)].Load()
+	return prometheus.MustNewConstHistogram(d, total, float64(h.sum.Load()), buckets, label)
+}
+
+// dirBytes is the size of the regular files directly in dir.
+func dirBytes(dir string) (int64, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, e := range ents {
+		if info, err := e.Info(); err == nil && info.Mode().IsRegular() {
+			total += info.Size()
+		}
+	}
+	return total, nil
 }
 
 // functionMetrics is Function.Metrics: the function's numbers from every

@@ -192,3 +192,78 @@ func TestMetricsWindow(t *testing.T) {
 		t.Fatalf("p50 of two 700 ms durations = %v, want within the 500-1000 ms bucket", w.DurationP50)
 	}
 }
+
+// TestMetricsAsyncAndTriggers: after two async events (one succeeds, one
+// fails with no retry and nowhere to go) and three messages through a queue
+// trigger, the async and trigger series say so.
+func TestMetricsAsyncAndTriggers(t *testing.T) {
+	t.Parallel()
+	n, cl := startNode(t, t.TempDir())
+	ctx := ctxT(t)
+	create(t, cl, "asyncm", behaveZip(t, "m"), nil)
+	zero := 0
+	if _, err := cl.PutEventConfig(ctx, &rpc.PutEventConfigRequest{FunctionName: "asyncm", MaxRetryAttempts: &zero}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{`{"a":1}`, `"error"`} {
+		if res, err := cl.Invoke(ctx, &rpc.InvokeRequest{FunctionName: "asyncm", InvocationType: rpc.InvocationEvent, Payload: []byte(p)}); err != nil || res.StatusCode != rpc.StatusAccepted {
+			t.Fatalf("event %s: %+v %v", p, res, err)
+		}
+	}
+	waitFor(t, "both events to finish", func() bool { return n.fsm.AsyncLen() == 0 })
+
+	create(t, cl, "trig", behaveZip(t, "m"), nil)
+	if _, err := cl.CreateQueue(ctx, &rpc.CreateQueueRequest{Name: "mq"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []string{"m1", "m2", "m3"} {
+		if _, err := cl.SendMessage(ctx, &rpc.SendMessageRequest{Queue: "mq", Body: b}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ten := 10
+	if _, err := cl.CreateTrigger(ctx, &rpc.CreateTriggerRequest{Function: "trig", Queue: "mq", BatchSize: &ten}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the trigger to consume the queue", func() bool {
+		q, err := cl.GetQueue(ctx, "mq")
+		return err == nil && q.Visible+q.NotVisible+q.Delayed == 0
+	})
+
+	fams := scrape(t, n)
+	for _, c := range []struct {
+		family, function string
+		want             float64
+	}{
+		{"nimbus_function_async_events_received_total", "asyncm", 2},
+		{"nimbus_function_async_events_dropped_total", "asyncm", 1},
+		{"nimbus_function_async_event_age_milliseconds", "asyncm", 2}, // one dispatch each
+		{"nimbus_function_invocations_total", "asyncm", 2},
+		{"nimbus_function_errors_total", "asyncm", 1},
+	} {
+		if got := value(fams, c.family, "function", c.function); got != c.want {
+			t.Errorf("%s{function=%s} = %v, want %v", c.family, c.function, got, c.want)
+		}
+	}
+	// The three messages, in batches of up to ten: every message in one.
+	var batches, messages float64
+	for _, m := range fams["nimbus_queue_trigger_batch_size"].GetMetric() {
+		batches += float64(m.Histogram.GetSampleCount())
+		messages += m.Histogram.GetSampleSum()
+	}
+	if messages != 3 || batches < 1 || batches > 3 {
+		t.Errorf("trigger batches: %v batches holding %v messages, want 3 messages", batches, messages)
+	}
+	if got := value(fams, "nimbus_async_events_queued", "", ""); got != 0 {
+		t.Errorf("async events queued = %v, want 0", got)
+	}
+	if got := value(fams, "nimbus_queue_messages", "", ""); got != 0 {
+		t.Errorf("queue messages = %v, want 0", got)
+	}
+	if got := value(fams, "nimbus_code_store_bytes", "", ""); got <= 0 {
+		t.Errorf("code store bytes = %v, want the two zips", got)
+	}
+	if got := value(fams, "nimbus_raft_apply_duration_seconds", "", ""); got < 4 {
+		t.Errorf("raft applies observed = %v, want at least the creates, the config and the queue", got)
+	}
+}

@@ -200,8 +200,11 @@ func (n *Node) apply(cmd scheduler.Command) (scheduler.ApplyResult, error) {
 	if err != nil {
 		return scheduler.ApplyResult{}, err
 	}
+	start := time.Now()
 	f := n.raft.Apply(data, raftApplyTimeout)
-	if err := f.Error(); err != nil {
+	err = f.Error()
+	n.metrics.raftApply.Observe(time.Since(start).Seconds())
+	if err != nil {
 		if errors.Is(err, raft.ErrNotLeader) {
 			// Never in the log: a forwarder may send it to the new leader.
 			e := rpc.Errorf(rpc.CodeService, "no leader to accept the write: %v", err)

@@ -360,6 +360,7 @@ func (pl *poller) process(batch []*scheduler.QueueMessage) {
 		n.log.Warn("queue trigger event not built", "uuid", t.UUID, "err", err)
 		return
 	}
+	n.metrics.fns.get(t.Function).batchSizes.observe(len(batch))
 	resp, err := n.invoke(pl.ctx, &rpc.InvokeRequest{FunctionName: t.Function, Payload: payload})
 	switch {
 	case pl.ctx.Err() != nil:
