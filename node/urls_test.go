@@ -17,7 +17,7 @@ import (
 
 // buildURLHello builds examples/urlhello (an aws-lambda-go
 // events.LambdaFunctionURLRequest handler) and returns its zip.
-func buildURLHello(t *testing.T) []byte {
+func buildURLHello(t testing.TB) []byte {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "urlhello")
 	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "bootstrap"), "../examples/urlhello")
