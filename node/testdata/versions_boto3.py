@@ -52,6 +52,9 @@ versions = client.list_versions_by_function(FunctionName="vf")["Versions"]
 assert [v["Version"] for v in versions] == ["$LATEST", "1", "2"], versions
 pages = list(client.get_paginator("list_versions_by_function").paginate(FunctionName="vf", PaginationConfig={"PageSize": 1}))
 assert [v["Version"] for p in pages for v in p["Versions"]] == ["$LATEST", "1", "2"], pages
+everything = [f["Version"] for p in client.get_paginator("list_functions").paginate(FunctionVersion="ALL", PaginationConfig={"PageSize": 2})
+              for f in p["Functions"] if f["FunctionName"] == "vf"]
+assert everything == ["$LATEST", "1", "2"], everything
 got = client.get_function(FunctionName="vf", Qualifier="1")
 assert got["Configuration"]["Version"] == "1" and got["Configuration"]["Description"] == "one", got
 
