@@ -55,7 +55,7 @@ const (
 	recordVersion        snapshotRecordType = 10 // *rpc.FunctionConfig with Version set
 	recordAlias          snapshotRecordType = 11 // *rpc.Alias
 	recordURL            snapshotRecordType = 12 // *rpc.FunctionURL
-	recordEnd         snapshotRecordType = 255
+	recordEnd            snapshotRecordType = 255
 )
 
 // reservationRecord is one function's reserved concurrency in a snapshot.

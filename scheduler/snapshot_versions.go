@@ -200,4 +200,3 @@ func restoreURL(dec *msgpack.Decoder, st *fsmState) error {
 	st.versions.urlIDs[u.ID] = u
 	return nil
 }
-
