@@ -341,3 +341,53 @@ func TestVersionsAWSCLI(t *testing.T) {
 		t.Errorf("list-versions-by-function after deleting 1:\n%s", out)
 	}
 }
+
+// TestVersionsCluster: on a three-node cluster, version, alias and URL
+// writes through a follower reach the leader, every replica's FSM holds
+// them, a follower resolves a weighted alias's invocation through the
+// leader, and a follower's answer carries the same URL id.
+func TestVersionsCluster(t *testing.T) {
+	tc := startCluster(t, 3, nil)
+	lead := tc.waitLeader()
+	fol := tc.clients[(lead+1)%3]
+	ctx := ctxT(t)
+	create(t, fol, "cv", versionZip(t, "one"), nil)
+	if _, err := fol.PublishVersion(ctx, &rpc.PublishVersionRequest{Name: "cv"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fol.UpdateFunctionCode(ctx, &rpc.UpdateCodeRequest{Name: "cv", ZipFile: versionZip(t, "two")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fol.PublishVersion(ctx, &rpc.PublishVersionRequest{Name: "cv"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fol.CreateAlias(ctx, &rpc.CreateAliasRequest{FunctionName: "cv", Name: "live", FunctionVersion: "1", Weights: map[string]float64{"2": 0.5}}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := fol.CreateURL(ctx, &rpc.CreateURLRequest{FunctionName: "cv", Qualifier: "live"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, nd := range tc.nodes {
+		waitFor(t, "the versions, alias and URL on every replica", func() bool {
+			_, hasAlias := nd.fsm.Alias("cv", "live")
+			got, hasURL := nd.fsm.URLByID(u.Config.ID)
+			return len(nd.fsm.Versions("cv")) == 2 && hasAlias && hasURL && got.Qualifier == "live"
+		})
+		if got, err := tc.clients[i].GetURL(ctx, &rpc.GetURLRequest{FunctionName: "cv", Qualifier: "live"}); err != nil || got.Config.ID != u.Config.ID {
+			t.Errorf("node %d: GetURL = %+v, %v", i, got, err)
+		}
+	}
+	seen := map[string]bool{}
+	for i := 0; i < 40 && len(seen) < 2; i++ {
+		res := invoke(t, fol, "cv:live", `{}`)
+		r := decodeRanAs(t, res)
+		if r.Version != res.ExecutedVersion || (r.Code == "one") != (r.Version == "1") {
+			t.Fatalf("cv:live ran %+v as %s", r, res.ExecutedVersion)
+		}
+		seen[res.ExecutedVersion] = true
+	}
+	if !seen["1"] || !seen["2"] {
+		t.Errorf("40 invocations of a 50%% alias through a follower ran only %v", seen)
+	}
+}
