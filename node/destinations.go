@@ -85,7 +85,7 @@ func (n *Node) destinationEvent(e *scheduler.AsyncEvent, condition string, invok
 		Timestamp: now.UTC().Format("2006-01-02T15:04:05.000Z"),
 		RequestContext: recordRequest{
 			RequestID:              e.RequestID,
-			FunctionARN:            rpc.DefaultFunctionARN(e.Function) + ":$LATEST",
+			FunctionARN:            rpc.DefaultFunctionARN(e.Function) + ":" + eventQualifier(e),
 			Condition:              condition,
 			ApproximateInvokeCount: invokes,
 		},
@@ -112,4 +112,13 @@ func (n *Node) destinationEvent(e *scheduler.AsyncEvent, condition string, invok
 		DueMs:      now.UnixMilli(),
 		Depth:      e.Depth + 1,
 	}
+}
+
+// eventQualifier is the qualifier of an event's invoked ARN in its
+// invocation record: the version or alias it was sent to, else $LATEST.
+func eventQualifier(e *scheduler.AsyncEvent) string {
+	if e.Qualifier == "" {
+		return rpc.VersionLatest
+	}
+	return e.Qualifier
 }

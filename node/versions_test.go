@@ -90,6 +90,17 @@ func TestVersionsAndAliases(t *testing.T) {
 	if lines := invocationLog(t, cl, "v", res.RequestID); !strings.HasSuffix(lines[0], "Version: 1") {
 		t.Errorf("START line of v:1: %q", lines[0])
 	}
+	// An Event invocation of a version runs that version, later.
+	ev, err := cl.Invoke(ctx, &rpc.InvokeRequest{FunctionName: "v:1", InvocationType: rpc.InvocationEvent, Payload: []byte(`{}`)})
+	if err != nil || ev.StatusCode != rpc.StatusAccepted {
+		t.Fatalf("Event invocation of v:1: %+v, %v", ev, err)
+	}
+	if lines := invocationLog(t, cl, "v", ev.RequestID); !strings.HasSuffix(lines[0], "Version: 1") {
+		t.Errorf("START line of the Event invocation of v:1: %q", lines[0])
+	}
+	if _, err := cl.Invoke(ctx, &rpc.InvokeRequest{FunctionName: "v:9", InvocationType: rpc.InvocationEvent}); !errors.Is(err, rpc.ErrResourceNotFound) {
+		t.Errorf("Event invocation of a missing version: %v", err)
+	}
 	// The qualifier may also come apart.
 	if res, err := cl.Invoke(ctx, &rpc.InvokeRequest{FunctionName: "v", Qualifier: "2", Payload: []byte(`{}`)}); err != nil || res.ExecutedVersion != "2" {
 		t.Errorf("invoke with Qualifier 2: %+v, %v", res, err)
