@@ -11,6 +11,12 @@
 // here. The gateway never reads the registry, runs code, or talks to Raft
 // or peers itself, and it imports nothing of ours but rpc's types.
 //
+// It also serves function URLs (urlserve.go): a request to
+// /lambda-url/<id>/... or to <id>.<URLDomain> is turned into the payload
+// format 2.0 event and invoked through the same Operations, and the
+// function's answer read back as Lambda reads it; CORS preflights are
+// answered here, bearer tokens checked here.
+//
 // Access control is off: a signed request is accepted with any
 // credentials, but its Authorization header must be well formed (Parse
 // keeps the parts so that verifying them can come later).

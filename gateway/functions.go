@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -355,6 +356,9 @@ func (g *Gateway) listFunctions(w http.ResponseWriter, r *http.Request, _ pathAr
 	if q.Get("MasterRegion") != "" {
 		return apiError(CodeNotImplemented, "MasterRegion (Lambda@Edge replicas) is not supported")
 	}
+	if q.Get("FunctionVersion") == "ALL" {
+		return g.listAllVersions(w, r, limit)
+	}
 	after, err := decodeMarker(q.Get("Marker"))
 	if err != nil {
 		return err
@@ -390,4 +394,39 @@ func decodeMarker(m string) (string, error) {
 		return "", rpc.Errorf(rpc.CodeInvalidParameterValue, "Invalid Marker: %q", m)
 	}
 	return string(b), nil
+}
+
+// listAllVersions is ListFunctions with FunctionVersion=ALL: every
+// function's $LATEST followed by its published versions, by name; the
+// marker is the last entry's name:version.
+func (g *Gateway) listAllVersions(w http.ResponseWriter, r *http.Request, limit int) error {
+	resp, err := g.opts.Ops.ListFunctions(r.Context(), &rpc.ListFunctionsRequest{})
+	if err != nil {
+		return err
+	}
+	var all []*rpc.FunctionConfig
+	for _, f := range resp.Functions {
+		vs, err := g.opts.Ops.ListVersions(r.Context(), &rpc.ListVersionsRequest{Name: f.Name})
+		switch {
+		case err == nil:
+			all = append(all, vs.Versions...)
+		case errors.Is(err, rpc.ErrResourceNotFound): // deleted meanwhile
+		default:
+			return err
+		}
+	}
+	keys := make([]string, len(all))
+	for i, f := range all {
+		keys[i] = f.Name + ":" + f.VersionName()
+	}
+	from, to, next, err := page(keys, r.URL.Query().Get("Marker"), limit)
+	if err != nil {
+		return err
+	}
+	out := listFunctionsOutput{Functions: []functionConfiguration{}, NextMarker: next}
+	for _, f := range all[from:to] {
+		out.Functions = append(out.Functions, g.configuration(f))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -288,6 +289,20 @@ func TestServeURL(t *testing.T) {
 	if resp, _ := send("POST", "/lambda-url/"+id+"/", "", map[string]string{"Authorization": "Bearer s3cret", "Content-Type": "application/octet-stream"},
 		bytes.NewReader(make([]byte, rpc.MaxSyncPayload*3/4+10))); resp.StatusCode != 413 {
 		t.Errorf("a body over the limit once base64-encoded: %d", resp.StatusCode)
+	}
+	// A malformed body (a chunked encoding that is not) is a 400, and the
+	// function never sees it.
+	before = calls
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, _ = io.WriteString(conn, "POST /lambda-url/"+id+"/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nnot a chunk\r\n0\r\n\r\n")
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	raw, _ := io.ReadAll(conn)
+	if !strings.HasPrefix(string(raw), "HTTP/1.1 400") || calls != before {
+		t.Errorf("a malformed chunked body: %q (%d invocations)", raw, calls-before)
 	}
 	if !errors.Is(errURLTooLarge, rpc.ErrRequestTooLarge) {
 		t.Error("errURLTooLarge is not RequestTooLarge")

@@ -47,6 +47,21 @@ func (n *Node) invokeAsync(ctx context.Context, req *rpc.InvokeRequest) (*rpc.In
 	if err != nil {
 		return nil, err
 	}
+	// A version or alias (versions.go): it must exist now; the dispatcher
+	// resolves it again at each run. The event records it only once every
+	// server knows the field (FSM version 3).
+	qualifier := req.Qualifier
+	if qualifier == rpc.VersionLatest {
+		qualifier = ""
+	}
+	if qualifier != "" {
+		if _, err := n.resolve(fn.Name, qualifier, false); err != nil {
+			return nil, err
+		}
+		if err := n.serversSupport(scheduler.CmdPublishVersion); err != nil {
+			return nil, err
+		}
+	}
 	accepts := n.lead.accepts.Load()
 	if accepts == nil {
 		return nil, errNotLeading
@@ -59,6 +74,7 @@ func (n *Node) invokeAsync(ctx context.Context, req *rpc.InvokeRequest) (*rpc.In
 	ev := scheduler.AsyncEvent{
 		RequestID:  newRequestID(),
 		Function:   fn.Name,
+		Qualifier:  qualifier,
 		Payload:    payload,
 		AcceptedMs: now,
 		DueMs:      now,
@@ -67,7 +83,7 @@ func (n *Node) invokeAsync(ctx context.Context, req *rpc.InvokeRequest) (*rpc.In
 		return nil, rpc.AsError(r.err)
 	}
 	n.metrics.fns.get(fn.Name).asyncReceived.Add(1)
-	return &rpc.InvokeResponse{RequestID: ev.RequestID, StatusCode: rpc.StatusAccepted, ExecutedVersion: "$LATEST"}, nil
+	return &rpc.InvokeResponse{RequestID: ev.RequestID, StatusCode: rpc.StatusAccepted, ExecutedVersion: rpc.VersionLatest}, nil
 }
 
 // newRequestID returns a random UUID (version 4), Lambda's request id form.

@@ -108,7 +108,7 @@ func (n *Node) recordBody(e *scheduler.AsyncEvent, condition string, invokes int
 		Timestamp: now.UTC().Format("2006-01-02T15:04:05.000Z"),
 		RequestContext: recordRequest{
 			RequestID:              e.RequestID,
-			FunctionARN:            rpc.DefaultFunctionARN(e.Function) + ":$LATEST",
+			FunctionARN:            rpc.DefaultFunctionARN(e.Function) + ":" + eventQualifier(e),
 			Condition:              condition,
 			ApproximateInvokeCount: invokes,
 		},
@@ -207,4 +207,13 @@ func (n *Node) finishWith(op *scheduler.AsyncOp, e *scheduler.AsyncEvent, condit
 		// event runs again) may count twice, as at-least-once allows.
 		n.metrics.fns.get(e.Function).asyncDropped.Add(1)
 	}
+}
+
+// eventQualifier is the qualifier of an event's invoked ARN in its
+// invocation record: the version or alias it was sent to, else $LATEST.
+func eventQualifier(e *scheduler.AsyncEvent) string {
+	if e.Qualifier == "" {
+		return rpc.VersionLatest
+	}
+	return e.Qualifier
 }

@@ -154,8 +154,12 @@ func (d *dispatcher) round(ctx context.Context) (time.Duration, bool) {
 			continue
 		}
 		fn, ok := n.fsm.Function(e.Function)
+		if ok && e.Qualifier != "" { // a version or alias (versions.go), picked per run
+			v, err := n.resolve(e.Function, e.Qualifier, true)
+			fn, ok = v, err == nil
+		}
 		if !ok {
-			n.log.Warn("async event dropped: its function was deleted", "request_id", e.RequestID, "function", e.Function)
+			n.log.Warn("async event dropped: its function (or the version or alias it was sent to) was deleted", "request_id", e.RequestID, "function", e.Function, "qualifier", e.Qualifier)
 			ended = append(ended, finishOp(e))
 			continue
 		}
@@ -292,7 +296,7 @@ func (d *dispatcher) start(ctx context.Context, l leased) {
 
 func (d *dispatcher) runOne(ctx context.Context, l leased) (*rpc.InvokeResponse, error) {
 	n := d.n
-	run := &rpc.RunRequest{SlotID: l.grant.SlotID, Function: l.fn, Payload: l.event.Payload, RequestID: l.event.RequestID}
+	run := &rpc.RunRequest{SlotID: l.grant.SlotID, Function: l.fn, Payload: l.event.Payload, RequestID: l.event.RequestID, Qualifier: l.event.Qualifier}
 	if l.grant.Worker == n.name {
 		return n.workerRun(ctx, run)
 	}

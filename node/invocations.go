@@ -42,14 +42,8 @@ func (n *Node) invoke(ctx context.Context, req *rpc.InvokeRequest) (*rpc.InvokeR
 		}
 		return &rpc.InvokeResponse{StatusCode: 204, ExecutedVersion: fr.Function.VersionName()}, nil
 	case rpc.InvocationEvent:
-		if ref.Qualifier != "" && ref.Qualifier != rpc.VersionLatest {
-			// An async event records only its function's name
-			// (scheduler.AsyncEvent): it always runs $LATEST.
-			return nil, rpc.Errorf(rpc.CodeInvalidParameterValue,
-				"Event invocations of a version or an alias (%s) are not supported yet: invoke $LATEST, or invoke the version synchronously", ref)
-		}
 		async := *req
-		async.FunctionName, async.Qualifier = ref.Name, ""
+		async.FunctionName, async.Qualifier = ref.Name, ref.Qualifier
 		return n.invokeAsync(ctx, &async)
 	default:
 		return nil, rpc.Errorf(rpc.CodeInvalidParameterValue,

@@ -3,6 +3,9 @@ package node
 import (
 	"encoding/json"
 	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -86,6 +89,17 @@ func TestVersionsAndAliases(t *testing.T) {
 	res := invoke(t, cl, "v:1", `{}`)
 	if lines := invocationLog(t, cl, "v", res.RequestID); !strings.HasSuffix(lines[0], "Version: 1") {
 		t.Errorf("START line of v:1: %q", lines[0])
+	}
+	// An Event invocation of a version runs that version, later.
+	ev, err := cl.Invoke(ctx, &rpc.InvokeRequest{FunctionName: "v:1", InvocationType: rpc.InvocationEvent, Payload: []byte(`{}`)})
+	if err != nil || ev.StatusCode != rpc.StatusAccepted {
+		t.Fatalf("Event invocation of v:1: %+v, %v", ev, err)
+	}
+	if lines := invocationLog(t, cl, "v", ev.RequestID); !strings.HasSuffix(lines[0], "Version: 1") {
+		t.Errorf("START line of the Event invocation of v:1: %q", lines[0])
+	}
+	if _, err := cl.Invoke(ctx, &rpc.InvokeRequest{FunctionName: "v:9", InvocationType: rpc.InvocationEvent}); !errors.Is(err, rpc.ErrResourceNotFound) {
+		t.Errorf("Event invocation of a missing version: %v", err)
 	}
 	// The qualifier may also come apart.
 	if res, err := cl.Invoke(ctx, &rpc.InvokeRequest{FunctionName: "v", Qualifier: "2", Payload: []byte(`{}`)}); err != nil || res.ExecutedVersion != "2" {
@@ -224,5 +238,167 @@ func weightedAlias(t *testing.T, cl *rpc.Client) {
 	}
 	if share := float64(counts["2"]) / n; share < 0.08 || share > 0.12 {
 		t.Errorf("version 2 served %.1f%% of the invocations, want 8-12%%", share*100)
+	}
+}
+
+// TestVersionsBoto3 drives versions, aliases with weights, qualified
+// invocations, function URL configuration and event invoke configuration
+// with Debian's boto3 (testdata/versions_boto3.py), errors caught as the
+// SDK's exception classes.
+func TestVersionsBoto3(t *testing.T) {
+	requireTool(t, "/usr/bin/python3", "-c", "import boto3")
+	_, _, url := startGatewayNode(t)
+	dir := t.TempDir()
+	one, two := filepath.Join(dir, "one.zip"), filepath.Join(dir, "two.zip")
+	if err := os.WriteFile(one, behaveZip(t, "one"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(two, behaveZip(t, "two"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctxT(t), "/usr/bin/python3", "testdata/versions_boto3.py", url, one, two)
+	cmd.Env = awsEnv(t)
+	out, err := cmd.CombinedOutput()
+	t.Logf("boto3:\n%s", out)
+	if err != nil {
+		t.Fatalf("boto3 script: %v", err)
+	}
+	if !strings.Contains(string(out), "versions boto3 ok") {
+		t.Fatal("the boto3 script did not finish")
+	}
+}
+
+// TestVersionsAWSCLI: qualifiers through Debian's AWS CLI, in each form
+// (--qualifier, name:qualifier, a qualified ARN).
+func TestVersionsAWSCLI(t *testing.T) {
+	requireTool(t, "/usr/bin/aws", "--version")
+	_, _, url := startGatewayNode(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "one.zip"), behaveZip(t, "one"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "two.zip"), behaveZip(t, "two"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	aws := func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctxT(t), "/usr/bin/aws", append(args, "--endpoint-url", url, "--output", "json")...)
+		cmd.Env = awsEnv(t)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	must := func(args ...string) string {
+		t.Helper()
+		out, err := aws(args...)
+		if err != nil {
+			t.Fatalf("aws %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	must("lambda", "create-function", "--function-name", "q", "--runtime", "provided", "--handler", "bootstrap",
+		"--zip-file", "fileb://one.zip", "--role", "arn:aws:iam::000000000000:role/any")
+	if out := must("lambda", "publish-version", "--function-name", "q", "--description", "one"); !strings.Contains(out, `"Version": "1"`) {
+		t.Fatalf("publish-version:\n%s", out)
+	}
+	must("lambda", "update-function-code", "--function-name", "q", "--zip-file", "fileb://two.zip", "--publish")
+	if out := must("lambda", "create-alias", "--function-name", "q", "--name", "live", "--function-version", "1",
+		"--routing-config", `{"AdditionalVersionWeights":{"2":0.5}}`); !strings.Contains(out, `"2": 0.5`) {
+		t.Errorf("create-alias:\n%s", out)
+	}
+	forms := map[string][]string{
+		"1":   {"--function-name", "q", "--qualifier", "1"},
+		"2":   {"--function-name", "q:2"},
+		"one": {"--function-name", "arn:aws:lambda:us-east-1:000000000000:function:q:1"},
+	}
+	for want, args := range forms {
+		out := must(append(append([]string{"lambda", "invoke"}, args...), "--payload", `{}`, "--cli-binary-format", "raw-in-base64-out", "out.json")...)
+		b, _ := os.ReadFile(filepath.Join(dir, "out.json"))
+		switch want {
+		case "one":
+			if !strings.Contains(string(b), `"version":"one"`) {
+				t.Errorf("invoke %v: %s", args, b)
+			}
+		default:
+			if !strings.Contains(out, `"ExecutedVersion": "`+want+`"`) {
+				t.Errorf("invoke %v:\n%s", args, out)
+			}
+		}
+	}
+	out := must("lambda", "invoke", "--function-name", "q:live", "--payload", `{}`, "--cli-binary-format", "raw-in-base64-out", "out.json")
+	if !strings.Contains(out, `"ExecutedVersion": "1"`) && !strings.Contains(out, `"ExecutedVersion": "2"`) {
+		t.Errorf("invoke q:live:\n%s", out)
+	}
+	if out := must("lambda", "get-function", "--function-name", "q", "--qualifier", "1"); !strings.Contains(out, `"Description": "one"`) {
+		t.Errorf("get-function --qualifier 1:\n%s", out)
+	}
+	if out := must("lambda", "get-alias", "--function-name", "q", "--name", "live"); !strings.Contains(out, `"AliasArn": "arn:aws:lambda:`) {
+		t.Errorf("get-alias:\n%s", out)
+	}
+	if out, err := aws("lambda", "delete-function", "--function-name", "q", "--qualifier", "1"); err == nil || !strings.Contains(out, "ResourceConflictException") {
+		t.Errorf("delete a version an alias uses: %v\n%s", err, out)
+	}
+	if out, err := aws("lambda", "invoke", "--function-name", "q:9", "out.json"); err == nil || !strings.Contains(out, "ResourceNotFoundException") {
+		t.Errorf("invoke q:9: %v\n%s", err, out)
+	}
+	if out, err := aws("lambda", "update-alias", "--function-name", "q", "--name", "live", "--routing-config", `{"AdditionalVersionWeights":{"$LATEST":0.1}}`); err == nil || !strings.Contains(out, "InvalidParameterValueException") {
+		t.Errorf("a weight on $LATEST: %v\n%s", err, out)
+	}
+	if out := must("lambda", "list-aliases", "--function-name", "q"); !strings.Contains(out, `"Name": "live"`) {
+		t.Errorf("list-aliases:\n%s", out)
+	}
+	must("lambda", "delete-alias", "--function-name", "q", "--name", "live")
+	must("lambda", "delete-function", "--function-name", "q", "--qualifier", "1")
+	if out := must("lambda", "list-versions-by-function", "--function-name", "q"); strings.Contains(out, `"Version": "1"`) || !strings.Contains(out, `"Version": "2"`) {
+		t.Errorf("list-versions-by-function after deleting 1:\n%s", out)
+	}
+}
+
+// TestVersionsCluster: on a three-node cluster, version, alias and URL
+// writes through a follower reach the leader, every replica's FSM holds
+// them, a follower resolves a weighted alias's invocation through the
+// leader, and a follower's answer carries the same URL id.
+func TestVersionsCluster(t *testing.T) {
+	tc := startCluster(t, 3, nil)
+	lead := tc.waitLeader()
+	fol := tc.clients[(lead+1)%3]
+	ctx := ctxT(t)
+	create(t, fol, "cv", versionZip(t, "one"), nil)
+	if _, err := fol.PublishVersion(ctx, &rpc.PublishVersionRequest{Name: "cv"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fol.UpdateFunctionCode(ctx, &rpc.UpdateCodeRequest{Name: "cv", ZipFile: versionZip(t, "two")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fol.PublishVersion(ctx, &rpc.PublishVersionRequest{Name: "cv"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fol.CreateAlias(ctx, &rpc.CreateAliasRequest{FunctionName: "cv", Name: "live", FunctionVersion: "1", Weights: map[string]float64{"2": 0.5}}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := fol.CreateURL(ctx, &rpc.CreateURLRequest{FunctionName: "cv", Qualifier: "live"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, nd := range tc.nodes {
+		waitFor(t, "the versions, alias and URL on every replica", func() bool {
+			_, hasAlias := nd.fsm.Alias("cv", "live")
+			got, hasURL := nd.fsm.URLByID(u.Config.ID)
+			return len(nd.fsm.Versions("cv")) == 2 && hasAlias && hasURL && got.Qualifier == "live"
+		})
+		if got, err := tc.clients[i].GetURL(ctx, &rpc.GetURLRequest{FunctionName: "cv", Qualifier: "live"}); err != nil || got.Config.ID != u.Config.ID {
+			t.Errorf("node %d: GetURL = %+v, %v", i, got, err)
+		}
+	}
+	seen := map[string]bool{}
+	for i := 0; i < 40 && len(seen) < 2; i++ {
+		res := invoke(t, fol, "cv:live", `{}`)
+		r := decodeRanAs(t, res)
+		if r.Version != res.ExecutedVersion || (r.Code == "one") != (r.Version == "1") {
+			t.Fatalf("cv:live ran %+v as %s", r, res.ExecutedVersion)
+		}
+		seen[res.ExecutedVersion] = true
+	}
+	if !seen["1"] || !seen["2"] {
+		t.Errorf("40 invocations of a 50%% alias through a follower ran only %v", seen)
 	}
 }

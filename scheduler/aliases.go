@@ -68,6 +68,9 @@ func (f *FSM) applyPutAlias(index uint64, body []byte) ApplyResult {
 		if err := vs.checkRouting(a); err != nil {
 			return ApplyResult{Err: err}, nil
 		}
+		if !exists && len(vs.aliases[a.FunctionName]) >= MaxAliases {
+			return ApplyResult{Err: errTooManyAliases(a.FunctionName)}, nil
+		}
 		stored := *a
 		stored.Revision = index
 		if vs.aliases[a.FunctionName] == nil {
@@ -167,6 +170,14 @@ func sortAliases(as []*rpc.Alias) {
 		}
 		return as[i].Name < as[j].Name
 	})
+}
+
+// MaxAliases bounds one function's aliases (and so its URLs), so that
+// the replicated state a client can make stays bounded.
+const MaxAliases = 1000
+
+func errTooManyAliases(fn string) error {
+	return rpc.Errorf(rpc.CodeInvalidParameterValue, "Function %s has %d aliases, at most what it may have: delete some first", fn, MaxAliases)
 }
 
 // MaxAliasLength is Lambda's limit on an alias name.

@@ -64,6 +64,11 @@ type AsyncEvent struct {
 	// Depth counts the destination hops that led to this event (0 for an
 	// event a caller sent); at rpc.MaxDestinationDepth the chain stops.
 	Depth int `msgpack:"d,omitempty"`
+	// Qualifier is the version or alias the caller invoked ("" for
+	// $LATEST); the dispatcher resolves it at each run, so a weighted
+	// alias picks per run. A proposer sets it only once every server
+	// applies FSM version 3 (versions.go), so no replica drops it.
+	Qualifier string `msgpack:"q,omitempty"`
 }
 
 // ReadyMs is when the dispatcher may take the event: its lease's expiry
@@ -205,6 +210,8 @@ func checkEvent(e *AsyncEvent) error {
 		return fmt.Errorf("event request id of %d bytes", len(e.RequestID))
 	case e.Function == "":
 		return fmt.Errorf("event %s without a function", e.RequestID)
+	case len(e.Qualifier) > MaxAliasLength:
+		return fmt.Errorf("event %s qualifier of %d bytes", e.RequestID, len(e.Qualifier))
 	case len(e.Payload) > rpc.MaxAsyncPayload:
 		return fmt.Errorf("event %s payload of %d bytes", e.RequestID, len(e.Payload))
 	case e.Attempts < 0 || e.Backoffs < 0 || e.Depth < 0 || e.Depth > rpc.MaxDestinationDepth:

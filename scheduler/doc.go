@@ -14,19 +14,25 @@
 //     invocation and not finished, with a due-time index, leases and
 //     retries; and each function's event configuration (eventconfig.go:
 //     retries, maximum age, destinations);
+//   - versions, aliases and function URLs (versions.go, aliases.go,
+//     urls.go): immutable numbered copies of a function's $LATEST, with
+//     the highest number ever published; aliases with at most one weighted
+//     additional version; one URL per function and qualifier, indexed by
+//     id. Deleting a function deletes all of them;
 //   - the command encoding: one CommandType byte followed by msgpack
 //     (EncodeCommand, given a Command, which knows its byte), with one
 //     applyX function per command (PutFunction, DeleteFunction,
 //     PutConcurrency, DeleteConcurrency, AsyncAccept, AsyncUpdate,
-//     PutEventConfig, DeleteEventConfig); an unknown command panics
+//     PutEventConfig, DeleteEventConfig, PublishVersion, DeleteVersion,
+//     PutAlias, DeleteAlias, PutURL, DeleteURL); an unknown command panics
 //     unless it carries CmdIgnorable; FSMVersion and CommandVersion tell
 //     the node which commands every server can apply;
 //   - snapshots: a header (magic and version) followed by typed msgpack
 //     records (functions, reservations, event configurations, queued
-//     events), restored into a fresh state that is swapped in whole;
+//     events, version counters, versions, aliases, URLs), restored into a fresh state that is swapped in whole;
 //   - the validation of requests with Lambda's rules and messages
 //     (NormalizeCreate, ApplyConfigUpdate, ValidateName,
-//     ValidateReservation);
+//     ValidateReservation, BuildAlias, ValidateQualifier, ValidateURL);
 //   - the concurrency ledger (Ledger): the leader's soft state of which
 //     invocation slots are live on which worker, the account limit, the
 //     reserved and unreserved pools, and placement (warm sandbox first,

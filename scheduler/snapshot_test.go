@@ -389,6 +389,7 @@ func FuzzRestore(f *testing.F) {
 	f.Add(valid)
 	f.Add(persist(f, NewFSM(FSMOptions{})))
 	f.Add(persist(f, withEvents(f)))
+	f.Add(persist(f, withVersions(f))) // versions, aliases, URLs (versions_test.go)
 	f.Add(valid[:len(valid)/2])
 	f.Add(append(bytes.Clone(valid[:10]), 0x01, 0xc0, 0xff, 0x00))
 	f.Add([]byte("NMBSFSM\x00\x00\x01"))

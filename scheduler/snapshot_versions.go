@@ -162,6 +162,9 @@ func restoreAlias(dec *msgpack.Decoder, st *fsmState) error {
 	if err := st.versions.checkRouting(a); err != nil {
 		return fmt.Errorf("alias %s:%s: %w", a.FunctionName, a.Name, err)
 	}
+	if len(st.versions.aliases[a.FunctionName]) >= MaxAliases {
+		return fmt.Errorf("more than %d aliases of %q", MaxAliases, a.FunctionName)
+	}
 	if st.versions.aliases[a.FunctionName] == nil {
 		st.versions.aliases[a.FunctionName] = map[string]*rpc.Alias{}
 	}

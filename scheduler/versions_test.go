@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -486,5 +487,29 @@ func checkVersionState(t *testing.T, f *FSM) {
 	f.mu.RUnlock()
 	if err := restore(NewFSM(FSMOptions{}), persist(t, f)); err != nil {
 		t.Fatalf("the state does not restore from its own snapshot: %v", err)
+	}
+}
+
+// TestVersionStateBounded: a function's aliases and versions are bounded
+// (the replicated state a client can make).
+func TestVersionStateBounded(t *testing.T) {
+	t.Parallel()
+	f := NewFSM(FSMOptions{})
+	apply(t, f, 1, CmdPutFunction, PutFunctionCommand{Function: fullFunction("f"), Mode: PutCreate})
+	apply(t, f, 2, CmdPublishVersion, PublishVersionCommand{Name: "f"})
+	idx := uint64(3)
+	for i := 0; i < MaxAliases; i++ {
+		if res := apply(t, f, idx, CmdPutAlias, PutAliasCommand{Alias: &rpc.Alias{FunctionName: "f", Name: "a" + strconv.Itoa(i), FunctionVersion: "1"}, Mode: PutCreate}); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		idx++
+	}
+	wantErr(t, apply(t, f, idx, CmdPutAlias, PutAliasCommand{Alias: &rpc.Alias{FunctionName: "f", Name: "one-more", FunctionVersion: "1"}, Mode: PutCreate}), rpc.ErrInvalidParameterValue, "at most")
+	// Updating one of them is not a new one.
+	if res := apply(t, f, idx, CmdPutAlias, PutAliasCommand{Alias: &rpc.Alias{FunctionName: "f", Name: "a0", FunctionVersion: rpc.VersionLatest}, Mode: PutUpdate}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if err := restore(NewFSM(FSMOptions{}), persist(t, f)); err != nil {
+		t.Fatalf("a state at the bound does not restore: %v", err)
 	}
 }

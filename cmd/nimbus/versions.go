@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -368,7 +367,7 @@ func (c *cli) fnCreateURLCmd() *cobra.Command {
 					return nil, err
 				}
 				if r.Config.Token != "" && output == "" {
-					fmt.Fprintf(os.Stderr, "token: %s\n", r.Config.Token)
+					fmt.Fprintf(c.stderr, "token: %s\n", r.Config.Token)
 				}
 				return newURLOut(r), nil
 			})
