@@ -52,6 +52,13 @@ type Operations struct {
 	PutEventConfig    func(context.Context, *rpc.PutEventConfigRequest) (*rpc.EventConfigResponse, error)
 	GetEventConfig    func(context.Context, *rpc.GetEventConfigRequest) (*rpc.EventConfigResponse, error)
 	DeleteEventConfig func(context.Context, *rpc.GetEventConfigRequest) (*rpc.DeleteEventConfigResponse, error)
+
+	// Event source mappings: queue triggers.
+	CreateTrigger func(context.Context, *rpc.CreateTriggerRequest) (*rpc.TriggerResponse, error)
+	UpdateTrigger func(context.Context, *rpc.UpdateTriggerRequest) (*rpc.TriggerResponse, error)
+	GetTrigger    func(context.Context, *rpc.TriggerRequest) (*rpc.TriggerResponse, error)
+	ListTriggers  func(context.Context, *rpc.ListTriggersRequest) (*rpc.ListTriggersResponse, error)
+	DeleteTrigger func(context.Context, *rpc.TriggerRequest) (*rpc.DeleteTriggerResponse, error)
 }
 
 // Options configure a Gateway. Zero values take the defaults noted.

@@ -65,11 +65,11 @@ var routes = []struct {
 	{"GET", "/2019-09-25/functions/{F}/event-invoke-config", opGetEventInvokeConfig},
 	{"DELETE", "/2019-09-25/functions/{F}/event-invoke-config", opDeleteEventInvokeConfig},
 	{"GET", "/2019-09-25/functions/{F}/event-invoke-config/list", opListEventInvokeConfigs},
-	{"POST", "/2015-03-31/event-source-mappings", "CreateEventSourceMapping"},
-	{"GET", "/2015-03-31/event-source-mappings", "ListEventSourceMappings"},
-	{"GET", "/2015-03-31/event-source-mappings/{*}", "GetEventSourceMapping"},
-	{"PUT", "/2015-03-31/event-source-mappings/{*}", "UpdateEventSourceMapping"},
-	{"DELETE", "/2015-03-31/event-source-mappings/{*}", "DeleteEventSourceMapping"},
+	{"POST", "/2015-03-31/event-source-mappings", opCreateEventSourceMapping},
+	{"GET", "/2015-03-31/event-source-mappings", opListEventSourceMappings},
+	{"GET", "/2015-03-31/event-source-mappings/{*}", opGetEventSourceMapping},
+	{"PUT", "/2015-03-31/event-source-mappings/{*}", opUpdateEventSourceMapping},
+	{"DELETE", "/2015-03-31/event-source-mappings/{*}", opDeleteEventSourceMapping},
 	// Permissions, tags, layers, provisioned concurrency, code signing.
 	{"POST", "/2015-03-31/functions/{F}/policy", "AddPermission"},
 	{"GET", "/2015-03-31/functions/{F}/policy", "GetPolicy"},
@@ -91,8 +91,8 @@ var routes = []struct {
 // pathArgs are the names a path carries, unescaped.
 type pathArgs struct {
 	Function string
-	// Name is the {*} segment after the function's, when the path has
-	// one (an alias name).
+	// Name is the {*} segment, when the path has one (an alias name, an
+	// event source mapping's UUID).
 	Name string
 }
 
@@ -133,7 +133,7 @@ next:
 				}
 				if ps == "{F}" {
 					fn = v
-				} else if fn != "" {
+				} else {
 					a.Name = v
 				}
 			default:

@@ -54,6 +54,9 @@ func (g *Gateway) versionHandler(op string) handlerFunc {
 	if h := g.urlConfigHandler(op); h != nil {
 		return h
 	}
+	if h := g.esmHandler(op); h != nil {
+		return h
+	}
 	return g.eventConfigHandler(op)
 }
 

@@ -140,3 +140,27 @@ func TestGatewayAWSCLI(t *testing.T) {
 		t.Errorf("get-function after delete-function:\n%s", out)
 	}
 }
+
+// TestEventSourceMappingsBoto3: Lambda's event source mapping operations
+// over queue triggers, driven by Debian's boto3.
+func TestEventSourceMappingsBoto3(t *testing.T) {
+	requireTool(t, "/usr/bin/python3", "-c", "import boto3")
+	_, cl, url := startGatewayNode(t)
+	if _, err := cl.CreateQueue(ctxT(t), &rpc.CreateQueueRequest{Name: "esmq"}); err != nil {
+		t.Fatal(err)
+	}
+	zip := filepath.Join(t.TempDir(), "f.zip")
+	if err := os.WriteFile(zip, behaveZip(t, "esm"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctxT(t), "/usr/bin/python3", "testdata/esm_boto3.py", url, zip, rpc.QueueARN("esmq"))
+	cmd.Env = awsEnv(t)
+	out, err := cmd.CombinedOutput()
+	t.Logf("boto3:\n%s", out)
+	if err != nil {
+		t.Fatalf("boto3 script: %v", err)
+	}
+	if !strings.Contains(string(out), "esm boto3 ok") {
+		t.Fatal("the boto3 script did not finish")
+	}
+}
