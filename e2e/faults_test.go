@@ -394,15 +394,19 @@ func (c *cluster) invokeEventually(t testing.TB, node, fn, payload string, timeo
 func (c *cluster) waitCaughtUp(t testing.TB, node, leader string, index uint64) {
 	t.Helper()
 	start := time.Now()
-	waitFor(t, fmt.Sprintf("%s following %s with applied index >= %d", node, leader, index), 60*time.Second, func() (bool, string) {
+	// Leadership may move meanwhile on a loaded machine: following any
+	// other server with the entries applied is caught up.
+	var now string
+	waitFor(t, fmt.Sprintf("%s following %s (or a later leader) with applied index >= %d", node, leader, index), 60*time.Second, func() (bool, string) {
 		v, err := c.raft(node)
 		if err != nil {
 			return false, err.Error()
 		}
-		ok := v.State == "Follower" && v.Leader == leader && v.AppliedIndex >= index && isVoter(v, node)
+		now = v.Leader
+		ok := v.State == "Follower" && v.Leader != "" && v.Leader != node && v.AppliedIndex >= index && isVoter(v, node)
 		return ok, fmt.Sprintf("%s leader %q applied %d servers %+v", v.State, v.Leader, v.AppliedIndex, v.Servers)
 	})
-	t.Logf("%s follows %s again, applied >= %d, %v after it came back", node, leader, index, time.Since(start).Round(time.Millisecond))
+	t.Logf("%s follows %s again (%s led before), applied >= %d, %v after it came back", node, now, leader, index, time.Since(start).Round(time.Millisecond))
 }
 
 // cliMemory is the memory `fn get NAME -o json` shows through addr.
