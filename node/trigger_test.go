@@ -114,9 +114,13 @@ func TestTriggerBatchItemFailures(t *testing.T) {
 	_, cl := startAsyncNode(t, nil)
 	ctx := ctxT(t)
 	create(t, cl, "trig-fn", sqsfnZip(t), nil)
+	// A warm sandbox: a cold start longer than the visibility timeout
+	// would let a batch reappear while it runs (as on Lambda, the queue's
+	// visibility timeout must exceed the function's run).
+	invoke(t, cl, "trig-fn", `{"Records":[]}`)
 	for _, q := range []string{"tq", "tb"} {
 		mustCreateQueue(t, cl, &rpc.CreateQueueRequest{Name: q + "-dlq"})
-		mustCreateQueue(t, cl, &rpc.CreateQueueRequest{Name: q, VisibilitySec: intp(2), DeadLetterQueue: q + "-dlq", MaxReceiveCount: 2})
+		mustCreateQueue(t, cl, &rpc.CreateQueueRequest{Name: q, VisibilitySec: intp(5), DeadLetterQueue: q + "-dlq", MaxReceiveCount: 2})
 	}
 	ids := map[string]string{}
 	for _, b := range []string{"ok1", "ok2", "ok3", "fail1", "fail2"} {
