@@ -54,7 +54,7 @@ const (
 	recordQueueMessage snapshotRecordType = 21 // *QueueMessage
 	recordQueueDedup   snapshotRecordType = 22 // *dedupRecord
 	recordTrigger      snapshotRecordType = 23 // *rpc.Trigger
-	recordEnd         snapshotRecordType = 255
+	recordEnd          snapshotRecordType = 255
 )
 
 // reservationRecord is one function's reserved concurrency in a snapshot.
