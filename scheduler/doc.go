@@ -34,9 +34,16 @@
 //     Reset and rebuilds it from worker heartbeats, so a sync invoke never
 //     waits for a Raft commit.
 //
-// Later it also owns queues, triggers and server membership. They extend
-// the same FSM: new CommandType values and new snapshot record types are
-// appended, never renumbered.
+//   - the built-in queues (queue*.go): queue configurations, their
+//     messages with per-queue due-time and retention indexes, FIFO groups
+//     and deduplication windows; receives select their messages in Apply
+//     and give each a random receipt nonce that deletes must present
+//     (PutQueue, DeleteQueue, QueueSend, QueueOps); and queue triggers
+//     (trigger.go: PutTrigger, DeleteTrigger), with their snapshot records;
+//
+// Later it also owns server membership. It extends the same FSM: new
+// CommandType values and new snapshot record types are appended, never
+// renumbered.
 //
 // What it must never do:
 //
