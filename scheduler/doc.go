@@ -7,16 +7,13 @@
 //
 //   - the function registry: name -> *rpc.FunctionConfig, where a config's
 //     Revision is the Raft index of the entry that stored it;
-//
 //   - reserved concurrency: name -> reserved slots, beside the registry
 //     (deleting a function deletes its reservation), with ReservedTotal kept
 //     as the sum;
-//
 //   - the async event queue (async.go): events accepted for asynchronous
 //     invocation and not finished, with a due-time index, leases and
 //     retries; and each function's event configuration (eventconfig.go:
 //     retries, maximum age, destinations);
-//
 //   - the command encoding: one CommandType byte followed by msgpack
 //     (EncodeCommand, given a Command, which knows its byte), with one
 //     applyX function per command (PutFunction, DeleteFunction,
@@ -24,15 +21,12 @@
 //     PutEventConfig, DeleteEventConfig); an unknown command panics
 //     unless it carries CmdIgnorable; FSMVersion and CommandVersion tell
 //     the node which commands every server can apply;
-//
 //   - snapshots: a header (magic and version) followed by typed msgpack
 //     records (functions, reservations, event configurations, queued
 //     events), restored into a fresh state that is swapped in whole;
-//
 //   - the validation of requests with Lambda's rules and messages
 //     (NormalizeCreate, ApplyConfigUpdate, ValidateName,
 //     ValidateReservation);
-//
 //   - the concurrency ledger (Ledger): the leader's soft state of which
 //     invocation slots are live on which worker, the account limit, the
 //     reserved and unreserved pools, and placement (warm sandbox first,
