@@ -24,6 +24,12 @@
 //   - snapshots: a header (magic and version) followed by typed msgpack
 //     records (functions, reservations, event configurations, queued
 //     events), restored into a fresh state that is swapped in whole;
+//   - the built-in queues (queue*.go): queue configurations, their
+//     messages with per-queue due-time and retention indexes, FIFO groups
+//     and deduplication windows; receives select their messages in Apply
+//     and give each a random receipt nonce that deletes must present
+//     (PutQueue, DeleteQueue, QueueSend, QueueOps); and queue triggers
+//     (trigger.go: PutTrigger, DeleteTrigger), with their snapshot records;
 //   - the validation of requests with Lambda's rules and messages
 //     (NormalizeCreate, ApplyConfigUpdate, ValidateName,
 //     ValidateReservation);
@@ -33,13 +39,6 @@
 //     then most free memory). It is never replicated: a new leader calls
 //     Reset and rebuilds it from worker heartbeats, so a sync invoke never
 //     waits for a Raft commit.
-//
-//   - the built-in queues (queue*.go): queue configurations, their
-//     messages with per-queue due-time and retention indexes, FIFO groups
-//     and deduplication windows; receives select their messages in Apply
-//     and give each a random receipt nonce that deletes must present
-//     (PutQueue, DeleteQueue, QueueSend, QueueOps); and queue triggers
-//     (trigger.go: PutTrigger, DeleteTrigger), with their snapshot records;
 //
 // Later it also owns server membership. It extends the same FSM: new
 // CommandType values and new snapshot record types are appended, never
