@@ -186,7 +186,8 @@ func (n *Node) receiveMessages(ctx context.Context, req *rpc.ReceiveMessageReque
 		deadline := time.Now().Add(time.Duration(req.WaitSec) * time.Second)
 		for {
 			part := *req
-			part.WaitSec = int(min(max(time.Until(deadline), 0), receiveChunk).Round(time.Second) / time.Second)
+			left := min(max(time.Until(deadline), 0), receiveChunk)
+			part.WaitSec = int((left + time.Second - 1) / time.Second) // rounded up: no busy polling near the end
 			var resp rpc.ReceiveMessageResponse
 			if err := n.forward(ctx, rpc.MethodQueueReceive, &part, &resp); err != nil || len(resp.Messages) > 0 || !time.Now().Before(deadline) {
 				return &resp, err

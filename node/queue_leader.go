@@ -135,10 +135,12 @@ func (n *Node) queueReady(queue string) {
 func (q *queueLeader) receive(ctx context.Context, queue string, maxN, maxBytes int, wait, vis time.Duration) ([]*scheduler.QueueMessage, error) {
 	deadline := time.Now().Add(wait)
 	for {
-		ch := q.wakeCh(queue)
 		if _, ok := q.n.fsm.Queue(queue); !ok {
 			return nil, rpc.Errorf(rpc.CodeQueueDoesNotExist, "The specified queue %s does not exist.", queue)
 		}
+		// Taken before the FSM is read, so a send applied after the read
+		// still wakes this wait. (Waiters exist only for queues that did.)
+		ch := q.wakeCh(queue)
 		now := time.Now()
 		next, any := q.n.fsm.QueueNextReady(queue)
 		if any && next <= now.UnixMilli() {

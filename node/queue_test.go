@@ -464,3 +464,28 @@ func (s *snapSink) Cancel() error { return nil }
 
 var _ = sync.Once{}
 var _ = fmt.Sprint
+
+// FuzzBatchFailures: a function's answer (sandbox bytes) never panics the
+// poller, and a valid answer only ever keeps items of the batch.
+func FuzzBatchFailures(f *testing.F) {
+	f.Add([]byte(`{"batchItemFailures":[{"itemIdentifier":"a"}]}`))
+	f.Add([]byte(`{"batchItemFailures":[{"itemIdentifier":"zz"}]}`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(`{"batchItemFailures":[{"itemIdentifier":null}]}`))
+	f.Add([]byte("\xff{"))
+	batch := []*scheduler.QueueMessage{{ID: "a"}, {ID: "b"}}
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		if len(payload) > rpc.MaxSyncPayload {
+			return // the invoke path refuses larger answers before this
+		}
+		keep, ok := batchFailures(payload, batch)
+		if !ok && keep != nil {
+			t.Fatal("an invalid answer kept items")
+		}
+		for id := range keep {
+			if id != "a" && id != "b" {
+				t.Fatalf("kept %q, not in the batch", id)
+			}
+		}
+	})
+}

@@ -31,8 +31,10 @@ import (
 //
 // The number of workers follows the backlog: ceil(visible / BatchSize),
 // at least 1, at most the trigger's MaxConcurrency (1000 when unset) and
-// the function's reserved concurrency; a worker whose long poll comes back
-// empty leaves while others remain. On a FIFO queue the queue itself keeps
+// the function's reserved concurrency, added scaleStep per 100 ms; a
+// worker whose long poll comes back empty, or whose invocation is
+// throttled, leaves while others remain (a throttle also holds the
+// scaling for a second). On a FIFO queue the queue itself keeps
 // one batch per message group in flight.
 //
 // Ownership: the run goroutine alone touches running; each poller's
@@ -115,6 +117,11 @@ type poller struct {
 
 	workers atomic.Int32
 	exited  chan struct{} // a worker left
+	// holdUntil (Unix ns): no worker is added before it (set on a
+	// throttle, so the poller backs off instead of adding callers the
+	// ledger refuses).
+	holdUntil atomic.Int64
+	deletes   sync.WaitGroup // deletes being committed
 }
 
 func newPoller(p *pollers, t *rpc.Trigger) *poller {
@@ -122,8 +129,12 @@ func newPoller(p *pollers, t *rpc.Trigger) *poller {
 	return &poller{p: p, t: t, ctx: ctx, cancel: cancel, done: make(chan struct{}), exited: make(chan struct{}, 1)}
 }
 
-// triggerPollWait is how long a worker's receive long-polls.
-const triggerPollWait = 2 * time.Second
+// triggerPollWait is how long a worker's receive long-polls; scaleStep is
+// how many workers a poller adds per 100 ms at most.
+const (
+	triggerPollWait = 2 * time.Second
+	scaleStep       = 4
+)
 
 func (pl *poller) run() {
 	defer close(pl.done)
@@ -136,12 +147,17 @@ func (pl *poller) run() {
 		pl.cancel()
 	}()
 	var wg sync.WaitGroup
+	defer pl.deletes.Wait()
 	defer wg.Wait()
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
 		want := pl.wanted()
-		for int(pl.workers.Load()) < want {
+		if time.Now().UnixNano() < pl.holdUntil.Load() {
+			want = 0
+		}
+		// Scale up a few workers per tick, as the backlog stays.
+		for added := 0; int(pl.workers.Load()) < want && added < scaleStep; added++ {
 			pl.workers.Add(1)
 			wg.Add(1)
 			go func() {
@@ -165,10 +181,6 @@ func (pl *poller) wanted() int {
 	if _, ok := n.fsm.Function(t.Function); !ok {
 		return 0
 	}
-	visible, _, _, ok := n.fsm.QueueCounts(t.Queue, time.Now().UnixMilli())
-	if !ok {
-		return 0
-	}
 	limit := rpc.MaxTriggerConcurrency
 	if t.MaxConcurrency > 0 {
 		limit = t.MaxConcurrency
@@ -179,38 +191,89 @@ func (pl *poller) wanted() int {
 	if limit <= 0 {
 		return 0
 	}
+	visible, ok := n.fsm.QueueBacklog(t.Queue, time.Now().UnixMilli(), limit*t.BatchSize)
+	if !ok {
+		return 0
+	}
 	return min(max((visible+t.BatchSize-1)/t.BatchSize, 1), limit)
 }
 
 // work is one worker's loop; it leaves when a poll comes back empty while
 // other workers remain, or when the poller stops.
 func (pl *poller) work() {
+	// A worker whose batch came back full receives its next batch while
+	// the function runs (prefetch), so a receive's commit overlaps the
+	// invocation instead of following it.
+	type gathered struct {
+		batch []*scheduler.QueueMessage
+		err   error
+	}
+	var prefetch chan gathered
 	defer func() {
+		if prefetch != nil {
+			if g := <-prefetch; len(g.batch) > 0 {
+				pl.release(context.Background(), g.batch, 0) // not run: visible again now
+			}
+		}
 		pl.workers.Add(-1)
 		select {
 		case pl.exited <- struct{}{}:
 		default:
 		}
 	}()
+	leave := func() bool {
+		w := pl.workers.Load()
+		if w > 1 && pl.workers.CompareAndSwap(w, w-1) {
+			pl.workers.Add(1) // the deferred decrement
+			return true
+		}
+		return false
+	}
 	for pl.ctx.Err() == nil {
-		batch, err := pl.gather()
-		if err != nil {
+		var g gathered
+		if prefetch != nil {
+			g = <-prefetch
+			prefetch = nil
+		} else {
+			g.batch, g.err = pl.gather()
+		}
+		if g.err != nil {
 			if pl.ctx.Err() == nil {
-				pl.p.n.log.Debug("queue trigger receive failed", "uuid", pl.t.UUID, "queue", pl.t.Queue, "err", err)
+				pl.p.n.log.Debug("queue trigger receive failed", "uuid", pl.t.UUID, "queue", pl.t.Queue, "err", g.err)
 				sleepCtx(pl.ctx, time.Second)
 			}
 			continue
 		}
-		if len(batch) == 0 {
-			if w := pl.workers.Load(); w > 1 && pl.workers.CompareAndSwap(w, w-1) {
-				pl.workers.Add(1) // the deferred decrement
+		if len(g.batch) == 0 {
+			if leave() {
 				return
 			}
 			continue
 		}
-		pl.process(batch)
+		if len(g.batch) >= pl.t.BatchSize && pl.t.BatchWindowSec == 0 {
+			prefetch = make(chan gathered, 1)
+			go func(ch chan gathered) {
+				var next gathered
+				next.batch, next.err = pl.gather()
+				ch <- next
+			}(prefetch)
+		}
+		if pl.process(g.batch) == settleThrottled {
+			pl.holdUntil.Store(time.Now().Add(time.Second).UnixNano())
+			if leave() {
+				return
+			}
+		}
 	}
 }
+
+// settlement is how a batch ended.
+type settlement int
+
+const (
+	settleDone settlement = iota
+	settleThrottled
+)
 
 func sleepCtx(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
@@ -346,43 +409,43 @@ func batchFailures(payload []byte, batch []*scheduler.QueueMessage) (map[string]
 }
 
 // process invokes the function with a batch and settles the batch.
-func (pl *poller) process(batch []*scheduler.QueueMessage) {
+func (pl *poller) process(batch []*scheduler.QueueMessage) settlement {
 	n, t := pl.p.n, pl.t
 	payload, err := sqsEventOf(t.Queue, batch)
 	for err == nil && len(payload) > rpc.MaxSyncPayload && len(batch) > 1 {
 		// The estimate was short (bodies that escape): put the tail back.
 		half := len(batch) / 2
-		pl.release(batch[half:], 0)
+		pl.release(pl.ctx, batch[half:], 0)
 		batch = batch[:half]
 		payload, err = sqsEventOf(t.Queue, batch)
 	}
 	if err != nil {
 		n.log.Warn("queue trigger event not built", "uuid", t.UUID, "err", err)
-		return
+		return settleDone
 	}
 	n.metrics.fns.get(t.Function).batchSizes.observe(len(batch))
 	resp, err := n.invoke(pl.ctx, &rpc.InvokeRequest{FunctionName: t.Function, Payload: payload})
 	switch {
 	case pl.ctx.Err() != nil:
-		return // stopping: the batch reappears after its visibility timeout
+		return settleDone // stopping: the batch reappears after its visibility timeout
 	case errors.Is(err, rpc.ErrTooManyRequests):
-		pl.release(batch, 0)
+		pl.release(pl.ctx, batch, 0)
 		sleepCtx(pl.ctx, 100*time.Millisecond)
-		return
+		return settleThrottled
 	case err != nil:
 		n.log.Warn("queue trigger invocation failed; the batch reappears after the visibility timeout", "uuid", t.UUID, "function", t.Function, "messages", len(batch), "err", err)
 		sleepCtx(pl.ctx, time.Second)
-		return
+		return settleDone
 	case resp.FunctionError != "":
 		n.log.Info("queue trigger batch failed; it reappears after the visibility timeout", "uuid", t.UUID, "function", t.Function, "messages", len(batch), "error", resp.FunctionError)
-		return
+		return settleDone
 	}
 	var keep map[string]bool
 	if t.ReportBatchItemFailures {
 		var ok bool
 		if keep, ok = batchFailures(resp.Payload, batch); !ok {
 			n.log.Warn("queue trigger: invalid batchItemFailures answer; the whole batch fails", "uuid", t.UUID, "function", t.Function, "messages", len(batch))
-			return
+			return settleDone
 		}
 	}
 	ops := make([]scheduler.QueueOp, 0, len(batch))
@@ -392,23 +455,33 @@ func (pl *poller) process(batch []*scheduler.QueueMessage) {
 		}
 	}
 	if len(ops) == 0 {
-		return
+		return settleDone
 	}
-	for _, r := range pl.p.queues.ops.submitAll(pl.ctx, ops) {
-		if r.err != nil {
-			n.log.Warn("queue trigger: a processed message was not deleted; it is delivered again", "uuid", t.UUID, "err", r.err)
-			return
+	// The deletes commit while the worker polls for its next batch (the
+	// batch stays invisible meanwhile); the poller waits for them when it
+	// stops.
+	pl.deletes.Add(1)
+	go func() {
+		defer pl.deletes.Done()
+		for _, r := range pl.p.queues.ops.submitAll(pl.ctx, ops) {
+			if r.err != nil {
+				n.log.Warn("queue trigger: a processed message was not deleted; it is delivered again", "uuid", t.UUID, "err", r.err)
+				return
+			}
 		}
-	}
+	}()
+	return settleDone
 }
 
 // release makes messages visible again after d.
-func (pl *poller) release(batch []*scheduler.QueueMessage, d time.Duration) {
+func (pl *poller) release(ctx context.Context, batch []*scheduler.QueueMessage, d time.Duration) {
 	now := time.Now()
 	ops := make([]scheduler.QueueOp, len(batch))
 	for i, m := range batch {
 		ops[i] = scheduler.QueueOp{Kind: scheduler.QueueChangeVisibility, Queue: pl.t.Queue, MessageID: m.ID, Receipt: m.Receipt,
 			NowMs: now.UnixMilli(), VisibleUntilMs: now.Add(d).UnixMilli()}
 	}
-	pl.p.queues.ops.submitAll(pl.ctx, ops)
+	ctx, cancel := context.WithTimeout(ctx, raftApplyTimeout)
+	defer cancel()
+	pl.p.queues.ops.submitAll(ctx, ops)
 }

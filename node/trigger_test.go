@@ -114,9 +114,13 @@ func TestTriggerBatchItemFailures(t *testing.T) {
 	_, cl := startAsyncNode(t, nil)
 	ctx := ctxT(t)
 	create(t, cl, "trig-fn", sqsfnZip(t), nil)
+	// A warm sandbox: a cold start longer than the visibility timeout
+	// would let a batch reappear while it runs (as on Lambda, the queue's
+	// visibility timeout must exceed the function's run).
+	invoke(t, cl, "trig-fn", `{"Records":[]}`)
 	for _, q := range []string{"tq", "tb"} {
 		mustCreateQueue(t, cl, &rpc.CreateQueueRequest{Name: q + "-dlq"})
-		mustCreateQueue(t, cl, &rpc.CreateQueueRequest{Name: q, VisibilitySec: intp(2), DeadLetterQueue: q + "-dlq", MaxReceiveCount: 2})
+		mustCreateQueue(t, cl, &rpc.CreateQueueRequest{Name: q, VisibilitySec: intp(5), DeadLetterQueue: q + "-dlq", MaxReceiveCount: 2})
 	}
 	ids := map[string]string{}
 	for _, b := range []string{"ok1", "ok2", "ok3", "fail1", "fail2"} {
@@ -242,5 +246,53 @@ func TestTriggerMaxConcurrency(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	if r, _ := cl.GetQueue(ctx, "mc"); r.Visible != 1 {
 		t.Fatalf("a disabled trigger took messages: %+v", r)
+	}
+}
+
+// TestTriggerFIFO: a trigger on a FIFO queue runs each message group in
+// order, one batch of a group at a time, while groups run side by side.
+func TestTriggerFIFO(t *testing.T) {
+	t.Parallel()
+	_, cl := startAsyncNode(t, nil)
+	ctx := ctxT(t)
+	create(t, cl, "fifo-fn", sqsfnZip(t), nil)
+	invoke(t, cl, "fifo-fn", `{"Records":[]}`) // warm
+	mustCreateQueue(t, cl, &rpc.CreateQueueRequest{Name: "tf.fifo", VisibilitySec: intp(60)})
+	const groups, per = 3, 6
+	for i := 0; i < per; i++ {
+		for g := 0; g < groups; g++ {
+			body := fmt.Sprintf("sleep:100:g%d-%d", g, i)
+			mustSend(t, cl, &rpc.SendMessageRequest{Queue: "tf.fifo", Body: body, GroupID: fmt.Sprint("g", g), DedupID: body})
+		}
+	}
+	start := time.Now().UnixMilli()
+	if _, err := cl.CreateTrigger(ctx, &rpc.CreateTriggerRequest{Function: "fifo-fn", Queue: "tf.fifo", BatchSize: intp(2), MaxConcurrency: intp(3)}); err != nil {
+		t.Fatal(err)
+	}
+	waitLong(t, 2*time.Minute, "the FIFO queue to drain", func() bool {
+		r, err := cl.GetQueue(ctx, "tf.fifo")
+		return err == nil && r.Visible+r.NotVisible+r.Delayed == 0
+	})
+	next := make([]int, groups)
+	for _, r := range recordLines(t, cl, "fifo-fn") {
+		tag := r["body"][strings.LastIndex(r["body"], ":")+1:]
+		var g, i int
+		if _, err := fmt.Sscanf(tag, "g%d-%d", &g, &i); err != nil {
+			t.Fatalf("record body %q", r["body"])
+		}
+		if i != next[g] || r["group"] != fmt.Sprint("g", g) {
+			t.Fatalf("group %d ran message %d (group attribute %q) when %d was next", g, i, r["group"], next[g])
+		}
+		next[g]++
+	}
+	for g, n := range next {
+		if n != per {
+			t.Fatalf("group %d ran %d of %d messages", g, n, per)
+		}
+	}
+	most, runs := maxOverlap(t, cl, "fifo-fn", start)
+	t.Logf("FIFO: %d runs, at most %d at once", runs, most)
+	if most < 2 {
+		t.Fatalf("at most %d invocation at once: the groups did not run side by side", most)
 	}
 }

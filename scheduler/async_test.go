@@ -268,6 +268,8 @@ func FuzzAsyncApply(f *testing.F) {
 	f.Add(mustEncode(f, CmdAsyncUpdate, AsyncUpdateCommand{Ops: []AsyncOp{{RequestID: "e2", Kind: AsyncRetry, IfGen: 2, UntilMs: 1, Attempts: 2}}}))
 	then := event("t1", "fn", 3)
 	f.Add(mustEncode(f, CmdAsyncUpdate, AsyncUpdateCommand{Ops: []AsyncOp{{RequestID: "e1", Kind: AsyncFinish, IfGen: 2, Then: &then}}}))
+	f.Add(mustEncode(f, CmdAsyncUpdate, AsyncUpdateCommand{Ops: []AsyncOp{{RequestID: "e1", Kind: AsyncFinish, IfGen: 2,
+		ThenMessages: []QueueMessage{{ID: "m1", Queue: "q", Body: []byte("rec"), SentMs: 1, VisibleMs: 1}}}}}))
 	f.Add(mustEncode(f, CmdPutEventConfig, PutEventConfigCommand{Config: &rpc.EventConfig{FunctionName: "fn", MaxRetryAttempts: intp(1)}}))
 	f.Add(mustEncode(f, CmdDeleteEventConfig, DeleteEventConfigCommand{Name: "fn"}))
 	f.Add([]byte{byte(CmdAsyncUpdate), 0x81, 0xa3, 'o', 'p', 's', 0x91, 0x80})

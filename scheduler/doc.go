@@ -30,6 +30,12 @@
 //   - snapshots: a header (magic and version) followed by typed msgpack
 //     records (functions, reservations, event configurations, queued
 //     events, version counters, versions, aliases, URLs), restored into a fresh state that is swapped in whole;
+//   - the built-in queues (queue*.go): queue configurations, their
+//     messages with per-queue due-time and retention indexes, FIFO groups
+//     and deduplication windows; receives select their messages in Apply
+//     and give each a random receipt nonce that deletes must present
+//     (PutQueue, DeleteQueue, QueueSend, QueueOps); and queue triggers
+//     (trigger.go: PutTrigger, DeleteTrigger), with their snapshot records;
 //   - the validation of requests with Lambda's rules and messages
 //     (NormalizeCreate, ApplyConfigUpdate, ValidateName,
 //     ValidateReservation, BuildAlias, ValidateQualifier, ValidateURL);
@@ -40,9 +46,9 @@
 //     Reset and rebuilds it from worker heartbeats, so a sync invoke never
 //     waits for a Raft commit.
 //
-// Later it also owns queues, triggers and server membership. They extend
-// the same FSM: new CommandType values and new snapshot record types are
-// appended, never renumbered.
+// Later it also owns server membership. It extends the same FSM: new
+// CommandType values and new snapshot record types are appended, never
+// renumbered.
 //
 // What it must never do:
 //

@@ -92,3 +92,24 @@ func (f *FSM) QueueStats() (messages, dedup int, bytes int64) {
 	defer f.mu.RUnlock()
 	return len(f.state.queues.msgs), f.state.queues.dedup.Len(), f.state.queues.bytes
 }
+
+// QueueBacklog returns how many messages of a queue are visible at nowMs,
+// counting no further than limit (a poller's scaling needs no more), and
+// false when there is no such queue.
+func (f *FSM) QueueBacklog(name string, nowMs int64, limit int) (int, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	qs, ok := f.state.queues.queues[name]
+	if !ok {
+		return 0, false
+	}
+	n := 0
+	qs.ready.Ascend(func(k msgKey) bool {
+		if k.at > nowMs || n >= limit {
+			return false
+		}
+		n++
+		return true
+	})
+	return n, true
+}

@@ -532,3 +532,31 @@ func FuzzQueueRestore(f *testing.F) {
 		checkQueueIndex(t, fsm)
 	})
 }
+
+// TestAsyncFinishSendsMessages: a finishing async op's messages are sent
+// in the same apply, and dropped (the finish still applies) when their
+// queue is missing.
+func TestAsyncFinishSendsMessages(t *testing.T) {
+	t.Parallel()
+	f := queueFSM(t, "dest")
+	apply(t, f, 2, CmdPutFunction, PutFunctionCommand{Function: fullFunction("fn"), Mode: PutCreate})
+	apply(t, f, 3, CmdAsyncAccept, AsyncAcceptCommand{Events: []AsyncEvent{event("e1", "fn", 1)}})
+	rec := msg("r1", "dest", `{"version":"1.0"}`, 5)
+	lost := msg("r2", "gone", "x", 5)
+	res := apply(t, f, 4, CmdAsyncUpdate, AsyncUpdateCommand{Ops: []AsyncOp{{RequestID: "e1", Kind: AsyncFinish, IfGen: 3,
+		ThenMessages: []QueueMessage{rec, lost}}}})
+	if res.Err != nil || res.Items[0] != nil {
+		t.Fatalf("finish: %v %v", res.Err, res.Items)
+	}
+	checkQueueIndex(t, f)
+	if f.AsyncLen() != 0 {
+		t.Fatal("the event is still queued")
+	}
+	r := ops(t, f, 5, receiveOp("dest", 10, 10, 10, nonceA))
+	if got := received(r, 0); len(got) != 1 || got[0] != "r1" {
+		t.Fatalf("destination queue gave %v", got)
+	}
+	if n, _, _ := f.QueueStats(); n != 1 {
+		t.Fatalf("%d messages, want the one in dest", n)
+	}
+}

@@ -3,7 +3,7 @@
 // per record with the fields the tests check, and answers as each body
 // says: "fail..." is reported in batchItemFailures, "bad" makes the answer
 // name an item that is not in the batch, "error" fails the invocation,
-// "sleep:MS" holds the invocation. It logs "begin MS" and "end MS" (Unix
+// "sleep:MS" (or "sleep:MS:TAG") holds the invocation. It logs "begin MS" and "end MS" (Unix
 // milliseconds) around each invocation.
 package main
 
@@ -41,7 +41,8 @@ func handler(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, 
 		case r.Body == "error":
 			fail = true
 		case strings.HasPrefix(r.Body, "sleep:"):
-			ms, _ := strconv.Atoi(strings.TrimPrefix(r.Body, "sleep:"))
+			arg, _, _ := strings.Cut(strings.TrimPrefix(r.Body, "sleep:"), ":") // sleep:MS or sleep:MS:TAG
+			ms, _ := strconv.Atoi(arg)
 			time.Sleep(time.Duration(ms) * time.Millisecond)
 		}
 	}
