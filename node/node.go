@@ -158,6 +158,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.registerAsync()
 	rpc.Handle(n.server, rpc.MethodFunctionMetrics, n.functionMetrics)
 	n.registerAccount()
+	// Runtimes: images and layers (issue 10).
+	n.registerImages()
 	n.bg.Add(1)
 	go func() {
 		defer n.bg.Done()

@@ -52,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(c.agentCmd(), c.fnCmd(), c.invokeCmd(), c.logsCmd(), c.benchCmd(), c.clusterCmd(), c.keygenCmd())
+	// Runtimes: images and layers (issue 10).
+	root.AddCommand(c.imageCmd())
 
 	err := root.Execute()
 	var ee exitError
