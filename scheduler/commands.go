@@ -58,6 +58,10 @@ var commandSpecs = map[CommandType]commandSpec{
 	CmdAsyncUpdate:       {"AsyncUpdate", 2},
 	CmdPutEventConfig:    {"PutEventConfig", 2},
 	CmdDeleteEventConfig: {"DeleteEventConfig", 2},
+
+	// Layers (issue 10; layers.go).
+	CmdPublishLayer:       {"PublishLayer", 3},
+	CmdDeleteLayerVersion: {"DeleteLayerVersion", 3},
 }
 
 // FSMVersion is the newest command set this release applies: the highest
@@ -65,7 +69,7 @@ var commandSpecs = map[CommandType]commandSpec{
 // proposes a command only once every server advertises at least the
 // command's version (CommandVersion), so that no replica meets an entry it
 // cannot apply.
-const FSMVersion = 2
+const FSMVersion = 3
 
 // CommandVersion returns the FSM version that introduced t (0 when this
 // release does not know t).

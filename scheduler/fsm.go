@@ -72,6 +72,8 @@ type fsmState struct {
 	reservedTotal int
 	eventConfigs  map[string]*rpc.EventConfig // function name -> its config
 	async         asyncQueue
+	// Layers (issue 10): layer name -> its versions and next number.
+	layers map[string]*layerState
 }
 
 func newFSMState() *fsmState {
@@ -80,6 +82,7 @@ func newFSMState() *fsmState {
 		reserved:     make(map[string]int),
 		eventConfigs: make(map[string]*rpc.EventConfig),
 		async:        newAsyncQueue(),
+		layers:       make(map[string]*layerState),
 	}
 }
 
@@ -92,9 +95,12 @@ func newFSMState() *fsmState {
 // Ignored is set when the entry was an unknown ignorable command.
 type ApplyResult struct {
 	Function *rpc.FunctionConfig
-	Items    []error
-	Ignored  bool
-	Err      error
+	// Layer is the stored version after a publish and the removed one after
+	// a delete (issue 10).
+	Layer   *rpc.LayerVersion
+	Items   []error
+	Ignored bool
+	Err     error
 }
 
 // functionChange is one change to report through OnFunctionChange.
@@ -142,6 +148,11 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 		return f.applyPutEventConfig(body)
 	case CmdDeleteEventConfig:
 		return f.applyDeleteEventConfig(body)
+	// Layers (issue 10).
+	case CmdPublishLayer:
+		return f.applyPublishLayer(body)
+	case CmdDeleteLayerVersion:
+		return f.applyDeleteLayerVersion(body)
 	}
 	if t&CmdIgnorable != 0 {
 		return ApplyResult{Ignored: true}

@@ -25,7 +25,8 @@ import (
 // Records come in a fixed order: every function, then every reservation
 // (each in name order), so a reservation always follows its function, then
 // every event configuration (in name order), then every queued async event
-// (in request id order).
+// (in request id order), then every layer version (by name, then number) and
+// every layer's next version number (by name).
 //
 // The end record makes a truncated snapshot an error rather than a smaller
 // state. Restore refuses unknown record types (a snapshot from a newer
@@ -62,6 +63,9 @@ type fsmSnapshot struct {
 	reservations []reservationRecord   // sorted by name
 	eventConfigs []*rpc.EventConfig    // sorted by function name
 	events       []*AsyncEvent         // sorted by request id
+	// Layers (issue 10): versions by name then number, and next numbers.
+	layerVersions []*rpc.LayerVersion
+	layerNexts    []layerNextRecord
 }
 
 // Snapshot captures the state cheaply: the stored values are immutable, so
@@ -85,12 +89,14 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	for _, e := range f.state.async.events {
 		events = append(events, e)
 	}
+	layerVersions, layerNexts := f.state.snapshotLayers()
 	f.mu.RUnlock()
 	sortFunctions(fns)
 	sort.Slice(res, func(i, j int) bool { return res[i].Name < res[j].Name })
 	sort.Slice(ecs, func(i, j int) bool { return ecs[i].FunctionName < ecs[j].FunctionName })
 	sort.Slice(events, func(i, j int) bool { return events[i].RequestID < events[j].RequestID })
-	return &fsmSnapshot{functions: fns, reservations: res, eventConfigs: ecs, events: events}, nil
+	return &fsmSnapshot{functions: fns, reservations: res, eventConfigs: ecs, events: events,
+		layerVersions: layerVersions, layerNexts: layerNexts}, nil
 }
 
 // Persist writes the snapshot to sink and closes it, or cancels it on error.
@@ -140,6 +146,17 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 	}
 	for _, e := range s.events {
 		if err := record(recordAsyncEvent, e); err != nil {
+			return err
+		}
+	}
+	// Layers (issue 10).
+	for _, v := range s.layerVersions {
+		if err := record(recordLayerVersion, v); err != nil {
+			return err
+		}
+	}
+	for i := range s.layerNexts {
+		if err := record(recordLayerNext, &s.layerNexts[i]); err != nil {
 			return err
 		}
 	}
@@ -200,6 +217,11 @@ func readSnapshot(r io.Reader) (*fsmState, error) {
 			err = restoreAsyncEvent(dec, st)
 		case recordEventConfig:
 			err = restoreEventConfig(dec, st)
+		// Layers (issue 10).
+		case recordLayerVersion:
+			err = restoreLayerVersion(dec, st)
+		case recordLayerNext:
+			err = restoreLayerNext(dec, st)
 		case recordEnd:
 			return st, finishSnapshot(dec, br, n)
 		default:
