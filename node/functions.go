@@ -35,6 +35,9 @@ func (n *Node) createFunction(ctx context.Context, req *rpc.CreateFunctionReques
 	if err := n.checkRuntimeImage(ctx, fn.Runtime); err != nil {
 		return nil, err
 	}
+	if fn.Layers, err = n.resolveLayers(req.Layers, req.ZipFile); err != nil {
+		return nil, err
+	}
 	if fn.CodeSHA256, fn.CodeSize, err = n.storeCode(ctx, req.ZipFile, rpc.IsProvidedRuntime(fn.Runtime)); err != nil {
 		return nil, err
 	}
@@ -59,6 +62,9 @@ func (n *Node) updateFunctionCode(ctx context.Context, req *rpc.UpdateCodeReques
 		return nil, err
 	}
 	fn := cur.Clone()
+	if err := checkCodeWithLayers(req.ZipFile, fn.Layers); err != nil { // issue 10
+		return nil, err
+	}
 	if fn.CodeSHA256, fn.CodeSize, err = n.storeCode(ctx, req.ZipFile, rpc.IsProvidedRuntime(fn.Runtime)); err != nil {
 		return nil, err
 	}

@@ -205,9 +205,14 @@ func (n *Node) workerRun(ctx context.Context, req *rpc.RunRequest) (*rpc.InvokeR
 	if err != nil {
 		return nil, err
 	}
+	optDir, err := n.ensureLayers(ctx, fn.Layers) // issue 10: /opt
+	if err != nil {
+		return nil, err
+	}
 	res, err := n.sandboxes.Invoke(ctx, &sandbox.Request{
 		Function:  fn,
 		CodeDir:   codeDir,
+		OptDir:    optDir,
 		Payload:   req.Payload,
 		Tail:      req.LogType == rpc.LogTypeTail,
 		RequestID: req.RequestID,

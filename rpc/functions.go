@@ -33,11 +33,18 @@ type FunctionConfig struct {
 	// LastModifiedMs is the time of the last change in Unix milliseconds, as
 	// supplied by the node that proposed it.
 	LastModifiedMs int64 `msgpack:"last_modified_ms" json:"LastModified"`
+
+	// Layers (issue 10) are the layer versions the function uses, in the
+	// order they are extracted under /opt.
+	Layers []FunctionLayer `msgpack:"layers,omitempty" json:"Layers,omitempty"`
 }
 
 // Clone returns a deep copy.
 func (f *FunctionConfig) Clone() *FunctionConfig {
 	c := *f
+	if f.Layers != nil {
+		c.Layers = append([]FunctionLayer(nil), f.Layers...)
+	}
 	if f.Env != nil {
 		c.Env = make(map[string]string, len(f.Env))
 		for k, v := range f.Env {
@@ -57,6 +64,9 @@ type CreateFunctionRequest struct {
 	TimeoutSec int               `msgpack:"timeout_sec"` // 0 means the default (3)
 	Env        map[string]string `msgpack:"env,omitempty"`
 	ZipFile    []byte            `msgpack:"zip_file"`
+	// Layers (issue 10) names up to MaxFunctionLayers layer versions,
+	// NAME:VERSION or a layer version ARN, in extraction order.
+	Layers []string `msgpack:"layers,omitempty"`
 }
 
 // UpdateCodeRequest replaces a function's code.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -236,4 +237,59 @@ func restoreLayerNext(dec *msgpack.Decoder, st *fsmState) error {
 	n.next = r.Next
 	st.layers[r.Name] = n
 	return nil
+}
+
+// Limits of a layer version's request, as Lambda's.
+const (
+	MaxLayerNameLength    = 140
+	MaxLayerDescription   = 256
+	MaxCompatibleRuntimes = 15
+)
+
+// ValidateLayerName checks a layer name: 1 to 140 characters of
+// [a-zA-Z0-9-_].
+func ValidateLayerName(name string) error {
+	var v violations
+	v.layerName(name)
+	return v.err()
+}
+
+// ValidateLayerPublish checks a publish request (not its zip).
+func ValidateLayerPublish(req *rpc.PublishLayerRequest) error {
+	if req == nil {
+		return rpc.Errorf(rpc.CodeInvalidParameterValue, "missing request")
+	}
+	var v violations
+	v.layerName(req.Name)
+	if len(req.Description) > MaxLayerDescription {
+		v.add("...", "description", "Member must have length less than or equal to "+strconv.Itoa(MaxLayerDescription))
+	}
+	if len(req.CompatibleRuntimes) > MaxCompatibleRuntimes {
+		v.add(strconv.Itoa(len(req.CompatibleRuntimes))+" runtimes", "compatibleRuntimes", "Member must have length less than or equal to "+strconv.Itoa(MaxCompatibleRuntimes))
+	} else {
+		for _, r := range req.CompatibleRuntimes {
+			if !rpc.IsRuntime(r) {
+				v.add(r, "compatibleRuntimes", "Member must satisfy enum value set: ["+strings.Join(rpc.Runtimes, ", ")+"]")
+			}
+		}
+	}
+	return v.err()
+}
+
+func (v *violations) layerName(name string) {
+	const field = "layerName"
+	if name == "" {
+		v.add(name, field, "Member must have length greater than or equal to 1")
+		return
+	}
+	if len(name) > MaxLayerNameLength {
+		v.add(name[:MaxLayerNameLength]+"...", field, "Member must have length less than or equal to "+strconv.Itoa(MaxLayerNameLength))
+		return
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !(isASCIILetter(c) || isASCIIDigit(c) || c == '-' || c == '_') {
+			v.add(name, field, "Member must satisfy regular expression pattern: "+namePattern)
+			return
+		}
+	}
 }

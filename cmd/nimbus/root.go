@@ -53,7 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root.SetErr(stderr)
 	root.AddCommand(c.agentCmd(), c.fnCmd(), c.invokeCmd(), c.logsCmd(), c.benchCmd(), c.clusterCmd(), c.keygenCmd())
 	// Runtimes: images and layers (issue 10).
-	root.AddCommand(c.imageCmd())
+	root.AddCommand(c.imageCmd(), c.layerCmd())
 
 	err := root.Execute()
 	var ee exitError
