@@ -159,7 +159,10 @@ var runtimeTable = map[string]*Runtime{
 			Version: 1,
 		},
 		Command: []string{javaHome + "/bin/java",
-			"-XX:+TieredCompilation", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
+			// The heap is sized from the sandbox's cgroup memory limit, which
+			// the JVM reads from the mounted cgroup (a 256 MB sandbox gets a
+			// heap under 256 MB, not three quarters of the host).
+			"-XX:MaxRAMPercentage=75", "-XX:+TieredCompilation", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
 			"-XX:SharedArchiveFile=" + javaShimDir + "/shim.jsa", "-Xshare:auto",
 			"-cp", javaShimDir + "/classes:/usr/share/java/jackson-databind.jar:/usr/share/java/jackson-core.jar:/usr/share/java/jackson-annotations.jar",
 			"nimbus.Bootstrap"},

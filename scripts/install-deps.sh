@@ -3,7 +3,10 @@
 # gcc for cgo (libcontainer's nsenter), curl and the coreutils the default
 # sandbox image is assembled from, iproute2 and util-linux (nsenter, flock)
 # for the network-namespace cluster, awscli and python3-boto3 for the REST
-# gateway's tests, and the Go modules. Safe to run again; installs only what is missing.
+# gateway's tests, mmdebstrap for the managed runtimes' images, and the Go
+# modules; then it builds the runtime images the tests use (scripts/build-images.sh).
+# Safe to run again; installs only what is missing, and an image whose recipe
+# did not change is not built again (they are kept in /var/cache/nimbus/images).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +20,8 @@ if [ ! -e /usr/include/stdio.h ]; then need+=(libc6-dev); fi
 # no one here wrote (the system ones, whatever else is on PATH).
 [ -x /usr/bin/aws ] || need+=(awscli)
 /usr/bin/python3 -c 'import boto3' >/dev/null 2>&1 || need+=(python3-boto3)
+# The managed runtimes' images are built with mmdebstrap (issue 10).
+command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need[*]} (run as root to install them)" >&2
@@ -28,3 +33,10 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 command -v go >/dev/null 2>&1 || export PATH=$PATH:/usr/local/go/bin
 go mod download
+# The images of the managed runtimes the tests run on (root only: the builds
+# chroot, and the runtime tests need root anyway).
+if [ "$(id -u)" -eq 0 ]; then
+  scripts/build-images.sh
+else
+  echo "install-deps: not root: the runtime images are not built (the runtime tests skip when not root)" >&2
+fi
