@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"io"
+	"os"
 	"sort"
 	"sync"
 	"time"
@@ -25,6 +27,7 @@ func (n *Node) registerImages() {
 	rpc.Handle(n.server, rpc.MethodImageBuild, n.imageBuild)
 	rpc.Handle(n.server, rpc.MethodImageList, n.imageList)
 	rpc.HandlePeer(n.server, rpc.MethodImageLocal, n.imageLocal)
+	rpc.HandlePeer(n.server, rpc.MethodImageFetch, n.imageFetch)
 }
 
 // imageStore is this worker's image store, nil on a node without
@@ -170,4 +173,102 @@ func (n *Node) checkRuntimeImage(ctx context.Context, runtime string) error {
 	}
 	return rpc.Errorf(rpc.CodeResourceNotReady,
 		"The image of runtime %s is not built on any worker: build it with `nimbus image build %s` (on a worker with an apt mirror), then create the function again", runtime, runtime)
+}
+
+// imageFetch serves a chunk of this node's image tar to a peer.
+func (n *Node) imageFetch(ctx context.Context, req *rpc.FetchImageRequest) (*rpc.FetchImageResponse, error) {
+	store := n.imageStore()
+	if store == nil {
+		return nil, rpc.Errorf(rpc.CodeResourceNotFound, "node %s holds no images", n.name)
+	}
+	path, size, info, err := store.Export(req.Runtime)
+	if err != nil {
+		return nil, rpc.Errorf(rpc.CodeResourceNotFound, "image of %s not here: %v", req.Runtime, err)
+	}
+	if info.Digest != req.Digest {
+		return nil, rpc.Errorf(rpc.CodeResourceNotFound, "image of %s here is %s, not %s", req.Runtime, info.Digest, req.Digest)
+	}
+	if req.Offset < 0 || req.Offset > size {
+		return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "offset %d outside the image's %d bytes", req.Offset, size)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := make([]byte, min(int64(rpc.ImageChunkBytes), size-req.Offset))
+	if _, err := f.ReadAt(buf, req.Offset); err != nil && err != io.EOF {
+		return nil, err
+	}
+	return &rpc.FetchImageResponse{Image: *info, Total: size, Data: buf}, nil
+}
+
+// imageFetchTimeout bounds copying one image from a peer.
+const imageFetchTimeout = 10 * time.Minute
+
+// fetchImage copies runtime's image from a worker that has it: the tar
+// streams in chunks into the store's Import, which keeps the tree only if
+// it hashes to the digest the peer announced for its image of this
+// release's recipe.
+func (n *Node) fetchImage(ctx context.Context, runtime string) error {
+	store := n.imageStore()
+	if store == nil {
+		return rpc.Errorf(rpc.CodeService, "node %s is not a worker", n.name)
+	}
+	answers, _ := n.clusterImages(ctx, nil)
+	var lastErr error = rpc.Errorf(rpc.CodeResourceNotReady, "no worker holds an image of %s: build it with `nimbus image build %s`", runtime, runtime)
+	for _, a := range answers {
+		if a.Node == n.name {
+			continue
+		}
+		var want *rpc.ImageInfo
+		for i := range a.Images {
+			if a.Images[i].Runtime == runtime {
+				want = &a.Images[i]
+			}
+		}
+		addr, ok := n.members.rpcAddr(a.Node)
+		if want == nil || !ok {
+			continue
+		}
+		if err := n.fetchImageFrom(ctx, store, addr, runtime, *want); err != nil {
+			lastErr = err
+			n.log.Warn("image not copied", "runtime", runtime, "peer", a.Node, "err", err)
+			continue
+		}
+		n.log.Info("image copied from a peer", "runtime", runtime, "peer", a.Node, "digest", want.Digest)
+		return nil
+	}
+	return lastErr
+}
+
+func (n *Node) fetchImageFrom(ctx context.Context, store *sandbox.ImageStore, addr, runtime string, want rpc.ImageInfo) error {
+	ctx, cancel := context.WithTimeout(ctx, imageFetchTimeout)
+	defer cancel()
+	pr, pw := io.Pipe()
+	go func() {
+		var off int64
+		for {
+			var resp rpc.FetchImageResponse
+			err := n.peers.call(ctx, addr, rpc.MethodImageFetch, &rpc.FetchImageRequest{Runtime: runtime, Digest: want.Digest, Offset: off}, &resp)
+			if err == nil && (resp.Image.Digest != want.Digest || (len(resp.Data) == 0 && off < resp.Total)) {
+				err = rpc.Errorf(rpc.CodeService, "peer sent another image or nothing")
+			}
+			if err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+			if _, err := pw.Write(resp.Data); err != nil {
+				return // Import stopped reading
+			}
+			off += int64(len(resp.Data))
+			if off >= resp.Total {
+				pw.Close()
+				return
+			}
+		}
+	}()
+	_, err := store.Import(ctx, runtime, want, pr)
+	pr.CloseWithError(io.ErrClosedPipe) // ends the fetcher if Import did not read it all
+	return err
 }

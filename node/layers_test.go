@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -157,4 +158,72 @@ func TestCreateWithoutRuntimeImage(t *testing.T) {
 			t.Errorf("image list on a node without images: %+v", r)
 		}
 	}
+}
+
+// A worker without a managed runtime's image copies it from a peer that
+// has it, checked against its digest, and then runs the function; a peer
+// method no client can call.
+func TestClusterImageCopiedFromPeer(t *testing.T) {
+	requireImage(t, rpc.RuntimePython313)
+	empty := t.TempDir()
+	tc := startCluster(t, 2, func(i int, cfg *Config) {
+		if i == 1 {
+			cfg.RuntimeImageDir = empty
+		}
+	})
+	ctx := ctxT(t)
+	have, _, _ := tc.nodes[0].imageStore().Lookup(rpc.RuntimePython313)
+	if _, _, err := tc.nodes[1].imageStore().Lookup(rpc.RuntimePython313); !errors.Is(err, rpc.ErrResourceNotReady) {
+		t.Fatalf("the second node has the image before the copy: %v", err)
+	}
+	if err := tc.nodes[1].fetchImage(ctx, rpc.RuntimePython313); err != nil {
+		t.Fatalf("copy from the peer: %v", err)
+	}
+	root, info, err := tc.nodes[1].imageStore().Lookup(rpc.RuntimePython313)
+	_, want, _ := tc.nodes[0].imageStore().Lookup(rpc.RuntimePython313)
+	if err != nil || info.Digest != want.Digest || root == have {
+		t.Fatalf("after the copy: %s %+v %v, want digest %s", root, info, err, want.Digest)
+	}
+	if !strings.HasPrefix(root, empty) {
+		t.Fatalf("the copy is at %s, not in the node's store %s", root, empty)
+	}
+	// The copy runs functions: invoke through the node that had none.
+	code := mkzip(t, file("app.py", "def handler(event, context):\n    return 'copied'\n"))
+	create(t, tc.clients[0], "copied", code, func(r *rpc.CreateFunctionRequest) { r.Runtime, r.Handler = rpc.RuntimePython313, "app.handler" })
+	res, err := tc.nodes[1].workerRun(ctx, &rpc.RunRequest{SlotID: 1 << 40, Function: mustFunction(t, tc, "copied"), Payload: []byte(`{}`)})
+	if err != nil || string(res.Payload) != `"copied"` {
+		t.Fatalf("run on the node with the copied image: %+v %v", res, err)
+	}
+	// A tampered announcement is refused: the tree must hash to the digest.
+	other := t.TempDir()
+	st, err := sandbox.OpenImageStore(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := *want
+	bad.Digest = strings.Repeat("0", 64)
+	path, _, _, err := tc.nodes[0].imageStore().Export(rpc.RuntimePython313)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := st.Import(ctx, rpc.RuntimePython313, bad, f); err == nil || !strings.Contains(err.Error(), "hashes to") {
+		t.Fatalf("import under a wrong digest: %v", err)
+	}
+	if _, _, err := st.Lookup(rpc.RuntimePython313); err == nil {
+		t.Fatal("an image whose digest did not match was kept")
+	}
+}
+
+func mustFunction(t *testing.T, tc *testCluster, name string) *rpc.FunctionConfig {
+	t.Helper()
+	r, err := tc.clients[0].GetFunction(ctxT(t), &rpc.GetFunctionRequest{Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Function
 }

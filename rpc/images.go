@@ -10,6 +10,7 @@ const (
 	MethodImageBuild = "Image.Build"
 	MethodImageList  = "Image.List"
 	MethodImageLocal = "Image.Local"
+	MethodImageFetch = "Image.Fetch"
 )
 
 // CodeResourceNotReady is Lambda's exception for a function that cannot run
@@ -48,9 +49,9 @@ type BuildImageRequest struct {
 // BuildImageResponse is the built (or already present) image. Built is
 // false when an image of the same recipe was already there.
 type BuildImageResponse struct {
-	Image ImageInfo `msgpack:"image"`
-	Built bool      `msgpack:"built"`
-	Node  string    `msgpack:"node"`
+	Image ImageInfo `msgpack:"image" json:"image"`
+	Built bool      `msgpack:"built" json:"built"`
+	Node  string    `msgpack:"node" json:"node"`
 }
 
 // ListImagesRequest lists the runtimes and the images the cluster's alive
@@ -81,6 +82,25 @@ type LocalImagesResponse struct {
 	Node   string      `msgpack:"node"`
 	Images []ImageInfo `msgpack:"images"`
 }
+
+// FetchImageRequest asks a peer for a chunk of the tar of its image of
+// Runtime, which must have Digest (a peer method).
+type FetchImageRequest struct {
+	Runtime string `msgpack:"runtime"`
+	Digest  string `msgpack:"digest"`
+	Offset  int64  `msgpack:"offset"`
+}
+
+// FetchImageResponse is a chunk of at most ImageChunkBytes from Offset, the
+// tar's whole size and the image's manifest.
+type FetchImageResponse struct {
+	Image ImageInfo `msgpack:"image"`
+	Total int64     `msgpack:"total"`
+	Data  []byte    `msgpack:"data"`
+}
+
+// ImageChunkBytes is the most an Image.Fetch answer carries.
+const ImageChunkBytes = 8 << 20
 
 // BuildImage builds a runtime's image on the node this client speaks to
 // (MethodImageBuild). It can take minutes: give ctx a long deadline.

@@ -204,6 +204,10 @@ func buildManaged(ctx context.Context, root string, rt *Runtime, m aptMirrors, l
 	for _, x := range dpkgExcludes {
 		args = append(args, "--dpkgopt=path-exclude="+x)
 	}
+	// update-alternatives (openjdk's postinst) links man pages into
+	// man1 and fails when the excluded folder does not exist; it stays
+	// empty.
+	args = append(args, "--essential-hook=mkdir -p \"$1/usr/share/man/man1\"")
 	// The embedded files go in before the hooks, which may compile them.
 	for _, p := range sortedKeys(r.Files) {
 		src, err := shimFiles.ReadFile("shims/" + r.Files[p])
@@ -240,8 +244,12 @@ func buildManaged(ctx context.Context, root string, rt *Runtime, m aptMirrors, l
 }
 
 // imageLayout adds what every sandbox root needs to a built tree: the
-// sandbox user, a hostname that resolves, and the mount points.
+// sandbox user, a hostname that resolves, and the mount points. The device
+// nodes the build made go: every sandbox mounts its own /dev.
 func imageLayout(root string) error {
+	if err := os.RemoveAll(filepath.Join(root, "dev")); err != nil {
+		return err
+	}
 	for _, d := range []string{"var/task", "var/runtime", "opt", "tmp", "proc", "dev", "sys/fs/cgroup", "home/" + sandboxUser, filepath.Dir(strings.TrimPrefix(initPath, "/"))} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			return err
@@ -300,8 +308,9 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 
 func (t *tailBuffer) String() string { return strings.TrimSpace(string(t.b)) }
 
-// treeDigest hashes a tree in path order: for each entry its path, type
-// and permission bits, then a link's target or a file's sha256. It returns
+// treeDigest hashes a tree in path order: for each directory, file and
+// symlink its path, type and permission bits, then a link's target or a
+// file's sha256 (device nodes and fifos are left out). It returns
 // the digest, the bytes of the regular files and the count of entries.
 func treeDigest(root string) (string, int64, int, error) {
 	var paths []string
@@ -327,6 +336,9 @@ func treeDigest(root string) (string, int64, int, error) {
 		fi, err := os.Lstat(p)
 		if err != nil {
 			return "", 0, 0, err
+		}
+		if !fi.Mode().IsRegular() && !fi.IsDir() && fi.Mode()&fs.ModeSymlink == 0 {
+			continue // device nodes and fifos are not part of an image
 		}
 		fmt.Fprintf(h, "%s\x00%o\x00", rel, uint32(fi.Mode()))
 		switch {

@@ -41,3 +41,13 @@ func (*ImageStore) Dir() string { return "" }
 
 // Images is nil: there are no sandboxes.
 func (*Manager) Images() *ImageStore { return nil }
+
+// Export fails with ErrUnsupported.
+func (*ImageStore) Export(string) (string, int64, *rpc.ImageInfo, error) {
+	return "", 0, nil, ErrUnsupported
+}
+
+// Import fails with ErrUnsupported.
+func (*ImageStore) Import(context.Context, string, rpc.ImageInfo, io.Reader) (*rpc.ImageInfo, error) {
+	return nil, ErrUnsupported
+}

@@ -60,8 +60,9 @@ type ImageRecipe struct {
 const imageSuite = "trixie"
 
 // recipeVersion covers what every managed image gets besides its recipe:
-// the sandbox user, /etc/hosts, the mount points (imagelayout).
-const recipeVersion = 1
+// the sandbox user, /etc/hosts, the mount points, no device nodes
+// (imageLayout), and the builder's own steps.
+const recipeVersion = 2
 
 // Key is the recipe's digest: the sha256 of everything that makes the
 // image, the embedded files' contents included.

@@ -62,6 +62,22 @@ func TestCLIRuntimesAndLayers(t *testing.T) {
 	if !found {
 		t.Fatalf("image list -o json lacks the Python image on this node:\n%s", r.stdout)
 	}
+	// A build of an image already there returns it at once.
+	r = run("image", "build", "python3.13", "-o", "json")
+	var built []struct {
+		Image struct{ Runtime, Digest string }
+		Built bool
+		Node  string
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &built); err != nil || r.code != 0 || len(built) != 1 || built[0].Built || len(built[0].Image.Digest) != 64 || built[0].Node == "" {
+		t.Fatalf("image build of a built image: %v %d\n%s%s", err, r.code, r.stdout, r.stderr)
+	}
+	if r = run("image", "build", "provided"); r.code != exitPlatformError || !strings.Contains(r.stderr, "needs no build") {
+		t.Fatalf("image build provided: %d %s", r.code, r.stderr)
+	}
+	if r = run("image", "build", "python3.99"); r.code != exitPlatformError || !strings.Contains(r.stderr, "InvalidParameterValueException") {
+		t.Fatalf("image build of an unknown runtime: %d %s", r.code, r.stderr)
+	}
 	if r = run("layer", "publish", "greeting", "--dir", filepath.Join(tmp, "layer"), "--compatible-runtimes", "python3.13"); r.code != 0 || r.stdout != "1\n" {
 		t.Fatalf("layer publish: %d %q %s", r.code, r.stdout, r.stderr)
 	}
