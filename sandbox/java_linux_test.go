@@ -31,6 +31,9 @@ func javaClasses(t *testing.T) string {
 		t.Fatalf("copy the image: %v\n%s", err, out)
 	}
 	src := filepath.Join(img, "build/src")
+	if err := os.MkdirAll(filepath.Dir(src), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if out, err := exec.Command("cp", "-r", script("java"), src).CombinedOutput(); err != nil {
 		t.Fatalf("copy the sources: %v\n%s", err, out)
 	}
@@ -41,13 +44,16 @@ func javaClasses(t *testing.T) string {
 		}
 		return nil
 	})
-	args := append([]string{"-m", "--propagation", "private", "chroot", img, javaHome + "/bin/java", "-m", "jdk.compiler/com.sun.tools.javac.Main", "-nowarn", "-d", "/build/out"}, files...)
+	// The JVM finds its libraries through $ORIGIN, which needs /proc: mount
+	// one in a mount namespace of the compile's own.
+	args := append([]string{"-m", "--propagation", "private", "sh", "-c", `mount -t proc proc "$0/proc" && exec chroot "$0" "$@"`, img,
+		javaHome + "/bin/java", "-m", "jdk.compiler/com.sun.tools.javac.Main", "-nowarn", "-d", "/build/out"}, files...)
 	if out, err := exec.Command("unshare", args...).CombinedOutput(); err != nil {
 		t.Fatalf("javac in the image: %v\n%s", err, out)
 	}
 	code := t.TempDir()
 	os.Chmod(code, 0o755)
-	if out, err := exec.Command("cp", "-r", filepath.Join(img, "build/out/."), code).CombinedOutput(); err != nil {
+	if out, err := exec.Command("cp", "-r", filepath.Join(img, "build/out")+"/.", code).CombinedOutput(); err != nil {
 		t.Fatalf("copy the classes: %v\n%s", err, out)
 	}
 	if out, err := exec.Command("chmod", "-R", "a+rX", code).CombinedOutput(); err != nil {

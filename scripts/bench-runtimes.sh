@@ -34,8 +34,9 @@ java_classes() {
   cp -al "$root" "$img"
   mkdir -p "$img/build"
   cp examples/runtimes/java/example/Hello.java "$img/build/"
-  unshare -m --propagation private chroot "$img" /usr/lib/jvm/java-21-openjdk-amd64/bin/java \
-    -m jdk.compiler/com.sun.tools.javac.Main -d /build/out /build/Hello.java
+  # The JVM finds its libraries through $ORIGIN, which needs /proc.
+  unshare -m --propagation private sh -c 'mount -t proc proc "$0/proc" && exec chroot "$0" "$@"' "$img" \
+    /usr/lib/jvm/java-21-openjdk-amd64/bin/java -m jdk.compiler/com.sun.tools.javac.Main -d /build/out /build/Hello.java
   mkdir -p "$data/java-code" && cp -r "$img/build/out/." "$data/java-code/" && chmod -R a+rX "$data/java-code"
   rm -rf "$img"
 }
