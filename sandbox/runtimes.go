@@ -91,6 +91,13 @@ const javaHome = "/usr/lib/jvm/java-21-openjdk-amd64"
 // /var/runtime, where the interpreted shims are mounted).
 const javaShimDir = "/usr/lib/nimbus-java"
 
+// jacksonJars are Debian's Jackson, and javaClassPath the shim's class
+// path: the shim's jar, then Jackson.
+const (
+	jacksonJars   = "/usr/share/java/jackson-databind.jar:/usr/share/java/jackson-core.jar:/usr/share/java/jackson-annotations.jar"
+	javaClassPath = javaShimDir + "/shim.jar:" + jacksonJars
+)
+
 // runtimeTable is every runtime, by name. See rpc.Runtimes for the names.
 var runtimeTable = map[string]*Runtime{
 	rpc.RuntimeProvided:       {Name: rpc.RuntimeProvided},
@@ -151,13 +158,15 @@ var runtimeTable = map[string]*Runtime{
 			Packages: []string{"openjdk-21-jre-headless", "openjdk-21-jdk-headless", "libjackson2-databind-java"},
 			Files:    map[string]string{javaShimDir + "/src/Bootstrap.java": "java/Bootstrap.java"},
 			Hooks: []string{
-				"mkdir -p " + javaShimDir + "/classes && " + javaHome + "/bin/javac -nowarn -d " + javaShimDir + "/classes -cp /usr/share/java/jackson-databind.jar:/usr/share/java/jackson-core.jar:/usr/share/java/jackson-annotations.jar " + javaShimDir + "/src/Bootstrap.java",
+				"mkdir -p " + javaShimDir + "/classes && " + javaHome + "/bin/javac -nowarn -d " + javaShimDir + "/classes -cp " + jacksonJars + " " + javaShimDir + "/src/Bootstrap.java" +
+					" && " + javaHome + "/bin/jar cf " + javaShimDir + "/shim.jar -C " + javaShimDir + "/classes . && rm -rf " + javaShimDir + "/classes",
 				"dpkg --purge openjdk-21-jdk-headless",
-				// The JVM's class-data sharing archive for the shim's
-				// classes: a cold start maps them instead of parsing them.
-				javaHome + "/bin/java -XX:ArchiveClassesAtExit=" + javaShimDir + "/shim.jsa -cp " + javaShimDir + "/classes:/usr/share/java/jackson-databind.jar:/usr/share/java/jackson-core.jar:/usr/share/java/jackson-annotations.jar nimbus.Bootstrap --selftest >/dev/null 2>&1 || true",
+				// The JVM's class-data sharing archive of the shim's and
+				// Jackson's classes (CDS takes jars only): a cold start maps
+				// them instead of loading and verifying them.
+				javaHome + "/bin/java -XX:ArchiveClassesAtExit=" + javaShimDir + "/shim.jsa -cp " + javaClassPath + " nimbus.Bootstrap --selftest >/dev/null 2>&1 || true",
 			},
-			Version: 1,
+			Version: 2,
 		},
 		Command: []string{javaHome + "/bin/java",
 			// The heap is sized from the sandbox's cgroup memory limit, which
@@ -165,7 +174,7 @@ var runtimeTable = map[string]*Runtime{
 			// heap under 256 MB, not three quarters of the host).
 			"-XX:MaxRAMPercentage=75", "-XX:+TieredCompilation", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
 			"-XX:SharedArchiveFile=" + javaShimDir + "/shim.jsa", "-Xshare:auto",
-			"-cp", javaShimDir + "/classes:/usr/share/java/jackson-databind.jar:/usr/share/java/jackson-core.jar:/usr/share/java/jackson-annotations.jar",
+			"-cp", javaClassPath,
 			"nimbus.Bootstrap"},
 		Env: [][2]string{{"JAVA_HOME", javaHome}},
 	},

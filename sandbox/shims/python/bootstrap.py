@@ -10,13 +10,15 @@
 #          /response, or the exception to /error as
 #          {"errorMessage", "errorType", "requestId", "stackTrace"}.
 
-import http.client
 import json
-import logging
 import os
+import socket
 import sys
 import time
-import traceback
+
+# http.client (which imports ssl) and traceback (textwrap) cost a cold start
+# tens of milliseconds: the shim speaks HTTP/1.1 itself, and imports
+# traceback and logging only when they are needed.
 
 TASK_ROOT = os.environ.get("LAMBDA_TASK_ROOT", "/var/task")
 
@@ -31,28 +33,81 @@ API = os.environ["AWS_LAMBDA_RUNTIME_API"]
 BASE = "/2018-06-01/runtime"
 
 
+class _Response:
+    def __init__(self, status, headers):
+        self.status, self.headers = status, headers
+
+    def getheader(self, name, default=None):
+        return self.headers.get(name.lower(), default)
+
+
 class _API:
-    """One kept-alive connection to the Runtime API."""
+    """One kept-alive HTTP/1.1 connection to the Runtime API."""
 
     def __init__(self, addr):
         host, _, port = addr.rpartition(":")
-        self.host, self.port = host, int(port)
-        self.conn = None
+        self.addr = (host, int(port))
+        self.sock = None
+        self.rfile = None
+
+    def _connect(self):
+        self.sock = socket.create_connection(self.addr)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.rfile = self.sock.makefile("rb")
+
+    def _close(self):
+        try:
+            if self.sock is not None:
+                self.sock.close()
+        finally:
+            self.sock = self.rfile = None
 
     def request(self, method, path, body=None, headers=None):
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        body = body or b""
+        head = "%s %s%s HTTP/1.1\r\nHost: runtime\r\nContent-Length: %d\r\n" % (method, BASE, path, len(body))
+        for k, v in (headers or {}).items():
+            head += "%s: %s\r\n" % (k, v)
+        data = (head + "\r\n").encode("latin-1") + body
         for attempt in (0, 1):
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port)
             try:
-                self.conn.request(method, BASE + path, body=body, headers=headers or {})
-                resp = self.conn.getresponse()
-                data = resp.read()
-                return resp, data
-            except (http.client.HTTPException, OSError):
-                self.conn.close()
-                self.conn = None
+                if self.sock is None:
+                    self._connect()
+                self.sock.sendall(data)
+                return self._read()
+            except OSError:
+                self._close()
                 if attempt:
                     raise
+
+    def _read(self):
+        line = self.rfile.readline(65537)
+        if not line:
+            raise OSError("connection closed")
+        status = int(line.split(None, 2)[1])
+        headers = {}
+        while True:
+            line = self.rfile.readline(65537)
+            if line in (b"\r\n", b"\n", b""):
+                break
+            k, _, v = line.decode("latin-1").partition(":")
+            headers[k.strip().lower()] = v.strip()
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                size = int(self.rfile.readline(65537).split(b";")[0], 16)
+                if size == 0:
+                    self.rfile.readline(65537)
+                    break
+                parts.append(self.rfile.read(size))
+                self.rfile.readline(65537)
+            data = b"".join(parts)
+        else:
+            data = self.rfile.read(int(headers.get("content-length", "0")))
+        if headers.get("connection", "").lower() == "close":
+            self._close()
+        return _Response(status, headers), data
 
 
 api = _API(API)
@@ -119,25 +174,56 @@ def _identity(raw):
 
 
 # Logging in Lambda's format: [LEVEL]\t<time>Z\t<request id>\t<message>.
+# The root logger is set up the moment the function's code imports logging
+# (a meta path finder sees the import first): a function that never logs
+# never pays for the module.
 _current_request_id = ""
+_logging_ready = False
 
 
-class _RequestIdFilter(logging.Filter):
-    def filter(self, record):
-        record.aws_request_id = _current_request_id
-        return True
+class _LoggingHook:
+    """Finds logging for the function's first import of it, with a loader
+    that sets the root logger up once the module has run."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "logging":
+            return None
+        sys.meta_path.remove(self)
+        from importlib.machinery import PathFinder
+        spec = PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _SetupAfter(spec.loader)
+        return spec
 
 
-class _LambdaFormatter(logging.Formatter):
-    converter = time.gmtime
+class _SetupAfter:
+    def __init__(self, loader):
+        self.loader = loader
 
-    def __init__(self):
-        super().__init__("[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s", "%Y-%m-%dT%H:%M:%S")
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        self.loader.exec_module(module)
+        _setup_logging()
 
 
 def _setup_logging():
+    global _logging_ready
+    if _logging_ready or "logging" not in sys.modules:
+        return
+    _logging_ready = True
+    import logging
+
+    class _RequestIdFilter(logging.Filter):
+        def filter(self, record):
+            record.aws_request_id = _current_request_id
+            return True
+
+    formatter = logging.Formatter("[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s", "%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(_LambdaFormatter())
+    handler.setFormatter(formatter)
     handler.addFilter(_RequestIdFilter())
     root = logging.getLogger()
     for h in list(root.handlers):
@@ -149,6 +235,7 @@ def _setup_logging():
 
 
 def _stack(tb):
+    import traceback
     return traceback.format_list(traceback.extract_tb(tb))
 
 
@@ -207,19 +294,21 @@ def _post_init_error(err):
 
 def main():
     global _current_request_id
-    _setup_logging()
+    sys.meta_path.insert(0, _LoggingHook())
     try:
         handler = _load_handler(os.environ.get("_HANDLER", ""))
     except _InitError as e:
         _post_init_error(e)
         sys.exit(1)
+    _setup_logging()
     while True:
         resp, event = api.request("GET", "/invocation/next")
         if resp.status != 200:
-            sys.stderr.write("runtime API /next answered %d: %s\n" % (resp.status, event[:200]))
+            sys.stderr.write("runtime API /next answered %d: %r\n" % (resp.status, event[:200]))
             sys.exit(1)
         rid = resp.getheader("Lambda-Runtime-Aws-Request-Id", "")
         _current_request_id = rid
+        _setup_logging()
         trace = resp.getheader("Lambda-Runtime-Trace-Id")
         if trace:
             os.environ["_X_AMZN_TRACE_ID"] = trace
