@@ -164,7 +164,7 @@ var runtimeTable = map[string]*Runtime{
 				// The JVM's class-data sharing archive of the shim's and
 				// Jackson's classes (CDS takes jars only): a cold start maps
 				// them instead of loading and verifying them.
-				javaHome + "/bin/java -XX:ArchiveClassesAtExit=" + javaShimDir + "/shim.jsa -cp " + javaClassPath + " nimbus.Bootstrap --selftest >/dev/null 2>&1 || true",
+				javaHome + "/bin/java -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:ArchiveClassesAtExit=" + javaShimDir + "/shim.jsa -cp " + javaClassPath + " nimbus.Bootstrap --selftest >/dev/null 2>&1 || true",
 			},
 			Version: 2,
 		},

@@ -26,14 +26,15 @@ import java.lang.reflect.Method;
 import java.lang.reflect.ParameterizedType;
 import java.lang.reflect.Proxy;
 import java.lang.reflect.Type;
-import java.net.URI;
+import java.io.BufferedInputStream;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.net.Socket;
 import java.net.URL;
 import java.net.URLClassLoader;
-import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -43,11 +44,91 @@ public final class Bootstrap {
     private static final ObjectMapper JSON = new ObjectMapper()
             .configure(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES, false);
 
-    private final HttpClient http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).build();
-    private final String base;
+    private static final String BASE = "/2018-06-01/runtime";
+    private final String host;
+    private final int port;
+    private Socket sock;
+    private BufferedInputStream in;
+    private OutputStream out;
 
     private Bootstrap(String api) {
-        this.base = "http://" + api + "/2018-06-01/runtime";
+        int i = api.lastIndexOf(':');
+        this.host = api.substring(0, i);
+        this.port = Integer.parseInt(api.substring(i + 1));
+    }
+
+    /** An answer of the Runtime API: status, headers (lower case), body. */
+    record Response(int status, Map<String, List<String>> headers, byte[] body) {}
+
+    // HTTP/1.1 over one kept-alive socket: java.net.http would load and
+    // start far more than a cold start can afford.
+    private Response call(String method, String path, byte[] body, String... headers) throws IOException {
+        for (int attempt = 0; ; attempt++) {
+            try {
+                if (sock == null) {
+                    sock = new Socket();
+                    sock.setTcpNoDelay(true);
+                    sock.connect(new InetSocketAddress(host, port));
+                    in = new BufferedInputStream(sock.getInputStream(), 65536);
+                    out = sock.getOutputStream();
+                }
+                StringBuilder h = new StringBuilder();
+                h.append(method).append(' ').append(BASE).append(path).append(" HTTP/1.1\r\nHost: runtime\r\nContent-Length: ")
+                        .append(body == null ? 0 : body.length).append("\r\n");
+                for (int i = 0; i + 1 < headers.length; i += 2) h.append(headers[i]).append(": ").append(headers[i + 1]).append("\r\n");
+                h.append("\r\n");
+                out.write(h.toString().getBytes(StandardCharsets.ISO_8859_1));
+                if (body != null) out.write(body);
+                out.flush();
+                return read();
+            } catch (IOException e) {
+                if (sock != null) sock.close();
+                sock = null;
+                if (attempt > 0) throw e;
+            }
+        }
+    }
+
+    private String line() throws IOException {
+        StringBuilder b = new StringBuilder();
+        for (int c; (c = in.read()) != -1; ) {
+            if (c == '\n') break;
+            if (c != '\r') b.append((char) c);
+            if (b.length() > 65536) throw new IOException("header line too long");
+        }
+        return b.toString();
+    }
+
+    private Response read() throws IOException {
+        String status = line();
+        if (status.isEmpty()) throw new IOException("connection closed");
+        int code = Integer.parseInt(status.split(" ", 3)[1]);
+        Map<String, List<String>> headers = new HashMap<>();
+        for (String l; !(l = line()).isEmpty(); ) {
+            int c = l.indexOf(':');
+            if (c > 0) headers.computeIfAbsent(l.substring(0, c).trim().toLowerCase(), k -> new ArrayList<>()).add(l.substring(c + 1).trim());
+        }
+        byte[] body;
+        if ("chunked".equalsIgnoreCase(first(headers, "transfer-encoding", ""))) {
+            ByteArrayOutputStream b = new ByteArrayOutputStream();
+            for (;;) {
+                int size = Integer.parseInt(line().split(";")[0].trim(), 16);
+                if (size == 0) {
+                    line();
+                    break;
+                }
+                b.write(in.readNBytes(size));
+                line();
+            }
+            body = b.toByteArray();
+        } else {
+            body = in.readNBytes(Integer.parseInt(first(headers, "content-length", "0")));
+        }
+        if ("close".equalsIgnoreCase(first(headers, "connection", ""))) {
+            sock.close();
+            sock = null;
+        }
+        return new Response(code, headers, body);
     }
 
     /** How the handler is called. */
@@ -69,7 +150,7 @@ public final class Bootstrap {
             // Used by the image build to record the classes a start loads.
             JSON.readTree("{\"a\":[1,2,{\"b\":null}]}");
             JSON.writeValueAsBytes(Map.of("ok", true));
-            HttpClient.newHttpClient();
+            JSON.readValue("{\"a\":1}".getBytes(StandardCharsets.UTF_8), JSON.getTypeFactory().constructType(Map.class));
             return;
         }
         new Bootstrap(System.getenv("AWS_LAMBDA_RUNTIME_API")).run(System.getenv("_HANDLER"));
@@ -88,17 +169,16 @@ public final class Bootstrap {
             return;
         }
         for (;;) {
-            HttpResponse<byte[]> next = http.send(HttpRequest.newBuilder(URI.create(base + "/invocation/next")).GET().build(),
-                    HttpResponse.BodyHandlers.ofByteArray());
-            if (next.statusCode() != 200) {
-                System.err.println("runtime API /next answered " + next.statusCode());
+            Response next = call("GET", "/invocation/next", null);
+            if (next.status() != 200) {
+                System.err.println("runtime API /next answered " + next.status());
                 System.exit(1);
             }
-            String id = next.headers().firstValue("lambda-runtime-aws-request-id").orElse("");
-            Object ctx = context(loader, next.headers().map(), id);
-            byte[] out;
+            String id = first(next.headers(), "lambda-runtime-aws-request-id", "");
+            Object ctx = context(loader, next.headers(), id);
+            byte[] result;
             try {
-                out = invoker.invoke(next.body(), ctx);
+                result = invoker.invoke(next.body(), ctx);
             } catch (Throwable t) {
                 Throwable e = t instanceof InvocationTargetException && t.getCause() != null ? t.getCause() : t;
                 String type = e.getClass().getName();
@@ -106,9 +186,7 @@ public final class Bootstrap {
                 postError("/invocation/" + id + "/error", type, errorBody(type, e.getMessage(), e));
                 continue;
             }
-            http.send(HttpRequest.newBuilder(URI.create(base + "/invocation/" + id + "/response"))
-                    .header("Content-Type", "application/json")
-                    .POST(HttpRequest.BodyPublishers.ofByteArray(out)).build(), HttpResponse.BodyHandlers.discarding());
+            call("POST", "/invocation/" + id + "/response", result, "Content-Type", "application/json");
         }
     }
 
@@ -322,9 +400,7 @@ public final class Bootstrap {
     }
 
     private void postError(String path, String type, byte[] body) throws Exception {
-        http.send(HttpRequest.newBuilder(URI.create(base + path))
-                .header("Lambda-Runtime-Function-Error-Type", type)
-                .POST(HttpRequest.BodyPublishers.ofByteArray(body)).build(), HttpResponse.BodyHandlers.discarding());
+        call("POST", path, body, "Lambda-Runtime-Function-Error-Type", type);
     }
 
     private static String stackString(Throwable t) {
