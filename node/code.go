@@ -11,8 +11,9 @@ import (
 
 // storeCode validates an uploaded zip and stores it by digest, here and on
 // the other servers, so that a function outlives the node that took it.
-// Nothing is stored when the zip is refused.
-func (n *Node) storeCode(ctx context.Context, zip []byte) (sha string, size int64, err error) {
+// Nothing is stored when the zip is refused. A custom runtime's code must
+// hold its bootstrap (requireBootstrap); a managed runtime's need not.
+func (n *Node) storeCode(ctx context.Context, zip []byte, requireBootstrap bool) (sha string, size int64, err error) {
 	if len(zip) == 0 {
 		return "", 0, rpc.Errorf(rpc.CodeInvalidParameterValue, "ZipFile is required: the function's code as a zip archive")
 	}
@@ -20,7 +21,7 @@ func (n *Node) storeCode(ctx context.Context, zip []byte) (sha string, size int6
 		return "", 0, rpc.Errorf(rpc.CodeRequestTooLarge,
 			"Request must be smaller than %d bytes for the CreateFunction operation", bundle.MaxZipSize)
 	}
-	if err := bundle.Check(zip, true); err != nil {
+	if err := bundle.Check(zip, requireBootstrap); err != nil {
 		return "", 0, err
 	}
 	if sha, size, err = n.code.Put(zip); err != nil {
@@ -74,9 +75,11 @@ func (n *Node) replicateCode(ctx context.Context, zip []byte) error {
 	return nil
 }
 
-// codePut stores a bundle a peer pushed.
+// codePut stores a bundle a peer pushed. The peer checked it as its
+// runtime requires (a bootstrap for custom runtimes); here it is checked
+// for safety only.
 func (n *Node) codePut(ctx context.Context, req *rpc.CodePutRequest) (*rpc.CodePutResponse, error) {
-	if err := bundle.Check(req.ZipFile, true); err != nil {
+	if err := bundle.Check(req.ZipFile, false); err != nil {
 		return nil, err
 	}
 	sha, _, err := n.code.Put(req.ZipFile)

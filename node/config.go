@@ -57,6 +57,10 @@ type Config struct {
 	SandboxIdleTimeout time.Duration
 	// SandboxStateDir holds container state (default DataDir/containers).
 	SandboxStateDir string
+	// RuntimeImageDir is the store of managed runtimes' images, built by
+	// `nimbus image build` (default sandbox.DefaultImageDir, machine-wide,
+	// so images outlive a data dir; issue 10).
+	RuntimeImageDir string
 
 	// The log store. LogMaxMemory and LogMaxStore bound the embedded
 	// JetStream server (servers only; defaults 64 MiB and 1 TiB, 16 MiB

@@ -31,7 +31,14 @@ func (n *Node) createFunction(ctx context.Context, req *rpc.CreateFunctionReques
 	if _, exists := n.fsm.Function(fn.Name); exists {
 		return nil, rpc.Errorf(rpc.CodeResourceConflict, "Function already exist: %s", fn.Name)
 	}
-	if fn.CodeSHA256, fn.CodeSize, err = n.storeCode(ctx, req.ZipFile); err != nil {
+	// Runtimes (issue 10): a managed runtime needs its image built.
+	if err := n.checkRuntimeImage(ctx, fn.Runtime); err != nil {
+		return nil, err
+	}
+	if fn.Layers, err = n.resolveLayers(req.Layers, req.ZipFile); err != nil {
+		return nil, err
+	}
+	if fn.CodeSHA256, fn.CodeSize, err = n.storeCode(ctx, req.ZipFile, rpc.IsProvidedRuntime(fn.Runtime)); err != nil {
 		return nil, err
 	}
 	fn.LastModifiedMs = time.Now().UnixMilli()
@@ -55,7 +62,10 @@ func (n *Node) updateFunctionCode(ctx context.Context, req *rpc.UpdateCodeReques
 		return nil, err
 	}
 	fn := cur.Clone()
-	if fn.CodeSHA256, fn.CodeSize, err = n.storeCode(ctx, req.ZipFile); err != nil {
+	if err := checkCodeWithLayers(req.ZipFile, fn.Layers); err != nil { // issue 10
+		return nil, err
+	}
+	if fn.CodeSHA256, fn.CodeSize, err = n.storeCode(ctx, req.ZipFile, rpc.IsProvidedRuntime(fn.Runtime)); err != nil {
 		return nil, err
 	}
 	return n.proposeUpdate(cur, fn)

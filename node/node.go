@@ -112,11 +112,13 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			stateDir = filepath.Join(cfg.DataDir, "containers")
 		}
 		mgr, err := sandbox.NewManager(sandbox.Config{
-			StateDir:    stateDir,
-			ImageDir:    filepath.Join(cfg.DataDir, "images"),
-			IdleTimeout: cfg.SandboxIdleTimeout,
-			Logs:        n.logs,
-			Logger:      n.log.With("component", "sandbox"),
+			StateDir: stateDir,
+			ImageDir: filepath.Join(cfg.DataDir, "images"),
+			// Runtimes (issue 10): the managed runtimes' image store.
+			RuntimeImageDir: cfg.RuntimeImageDir,
+			IdleTimeout:     cfg.SandboxIdleTimeout,
+			Logs:            n.logs,
+			Logger:          n.log.With("component", "sandbox"),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("sandboxes: %w", err)
@@ -165,6 +167,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	// Queues and queue triggers.
 	n.registerQueues()
 	n.registerTriggers()
+	// Runtimes: images and layers (issue 10).
+	n.registerImages()
+	n.registerLayers()
 	n.bg.Add(1)
 	go func() {
 		defer n.bg.Done()

@@ -22,6 +22,9 @@ func peerCalls(victim *rpc.FunctionConfig) map[string]any {
 		rpc.MethodWorkerRun:       &rpc.RunRequest{SlotID: 99, Function: victim, Payload: []byte(`{}`)},
 		rpc.MethodCodePut:         &rpc.CodePutRequest{ZipFile: []byte("PK")},
 		rpc.MethodCodeFetch:       &rpc.CodeFetchRequest{SHA256: victim.CodeSHA256},
+		// Runtime images (issue 10).
+		rpc.MethodImageLocal: &rpc.LocalImagesRequest{},
+		rpc.MethodImageFetch: &rpc.FetchImageRequest{Runtime: rpc.RuntimePython313},
 	}
 }
 

@@ -205,14 +205,25 @@ func (n *Node) workerRun(ctx context.Context, req *rpc.RunRequest) (*rpc.InvokeR
 	if err != nil {
 		return nil, err
 	}
-	res, err := n.sandboxes.Invoke(ctx, &sandbox.Request{
+	optDir, err := n.ensureLayers(ctx, fn.Layers) // issue 10: /opt
+	if err != nil {
+		return nil, err
+	}
+	sreq := &sandbox.Request{
 		Function:  fn,
 		CodeDir:   codeDir,
+		OptDir:    optDir,
 		Payload:   req.Payload,
 		Tail:      req.LogType == rpc.LogTypeTail,
 		RequestID: req.RequestID,
 		Qualifier: req.Qualifier,
-	})
+	}
+	res, err := n.sandboxes.Invoke(ctx, sreq)
+	// Issue 10: a managed runtime's image this worker lacks is copied from
+	// a peer that has it (checked against its digest), once.
+	if errors.Is(err, rpc.ErrResourceNotReady) && n.fetchImage(ctx, fn.Runtime) == nil {
+		res, err = n.sandboxes.Invoke(ctx, sreq)
+	}
 	if err != nil {
 		if errors.Is(err, sandbox.ErrClosed) {
 			return nil, rpc.Errorf(rpc.CodeService, "worker %s is shutting down", n.name)

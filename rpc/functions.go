@@ -45,6 +45,10 @@ type FunctionConfig struct {
 	// version's description.
 	Version     string `msgpack:"version,omitempty" json:"Version,omitempty"`
 	Description string `msgpack:"description,omitempty" json:"Description,omitempty"`
+
+	// Layers (issue 10) are the layer versions the function uses, in the
+	// order they are extracted under /opt.
+	Layers []FunctionLayer `msgpack:"layers,omitempty" json:"Layers,omitempty"`
 }
 
 // VersionName is the version as Lambda names it: "$LATEST" or a number.
@@ -58,6 +62,9 @@ func (f *FunctionConfig) VersionName() string {
 // Clone returns a deep copy.
 func (f *FunctionConfig) Clone() *FunctionConfig {
 	c := *f
+	if f.Layers != nil {
+		c.Layers = append([]FunctionLayer(nil), f.Layers...)
+	}
 	if f.Env != nil {
 		c.Env = make(map[string]string, len(f.Env))
 		for k, v := range f.Env {
@@ -77,6 +84,9 @@ type CreateFunctionRequest struct {
 	TimeoutSec int               `msgpack:"timeout_sec"` // 0 means the default (3)
 	Env        map[string]string `msgpack:"env,omitempty"`
 	ZipFile    []byte            `msgpack:"zip_file"`
+	// Layers (issue 10) names up to MaxFunctionLayers layer versions,
+	// NAME:VERSION or a layer version ARN, in extraction order.
+	Layers []string `msgpack:"layers,omitempty"`
 }
 
 // UpdateCodeRequest replaces a function's code.

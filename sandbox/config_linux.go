@@ -37,6 +37,8 @@ func cpuQuotaUs(memMB int) int64 {
 type containerSpec struct {
 	rootfs     string // the read-only image
 	codeDir    string // mounted read-only at /var/task
+	optDir     string // the layers, mounted read-only at /opt ("" for none)
+	runtimeDir string // the runtime's shim, mounted read-only at /var/runtime ("" for none)
 	netnsPath  string // pre-made namespace with loopback and the Runtime API
 	cgroupPath string
 	memoryMB   int
@@ -66,6 +68,27 @@ func containerConfig(s containerSpec) *configs.Config {
 	if memswSupported {
 		res.MemorySwap = mem // no swap
 	}
+	mounts := []*configs.Mount{
+		{Source: "proc", Destination: "/proc", Device: "proc", Flags: noexec},
+		{Source: "tmpfs", Destination: "/dev", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_STRICTATIME, Data: "mode=755,size=65536k"},
+		{Source: "tmpfs", Destination: "/tmp", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV,
+			Data: "mode=1777,size=" + strconv.Itoa(tmpSizeMB) + "m"},
+		{Source: s.codeDir, Destination: "/var/task", Device: "bind",
+			Flags: unix.MS_BIND | unix.MS_REC | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV},
+		// The sandbox's own cgroups, read-only, where runtimes that size
+		// their heap from their limits (JVM, Node, .NET) read them.
+		{Source: "cgroup", Destination: "/sys/fs/cgroup", Device: "cgroup",
+			Flags: unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
+		{Source: s.initBinary, Destination: initPath, Device: "bind",
+			Flags: unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV},
+	}
+	const roBind = unix.MS_BIND | unix.MS_REC | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV
+	if s.runtimeDir != "" {
+		mounts = append(mounts, &configs.Mount{Source: s.runtimeDir, Destination: "/var/runtime", Device: "bind", Flags: roBind})
+	}
+	if s.optDir != "" {
+		mounts = append(mounts, &configs.Mount{Source: s.optDir, Destination: "/opt", Device: "bind", Flags: roBind})
+	}
 	return &configs.Config{
 		Rootfs:          s.rootfs,
 		Readonlyfs:      true,
@@ -86,20 +109,7 @@ func containerConfig(s containerSpec) *configs.Config {
 			Resources: res,
 		},
 		Devices: specconv.AllowedDevices,
-		Mounts: []*configs.Mount{
-			{Source: "proc", Destination: "/proc", Device: "proc", Flags: noexec},
-			{Source: "tmpfs", Destination: "/dev", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_STRICTATIME, Data: "mode=755,size=65536k"},
-			{Source: "tmpfs", Destination: "/tmp", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV,
-				Data: "mode=1777,size=" + strconv.Itoa(tmpSizeMB) + "m"},
-			{Source: s.codeDir, Destination: "/var/task", Device: "bind",
-				Flags: unix.MS_BIND | unix.MS_REC | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV},
-			// The sandbox's own cgroups, read-only, where runtimes that size
-			// their heap from their limits (JVM, Node, .NET) read them.
-			{Source: "cgroup", Destination: "/sys/fs/cgroup", Device: "cgroup",
-				Flags: unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
-			{Source: s.initBinary, Destination: initPath, Device: "bind",
-				Flags: unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV},
-		},
+		Mounts:  mounts,
 		MaskPaths: []string{
 			"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
 			"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",

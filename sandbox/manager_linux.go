@@ -24,7 +24,9 @@ import (
 // its own state.
 type Manager struct {
 	cfg        Config
-	image      string
+	image      string // the default image, of the custom runtimes
+	images     *ImageStore
+	shimDir    string // the embedded shims, written out: shimDir/<Runtime.Shim>
 	initBinary string // this program, mounted as every sandbox's PID 1
 	id         string // unique per manager: container ids and cgroups never clash
 	log        *slog.Logger
@@ -82,12 +84,23 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.RuntimeImageDir == "" {
+		cfg.RuntimeImageDir = DefaultImageDir
+	}
+	images, err := OpenImageStore(cfg.RuntimeImageDir)
+	if err != nil {
+		return nil, err
+	}
+	shimDir, err := ensureShims(cfg.ImageDir)
+	if err != nil {
+		return nil, err
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: find this program for the sandboxes' init: %w", err)
 	}
 	m := &Manager{
-		cfg: cfg, image: image, initBinary: self, id: id, log: cfg.Logger,
+		cfg: cfg, image: image, images: images, shimDir: shimDir, initBinary: self, id: id, log: cfg.Logger,
 		idle: map[string][]*sandbox{},
 		all:  map[*sandbox]struct{}{},
 		stop: make(chan struct{}),
@@ -203,10 +216,16 @@ func (m *Manager) startCold(req *Request) (*sandbox, error) {
 	id := m.id + "-" + req.Function.Name + "-" + strconv.FormatUint(m.seq, 10)
 	m.mu.Unlock()
 
-	if err := checkEntrypoint(req.CodeDir, m.image); err != nil {
-		return nil, &entrypointError{err}
+	rt, root, err := m.runtimeRoot(req.Function.Runtime)
+	if err != nil {
+		return nil, err
 	}
-	sb, err := m.startSandbox(req.Function, req.CodeDir, id, req.Tail)
+	if rt.Command == nil {
+		if err := checkEntrypoint(req.CodeDir, root); err != nil {
+			return nil, &entrypointError{err}
+		}
+	}
+	sb, err := m.startSandbox(req, rt, root, id)
 	if err != nil {
 		return nil, rpc.Errorf(rpc.CodeService, "cannot start sandbox for %s: %v", req.Function.Name, err)
 	}
@@ -224,6 +243,27 @@ func (m *Manager) startCold(req *Request) (*sandbox, error) {
 	}
 	return sb, nil
 }
+
+// runtimeRoot returns the runtime's row and the root its sandboxes run
+// on: the default image, or the managed runtime's built image
+// (ResourceNotReadyException when it is not built).
+func (m *Manager) runtimeRoot(name string) (*Runtime, string, error) {
+	if name == "" {
+		name = rpc.RuntimeProvided
+	}
+	rt, ok := LookupRuntime(name)
+	if !ok {
+		return nil, "", rpc.Errorf(rpc.CodeInvalidParameterValue, "unknown runtime %q", name)
+	}
+	if rt.Image == nil {
+		return rt, m.image, nil
+	}
+	root, _, err := m.images.Lookup(name)
+	return rt, root, err
+}
+
+// Images returns the store of managed runtimes' images.
+func (m *Manager) Images() *ImageStore { return m.images }
 
 // entrypointError is a bootstrap that cannot be executed.
 type entrypointError struct{ err error }

@@ -124,7 +124,13 @@ const imageStamp = ".nimbus-image"
 // its release. flock locks belong to the open file, so two goroutines of one
 // process exclude each other as two processes do.
 func lockDir(dir string) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	return lockFile(filepath.Join(dir, ".lock"))
+}
+
+// lockFile takes an exclusive flock on the file at path (creating it),
+// waiting for it, and returns its release.
+func lockFile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +142,7 @@ func lockDir(dir string) (func(), error) {
 	}
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", dir, err)
+		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	return func() {
 		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)

@@ -173,7 +173,8 @@ func preadInt(f *os.File) int64 {
 
 // startSandbox creates and starts a container running fn's bootstrap. It
 // returns once the bootstrap process runs; the caller waits for api.ready.
-func (m *Manager) startSandbox(fn *rpc.FunctionConfig, codeDir, id string, tail bool) (_ *sandbox, err error) {
+func (m *Manager) startSandbox(req *Request, rt *Runtime, root, id string) (_ *sandbox, err error) {
+	fn, codeDir, tail := req.Function, req.CodeDir, req.Tail
 	ns, err := newNetns()
 	if err != nil {
 		return nil, err
@@ -205,8 +206,10 @@ func (m *Manager) startSandbox(fn *rpc.FunctionConfig, codeDir, id string, tail 
 	}()
 	cfg := containerConfig(containerSpec{
 		initBinary: m.initBinary,
-		rootfs:     m.image,
+		rootfs:     root,
 		codeDir:    codeDir,
+		optDir:     req.OptDir,
+		runtimeDir: m.runtimeDir(rt),
 		netnsPath:  ns.path(),
 		cgroupPath: m.cfg.CgroupParent + "/" + id,
 		memoryMB:   fn.MemoryMB,
@@ -221,10 +224,14 @@ func (m *Manager) startSandbox(fn *rpc.FunctionConfig, codeDir, id string, tail 
 		api:    newRuntimeAPI(),
 		exited: make(chan struct{}),
 	}
+	argv := rt.Command
+	if argv == nil {
+		argv = []string{bootstrapPath}
+	}
 	sb.proc = &libcontainer.Process{
-		Args:       []string{initPath, initArg, bootstrapPath},
+		Args:       append([]string{initPath, initArg}, argv...),
 		ExtraFiles: []*os.File{statusW}, // fd 3 in PID 1
-		Env:        m.environment(fn, id),
+		Env:        m.environment(fn, rt, id),
 		UID:        sandboxUID,
 		GID:        sandboxGID,
 		Cwd:        "/var/task",
@@ -270,7 +277,7 @@ func (m *Manager) startSandbox(fn *rpc.FunctionConfig, codeDir, id string, tail 
 	return sb, nil
 }
 
-func (m *Manager) environment(fn *rpc.FunctionConfig, id string) []string {
+func (m *Manager) environment(fn *rpc.FunctionConfig, rt *Runtime, id string) []string {
 	env := make([]string, 0, len(fn.Env)+24)
 	for k, v := range fn.Env {
 		if !rpc.IsReservedEnvKey(k) {
@@ -281,6 +288,14 @@ func (m *Manager) environment(fn *rpc.FunctionConfig, id string) []string {
 		if _, set := fn.Env[kv[0]]; !set {
 			env = append(env, kv[0]+"="+kv[1])
 		}
+	}
+	for _, kv := range rt.Env {
+		if _, set := fn.Env[kv[0]]; !set {
+			env = append(env, kv[0]+"="+kv[1])
+		}
+	}
+	if rt.Image != nil {
+		env = append(env, "AWS_EXECUTION_ENV=AWS_Lambda_"+rt.Name)
 	}
 	handler := fn.Handler
 	if handler == "" {
@@ -304,6 +319,15 @@ func (m *Manager) environment(fn *rpc.FunctionConfig, id string) []string {
 	// left unset until access control gives a function credentials of its
 	// own: an empty key would stop the SDKs' search for other credentials.
 	return env
+}
+
+// runtimeDir is the host folder mounted at /var/runtime for rt ("" for
+// none).
+func (m *Manager) runtimeDir(rt *Runtime) string {
+	if rt.Shim == "" {
+		return ""
+	}
+	return filepath.Join(m.shimDir, rt.Shim)
 }
 
 // logStreamName is Lambda's log stream name of a sandbox:

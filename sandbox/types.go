@@ -22,6 +22,9 @@ type Config struct {
 	StateDir string
 	// ImageDir is where the default image is built once and cached.
 	ImageDir string
+	// RuntimeImageDir is the store of the managed runtimes' images (built
+	// by `nimbus image build`; default DefaultImageDir, machine-wide).
+	RuntimeImageDir string
 	// CgroupParent is the cgroup path sandboxes go under (default /nimbus).
 	CgroupParent string
 	// IdleTimeout is how long an unused warm sandbox is kept (default 10m).
@@ -42,8 +45,11 @@ type Config struct {
 
 // Request is one invocation to run.
 type Request struct {
-	Function  *rpc.FunctionConfig
-	CodeDir   string // the function's extracted code, mounted at /var/task
+	Function *rpc.FunctionConfig
+	CodeDir  string // the function's extracted code, mounted at /var/task
+	// OptDir is the function's layers merged in order, mounted read-only
+	// at /opt ("" leaves the image's empty /opt).
+	OptDir    string
 	RequestID string // generated when empty
 	Payload   []byte
 	Tail      bool // return the last 4 KB of the invocation's log

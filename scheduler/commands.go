@@ -89,6 +89,9 @@ var commandSpecs = map[CommandType]commandSpec{
 	CmdQueueOps:      {"QueueOps", 3},
 	CmdPutTrigger:    {"PutTrigger", 3},
 	CmdDeleteTrigger: {"DeleteTrigger", 3},
+	// Layers (issue 10; layers.go).
+	CmdPublishLayer:       {"PublishLayer", 3},
+	CmdDeleteLayerVersion: {"DeleteLayerVersion", 3},
 }
 
 // FSMVersion is the newest command set this release applies: the highest

@@ -84,6 +84,8 @@ type fsmState struct {
 	// Queues and triggers (queue_state.go, trigger.go).
 	queues   queueSet
 	triggers map[string]*rpc.Trigger
+	// Layers (issue 10): layer name -> its versions and next number.
+	layers map[string]*layerState
 }
 
 func newFSMState() *fsmState {
@@ -95,6 +97,7 @@ func newFSMState() *fsmState {
 		versions:     newVersionState(),
 		queues:       newQueueSet(),
 		triggers:     make(map[string]*rpc.Trigger),
+		layers:       make(map[string]*layerState),
 	}
 }
 
@@ -119,6 +122,9 @@ type ApplyResult struct {
 	// receives, queue and trigger puts), holds one value per item (nil for
 	// a failed item); nil for the other commands.
 	Outputs []any
+	// Layer is the stored version after a publish and the removed one after
+	// a delete (issue 10).
+	Layer *rpc.LayerVersion
 }
 
 // functionChange is one change to report through OnFunctionChange.
@@ -194,6 +200,11 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 		return f.applyPutTrigger(body)
 	case CmdDeleteTrigger:
 		return f.applyDeleteTrigger(body)
+	// Layers (issue 10).
+	case CmdPublishLayer:
+		return f.applyPublishLayer(body)
+	case CmdDeleteLayerVersion:
+		return f.applyDeleteLayerVersion(body)
 	}
 	if t&CmdIgnorable != 0 {
 		return ApplyResult{Ignored: true}

@@ -305,6 +305,9 @@ func FuzzApply(f *testing.F) {
 	f.Add(mustEncode(f, CmdDeleteConcurrency, DeleteConcurrencyCommand{Name: "existing"}))
 	f.Add(mustEncode(f, CmdDeleteConcurrency, DeleteConcurrencyCommand{Name: "seed"}))
 	f.Add([]byte{byte(CmdPutConcurrency), 0x81, 0xa8, 'r', 'e', 's', 'e', 'r', 'v', 'e', 'd', 0xff})
+	// Layers (issue 10).
+	f.Add(mustEncode(f, CmdPublishLayer, publishCmd("seed", "aa")))
+	f.Add(mustEncode(f, CmdDeleteLayerVersion, DeleteLayerVersionCommand{Name: "seed", Version: 1}))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > 0 && CommandVersion(CommandType(data[0])) == 0 {

@@ -30,8 +30,9 @@ import (
 // alias, every URL, each sorted by function and then number, name or
 // qualifier), then every queue (in name order), every queue message (by
 // queue name, then sequence), every FIFO deduplication entry (by queue,
-// then id) and every trigger (by UUID), so that what a record refers to
-// always precedes it.
+// then id) and every trigger (by UUID), then every layer version (by
+// name, then number) and every layer's next version number (by name),
+// so that what a record refers to always precedes it.
 //
 // The end record makes a truncated snapshot an error rather than a smaller
 // state. Restore refuses unknown record types (a snapshot from a newer
@@ -81,6 +82,9 @@ type fsmSnapshot struct {
 	events       []*AsyncEvent         // sorted by request id
 	versions     versionsCapture       // snapshot_versions.go
 	queues       queueCapture          // queues, messages, dedup entries, triggers
+	// Layers (issue 10): versions by name then number, and next numbers.
+	layerVersions []*rpc.LayerVersion
+	layerNexts    []layerNextRecord
 }
 
 // Snapshot captures the state cheaply: the stored values are immutable, so
@@ -106,6 +110,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	}
 	vers := captureVersions(&f.state.versions)
 	queues := captureQueues(f.state)
+	layerVersions, layerNexts := f.state.snapshotLayers()
 	f.mu.RUnlock()
 	queues.sort()
 	sortFunctions(fns)
@@ -113,7 +118,8 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	sort.Slice(ecs, func(i, j int) bool { return ecs[i].FunctionName < ecs[j].FunctionName })
 	sort.Slice(events, func(i, j int) bool { return events[i].RequestID < events[j].RequestID })
 	vers.sort()
-	return &fsmSnapshot{functions: fns, reservations: res, eventConfigs: ecs, events: events, versions: vers, queues: queues}, nil
+	return &fsmSnapshot{functions: fns, reservations: res, eventConfigs: ecs, events: events, versions: vers, queues: queues,
+		layerVersions: layerVersions, layerNexts: layerNexts}, nil
 }
 
 // Persist writes the snapshot to sink and closes it, or cancels it on error.
@@ -171,6 +177,17 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 	}
 	if err := s.queues.write(record); err != nil {
 		return err
+	}
+	// Layers (issue 10).
+	for _, v := range s.layerVersions {
+		if err := record(recordLayerVersion, v); err != nil {
+			return err
+		}
+	}
+	for i := range s.layerNexts {
+		if err := record(recordLayerNext, &s.layerNexts[i]); err != nil {
+			return err
+		}
 	}
 	if err := enc.EncodeUint8(uint8(recordEnd)); err != nil {
 		return err
@@ -245,6 +262,11 @@ func readSnapshot(r io.Reader) (*fsmState, error) {
 			err = restoreQueueDedup(dec, st)
 		case recordTrigger:
 			err = restoreTrigger(dec, st)
+		// Layers (issue 10).
+		case recordLayerVersion:
+			err = restoreLayerVersion(dec, st)
+		case recordLayerNext:
+			err = restoreLayerNext(dec, st)
 		case recordEnd:
 			return st, finishSnapshot(dec, br, n)
 		default:

@@ -91,9 +91,10 @@ func ValidateReservation(name string, reserved int, accountLimit int, currentTot
 	return nil
 }
 
-// runtimes are the runtimes nimbus runs: Lambda's custom runtimes, where the
-// code's bootstrap executable implements the Runtime API.
-var runtimes = []string{"provided", "provided.al2", "provided.al2023"}
+// runtimes are the runtimes nimbus runs: the managed ones (an image built
+// by `nimbus image build`) and Lambda's custom runtimes, where the code's
+// bootstrap executable implements the Runtime API (issue 10).
+var runtimes = rpc.Runtimes
 
 // reservedEnvKeys are the variables the platform sets in every sandbox; a
 // function may not set them (Lambda's list).

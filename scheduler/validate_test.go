@@ -82,7 +82,7 @@ func TestNormalizeCreate(t *testing.T) {
 		{"runtime provided", func(r *rpc.CreateFunctionRequest) { r.Runtime = "provided" }, ""},
 		{"runtime provided.al2", func(r *rpc.CreateFunctionRequest) { r.Runtime = "provided.al2" }, ""},
 		{"runtime python", func(r *rpc.CreateFunctionRequest) { r.Runtime = "python3.12" },
-			"1 validation error detected: Value 'python3.12' at 'runtime' failed to satisfy constraint: Member must satisfy enum value set: [provided, provided.al2, provided.al2023]"},
+			"1 validation error detected: Value 'python3.12' at 'runtime' failed to satisfy constraint: Member must satisfy enum value set: [nodejs20.x, python3.13, java21, ruby3.3, provided, provided.al2, provided.al2023]"},
 		{"runtime empty", func(r *rpc.CreateFunctionRequest) { r.Runtime = "" }, "Value '' at 'runtime'"},
 		{"runtime case", func(r *rpc.CreateFunctionRequest) { r.Runtime = "Provided" }, "enum value set"},
 		// name

@@ -3,7 +3,10 @@
 # gcc for cgo (libcontainer's nsenter), curl and the coreutils the default
 # sandbox image is assembled from, iproute2 and util-linux (nsenter, flock)
 # for the network-namespace cluster, awscli and python3-boto3 for the REST
-# gateway's tests, and the Go modules. Safe to run again; installs only what is missing.
+# gateway's tests, mmdebstrap for the managed runtimes' images, and the Go
+# modules. Safe to run again; installs only what is missing. (The test
+# command, scripts/test.sh, also builds the runtime images the tests use and
+# AWS's Node.js runtime interface client; the main job needs neither.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +20,8 @@ if [ ! -e /usr/include/stdio.h ]; then need+=(libc6-dev); fi
 # no one here wrote (the system ones, whatever else is on PATH).
 [ -x /usr/bin/aws ] || need+=(awscli)
 /usr/bin/python3 -c 'import boto3' >/dev/null 2>&1 || need+=(python3-boto3)
+# The managed runtimes' images are built with mmdebstrap (issue 10).
+command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need[*]} (run as root to install them)" >&2

@@ -5,9 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-# AWS's Node.js runtime interface client, built once into a cache, for the
-# test that runs it as a custom runtime (the main job does not need it).
-scripts/install-ric.sh >/dev/null
+# What only the tests need, built once into caches outside /tmp (the main
+# job needs neither): the managed runtimes' images (root only: the builds
+# chroot, and the runtime tests need root anyway), and AWS's Node.js runtime
+# interface client for the test that runs it as a custom runtime.
+if [ "$(id -u)" -eq 0 ]; then
+  scripts/build-images.sh
+  scripts/install-ric.sh >/dev/null
+else
+  echo "test.sh: not root: the runtime images and the runtime interface client are not built (the tests that need them skip when not root)" >&2
+fi
 command -v go >/dev/null 2>&1 || export PATH=$PATH:/usr/local/go/bin
 go vet ./...
 # The CLI builds for macOS and Windows (workers are Linux only).

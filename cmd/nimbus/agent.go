@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"nimbus/node"
+	"nimbus/sandbox"
 )
 
 // defaultPort is the rpc (and Raft) port; gossip uses the next one.
@@ -42,6 +43,7 @@ func (c *cli) agentCmd() *cobra.Command {
 		memoryMB            int
 		httpAddr            string
 		urlDomain           string // function URLs (versions.go)
+		imageDir            string // issue 10
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -73,6 +75,7 @@ func (c *cli) agentCmd() *cobra.Command {
 				AsyncRetryBase:     asyncRetryBase,
 				AsyncLeaseMargin:   asyncLeaseMargin,
 				Logger:             log,
+				RuntimeImageDir:    imageDir,
 			}
 			listen := rpcAddr
 			if !dev {
@@ -163,6 +166,7 @@ func (c *cli) agentCmd() *cobra.Command {
 	f.BoolVar(&server, "server", false, "be a Raft voter (1, 3 or 5 per cluster)")
 	f.BoolVar(&worker, "worker", false, "run sandboxes")
 	f.StringVar(&dataDir, "data-dir", "/var/lib/nimbus", "where Raft, code, logs and the sandbox image are kept")
+	f.StringVar(&imageDir, "image-dir", sandbox.DefaultImageDir, "the managed runtimes' images (nimbus image build), shared by the machine's agents")
 	f.StringVar(&httpAddr, "http-addr", "", "IP:PORT of Lambda's REST API, or off (default: 127.0.0.1:9000 with --dev, the --bind IP at port 9000 in a cluster)")
 	f.StringVar(&urlDomain, "url-domain", "", "serve function URLs host-based, as http://<url-id>.DOMAIN:PORT/ (a wildcard DNS name must reach the nodes); default: path-based, http://HTTP-ADDR/lambda-url/<url-id>/")
 	f.StringVar(&rpcAddr, "rpc-addr", "127.0.0.1:8700", "address clients connect to (--dev)")

@@ -68,6 +68,7 @@ func (c *cli) fnCreateCmd() *cobra.Command {
 		memory, timeout  int
 		env              []string
 		output           string
+		layers           []string // issue 10
 	)
 	cmd := &cobra.Command{
 		Use:   "create NAME",
@@ -86,6 +87,7 @@ func (c *cli) fnCreateCmd() *cobra.Command {
 				r, err := cl.CreateFunction(ctx, &rpc.CreateFunctionRequest{
 					Name: args[0], Runtime: runtime, Handler: handler,
 					MemoryMB: memory, TimeoutSec: timeout, Env: vars, ZipFile: zip,
+					Layers: layers,
 				})
 				if err != nil {
 					return nil, err
@@ -96,8 +98,9 @@ func (c *cli) fnCreateCmd() *cobra.Command {
 	}
 	code.add(cmd)
 	f := cmd.Flags()
-	f.StringVar(&runtime, "runtime", "provided", "runtime: provided, provided.al2 or provided.al2023")
-	f.StringVar(&handler, "handler", "bootstrap", "handler, passed to the runtime as _HANDLER")
+	f.StringVar(&runtime, "runtime", "provided", "runtime: "+strings.Join(rpc.Runtimes, ", ")+" (managed runtimes need `nimbus image build RUNTIME` once)")
+	f.StringSliceVar(&layers, "layers", nil, "layer versions NAME:VERSION (or ARNs), comma-separated, extracted under /opt in this order (at most 5)")
+	f.StringVar(&handler, "handler", "bootstrap", "handler, passed to the runtime as _HANDLER (file.function for Python and Ruby, file.export for Node.js, package.Class::method for Java)")
 	f.IntVar(&memory, "memory", 128, "memory in MB (128-10240); CPU is proportional")
 	f.IntVar(&timeout, "timeout", 3, "timeout in seconds (1-900)")
 	f.StringArrayVar(&env, "env", nil, "environment variable KEY=VALUE (repeatable)")

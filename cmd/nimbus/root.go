@@ -53,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root.SetErr(stderr)
 	root.AddCommand(c.agentCmd(), c.fnCmd(), c.invokeCmd(), c.logsCmd(), c.benchCmd(), c.clusterCmd(), c.keygenCmd())
 	root.AddCommand(c.queueCmd(), c.triggerCmd()) // queues and queue triggers
+	// Runtimes: images and layers (issue 10).
+	root.AddCommand(c.imageCmd(), c.layerCmd())
 
 	err := root.Execute()
 	var ee exitError

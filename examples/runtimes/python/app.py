@@ -1,0 +1,2 @@
+def handler(event, context):
+    return {"hello": event.get("name", "world"), "runtime": "python3.13"}

@@ -1,0 +1,2 @@
+const lib = require("layerlib");
+exports.handler = async () => ({ layer: lib.name });

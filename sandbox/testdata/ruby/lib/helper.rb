@@ -1,0 +1,5 @@
+module Helper
+  def self.value
+    42
+  end
+end

@@ -1,0 +1,5 @@
+require "layerlib"
+
+def handler(event:, context:)
+  { "layer" => LayerLib::NAME }
+end
