@@ -37,9 +37,8 @@ type createFunctionInput struct {
 	Layers        []string     `json:"Layers"`
 }
 
-// roleARN is Lambda's pattern for an execution role. Roles are accepted
-// (and not stored: the registry has no field for them yet) so that tools
-// that must send one work unchanged.
+// roleARN is Lambda's pattern for an execution role. Roles are checked and
+// stored (and returned), not assumed: there is no access control yet.
 var roleARN = regexp.MustCompile(`^arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$`)
 
 func (g *Gateway) uploadTooLarge(op string) func() error {
@@ -74,6 +73,7 @@ func (g *Gateway) createFunction(w http.ResponseWriter, r *http.Request, _ pathA
 		MemoryMB:   in.MemorySize,
 		TimeoutSec: in.Timeout,
 		ZipFile:    in.Code.ZipFile,
+		Role:       in.Role,
 	}
 	if in.Environment != nil {
 		req.Env = in.Environment.Variables
@@ -277,6 +277,9 @@ func (g *Gateway) updateFunctionConfiguration(w http.ResponseWriter, r *http.Req
 		return apiError(CodeNotImplemented, "Layers are not supported yet")
 	}
 	req := &rpc.UpdateConfigRequest{Name: name, MemoryMB: in.MemorySize, TimeoutSec: in.Timeout}
+	if in.Role != "" {
+		req.Role = &in.Role
+	}
 	if in.Environment != nil {
 		req.Env = in.Environment.Variables
 		if req.Env == nil {

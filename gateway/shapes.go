@@ -12,12 +12,12 @@ import (
 )
 
 // functionConfiguration is Lambda's FunctionConfiguration shape, with the
-// fields nimbus has. Role is not stored by the registry yet, so it is not
-// returned; Description is a published version's.
+// fields nimbus has. Description is a published version's.
 type functionConfiguration struct {
 	FunctionName     string           `json:"FunctionName"`
 	FunctionArn      string           `json:"FunctionArn"`
 	Runtime          string           `json:"Runtime"`
+	Role             string           `json:"Role,omitempty"`
 	Handler          string           `json:"Handler"`
 	CodeSize         int64            `json:"CodeSize"`
 	Timeout          int              `json:"Timeout"`
@@ -80,6 +80,7 @@ func (g *Gateway) configuration(f *rpc.FunctionConfig) functionConfiguration {
 		FunctionName:     f.Name,
 		FunctionArn:      g.versionARN(f),
 		Runtime:          f.Runtime,
+		Role:             f.Role,
 		Handler:          f.Handler,
 		CodeSize:         f.CodeSize,
 		Timeout:          f.TimeoutSec,

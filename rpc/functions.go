@@ -37,6 +37,9 @@ type FunctionConfig struct {
 	// invocations (Lambda's DeadLetterConfig.TargetArn) as the caller gave
 	// it: queue:NAME or an SQS ARN; "" for none.
 	DeadLetter string `msgpack:"dead_letter,omitempty" json:"DeadLetterTarget,omitempty"`
+	// Role is the execution role the caller gave (Lambda's Role), kept as
+	// given: there is no access control yet to assume it.
+	Role string `msgpack:"role,omitempty" json:"Role,omitempty"`
 
 	// Versions (rpc/versions.go). Version is "" for $LATEST and the
 	// version's number ("1", "2", ...) for a published version, which is
@@ -84,6 +87,7 @@ type CreateFunctionRequest struct {
 	TimeoutSec int               `msgpack:"timeout_sec"` // 0 means the default (3)
 	Env        map[string]string `msgpack:"env,omitempty"`
 	ZipFile    []byte            `msgpack:"zip_file"`
+	Role       string            `msgpack:"role,omitempty"` // kept as given
 	// Layers (issue 10) names up to MaxFunctionLayers layer versions,
 	// NAME:VERSION or a layer version ARN, in extraction order.
 	Layers []string `msgpack:"layers,omitempty"`
@@ -110,6 +114,8 @@ type UpdateConfigRequest struct {
 	// DeadLetter, when not nil, sets the dead-letter target (queue:NAME
 	// or an SQS ARN); "" clears it.
 	DeadLetter *string `msgpack:"dead_letter,omitempty"`
+	// Role, when not nil, replaces the execution role.
+	Role *string `msgpack:"role,omitempty"`
 	// IfRevision, when not 0, makes the update fail with
 	// CodePreconditionFailed unless the function's Revision is this one.
 	IfRevision uint64 `msgpack:"if_revision,omitempty"`

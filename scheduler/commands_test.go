@@ -27,6 +27,7 @@ func fullFunction(name string) *rpc.FunctionConfig {
 		LastModifiedMs: 1_764_000_000_000,
 		Description:    "orders API",
 		DeadLetter:     "queue:dlq",
+		Role:           "arn:aws:iam::000000000000:role/fn",
 		// Layers (issue 10).
 		Layers: []rpc.FunctionLayer{{ARN: "arn:aws:lambda:local:000000000000:layer:l:1", CodeSHA256: strings.Repeat("cd", 32), CodeSize: 10, UnzippedSize: 20}},
 	}

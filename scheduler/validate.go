@@ -156,6 +156,7 @@ func NormalizeCreate(req *rpc.CreateFunctionRequest) (*rpc.FunctionConfig, error
 		MemoryMB:   req.MemoryMB,
 		TimeoutSec: req.TimeoutSec,
 		Env:        copyEnv(req.Env),
+		Role:       req.Role,
 	}
 	if fc.Handler == "" {
 		fc.Handler = DefaultHandler
@@ -223,6 +224,9 @@ func ApplyConfigUpdate(cur *rpc.FunctionConfig, req *rpc.UpdateConfigRequest) (*
 	if req.DeadLetter != nil {
 		// The proposer checked that it names an existing queue.
 		next.DeadLetter = *req.DeadLetter
+	}
+	if req.Role != nil {
+		next.Role = *req.Role
 	}
 	return next, nil
 }

@@ -33,6 +33,8 @@ created = client.create_function(
 assert created["ResponseMetadata"]["HTTPStatusCode"] == 201, created
 assert created["State"] == "Active" and created["LastUpdateStatus"] == "Successful", created
 assert created["Version"] == "$LATEST", created
+assert created["Role"] == role, created
+assert client.get_function_configuration(FunctionName="hello")["Role"] == role
 assert len(base64.b64decode(created["CodeSha256"])) == 32, created["CodeSha256"]
 print("created", created["FunctionArn"])
 
