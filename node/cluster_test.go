@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -248,6 +249,11 @@ func TestClusterConcurrencyLimits(t *testing.T) {
 
 	// 30 callers on "held" (pool 17) and 8 on "reserved" (3), each holding
 	// its slot for a second, spread over the three nodes.
+	// A granted invocation whose worker gossip declared dead meanwhile (a
+	// loaded machine: the in-process nodes' failure detector is fast) ends
+	// in ServiceException: it held its slot, so it counts with those that
+	// ran.
+	var lostN atomic.Int64
 	run := func(fn string, callers int) (ok, throttled int64) {
 		var wg sync.WaitGroup
 		var okN, thN atomic.Int64
@@ -269,6 +275,10 @@ func TestClusterConcurrencyLimits(t *testing.T) {
 					if re.Reason != want {
 						t.Errorf("%s throttled with reason %q, want %q", fn, re.Reason, want)
 					}
+				case errors.As(err, &re) && re.Code == rpc.CodeService && strings.Contains(re.Message, "died during the invocation"):
+					t.Logf("%s: %v", fn, err)
+					lostN.Add(1)
+					okN.Add(1)
 				default:
 					t.Errorf("%s: %v %+v", fn, err, res)
 				}

@@ -176,6 +176,7 @@ var (
 	descAsyncQueued  = prometheus.NewDesc("nimbus_async_events_queued", "Asynchronous events accepted and not yet finished (on the leader).", nil, nil)
 	descBatchSize    = prometheus.NewDesc("nimbus_queue_trigger_batch_size", "Messages per batch a queue trigger handed its function.", []string{"function"}, nil)
 	descQueueMsgs    = prometheus.NewDesc("nimbus_queue_messages", "Messages in the built-in queues, all queues together (on the leader).", nil, nil)
+	descImageBytes   = prometheus.NewDesc("nimbus_image_store_bytes", "Bytes of each managed runtime's image in this worker's image store.", []string{"runtime"}, nil)
 	descCodeBytes    = prometheus.NewDesc("nimbus_code_store_bytes", "Bytes of function code zips in this node's code store.", nil, nil)
 	descFailures     = prometheus.NewDesc("nimbus_sandbox_failures_total", "Invocations a sandbox failed, by Lambda's error type.", []string{"reason"}, nil)
 )
@@ -209,7 +210,7 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 		descDuration, descInitDuration, descSandboxes, descMemOffered, descMemGranted, descRaftState, descRaftTerm,
 		descRaftApplied, descRaftCommit, descMembers, descSlots, descConns, descConnsRefused,
 		descLogLines, descLogBuffered, descStarts, descFailures,
-		descAsyncRecv, descAsyncDropped, descAsyncAge, descAsyncQueued, descBatchSize, descQueueMsgs, descCodeBytes} {
+		descAsyncRecv, descAsyncDropped, descAsyncAge, descAsyncQueued, descBatchSize, descQueueMsgs, descCodeBytes, descImageBytes} {
 		ch <- d
 	}
 }
@@ -251,6 +252,11 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descSandboxes, prometheus.GaugeValue, float64(st.Thawed), "idle")
 		ch <- prometheus.MustNewConstMetric(descSandboxes, prometheus.GaugeValue, float64(st.Frozen), "frozen")
 		ch <- prometheus.MustNewConstMetric(descMemOffered, prometheus.GaugeValue, float64(n.cfg.MemoryMB))
+		if images := n.imageStore(); images != nil {
+			for _, im := range images.List() {
+				ch <- prometheus.MustNewConstMetric(descImageBytes, prometheus.GaugeValue, float64(im.SizeBytes), im.Runtime)
+			}
+		}
 		granted := 0
 		for _, s := range n.work.list() {
 			granted += s.MemoryMB

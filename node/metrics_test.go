@@ -263,6 +263,13 @@ func TestMetricsAsyncAndTriggers(t *testing.T) {
 	if got := value(fams, "nimbus_code_store_bytes", "", ""); got <= 0 {
 		t.Errorf("code store bytes = %v, want the two zips", got)
 	}
+	if images := n.imageStore(); images != nil {
+		for _, im := range images.List() {
+			if got := value(fams, "nimbus_image_store_bytes", "runtime", im.Runtime); got != float64(im.SizeBytes) {
+				t.Errorf("image store bytes of %s = %v, want %d", im.Runtime, got, im.SizeBytes)
+			}
+		}
+	}
 	if got := value(fams, "nimbus_raft_apply_duration_seconds", "", ""); got < 4 {
 		t.Errorf("raft applies observed = %v, want at least the creates, the config and the queue", got)
 	}
