@@ -2,7 +2,6 @@ package logstore
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"slices"
 	"strconv"
@@ -14,13 +13,6 @@ import (
 
 	"nimbus/rpc"
 )
-
-// benchLine is a log line of about 200 bytes, like a runtime's: a time, a
-// request id, a level and a message with varying numbers.
-func benchLine(i int) string {
-	return fmt.Sprintf("2026-12-01T10:00:00.%03dZ\t6f1c2a4e-%04x-4d2b-9b7e-%012x\tINFO\tprocessed order %d for customer %d in %d ms, items=%d total=%d.%02d status=ok",
-		i%1000, i%65536, i*7919, i, i*31%100000, i%250, i%17, i*13%10000, i%100)
-}
 
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
@@ -34,7 +26,7 @@ func ingest(b *testing.B, st *Store, fns int) {
 	lines := make([]string, 4096)
 	size := 0
 	for i := range lines {
-		lines[i] = benchLine(i)
+		lines[i] = SampleLine(i)
 		size += len(lines[i])
 	}
 	avg := float64(size) / float64(len(lines))
@@ -176,7 +168,7 @@ func BenchmarkQuery(b *testing.B) {
 		for st.Stats().Buffered > 32<<20 {
 			time.Sleep(100 * time.Microsecond)
 		}
-		l := benchLine(n)
+		l := SampleLine(n)
 		rid := "6f1c2a4e-0000-4d2b-9b7e-000000000000"
 		if n >= 1_000_000 && n < 1_000_020 {
 			rid, l = "needle-request", l+" NEEDLE"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The log store benchmarks (issue #12) on a 3-node cluster in network
 # namespaces (scripts/cluster, its own prefix and subnet): ingestion as a
-# worker-only publisher on the host sends it (lines of about 200 bytes to
+# worker-only publisher on the host sends it (lines of about 150 bytes to
 # FUNCTIONS log groups, acknowledged by an R3 quorum), with the CPU the
 # three agents spent on it; then `logs tail --follow` latency, a line
 # appended to the long poll's return through a node. Set LINES, FUNCTIONS,

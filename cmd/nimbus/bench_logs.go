@@ -72,24 +72,18 @@ func (c *cli) benchLogsCmd() *cobra.Command {
 	f.StringSliceVar(&servers, "servers", nil, "the servers' log store client addresses, IP:PORT (rpc port + 2)")
 	f.StringVar(&encrypt, "encrypt", "", "the cluster key (--encrypt of the agents)")
 	f.IntVar(&functions, "functions", 4, "log groups written at once")
-	f.IntVar(&lines, "lines", 1_000_000, "lines to publish (about 200 bytes each); 0 skips ingestion")
+	f.IntVar(&lines, "lines", 1_000_000, "lines to publish (about 150 bytes each); 0 skips ingestion")
 	f.StringVar(&function, "function", "hello", "a deployed function whose log the follow measurement writes to")
 	f.IntVar(&follows, "follow", 200, "lines to follow one at a time; 0 skips the follow measurement")
 	cmd.MarkFlagRequired("servers")
 	return cmd
 }
 
-// benchLine is a line the size and shape of a runtime's (about 200 bytes).
-func benchLine(i int) string {
-	return fmt.Sprintf("2026-12-01T10:00:00.%03dZ\t6f1c2a4e-%04x-4d2b-9b7e-%012x\tINFO\tprocessed order %d for customer %d in %d ms, items=%d total=%d.%02d status=ok",
-		i%1000, i%65536, i*7919, i, i*31%100000, i%250, i%17, i*13%10000, i%100)
-}
-
 func (c *cli) benchIngest(st *logstore.Store, functions, n int) error {
 	pool := make([]string, 4096)
 	size := 0
 	for i := range pool {
-		pool[i] = benchLine(i)
+		pool[i] = logstore.SampleLine(i)
 		size += len(pool[i])
 	}
 	avg := float64(size) / float64(len(pool))
