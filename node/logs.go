@@ -75,9 +75,11 @@ func (n *Node) openLogs() error {
 	n.closers = append(n.closers, r.close)
 	if n.cfg.Server && !n.cfg.Dev {
 		var err error
-		if r.clientAddr, r.routeAddr, err = logAddrs(n.cfg.GossipAddr); err != nil {
+		var gossip string
+		if gossip, r.clientAddr, r.routeAddr, err = logAddrs(n.cfg.GossipAddr); err != nil {
 			return fmt.Errorf("log store addresses: %w", err)
 		}
+		n.cfg.GossipAddr = gossip
 	}
 	if n.cfg.Dev {
 		srv, err := logstore.StartServer(n.logServerConfig(nil))
@@ -117,34 +119,35 @@ func (n *Node) logServerConfig(routes []string) logstore.ServerConfig {
 	}
 }
 
-// logAddrs derives the log store's client and route addresses from the
-// gossip address: its port+1 and port+2 (rpc PORT+2 and PORT+3). With
-// gossip on port 0 (tests), free ports are picked.
-func logAddrs(gossip string) (client, route string, err error) {
+// logAddrs returns the gossip address and the log store's client and route
+// addresses: the two ports after a fixed gossip port (rpc PORT+2 and
+// PORT+3), or, when the gossip port is 0 (tests), three free ports picked
+// together, so that no two of a node's listeners can be handed the same
+// port (memberlist binding port 0 after the log ports were picked and
+// released could be given one of them, and the log store would then never
+// start).
+func logAddrs(gossip string) (gossipAddr, client, route string, err error) {
 	host, p, err := net.SplitHostPort(gossip)
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	port, err := strconv.Atoi(p)
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	if port != 0 {
-		return net.JoinHostPort(host, strconv.Itoa(port+1)), net.JoinHostPort(host, strconv.Itoa(port+2)), nil
+		return gossip, net.JoinHostPort(host, strconv.Itoa(port+1)), net.JoinHostPort(host, strconv.Itoa(port+2)), nil
 	}
-	pick := func() (string, error) {
+	var addrs [3]string
+	for i := range addrs {
 		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 		if err != nil {
-			return "", err
+			return "", "", "", err
 		}
 		defer l.Close()
-		return l.Addr().String(), nil
+		addrs[i] = l.Addr().String()
 	}
-	if client, err = pick(); err != nil {
-		return "", "", err
-	}
-	route, err = pick()
-	return client, route, err
+	return addrs[0], addrs[1], addrs[2], nil
 }
 
 // startLogs runs, once gossip is open, the loop that starts a cluster

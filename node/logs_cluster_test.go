@@ -225,12 +225,19 @@ func TestClusterWorkerOnlyShipsWhileServerRestarts(t *testing.T) {
 func invokeRetrying(t *testing.T, cl *rpc.Client, fn, payload string) string {
 	t.Helper()
 	var id string
+	var last error
+	defer func() {
+		if t.Failed() && last != nil {
+			t.Logf("the last refusal of an invocation of %s: %v", fn, last)
+		}
+	}()
 	waitFor(t, "an invocation of "+fn, func() bool {
 		res, err := cl.Invoke(ctxT(t), &rpc.InvokeRequest{FunctionName: fn, Payload: []byte(payload)})
 		if err != nil {
 			if !errors.Is(err, rpc.ErrService) && !errors.Is(err, rpc.ErrTooManyRequests) {
 				t.Fatal(err)
 			}
+			last = err
 			return false
 		}
 		if res.FunctionError != "" {

@@ -221,7 +221,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			return nil, err
 		}
 	}
-	n.log.Info("node started", "rpc", n.cfg.Advertise, "gossip", cfg.GossipAddr,
+	n.log.Info("node started", "rpc", n.cfg.Advertise, "gossip", n.cfg.GossipAddr,
 		"server", cfg.Server, "worker", cfg.Worker, "data_dir", cfg.DataDir)
 	return n, nil
 }

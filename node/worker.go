@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -101,16 +102,38 @@ func (n *Node) sendHeartbeat(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return n.peers.call(ctx, addr, rpc.MethodWorkerHeartbeat, hb, &rpc.HeartbeatResponse{})
+	if err := n.peers.call(ctx, addr, rpc.MethodWorkerHeartbeat, hb, &rpc.HeartbeatResponse{}); err != nil {
+		// The node asked may have stopped leading: a worker-only node asks
+		// the servers who leads again, or it would report to a former
+		// leader for good while the new one's ledger never hears of it.
+		n.leaderCache.Store("")
+		return fmt.Errorf("heartbeat to %s: %w", addr, err)
+	}
+	return nil
 }
+
+// heartbeatsBeforeWarning is how many heartbeats may fail in a row (an
+// election, a leader change) before the worker says so at warning level.
+const heartbeatsBeforeWarning = 10
 
 func (n *Node) heartbeatLoop() {
 	t := time.NewTicker(n.cfg.HeartbeatInterval)
 	defer t.Stop()
+	failing := 0 // heartbeats not delivered in a row
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.HeartbeatInterval)
 		if err := n.sendHeartbeat(ctx); err != nil {
-			n.log.Debug("heartbeat not delivered", "err", err)
+			failing++
+			if failing == heartbeatsBeforeWarning {
+				n.log.Warn("heartbeats not reaching the leader: the ledger gives this worker no slots", "failed", failing, "err", err)
+			} else {
+				n.log.Debug("heartbeat not delivered", "err", err)
+			}
+		} else {
+			if failing >= heartbeatsBeforeWarning {
+				n.log.Info("heartbeats reach the leader again", "failed", failing)
+			}
+			failing = 0
 		}
 		cancel()
 		select {
