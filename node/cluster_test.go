@@ -492,3 +492,31 @@ func TestClusterUnreachableWorkerAvoided(t *testing.T) {
 		t.Fatalf("the ghost keeps %d slots", got)
 	}
 }
+
+// TestClusterWorkerOnlyNodeFollowsNewLeader: a worker-only node (the only
+// one with memory for the function) reports to whichever server leads:
+// after the leader stops, the new leader's ledger hears from it and gives
+// it slots.
+func TestClusterWorkerOnlyNodeFollowsNewLeader(t *testing.T) {
+	tc := startCluster(t, 3, func(i int, cfg *Config) { cfg.Worker = false })
+	join := []string{tc.nodes[0].members.ml.LocalNode().Address()}
+	w := tc.start(3, Config{
+		Name: "w1", Worker: true, MemoryMB: 4096, GossipAddr: "127.0.0.1:0", Join: join,
+		FastTimings: true, HeartbeatInterval: 200 * time.Millisecond,
+	})
+	lead := tc.waitLeader()
+	waitFor(t, "the leader hears from the worker", func() bool {
+		_, ok := tc.nodes[lead].ledger.Stats().ByWorker[w.Name()]
+		return ok
+	})
+	createRetrying(t, tc.clients[3], "hello", helloZip(t))
+	invokeRetrying(t, tc.clients[3], "hello", `{"name":"first leader"}`)
+
+	tc.stop(lead)
+	next := tc.waitLeader()
+	waitFor(t, "the new leader hears from the worker", func() bool {
+		_, ok := tc.nodes[next].ledger.Stats().ByWorker[w.Name()]
+		return ok
+	})
+	invokeRetrying(t, tc.clients[3], "hello", `{"name":"second leader"}`)
+}
