@@ -83,8 +83,9 @@ type Config struct {
 	// MaxConns and MaxConnsPerSource bound the connections the node's port
 	// accepts, in all and from one IP address (0: 4096 and 256).
 	MaxConns, MaxConnsPerSource int
-	// MetricsFunctionLimit is how many functions get series of their own
-	// in the metrics; the rest share one, "other" (0: 1000).
+	// MetricsFunctionLimit is how many function series (a function, or one
+	// of its versions or aliases) the metrics keep apart; the rest share
+	// one, "other" (0: 1000).
 	MetricsFunctionLimit int
 
 	Logger *slog.Logger

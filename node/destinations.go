@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"nimbus/rpc"
@@ -77,6 +78,12 @@ func (n *Node) destinationEvent(e *scheduler.AsyncEvent, condition string, invok
 	}
 	if err != nil || d.Kind != scheduler.DestinationFunction {
 		n.log.Warn("async destination not delivered: not a function", "request_id", e.RequestID, "function", e.Function, "destination", dest)
+		n.metrics.fns.get(e.Function).destinationFailures.Add(1)
+		return nil
+	}
+	if _, ok := n.fsm.Function(d.Name); !ok {
+		n.log.Warn("async destination not delivered: the function does not exist", "request_id", e.RequestID, "function", e.Function, "destination", dest)
+		n.metrics.fns.get(e.Function).destinationFailures.Add(1)
 		return nil
 	}
 	if e.Depth+1 > rpc.MaxDestinationDepth {
@@ -86,6 +93,7 @@ func (n *Node) destinationEvent(e *scheduler.AsyncEvent, condition string, invok
 	}
 	body, ok := n.recordBody(e, condition, invokes, resp)
 	if !ok {
+		n.metrics.fns.get(e.Function).destinationFailures.Add(1)
 		return nil
 	}
 	now := time.Now()
@@ -139,15 +147,19 @@ func (n *Node) recordBody(e *scheduler.AsyncEvent, condition string, invokes int
 // yet (it would skip them and diverge).
 func (n *Node) destinationMessages(e *scheduler.AsyncEvent, condition string, invokes int, resp *rpc.InvokeResponse) []scheduler.QueueMessage {
 	var out []scheduler.QueueMessage
+	var failed []*atomic.Uint64 // the counter of each message in out
+	fc := n.metrics.fns.get(e.Function)
 	now := time.Now().UnixMilli()
-	msg := func(queue string, body []byte, attrs map[string]string) {
+	msg := func(queue string, body []byte, attrs map[string]string, failures *atomic.Uint64) {
 		q, ok := n.fsm.Queue(queue)
 		if !ok || q.FIFO || len(body) > q.MaxMessageSize {
 			n.log.Warn("async outcome not sent to its queue: the queue is missing, FIFO or its limit is smaller", "request_id", e.RequestID, "function", e.Function, "queue", queue, "bytes", len(body))
+			failures.Add(1)
 			return
 		}
 		out = append(out, scheduler.QueueMessage{ID: newRequestID(), Queue: queue, Body: body, Attrs: attrs,
 			SentMs: now, Sender: rpc.ARNAccount, VisibleMs: now + int64(q.DelaySec)*1000})
+		failed = append(failed, failures)
 	}
 	if cfg, ok := n.fsm.EventConfig(e.Function); ok {
 		dest := cfg.OnFailure
@@ -156,7 +168,9 @@ func (n *Node) destinationMessages(e *scheduler.AsyncEvent, condition string, in
 		}
 		if d, err := scheduler.ParseDestination(dest); dest != "" && err == nil && d.Kind == scheduler.DestinationQueue {
 			if body, ok := n.recordBody(e, condition, invokes, resp); ok {
-				msg(d.Name, body, nil)
+				msg(d.Name, body, nil, &fc.destinationFailures)
+			} else {
+				fc.destinationFailures.Add(1)
 			}
 		}
 	}
@@ -167,11 +181,14 @@ func (n *Node) destinationMessages(e *scheduler.AsyncEvent, condition string, in
 				code = strconv.Itoa(resp.StatusCode)
 				text = errorMessageOf(resp.Payload)
 			}
-			msg(d.Name, e.Payload, map[string]string{"RequestID": e.RequestID, "ErrorCode": code, "ErrorMessage": text})
+			msg(d.Name, e.Payload, map[string]string{"RequestID": e.RequestID, "ErrorCode": code, "ErrorMessage": text}, &fc.deadLetterErrors)
 		}
 	}
 	if len(out) > 0 && n.serversSupport(scheduler.CmdQueueSend) != nil {
 		n.log.Warn("async outcome not sent to its queue: some server does not apply queues yet", "request_id", e.RequestID, "function", e.Function)
+		for _, c := range failed {
+			c.Add(1)
+		}
 		return nil
 	}
 	return out

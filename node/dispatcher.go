@@ -278,10 +278,7 @@ func (d *dispatcher) start(ctx context.Context, l leased) {
 		resp, err := d.runOne(ctx, l)
 		fc.running(-1)
 		if err == nil {
-			fc.invocations.Add(1)
-			if resp.FunctionError != "" {
-				fc.errors.Add(1)
-			}
+			d.n.metrics.countInvocation(l.fn.Name, l.event.Qualifier, resp)
 		}
 		if ctx.Err() != nil {
 			return // not leading any more: the next leader runs it again

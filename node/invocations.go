@@ -65,12 +65,12 @@ func (n *Node) invoke(ctx context.Context, req *rpc.InvokeRequest) (*rpc.InvokeR
 		grant, err := n.acquire(ctx, &rpc.AcquireRequest{FunctionName: ref.Name, Qualifier: ref.Qualifier, Avoid: avoid})
 		if err != nil {
 			if errors.Is(err, rpc.ErrTooManyRequests) {
-				n.metrics.fns.get(ref.Name).throttles.Add(1)
+				n.metrics.fns.getKey(invokedKey(ref.Name, ref.Qualifier, "")).throttles.Add(1)
 			}
 			return nil, err
 		}
 		run := &rpc.RunRequest{SlotID: grant.SlotID, Function: grant.Function, Payload: payload, LogType: req.LogType, Qualifier: ref.Qualifier}
-		fc := n.metrics.fns.get(ref.Name) // it exists: it was granted
+		fc := n.metrics.fns.get(ref.Name) // concurrency: the function's own key
 		fc.running(1)
 		var resp *rpc.InvokeResponse
 		if grant.Worker == n.name {
@@ -80,10 +80,7 @@ func (n *Node) invoke(ctx context.Context, req *rpc.InvokeRequest) (*rpc.InvokeR
 		}
 		fc.running(-1)
 		if err == nil {
-			fc.invocations.Add(1)
-			if resp.FunctionError != "" {
-				fc.errors.Add(1)
-			}
+			n.metrics.countInvocation(ref.Name, ref.Qualifier, resp)
 		}
 		if err != nil && isDialError(err) && attempt < 2 {
 			n.log.Warn("worker unreachable, placing elsewhere", "worker", grant.Worker, "function", ref.Name, "err", err)

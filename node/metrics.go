@@ -148,14 +148,17 @@ func (n *Node) sampleLoop() {
 	}
 }
 
+// fnLabels are the labels of every function series: see fnKey.
+var fnLabels = []string{"function", "version", "alias"}
+
 var (
-	descInvocations  = prometheus.NewDesc("nimbus_function_invocations_total", "Invocations (Lambda's Invocations): function errors included, throttles not.", []string{"function"}, nil)
-	descErrors       = prometheus.NewDesc("nimbus_function_errors_total", "Invocations that ended in a function error or timeout (Lambda's Errors).", []string{"function"}, nil)
-	descThrottles    = prometheus.NewDesc("nimbus_function_throttles_total", "Invocations refused over a concurrency limit (Lambda's Throttles).", []string{"function"}, nil)
-	descColdStarts   = prometheus.NewDesc("nimbus_function_cold_starts_total", "Invocations that started a new sandbox.", []string{"function"}, nil)
-	descConcurrent   = prometheus.NewDesc("nimbus_function_concurrent_executions", "Invocations running now (Lambda's ConcurrentExecutions).", []string{"function"}, nil)
-	descDuration     = prometheus.NewDesc("nimbus_function_duration_milliseconds", "Time the function ran (Lambda's Duration).", []string{"function"}, nil)
-	descInitDuration = prometheus.NewDesc("nimbus_function_init_duration_milliseconds", "Init Duration of cold starts.", []string{"function"}, nil)
+	descInvocations  = prometheus.NewDesc("nimbus_function_invocations_total", "Invocations (Lambda's Invocations): function errors included, throttles not.", fnLabels, nil)
+	descErrors       = prometheus.NewDesc("nimbus_function_errors_total", "Invocations that ended in a function error or timeout (Lambda's Errors).", fnLabels, nil)
+	descThrottles    = prometheus.NewDesc("nimbus_function_throttles_total", "Invocations refused over a concurrency limit (Lambda's Throttles).", fnLabels, nil)
+	descColdStarts   = prometheus.NewDesc("nimbus_function_cold_starts_total", "Invocations that started a new sandbox.", fnLabels, nil)
+	descConcurrent   = prometheus.NewDesc("nimbus_function_concurrent_executions", "Invocations running now (Lambda's ConcurrentExecutions).", fnLabels, nil)
+	descDuration     = prometheus.NewDesc("nimbus_function_duration_milliseconds", "Time the function ran (Lambda's Duration).", fnLabels, nil)
+	descInitDuration = prometheus.NewDesc("nimbus_function_init_duration_milliseconds", "Init Duration of cold starts.", fnLabels, nil)
 	descSandboxes    = prometheus.NewDesc("nimbus_sandboxes", "Sandboxes on this worker by state.", []string{"state"}, nil)
 	descMemOffered   = prometheus.NewDesc("nimbus_worker_memory_offered_mb", "Memory this worker offers to sandboxes.", nil, nil)
 	descMemGranted   = prometheus.NewDesc("nimbus_worker_memory_granted_mb", "Memory of the invocations running on this worker.", nil, nil)
@@ -170,14 +173,16 @@ var (
 	descLogLines     = prometheus.NewDesc("nimbus_log_lines_total", "Function log lines this node shipped to the log store, or dropped.", []string{"outcome"}, nil)
 	descLogBuffered  = prometheus.NewDesc("nimbus_log_lines_buffered", "Function log lines waiting to be shipped.", nil, nil)
 	descStarts       = prometheus.NewDesc("nimbus_sandbox_starts_total", "Sandboxes started on this worker (cold starts).", nil, nil)
-	descAsyncRecv    = prometheus.NewDesc("nimbus_function_async_events_received_total", "Asynchronous invocations accepted (Lambda's AsyncEventsReceived), on the leader that committed them.", []string{"function"}, nil)
-	descAsyncDropped = prometheus.NewDesc("nimbus_function_async_events_dropped_total", "Asynchronous invocations that failed or expired with no destination or dead-letter queue to take them (Lambda's AsyncEventsDropped).", []string{"function"}, nil)
-	descAsyncAge     = prometheus.NewDesc("nimbus_function_async_event_age_milliseconds", "Time from an event's accept to each of its dispatches (Lambda's AsyncEventAge).", []string{"function"}, nil)
+	descAsyncRecv    = prometheus.NewDesc("nimbus_function_async_events_received_total", "Asynchronous invocations accepted (Lambda's AsyncEventsReceived), on the leader that committed them.", fnLabels, nil)
+	descAsyncDropped = prometheus.NewDesc("nimbus_function_async_events_dropped_total", "Asynchronous invocations that failed or expired with no destination or dead-letter queue to take them (Lambda's AsyncEventsDropped).", fnLabels, nil)
+	descAsyncAge     = prometheus.NewDesc("nimbus_function_async_event_age_milliseconds", "Time from an event's accept to each of its dispatches (Lambda's AsyncEventAge).", fnLabels, nil)
 	descAsyncQueued  = prometheus.NewDesc("nimbus_async_events_queued", "Asynchronous events accepted and not yet finished (on the leader).", nil, nil)
-	descBatchSize    = prometheus.NewDesc("nimbus_queue_trigger_batch_size", "Messages per batch a queue trigger handed its function.", []string{"function"}, nil)
+	descBatchSize    = prometheus.NewDesc("nimbus_queue_trigger_batch_size", "Messages per batch a queue trigger handed its function.", fnLabels, nil)
 	descQueueMsgs    = prometheus.NewDesc("nimbus_queue_messages", "Messages in the built-in queues, all queues together (on the leader).", nil, nil)
 	descImageBytes   = prometheus.NewDesc("nimbus_image_store_bytes", "Bytes of each managed runtime's image in this worker's image store.", []string{"runtime"}, nil)
 	descCodeBytes    = prometheus.NewDesc("nimbus_code_store_bytes", "Bytes of function code zips in this node's code store.", nil, nil)
+	descDLQErrors    = prometheus.NewDesc("nimbus_function_dead_letter_errors_total", "Failed asynchronous events whose copy could not be sent to the function's dead-letter queue (Lambda's DeadLetterErrors).", fnLabels, nil)
+	descDestFailures = prometheus.NewDesc("nimbus_function_destination_delivery_failures_total", "Ended asynchronous events whose record could not be sent to their on-success or on-failure destination (Lambda's DestinationDeliveryFailures).", fnLabels, nil)
 	descFailures     = prometheus.NewDesc("nimbus_sandbox_failures_total", "Invocations a sandbox failed, by Lambda's error type.", []string{"reason"}, nil)
 )
 
@@ -202,6 +207,17 @@ func (c *sandboxCounters) failed(errorType string) {
 	c.failures[i].Add(1)
 }
 
+// countInvocation counts an invocation that ran (sync or async) under the
+// version that ran and the alias the caller named: Lambda's Invocations,
+// and Errors when it ended in a function error.
+func (m *metrics) countInvocation(fn, qualifier string, resp *rpc.InvokeResponse) {
+	c := m.fns.getKey(invokedKey(fn, qualifier, resp.ExecutedVersion))
+	c.invocations.Add(1)
+	if resp.FunctionError != "" {
+		c.errors.Add(1)
+	}
+}
+
 // nodeCollector reads the node's state when scraped.
 type nodeCollector struct{ n *Node }
 
@@ -210,36 +226,49 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 		descDuration, descInitDuration, descSandboxes, descMemOffered, descMemGranted, descRaftState, descRaftTerm,
 		descRaftApplied, descRaftCommit, descMembers, descSlots, descConns, descConnsRefused,
 		descLogLines, descLogBuffered, descStarts, descFailures,
-		descAsyncRecv, descAsyncDropped, descAsyncAge, descAsyncQueued, descBatchSize, descQueueMsgs, descCodeBytes, descImageBytes} {
+		descAsyncRecv, descAsyncDropped, descDLQErrors, descDestFailures, descAsyncAge, descAsyncQueued, descBatchSize, descQueueMsgs, descCodeBytes, descImageBytes} {
 		ch <- d
 	}
 }
 
 func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	n := c.n
-	for _, name := range n.metrics.fns.names() {
-		fc := n.metrics.fns.counters(name)
+	for _, k := range n.metrics.fns.keys() {
+		fc := n.metrics.fns.counters(k)
 		if fc == nil {
 			continue
 		}
-		ch <- prometheus.MustNewConstMetric(descInvocations, prometheus.CounterValue, float64(fc.invocations.Load()), name)
-		ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(fc.errors.Load()), name)
-		ch <- prometheus.MustNewConstMetric(descThrottles, prometheus.CounterValue, float64(fc.throttles.Load()), name)
-		ch <- prometheus.MustNewConstMetric(descColdStarts, prometheus.CounterValue, float64(fc.coldStarts.Load()), name)
-		ch <- prometheus.MustNewConstMetric(descConcurrent, prometheus.GaugeValue, float64(fc.concurrent.Load()), name)
-		ch <- constHisto(descDuration, &fc.duration, name)
-		ch <- constHisto(descInitDuration, &fc.initDur, name)
+		lv := []string{k.function, k.version, k.alias}
+		own := k.version == "" && k.alias == "" // the function's own key: see fnKey
+		ran := fc.invocations.Load() > 0 || fc.duration.sumUs.Load() > 0 || fc.duration.counts()[0] > 0
+		if own || ran || fc.throttles.Load() > 0 {
+			ch <- prometheus.MustNewConstMetric(descInvocations, prometheus.CounterValue, float64(fc.invocations.Load()), lv...)
+			ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(fc.errors.Load()), lv...)
+			ch <- prometheus.MustNewConstMetric(descThrottles, prometheus.CounterValue, float64(fc.throttles.Load()), lv...)
+			ch <- prometheus.MustNewConstMetric(descColdStarts, prometheus.CounterValue, float64(fc.coldStarts.Load()), lv...)
+			ch <- constHisto(descDuration, &fc.duration, lv...)
+			ch <- constHisto(descInitDuration, &fc.initDur, lv...)
+		}
+		if own {
+			ch <- prometheus.MustNewConstMetric(descConcurrent, prometheus.GaugeValue, float64(fc.concurrent.Load()), lv...)
+		}
 		if v := fc.asyncReceived.Load(); v > 0 {
-			ch <- prometheus.MustNewConstMetric(descAsyncRecv, prometheus.CounterValue, float64(v), name)
+			ch <- prometheus.MustNewConstMetric(descAsyncRecv, prometheus.CounterValue, float64(v), lv...)
 		}
 		if v := fc.asyncDropped.Load(); v > 0 {
-			ch <- prometheus.MustNewConstMetric(descAsyncDropped, prometheus.CounterValue, float64(v), name)
+			ch <- prometheus.MustNewConstMetric(descAsyncDropped, prometheus.CounterValue, float64(v), lv...)
+		}
+		if v := fc.deadLetterErrors.Load(); v > 0 {
+			ch <- prometheus.MustNewConstMetric(descDLQErrors, prometheus.CounterValue, float64(v), lv...)
+		}
+		if v := fc.destinationFailures.Load(); v > 0 {
+			ch <- prometheus.MustNewConstMetric(descDestFailures, prometheus.CounterValue, float64(v), lv...)
 		}
 		if fc.asyncAge.sumUs.Load() > 0 || fc.asyncAge.counts()[0] > 0 {
-			ch <- constHisto(descAsyncAge, &fc.asyncAge, name)
+			ch <- constHisto(descAsyncAge, &fc.asyncAge, lv...)
 		}
 		if fc.batchSizes.sum.Load() > 0 {
-			ch <- constCountHisto(descBatchSize, &fc.batchSizes, name)
+			ch <- constCountHisto(descBatchSize, &fc.batchSizes, lv...)
 		}
 	}
 	if b, err := dirBytes(filepath.Join(n.cfg.DataDir, "code", "zips")); err == nil {
@@ -317,7 +346,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descConnsRefused, prometheus.CounterValue, float64(n.limiter.Refused()))
 }
 
-func constHisto(d *prometheus.Desc, h *histo, label string) prometheus.Metric {
+func constHisto(d *prometheus.Desc, h *histo, labels ...string) prometheus.Metric {
 	counts := h.counts()
 	buckets := make(map[float64]uint64, len(rpc.DurationBucketsMs))
 	var cum uint64
@@ -326,10 +355,10 @@ func constHisto(d *prometheus.Desc, h *histo, label string) prometheus.Metric {
 		buckets[le] = cum
 	}
 	total := cum + counts[len(counts)-1]
-	return prometheus.MustNewConstHistogram(d, total, float64(h.sumUs.Load())/1000, buckets, label)
+	return prometheus.MustNewConstHistogram(d, total, float64(h.sumUs.Load())/1000, buckets, labels...)
 }
 
-func constCountHisto(d *prometheus.Desc, h *countHisto, label string) prometheus.Metric {
+func constCountHisto(d *prometheus.Desc, h *countHisto, labels ...string) prometheus.Metric {
 	buckets := make(map[float64]uint64, len(batchBuckets))
 	var cum uint64
 	for i, le := range batchBuckets {
@@ -337,7 +366,7 @@ func constCountHisto(d *prometheus.Desc, h *countHisto, label string) prometheus
 		buckets[le] = cum
 	}
 	total := cum + h.buckets[len(batchBuckets)].Load()
-	return prometheus.MustNewConstHistogram(d, total, float64(h.sum.Load()), buckets, label)
+	return prometheus.MustNewConstHistogram(d, total, float64(h.sum.Load()), buckets, labels...)
 }
 
 // dirBytes is the size of the regular files directly in dir.

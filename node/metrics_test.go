@@ -30,32 +30,52 @@ func scrape(t *testing.T, n *Node) map[string]*dto.MetricFamily {
 	return fams
 }
 
-// value returns the value of family's series with the given label, or -1.
+// value returns the sum of family's series with the given label (every
+// series when label is ""), or -1 when none has it. A histogram counts
+// its observations.
 func value(fams map[string]*dto.MetricFamily, family, label, want string) float64 {
+	if label == "" {
+		return series(fams, family, nil)
+	}
+	return series(fams, family, map[string]string{label: want})
+}
+
+// series returns the sum of family's series whose labels include every
+// one of labels (an absent label reads as ""), or -1 when none does.
+func series(fams map[string]*dto.MetricFamily, family string, labels map[string]string) float64 {
 	f := fams[family]
 	if f == nil {
 		return -1
 	}
+	sum, found := 0.0, false
 	for _, m := range f.Metric {
-		match := label == ""
+		have := map[string]string{}
 		for _, l := range m.Label {
-			if l.GetName() == label && l.GetValue() == want {
-				match = true
+			have[l.GetName()] = l.GetValue()
+		}
+		match := true
+		for k, v := range labels {
+			if have[k] != v {
+				match = false
 			}
 		}
 		if !match {
 			continue
 		}
+		found = true
 		switch {
 		case m.Counter != nil:
-			return m.Counter.GetValue()
+			sum += m.Counter.GetValue()
 		case m.Gauge != nil:
-			return m.Gauge.GetValue()
+			sum += m.Gauge.GetValue()
 		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount())
+			sum += float64(m.Histogram.GetSampleCount())
 		}
 	}
-	return -1
+	if !found {
+		return -1
+	}
+	return sum
 }
 
 // TestMetricsAfterKnownWork: three invocations (one a function error) and
@@ -154,12 +174,41 @@ func TestMetricsFunctionLimit(t *testing.T) {
 	if got := s.names(); strings.Join(got, ",") != "a,b,other" {
 		t.Fatalf("series %v, want a, b and other", got)
 	}
-	if got := s.counters(otherFunctions).invocations.Load(); got != 2 {
+	if got := s.counters(fnKey{function: otherFunctions}).invocations.Load(); got != 2 {
 		t.Fatalf("other counted %d, want 2", got)
 	}
 	s.forget("a")
 	if got := s.names(); strings.Join(got, ",") != "b,other" {
 		t.Fatalf("after forget: %v", got)
+	}
+	// The limit counts series: a version of b is one more, and folds.
+	s.getKey(fnKey{function: "b", version: "1"}).invocations.Add(1)
+	s.getKey(fnKey{function: "b", version: "2"}).invocations.Add(1)
+	if got := len(s.keys()); got != 2 {
+		t.Fatalf("%d series past a limit of 2", got)
+	}
+	if got := s.counters(fnKey{function: otherFunctions}).invocations.Load(); got != 4 {
+		t.Fatalf("other counted %d, want 4", got)
+	}
+}
+
+// TestMetricsKeys: the key an invocation counts under.
+func TestMetricsKeys(t *testing.T) {
+	for _, c := range []struct {
+		qualifier, version string
+		want               fnKey
+	}{
+		{"", "$LATEST", fnKey{"f", "$LATEST", ""}},
+		{"$LATEST", "$LATEST", fnKey{"f", "$LATEST", ""}},
+		{"3", "3", fnKey{"f", "3", ""}},
+		{"3", "", fnKey{"f", "3", ""}}, // a throttle of a version
+		{"live", "2", fnKey{"f", "2", "live"}},
+		{"live", "", fnKey{"f", "", "live"}}, // a throttle of an alias
+		{"", "", fnKey{"f", "", ""}},
+	} {
+		if got := invokedKey("f", c.qualifier, c.version); got != c.want {
+			t.Errorf("invokedKey(f, %q, %q) = %+v, want %+v", c.qualifier, c.version, got, c.want)
+		}
 	}
 }
 
@@ -272,5 +321,89 @@ func TestMetricsAsyncAndTriggers(t *testing.T) {
 	}
 	if got := value(fams, "nimbus_raft_apply_duration_seconds", "", ""); got < 4 {
 		t.Errorf("raft applies observed = %v, want at least the creates, the config and the queue", got)
+	}
+}
+
+// TestMetricsVersionsAndDeliveryFailures: invocations count under the
+// version that ran and the alias the caller named (and sum to the
+// function's); a failed event whose dead-letter queue and on-failure
+// destination are gone counts one dead-letter error and one destination
+// delivery failure.
+func TestMetricsVersionsAndDeliveryFailures(t *testing.T) {
+	t.Parallel()
+	n, cl := startNode(t, t.TempDir())
+	ctx := ctxT(t)
+	create(t, cl, "vm", behaveZip(t, "m"), nil)
+	if _, err := cl.PublishVersion(ctx, &rpc.PublishVersionRequest{Name: "vm"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.CreateAlias(ctx, &rpc.CreateAliasRequest{FunctionName: "vm", Name: "live", FunctionVersion: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"live", "live", "1", ""} {
+		res, err := cl.Invoke(ctx, &rpc.InvokeRequest{FunctionName: "vm", Qualifier: q, Payload: []byte(`{}`)})
+		if err != nil || res.FunctionError != "" {
+			t.Fatalf("invoke vm:%s: %+v %v", q, res, err)
+		}
+	}
+	if _, err := cl.Invoke(ctx, &rpc.InvokeRequest{FunctionName: "vm", Qualifier: "live", Payload: []byte(`"error"`)}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Delivery failures: the dead-letter queue and the on-failure
+	// destination function exist when configured, and are deleted before
+	// the event fails.
+	create(t, cl, "failing", behaveZip(t, "m"), nil)
+	create(t, cl, "gone", behaveZip(t, "m"), nil)
+	if _, err := cl.CreateQueue(ctx, &rpc.CreateQueueRequest{Name: "dlq-gone"}); err != nil {
+		t.Fatal(err)
+	}
+	dlq := "queue:dlq-gone"
+	if _, err := cl.UpdateFunctionConfig(ctx, &rpc.UpdateConfigRequest{Name: "failing", DeadLetter: &dlq}); err != nil {
+		t.Fatal(err)
+	}
+	zero := 0
+	if _, err := cl.PutEventConfig(ctx, &rpc.PutEventConfigRequest{FunctionName: "failing", MaxRetryAttempts: &zero, OnFailure: "function:gone"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.DeleteQueue(ctx, "dlq-gone"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.DeleteFunction(ctx, &rpc.GetFunctionRequest{Name: "gone"}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := cl.Invoke(ctx, &rpc.InvokeRequest{FunctionName: "failing", InvocationType: rpc.InvocationEvent, Payload: []byte(`"error"`)}); err != nil || res.StatusCode != rpc.StatusAccepted {
+		t.Fatalf("event: %+v %v", res, err)
+	}
+	waitFor(t, "the event to end", func() bool { return n.fsm.AsyncLen() == 0 })
+
+	fams := scrape(t, n)
+	for _, c := range []struct {
+		family string
+		labels map[string]string
+		want   float64
+	}{
+		{"nimbus_function_invocations_total", map[string]string{"function": "vm", "version": "1", "alias": "live"}, 3},
+		{"nimbus_function_errors_total", map[string]string{"function": "vm", "version": "1", "alias": "live"}, 1},
+		{"nimbus_function_invocations_total", map[string]string{"function": "vm", "version": "1", "alias": ""}, 1},
+		{"nimbus_function_invocations_total", map[string]string{"function": "vm", "version": "$LATEST", "alias": ""}, 1},
+		{"nimbus_function_invocations_total", map[string]string{"function": "vm"}, 5},
+		{"nimbus_function_duration_milliseconds", map[string]string{"function": "vm", "version": "1", "alias": "live"}, 3},
+		{"nimbus_function_duration_milliseconds", map[string]string{"function": "vm"}, 5},
+		{"nimbus_function_concurrent_executions", map[string]string{"function": "vm", "version": "", "alias": ""}, 0},
+		{"nimbus_function_dead_letter_errors_total", map[string]string{"function": "failing"}, 1},
+		{"nimbus_function_destination_delivery_failures_total", map[string]string{"function": "failing"}, 1},
+		{"nimbus_function_async_events_dropped_total", map[string]string{"function": "failing"}, 1},
+	} {
+		if got := series(fams, c.family, c.labels); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.family, c.labels, got, c.want)
+		}
+	}
+	m, err := cl.FunctionMetrics(ctx, &rpc.FunctionMetricsRequest{FunctionName: "vm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Invocations != 5 || m.Errors != 1 || m.DurationCount != 5 || m.MaxConcurrency != 1 {
+		t.Fatalf("Function.Metrics of vm, every version and alias: %+v", m)
 	}
 }

@@ -253,7 +253,7 @@ func (n *Node) workerRun(ctx context.Context, req *rpc.RunRequest) (*rpc.InvokeR
 		}
 		return nil, rpc.AsError(err)
 	}
-	fc := n.metrics.fns.get(fn.Name)
+	fc := n.metrics.fns.getKey(invokedKey(fn.Name, req.Qualifier, fn.VersionName()))
 	fc.duration.observe(res.Duration)
 	if res.Cold {
 		fc.coldStarts.Add(1)

@@ -5,7 +5,8 @@ package rpc
 // environment keys the platform reserves. The Code* exception names of
 // platform errors are in errors.go.
 
-// LatestVersion is the only version nimbus runs, as Lambda spells it.
+// LatestVersion is the version a function's unpublished code runs as, as
+// Lambda spells it.
 const LatestVersion = "$LATEST"
 
 // Error types of function errors raised by the platform, as Lambda names
