@@ -31,7 +31,7 @@ type fnCounters struct {
 	// dead-letter queue (Lambda's DeadLetterErrors), to an on-success or
 	// on-failure destination (DestinationDeliveryFailures).
 	deadLetterErrors, destinationFailures atomic.Uint64
-	batchSizes                  countHisto
+	batchSizes                            countHisto
 }
 
 // batchBuckets are the upper bounds of countHisto's buckets: a queue
