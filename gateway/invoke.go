@@ -10,7 +10,7 @@ import (
 )
 
 // maxClientContext is Lambda's limit on X-Amz-Client-Context (base64).
-const maxClientContext = 3583
+const maxClientContext = rpc.MaxClientContext
 
 // invokeHeaders are Invoke's request headers, decoded.
 type invokeHeaders struct {
@@ -76,6 +76,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, a pathArgs) err
 		InvocationType: hdr.InvocationType,
 		LogType:        hdr.LogType,
 		Payload:        payload,
+		ClientContext:  hdr.ClientContext,
 	})
 	if err != nil {
 		return err

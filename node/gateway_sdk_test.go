@@ -259,3 +259,67 @@ func TestGatewayClusterAnyNode(t *testing.T) {
 		}
 	}
 }
+
+// TestGatewayClientContextGoSDK: aws-sdk-go-v2's ClientContext (base64 of a
+// JSON object) reaches the function as aws-lambda-go's
+// lambdacontext.ClientContext; one that is not a JSON object is refused.
+func TestGatewayClientContextGoSDK(t *testing.T) {
+	_, _, url := startGatewayNode(t)
+	ctx := ctxT(t)
+	c := sdkClient(url)
+	if _, err := c.CreateFunction(ctx, &lambda.CreateFunctionInput{
+		FunctionName: aws.String("hello"),
+		Runtime:      types.RuntimeProvided,
+		Handler:      aws.String("bootstrap"),
+		Role:         aws.String("arn:aws:iam::000000000000:role/any"),
+		Code:         &types.FunctionCode{ZipFile: helloZip(t)},
+	}); err != nil {
+		t.Fatalf("CreateFunction: %v", err)
+	}
+	cc := base64.StdEncoding.EncodeToString([]byte(`{
+		"client": {"installation_id": "inst-1", "app_title": "nimbus tests", "app_version_code": "7"},
+		"custom": {"team": "nimbus"},
+		"env": {"platform": "linux"}
+	}`))
+	out, err := c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("hello"), ClientContext: aws.String(cc), Payload: []byte(`{}`)})
+	if err != nil {
+		t.Fatalf("Invoke with a client context: %v", err)
+	}
+	var body struct {
+		ClientContext *struct {
+			Client struct {
+				InstallationID string `json:"installation_id"`
+				AppTitle       string `json:"app_title"`
+				AppVersionCode string `json:"app_version_code"`
+			} `json:"Client"`
+			Env    map[string]string `json:"env"`
+			Custom map[string]string `json:"custom"`
+		} `json:"clientContext"`
+	}
+	if err := json.Unmarshal(out.Payload, &body); err != nil || body.ClientContext == nil {
+		t.Fatalf("hello answered %s (%v): no client context", out.Payload, err)
+	}
+	got := body.ClientContext
+	if got.Custom["team"] != "nimbus" || got.Env["platform"] != "linux" || got.Client.InstallationID != "inst-1" || got.Client.AppVersionCode != "7" {
+		t.Fatalf("the function's client context: %+v", got)
+	}
+
+	// Without one, the function's context has none.
+	out, err = c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("hello"), Payload: []byte(`{}`)})
+	if err != nil || strings.Contains(string(out.Payload), "clientContext") {
+		t.Fatalf("invoke without a client context: %s, %v", out.Payload, err)
+	}
+
+	for _, bad := range []string{
+		base64.StdEncoding.EncodeToString([]byte(`[1,2]`)),
+		base64.StdEncoding.EncodeToString([]byte(`{"custom":`)),
+		"not base64!",
+		base64.StdEncoding.EncodeToString([]byte(`{"custom":{"k":"` + strings.Repeat("x", 3000) + `"}}`)),
+	} {
+		_, err := c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("hello"), ClientContext: aws.String(bad)})
+		var ipv *types.InvalidParameterValueException
+		if !errors.As(err, &ipv) {
+			t.Errorf("client context %.40q: %v, want InvalidParameterValueException", bad, err)
+		}
+	}
+}

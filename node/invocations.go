@@ -1,7 +1,10 @@
 package node
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net"
 	"time"
@@ -56,6 +59,10 @@ func (n *Node) invoke(ctx context.Context, req *rpc.InvokeRequest) (*rpc.InvokeR
 	if len(payload) == 0 {
 		payload = []byte("{}")
 	}
+	clientContext, err := checkClientContext(req.ClientContext)
+	if err != nil {
+		return nil, err
+	}
 
 	// A worker that cannot even be dialed never saw the invocation: give
 	// the slot back and ask for another worker (twice at most). Any later
@@ -69,7 +76,7 @@ func (n *Node) invoke(ctx context.Context, req *rpc.InvokeRequest) (*rpc.InvokeR
 			}
 			return nil, err
 		}
-		run := &rpc.RunRequest{SlotID: grant.SlotID, Function: grant.Function, Payload: payload, LogType: req.LogType, Qualifier: ref.Qualifier}
+		run := &rpc.RunRequest{SlotID: grant.SlotID, Function: grant.Function, Payload: payload, LogType: req.LogType, Qualifier: ref.Qualifier, ClientContext: clientContext}
 		fc := n.metrics.fns.get(ref.Name) // concurrency: the function's own key
 		fc.running(1)
 		var resp *rpc.InvokeResponse
@@ -202,4 +209,22 @@ func (n *Node) grant(ctx context.Context, req *rpc.AcquireRequest) (*rpc.Acquire
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// checkClientContext checks a client context with Lambda's rules (a JSON
+// object, at most rpc.MaxClientContext bytes as base64) and returns it
+// compacted to one line, as the runtime's header carries it.
+func checkClientContext(cc []byte) ([]byte, error) {
+	if len(cc) == 0 {
+		return nil, nil
+	}
+	if base64.StdEncoding.EncodedLen(len(cc)) > rpc.MaxClientContext {
+		return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "Client context must be at most %d bytes", rpc.MaxClientContext)
+	}
+	var obj map[string]json.RawMessage
+	var buf bytes.Buffer
+	if json.Unmarshal(cc, &obj) != nil || obj == nil || json.Compact(&buf, cc) != nil {
+		return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "Client context must be a valid Base64-encoded JSON object.")
+	}
+	return buf.Bytes(), nil
 }

@@ -1,7 +1,11 @@
 package node
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -181,4 +185,35 @@ func TestFunctionErrors(t *testing.T) {
 			checkFramed(t, invocationLog(t, cl, tt.name, next.RequestID), next.RequestID, tt.memoryMB, tt.freshNext)
 		})
 	}
+}
+
+// FuzzCheckClientContext: a client context is accepted only as a JSON
+// object within Lambda's limit, and what is kept is one line of JSON that
+// means the same.
+func FuzzCheckClientContext(f *testing.F) {
+	for _, s := range []string{`{"custom":{"a":"b"}}`, "{\n \"env\": {\"k\": \"v\"}\n}", `[1]`, `null`, `"s"`, `{`, ``, `{"a":"\u2028"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		out, err := checkClientContext(in)
+		if err != nil {
+			if !errors.Is(err, rpc.ErrInvalidParameterValue) {
+				t.Fatalf("%q: %v, want InvalidParameterValueException", in, err)
+			}
+			return
+		}
+		if len(in) == 0 {
+			if out != nil {
+				t.Fatalf("no client context became %q", out)
+			}
+			return
+		}
+		if bytes.ContainsAny(out, "\r\n") || base64.StdEncoding.EncodedLen(len(in)) > rpc.MaxClientContext {
+			t.Fatalf("%q kept as %q", in, out)
+		}
+		var a, b map[string]any
+		if json.Unmarshal(in, &a) != nil || json.Unmarshal(out, &b) != nil || !reflect.DeepEqual(a, b) {
+			t.Fatalf("%q kept as %q: not the same object", in, out)
+		}
+	})
 }

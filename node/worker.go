@@ -240,6 +240,8 @@ func (n *Node) workerRun(ctx context.Context, req *rpc.RunRequest) (*rpc.InvokeR
 		Tail:      req.LogType == rpc.LogTypeTail,
 		RequestID: req.RequestID,
 		Qualifier: req.Qualifier,
+		// Checked and compacted by the frontend (one line of JSON).
+		ClientContext: string(req.ClientContext),
 	}
 	res, err := n.sandboxes.Invoke(ctx, sreq)
 	// Issue 10: a managed runtime's image this worker lacks is copied from

@@ -154,6 +154,8 @@ type RunRequest struct {
 	// Qualifier is the qualifier the caller invoked with ("" for none):
 	// the invoked function ARN the runtime sees carries it.
 	Qualifier string `msgpack:"qualifier,omitempty"`
+	// ClientContext is InvokeRequest's, checked and compacted.
+	ClientContext []byte `msgpack:"client_context,omitempty"`
 }
 
 // CodeFetchRequest asks a peer for a code bundle by digest.

@@ -40,7 +40,17 @@ type InvokeRequest struct {
 	// FunctionName may carry it too, as `name:qualifier` or a qualified
 	// ARN (ParseFunctionRef); when both do they must agree.
 	Qualifier string `msgpack:"qualifier,omitempty"`
+	// ClientContext is the invoking client's context, a JSON object
+	// (Lambda's ClientContext, decoded from its base64), at most
+	// MaxClientContext bytes as base64. The runtime receives it in the
+	// Lambda-Runtime-Client-Context header of its /next, for synchronous
+	// invocations only, as Lambda passes it.
+	ClientContext []byte `msgpack:"client_context,omitempty"`
 }
+
+// MaxClientContext is Lambda's limit on a client context, in bytes of its
+// base64 form.
+const MaxClientContext = 3583
 
 // InvokeResponse is the outcome of an invocation. A function error is not a
 // platform error: it arrives here with FunctionError set and Payload holding

@@ -84,6 +84,7 @@ func (sb *sandbox) run(m *Manager, req *Request, cold bool, initLimit time.Durat
 	// The runtime waits in /next (the first one after init, or the one
 	// that made this sandbox idle): hand it the invocation.
 	inv := newInvocation(req.RequestID, req.Payload, m.invokedARN(fn.Name, req.Qualifier), newTraceID(), timeout)
+	inv.clientContext = req.ClientContext
 	sb.api.pending <- inv
 	queued := time.Now()
 

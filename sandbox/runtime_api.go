@@ -44,6 +44,8 @@ type invocation struct {
 	arn     string
 	traceID string
 	timeout time.Duration
+	// clientContext is the caller's client context ("" for none).
+	clientContext string
 
 	delivered chan struct{}
 	deadline  time.Time // set before delivered is closed
@@ -285,6 +287,9 @@ func (a *runtimeAPI) next(w http.ResponseWriter, r *http.Request) {
 	h[headerDeadline] = []string{strconv.FormatInt(inv.deadline.UnixMilli(), 10)}
 	h[headerFunctionARN] = []string{inv.arn}
 	h[headerTraceID] = []string{inv.traceID}
+	if inv.clientContext != "" {
+		h[headerClientContext] = []string{inv.clientContext}
+	}
 	h["Content-Length"] = []string{strconv.Itoa(len(inv.payload))}
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(apiWriteTimeout))
 	w.WriteHeader(http.StatusOK)

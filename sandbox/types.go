@@ -56,6 +56,9 @@ type Request struct {
 	// Qualifier is what the caller invoked the function with ("" for
 	// none, else a version or an alias): the invoked ARN carries it.
 	Qualifier string
+	// ClientContext is the caller's client context, one line of JSON
+	// ("" for none): the runtime's /next carries it.
+	ClientContext string
 }
 
 // Result is an invocation's outcome. A function error (returned, crashed,

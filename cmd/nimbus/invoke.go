@@ -18,6 +18,7 @@ func (c *cli) invokeCmd() *cobra.Command {
 		logTail bool
 		invType string
 		output  string
+		cc      string
 	)
 	cmd := &cobra.Command{
 		Use:   "invoke NAME[:VERSION|:ALIAS]|ARN",
@@ -39,6 +40,9 @@ func (c *cli) invokeCmd() *cobra.Command {
 				body = b
 			}
 			req := &rpc.InvokeRequest{FunctionName: args[0], InvocationType: invType, Payload: body}
+			if cc != "" {
+				req.ClientContext = []byte(cc)
+			}
 			if logTail {
 				req.LogType = rpc.LogTypeTail
 			}
@@ -79,5 +83,6 @@ func (c *cli) invokeCmd() *cobra.Command {
 	f.StringVar(&invType, "type", rpc.InvocationRequestResponse, "RequestResponse, Event or DryRun")
 	f.StringVar(&invType, "invocation-type", rpc.InvocationRequestResponse, "the same as --type")
 	f.StringVarP(&output, "output", "o", "", "output format of an Event or DryRun invocation: json")
+	f.StringVar(&cc, "client-context", "", "a JSON object the function's context carries as its client context (synchronous invocations; the AWS CLI takes the same as base64)")
 	return cmd
 }

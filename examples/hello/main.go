@@ -27,6 +27,9 @@ type Response struct {
 	FunctionARN  string `json:"functionArn"`
 	MemoryMB     int    `json:"memoryMB"`
 	DeadlineInMs int64  `json:"deadlineInMs"`
+	// ClientContext is the invoking client's context, when it sent one
+	// (`nimbus invoke --client-context JSON`, the SDKs' ClientContext).
+	ClientContext *lambdacontext.ClientContext `json:"clientContext,omitempty"`
 }
 
 func handler(ctx context.Context, ev Event) (Response, error) {
@@ -46,6 +49,9 @@ func handler(ctx context.Context, ev Event) (Response, error) {
 	if lc != nil {
 		r.RequestID = lc.AwsRequestID
 		r.FunctionARN = lc.InvokedFunctionArn
+		if cc := lc.ClientContext; len(cc.Custom) > 0 || len(cc.Env) > 0 || cc.Client != (lambdacontext.ClientApplication{}) {
+			r.ClientContext = &cc
+		}
 	}
 	return r, nil
 }
