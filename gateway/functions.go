@@ -57,7 +57,7 @@ func (g *Gateway) createFunction(w http.ResponseWriter, r *http.Request, _ pathA
 	if err := unmarshalBody(body, &in); err != nil {
 		return err
 	}
-	if err := checkUnsupported(in.PackageType, in.Layers, in.Code); err != nil {
+	if err := checkUnsupported(in.PackageType, in.Code); err != nil {
 		return err
 	}
 	if err := checkRole(in.Role); err != nil {
@@ -67,13 +67,15 @@ func (g *Gateway) createFunction(w http.ResponseWriter, r *http.Request, _ pathA
 		return err
 	}
 	req := &rpc.CreateFunctionRequest{
-		Name:       in.FunctionName,
-		Runtime:    in.Runtime,
-		Handler:    in.Handler,
-		MemoryMB:   in.MemorySize,
-		TimeoutSec: in.Timeout,
-		ZipFile:    in.Code.ZipFile,
-		Role:       in.Role,
+		Name:        in.FunctionName,
+		Runtime:     in.Runtime,
+		Handler:     in.Handler,
+		MemoryMB:    in.MemorySize,
+		TimeoutSec:  in.Timeout,
+		ZipFile:     in.Code.ZipFile,
+		Role:        in.Role,
+		Description: in.Description,
+		Layers:      in.Layers,
 	}
 	if in.Environment != nil {
 		req.Env = in.Environment.Variables
@@ -108,12 +110,10 @@ func (g *Gateway) publish(r *http.Request, fn *rpc.FunctionConfig, description s
 
 // checkUnsupported refuses, with a clear error, the options of a code
 // upload that nimbus does not offer yet.
-func checkUnsupported(packageType string, layers []string, code codeInput) error {
+func checkUnsupported(packageType string, code codeInput) error {
 	switch {
 	case packageType != "" && packageType != packageTypeZip:
 		return apiError(CodeNotImplemented, "PackageType %s is not supported: upload a Zip", packageType)
-	case len(layers) > 0:
-		return apiError(CodeNotImplemented, "Layers are not supported yet")
 	case code.S3Bucket != "" || code.S3Key != "" || code.S3ObjectVersion != "" || code.ImageURI != "":
 		return apiError(CodeNotImplemented, "Code from S3 or a container image is not supported: send the zip as Code.ZipFile")
 	}
@@ -199,7 +199,7 @@ func (g *Gateway) updateFunctionCode(w http.ResponseWriter, r *http.Request, a p
 	if err := unmarshalBody(body, &in); err != nil {
 		return err
 	}
-	if err := checkUnsupported("", nil, in.codeInput); err != nil {
+	if err := checkUnsupported("", in.codeInput); err != nil {
 		return err
 	}
 	if in.DryRun {
@@ -253,12 +253,12 @@ type updateConfigInput struct {
 	Role        string       `json:"Role"`
 	Handler     *string      `json:"Handler"`
 	Runtime     *string      `json:"Runtime"`
-	Description string       `json:"Description"`
+	Description *string      `json:"Description"`
 	Timeout     *int         `json:"Timeout"`
 	MemorySize  *int         `json:"MemorySize"`
 	Environment *environment `json:"Environment"`
 	RevisionID  string       `json:"RevisionId"`
-	Layers      []string     `json:"Layers"`
+	Layers      *[]string    `json:"Layers"`
 }
 
 func (g *Gateway) updateFunctionConfiguration(w http.ResponseWriter, r *http.Request, a pathArgs) error {
@@ -273,10 +273,7 @@ func (g *Gateway) updateFunctionConfiguration(w http.ResponseWriter, r *http.Req
 	if err := checkRole(in.Role); err != nil {
 		return err
 	}
-	if len(in.Layers) > 0 {
-		return apiError(CodeNotImplemented, "Layers are not supported yet")
-	}
-	req := &rpc.UpdateConfigRequest{Name: name, MemoryMB: in.MemorySize, TimeoutSec: in.Timeout}
+	req := &rpc.UpdateConfigRequest{Name: name, MemoryMB: in.MemorySize, TimeoutSec: in.Timeout, Description: in.Description, Layers: in.Layers}
 	if in.Role != "" {
 		req.Role = &in.Role
 	}

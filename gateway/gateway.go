@@ -59,6 +59,12 @@ type Operations struct {
 	GetTrigger    func(context.Context, *rpc.TriggerRequest) (*rpc.TriggerResponse, error)
 	ListTriggers  func(context.Context, *rpc.ListTriggersRequest) (*rpc.ListTriggersResponse, error)
 	DeleteTrigger func(context.Context, *rpc.TriggerRequest) (*rpc.DeleteTriggerResponse, error)
+
+	// Layers.
+	PublishLayer func(context.Context, *rpc.PublishLayerRequest) (*rpc.LayerVersionResponse, error)
+	ListLayers   func(context.Context, *rpc.ListLayersRequest) (*rpc.ListLayersResponse, error)
+	GetLayer     func(context.Context, *rpc.GetLayerRequest) (*rpc.GetLayerResponse, error)
+	DeleteLayer  func(context.Context, *rpc.DeleteLayerRequest) (*rpc.DeleteLayerResponse, error)
 }
 
 // Options configure a Gateway. Zero values take the defaults noted.

@@ -354,7 +354,7 @@ func FuzzDecodeBodies(f *testing.F) {
 		}
 		var in createFunctionInput
 		if unmarshalBody(body, &in) == nil {
-			_ = checkUnsupported(in.PackageType, in.Layers, in.Code)
+			_ = checkUnsupported(in.PackageType, in.Code)
 			_ = checkRole(in.Role)
 			_ = checkArchitectures(in.Architectures)
 		}

@@ -77,11 +77,11 @@ var routes = []struct {
 	{"GET", "/2017-03-31/tags/{*}", "ListTags"},
 	{"POST", "/2017-03-31/tags/{*}", "TagResource"},
 	{"DELETE", "/2017-03-31/tags/{*}", "UntagResource"},
-	{"GET", "/2018-10-31/layers", "ListLayers"},
-	{"POST", "/2018-10-31/layers/{*}/versions", "PublishLayerVersion"},
-	{"GET", "/2018-10-31/layers/{*}/versions", "ListLayerVersions"},
-	{"GET", "/2018-10-31/layers/{*}/versions/{*}", "GetLayerVersion"},
-	{"DELETE", "/2018-10-31/layers/{*}/versions/{*}", "DeleteLayerVersion"},
+	{"GET", "/2018-10-31/layers", opListLayers},
+	{"POST", "/2018-10-31/layers/{*}/versions", opPublishLayerVersion},
+	{"GET", "/2018-10-31/layers/{*}/versions", opListLayerVersions},
+	{"GET", "/2018-10-31/layers/{*}/versions/{*}", opGetLayerVersion},
+	{"DELETE", "/2018-10-31/layers/{*}/versions/{*}", opDeleteLayerVersion},
 	{"PUT", "/2019-09-30/functions/{F}/provisioned-concurrency", "PutProvisionedConcurrencyConfig"},
 	{"GET", "/2019-09-30/functions/{F}/provisioned-concurrency", "GetProvisionedConcurrencyConfig"},
 	{"DELETE", "/2019-09-30/functions/{F}/provisioned-concurrency", "DeleteProvisionedConcurrencyConfig"},
@@ -92,8 +92,10 @@ var routes = []struct {
 type pathArgs struct {
 	Function string
 	// Name is the {*} segment, when the path has one (an alias name, an
-	// event source mapping's UUID).
+	// event source mapping's UUID, a layer's name).
 	Name string
+	// Sub is a second {*} segment (a layer's version).
+	Sub string
 }
 
 // maxPathSegments bounds the work route does on a path.
@@ -131,10 +133,13 @@ next:
 				if err != nil || v == "" {
 					continue next
 				}
-				if ps == "{F}" {
+				switch {
+				case ps == "{F}":
 					fn = v
-				} else {
+				case a.Name == "":
 					a.Name = v
+				default:
+					a.Sub = v
 				}
 			default:
 				if segs[j] != ps {

@@ -12,7 +12,7 @@ import (
 )
 
 // functionConfiguration is Lambda's FunctionConfiguration shape, with the
-// fields nimbus has. Description is a published version's.
+// fields nimbus has.
 type functionConfiguration struct {
 	FunctionName     string           `json:"FunctionName"`
 	FunctionArn      string           `json:"FunctionArn"`
@@ -27,6 +27,7 @@ type functionConfiguration struct {
 	Version          string           `json:"Version"`
 	Description      string           `json:"Description"`
 	Environment      *environment     `json:"Environment,omitempty"`
+	Layers           []layerRef       `json:"Layers,omitempty"`
 	TracingConfig    tracingConfig    `json:"TracingConfig"`
 	RevisionID       string           `json:"RevisionId"`
 	State            string           `json:"State"`
@@ -35,6 +36,12 @@ type functionConfiguration struct {
 	Architectures    []string         `json:"Architectures"`
 	EphemeralStorage ephemeralStorage `json:"EphemeralStorage"`
 	LoggingConfig    loggingConfig    `json:"LoggingConfig"`
+}
+
+// layerRef is a function's layer in FunctionConfiguration.
+type layerRef struct {
+	Arn      string `json:"Arn"`
+	CodeSize int64  `json:"CodeSize"`
 }
 
 type environment struct {
@@ -89,6 +96,7 @@ func (g *Gateway) configuration(f *rpc.FunctionConfig) functionConfiguration {
 		CodeSha256:       codeSHA256(f.CodeSHA256),
 		Version:          f.VersionName(),
 		Description:      f.Description,
+		Layers:           layerRefs(f.Layers),
 		TracingConfig:    tracingConfig{Mode: "PassThrough"},
 		RevisionID:       revisionID(f),
 		State:            stateActive,
@@ -138,4 +146,15 @@ func (g *Gateway) versionARN(f *rpc.FunctionConfig) string {
 		return g.opts.FunctionARN(f.Name)
 	}
 	return g.opts.FunctionARN(f.Name) + ":" + f.Version
+}
+
+func layerRefs(ls []rpc.FunctionLayer) []layerRef {
+	if len(ls) == 0 {
+		return nil
+	}
+	out := make([]layerRef, len(ls))
+	for i, l := range ls {
+		out[i] = layerRef{Arn: l.ARN, CodeSize: l.CodeSize}
+	}
+	return out
 }

@@ -57,6 +57,9 @@ func (g *Gateway) versionHandler(op string) handlerFunc {
 	if h := g.esmHandler(op); h != nil {
 		return h
 	}
+	if h := g.layerHandler(op); h != nil {
+		return h
+	}
 	return g.eventConfigHandler(op)
 }
 

@@ -90,6 +90,15 @@ func (n *Node) updateFunctionConfig(ctx context.Context, req *rpc.UpdateConfigRe
 	if err != nil {
 		return nil, err
 	}
+	if req.Layers != nil { // issue 10: checked against the code as for a create
+		zip, err := n.code.Get(cur.CodeSHA256)
+		if err != nil {
+			return nil, rpc.Errorf(rpc.CodeService, "the function's code is not on the leader: %v", err)
+		}
+		if fn.Layers, err = n.resolveLayers(*req.Layers, zip); err != nil {
+			return nil, err
+		}
+	}
 	return n.proposeUpdate(cur, fn)
 }
 

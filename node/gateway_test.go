@@ -164,3 +164,24 @@ func TestEventSourceMappingsBoto3(t *testing.T) {
 		t.Fatal("the boto3 script did not finish")
 	}
 }
+
+// TestLayersBoto3: Lambda's layer operations, a function's layers and its
+// description, through Debian's boto3 (node/testdata/layers_boto3.py).
+func TestLayersBoto3(t *testing.T) {
+	requireTool(t, "/usr/bin/python3", "-c", "import boto3")
+	_, _, url := startGatewayNode(t)
+	zip := filepath.Join(t.TempDir(), "f.zip")
+	if err := os.WriteFile(zip, behaveZip(t, "layers"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctxT(t), "/usr/bin/python3", "testdata/layers_boto3.py", url, zip)
+	cmd.Env = awsEnv(t)
+	out, err := cmd.CombinedOutput()
+	t.Logf("boto3:\n%s", out)
+	if err != nil {
+		t.Fatalf("boto3 script: %v", err)
+	}
+	if !strings.Contains(string(out), "layers boto3 ok") {
+		t.Fatal("the boto3 script did not finish")
+	}
+}

@@ -44,8 +44,9 @@ type FunctionConfig struct {
 	// Versions (rpc/versions.go). Version is "" for $LATEST and the
 	// version's number ("1", "2", ...) for a published version, which is
 	// an immutable copy of $LATEST as it was when published (its Revision
-	// is the $LATEST revision it copies). Description is a published
-	// version's description.
+	// is the $LATEST revision it copies). Description is the function's
+	// description, or a published version's (by default the one $LATEST
+	// had when it was published).
 	Version     string `msgpack:"version,omitempty" json:"Version,omitempty"`
 	Description string `msgpack:"description,omitempty" json:"Description,omitempty"`
 
@@ -88,6 +89,8 @@ type CreateFunctionRequest struct {
 	Env        map[string]string `msgpack:"env,omitempty"`
 	ZipFile    []byte            `msgpack:"zip_file"`
 	Role       string            `msgpack:"role,omitempty"` // kept as given
+	// Description is the function's description (at most 256 bytes).
+	Description string `msgpack:"description,omitempty"`
 	// Layers (issue 10) names up to MaxFunctionLayers layer versions,
 	// NAME:VERSION or a layer version ARN, in extraction order.
 	Layers []string `msgpack:"layers,omitempty"`
@@ -116,6 +119,12 @@ type UpdateConfigRequest struct {
 	DeadLetter *string `msgpack:"dead_letter,omitempty"`
 	// Role, when not nil, replaces the execution role.
 	Role *string `msgpack:"role,omitempty"`
+	// Description, when not nil, replaces the description.
+	Description *string `msgpack:"description,omitempty"`
+	// Layers (issue 10), when not nil, replaces the function's layers
+	// (NAME:VERSION or layer version ARNs, as CreateFunctionRequest's; an
+	// empty list removes them).
+	Layers *[]string `msgpack:"layers,omitempty"`
 	// IfRevision, when not 0, makes the update fail with
 	// CodePreconditionFailed unless the function's Revision is this one.
 	IfRevision uint64 `msgpack:"if_revision,omitempty"`

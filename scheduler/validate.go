@@ -150,13 +150,14 @@ func NormalizeCreate(req *rpc.CreateFunctionRequest) (*rpc.FunctionConfig, error
 		return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "missing request")
 	}
 	fc := &rpc.FunctionConfig{
-		Name:       req.Name,
-		Runtime:    req.Runtime,
-		Handler:    req.Handler,
-		MemoryMB:   req.MemoryMB,
-		TimeoutSec: req.TimeoutSec,
-		Env:        copyEnv(req.Env),
-		Role:       req.Role,
+		Name:        req.Name,
+		Runtime:     req.Runtime,
+		Handler:     req.Handler,
+		MemoryMB:    req.MemoryMB,
+		TimeoutSec:  req.TimeoutSec,
+		Env:         copyEnv(req.Env),
+		Role:        req.Role,
+		Description: req.Description,
 	}
 	if fc.Handler == "" {
 		fc.Handler = DefaultHandler
@@ -175,6 +176,7 @@ func NormalizeCreate(req *rpc.CreateFunctionRequest) (*rpc.FunctionConfig, error
 	v.memory(fc.MemoryMB)
 	v.timeout(fc.TimeoutSec)
 	v.envKeys(fc.Env)
+	v.description(fc.Description)
 	if err := v.err(); err != nil {
 		return nil, err
 	}
@@ -201,6 +203,9 @@ func ApplyConfigUpdate(cur *rpc.FunctionConfig, req *rpc.UpdateConfigRequest) (*
 		v.timeout(*req.TimeoutSec)
 	}
 	v.envKeys(req.Env)
+	if req.Description != nil {
+		v.description(*req.Description)
+	}
 	if err := v.err(); err != nil {
 		return nil, err
 	}
@@ -227,6 +232,9 @@ func ApplyConfigUpdate(cur *rpc.FunctionConfig, req *rpc.UpdateConfigRequest) (*
 	}
 	if req.Role != nil {
 		next.Role = *req.Role
+	}
+	if req.Description != nil {
+		next.Description = *req.Description
 	}
 	return next, nil
 }
@@ -299,6 +307,16 @@ func (v violations) err() error {
 		return rpc.Errorf(rpc.CodeInvalidParameterValue, "1 validation error detected: %s", v[0])
 	}
 	return rpc.Errorf(rpc.CodeInvalidParameterValue, "%d validation errors detected: %s", len(v), strings.Join(v, "; "))
+}
+
+// MaxDescription is Lambda's limit on a function's or version's
+// description.
+const MaxDescription = 256
+
+func (v *violations) description(d string) {
+	if len(d) > MaxDescription {
+		v.add("...", "description", "Member must have length less than or equal to "+strconv.Itoa(MaxDescription))
+	}
 }
 
 func (v *violations) name(name string) {

@@ -112,7 +112,9 @@ func (f *FSM) applyPublishVersion(body []byte) ApplyResult {
 		n := vs.last[cmd.Name] + 1
 		v := storedCopy(fn)
 		v.Version = strconv.Itoa(n)
-		v.Description = cmd.Description
+		if cmd.Description != "" { // else $LATEST's, as Lambda's default
+			v.Description = cmd.Description
+		}
 		v.LastModifiedMs = cmd.LastModifiedMs
 		if versions == nil {
 			versions = map[int]*rpc.FunctionConfig{}

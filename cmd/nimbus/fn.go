@@ -69,6 +69,7 @@ func (c *cli) fnCreateCmd() *cobra.Command {
 		env              []string
 		output           string
 		layers           []string // issue 10
+		description      string
 	)
 	cmd := &cobra.Command{
 		Use:   "create NAME",
@@ -87,7 +88,7 @@ func (c *cli) fnCreateCmd() *cobra.Command {
 				r, err := cl.CreateFunction(ctx, &rpc.CreateFunctionRequest{
 					Name: args[0], Runtime: runtime, Handler: handler,
 					MemoryMB: memory, TimeoutSec: timeout, Env: vars, ZipFile: zip,
-					Layers: layers,
+					Layers: layers, Description: description,
 				})
 				if err != nil {
 					return nil, err
@@ -104,6 +105,7 @@ func (c *cli) fnCreateCmd() *cobra.Command {
 	f.IntVar(&memory, "memory", 128, "memory in MB (128-10240); CPU is proportional")
 	f.IntVar(&timeout, "timeout", 3, "timeout in seconds (1-900)")
 	f.StringArrayVar(&env, "env", nil, "environment variable KEY=VALUE (repeatable)")
+	f.StringVar(&description, "description", "", "the function's description (at most 256 bytes)")
 	f.StringVarP(&output, "output", "o", "", "output format: json")
 	return cmd
 }
@@ -142,10 +144,12 @@ func (c *cli) fnUpdateConfigCmd() *cobra.Command {
 		env             []string
 		output          string
 		deadLetter      string
+		description     string
+		layers          []string
 	)
 	cmd := &cobra.Command{
 		Use:   "update-config NAME",
-		Short: "Change a function's memory, timeout or environment",
+		Short: "Change a function's memory, timeout, environment, description, layers or dead-letter queue",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &rpc.UpdateConfigRequest{Name: args[0]}
@@ -168,6 +172,18 @@ func (c *cli) fnUpdateConfigCmd() *cobra.Command {
 			if cmd.Flags().Changed("dead-letter") {
 				req.DeadLetter = &deadLetter
 			}
+			if cmd.Flags().Changed("description") {
+				req.Description = &description
+			}
+			if cmd.Flags().Changed("layers") {
+				refs := []string{}
+				for _, l := range layers {
+					if l != "" {
+						refs = append(refs, l)
+					}
+				}
+				req.Layers = &refs
+			}
 			return c.call(cmd.Context(), output, func(ctx context.Context, cl *rpc.Client) (any, error) {
 				r, err := cl.UpdateFunctionConfig(ctx, req)
 				if err != nil {
@@ -182,6 +198,8 @@ func (c *cli) fnUpdateConfigCmd() *cobra.Command {
 	f.IntVar(&timeout, "timeout", 0, "timeout in seconds (1-900)")
 	f.StringArrayVar(&env, "env", nil, "environment variable KEY=VALUE (repeatable; replaces the whole environment)")
 	f.StringVar(&deadLetter, "dead-letter", "", `dead-letter queue of failed async events (queue:NAME or an SQS ARN; "" clears it)`)
+	f.StringVar(&description, "description", "", "the function's description (at most 256 bytes)")
+	f.StringSliceVar(&layers, "layers", nil, `layer versions NAME:VERSION (or ARNs), comma-separated, replacing the function's ("" removes them)`)
 	f.StringVarP(&output, "output", "o", "", "output format: json")
 	return cmd
 }

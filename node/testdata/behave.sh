@@ -2,10 +2,11 @@
 # A shell runtime that does what each event says: an event containing
 # "crash" makes it exit with status 3 without answering, "sleep" makes it
 # never answer, "error" reports a function error; any other event is echoed
-# back with the code's version file and $GREETING.
+# back with the code's version file, a layer's /opt/layer.txt and $GREETING.
 set -eu
 API="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime"
 VERSION=$(cat /var/task/version 2>/dev/null || echo none)
+LAYER=$(cat /opt/layer.txt 2>/dev/null || echo none)
 echo "init version $VERSION"
 while true; do
   HEADERS="$(mktemp)"
@@ -26,5 +27,5 @@ while true; do
     continue ;;
   esac
   curl -sS -o /dev/null -X POST "$API/invocation/$REQUEST_ID/response" \
-    -d "{\"echo\":$EVENT,\"version\":\"$VERSION\",\"greeting\":\"${GREETING:-}\"}"
+    -d "{\"echo\":$EVENT,\"version\":\"$VERSION\",\"layer\":\"$LAYER\",\"greeting\":\"${GREETING:-}\"}"
 done
