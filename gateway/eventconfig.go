@@ -8,9 +8,9 @@ import (
 )
 
 // Put/Update/Get/Delete/ListFunctionEventInvokeConfig(s) over the node's
-// asynchronous invocation configuration. The configuration is the
-// function's: it applies to $LATEST (an async event runs $LATEST), so the
-// only qualifier taken is $LATEST.
+// asynchronous invocation configuration: the function's own (no qualifier,
+// or $LATEST) and each version's and alias's (Qualifier), each used by
+// the events sent to it.
 
 const (
 	opPutEventInvokeConfig    = "PutFunctionEventInvokeConfig"
@@ -66,7 +66,7 @@ type eventInvokeConfig struct {
 func (g *Gateway) eventConfigShape(c *rpc.EventConfig) eventInvokeConfig {
 	out := eventInvokeConfig{
 		LastModified:             float64(c.LastModifiedMs) / 1000,
-		FunctionArn:              g.opts.FunctionARN(c.FunctionName) + ":" + rpc.VersionLatest,
+		FunctionArn:              g.opts.FunctionARN(c.FunctionName) + ":" + qualifierOr(c.Qualifier),
 		MaximumRetryAttempts:     c.Retries(),
 		MaximumEventAgeInSeconds: c.MaxAgeSec(),
 	}
@@ -81,18 +81,19 @@ func (g *Gateway) eventConfigShape(c *rpc.EventConfig) eventInvokeConfig {
 	return out
 }
 
-// eventConfigTarget reads the function of an event config operation: its
-// qualifier, if any, must be $LATEST.
-func (g *Gateway) eventConfigTarget(r *http.Request, a pathArgs) (string, error) {
-	ref, err := g.target(r.URL.Query(), a)
-	if err != nil {
-		return "", err
+// qualifierOr is a configuration's qualifier as its ARN ends: $LATEST for
+// the function's own.
+func qualifierOr(q string) string {
+	if q == "" {
+		return rpc.VersionLatest
 	}
-	if ref.Qualifier != "" && ref.Qualifier != rpc.VersionLatest {
-		return "", rpc.Errorf(rpc.CodeInvalidParameterValue,
-			"An event invoke configuration is the function's, for $LATEST (async events run $LATEST): qualifier %s is not taken", ref.Qualifier)
-	}
-	return ref.Name, nil
+	return q
+}
+
+// eventConfigTarget reads the function and qualifier of an event config
+// operation.
+func (g *Gateway) eventConfigTarget(r *http.Request, a pathArgs) (rpc.FunctionRef, error) {
+	return g.target(r.URL.Query(), a)
 }
 
 func destinationOf(d *destination) string {
@@ -114,7 +115,7 @@ func (g *Gateway) updateEventInvokeConfig(w http.ResponseWriter, r *http.Request
 // Update (the body's fields change the stored configuration, the rest is
 // kept).
 func (g *Gateway) writeEventInvokeConfig(w http.ResponseWriter, r *http.Request, a pathArgs, merge bool) error {
-	name, err := g.eventConfigTarget(r, a)
+	ref, err := g.eventConfigTarget(r, a)
 	if err != nil {
 		return err
 	}
@@ -122,9 +123,9 @@ func (g *Gateway) writeEventInvokeConfig(w http.ResponseWriter, r *http.Request,
 	if err := g.decodeJSON(w, r, maxConfigBody, opPutEventInvokeConfig, &in); err != nil {
 		return err
 	}
-	req := &rpc.PutEventConfigRequest{FunctionName: name}
+	req := &rpc.PutEventConfigRequest{FunctionName: ref.Name, Qualifier: ref.Qualifier}
 	if merge {
-		cur, err := g.opts.Ops.GetEventConfig(r.Context(), &rpc.GetEventConfigRequest{FunctionName: name})
+		cur, err := g.opts.Ops.GetEventConfig(r.Context(), &rpc.GetEventConfigRequest{FunctionName: ref.Name, Qualifier: ref.Qualifier})
 		switch {
 		case err == nil:
 			c := cur.Config
@@ -158,11 +159,11 @@ func (g *Gateway) writeEventInvokeConfig(w http.ResponseWriter, r *http.Request,
 }
 
 func (g *Gateway) getEventInvokeConfig(w http.ResponseWriter, r *http.Request, a pathArgs) error {
-	name, err := g.eventConfigTarget(r, a)
+	ref, err := g.eventConfigTarget(r, a)
 	if err != nil {
 		return err
 	}
-	resp, err := g.opts.Ops.GetEventConfig(r.Context(), &rpc.GetEventConfigRequest{FunctionName: name})
+	resp, err := g.opts.Ops.GetEventConfig(r.Context(), &rpc.GetEventConfigRequest{FunctionName: ref.Name, Qualifier: ref.Qualifier})
 	if err != nil {
 		return err
 	}
@@ -171,11 +172,11 @@ func (g *Gateway) getEventInvokeConfig(w http.ResponseWriter, r *http.Request, a
 }
 
 func (g *Gateway) deleteEventInvokeConfig(w http.ResponseWriter, r *http.Request, a pathArgs) error {
-	name, err := g.eventConfigTarget(r, a)
+	ref, err := g.eventConfigTarget(r, a)
 	if err != nil {
 		return err
 	}
-	if _, err := g.opts.Ops.DeleteEventConfig(r.Context(), &rpc.GetEventConfigRequest{FunctionName: name}); err != nil {
+	if _, err := g.opts.Ops.DeleteEventConfig(r.Context(), &rpc.GetEventConfigRequest{FunctionName: ref.Name, Qualifier: ref.Qualifier}); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -195,17 +196,12 @@ func (g *Gateway) listEventInvokeConfigs(w http.ResponseWriter, r *http.Request,
 		return err
 	}
 	out := listEventInvokeConfigsOutput{FunctionEventInvokeConfigs: []eventInvokeConfig{}}
-	resp, err := g.opts.Ops.GetEventConfig(r.Context(), &rpc.GetEventConfigRequest{FunctionName: name})
-	switch {
-	case err == nil:
-		out.FunctionEventInvokeConfigs = append(out.FunctionEventInvokeConfigs, g.eventConfigShape(resp.Config))
-	case errors.Is(err, rpc.ErrResourceNotFound):
-		// No configuration; but the function must exist.
-		if _, ferr := g.opts.Ops.GetFunction(r.Context(), &rpc.GetFunctionRequest{Name: name}); ferr != nil {
-			return ferr
-		}
-	default:
+	resp, err := g.opts.Ops.ListEventConfigs(r.Context(), &rpc.GetEventConfigRequest{FunctionName: name})
+	if err != nil {
 		return err
+	}
+	for _, c := range resp.Configs {
+		out.FunctionEventInvokeConfigs = append(out.FunctionEventInvokeConfigs, g.eventConfigShape(c))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

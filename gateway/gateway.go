@@ -52,6 +52,7 @@ type Operations struct {
 	PutEventConfig    func(context.Context, *rpc.PutEventConfigRequest) (*rpc.EventConfigResponse, error)
 	GetEventConfig    func(context.Context, *rpc.GetEventConfigRequest) (*rpc.EventConfigResponse, error)
 	DeleteEventConfig func(context.Context, *rpc.GetEventConfigRequest) (*rpc.DeleteEventConfigResponse, error)
+	ListEventConfigs  func(context.Context, *rpc.GetEventConfigRequest) (*rpc.ListEventConfigsResponse, error)
 
 	// Event source mappings: queue triggers.
 	CreateTrigger func(context.Context, *rpc.CreateTriggerRequest) (*rpc.TriggerResponse, error)

@@ -61,7 +61,7 @@ func asJSON(b []byte) json.RawMessage {
 // stopped loop. resp is the last run's answer (nil when the event ended
 // without one); invokes is how many times it ran.
 func (n *Node) destinationEvent(e *scheduler.AsyncEvent, condition string, invokes int, resp *rpc.InvokeResponse) *scheduler.AsyncEvent {
-	cfg, ok := n.fsm.EventConfig(e.Function)
+	cfg, ok := n.fsm.EventConfigFor(e.Function, e.Qualifier)
 	if !ok {
 		return nil
 	}
@@ -161,7 +161,7 @@ func (n *Node) destinationMessages(e *scheduler.AsyncEvent, condition string, in
 			SentMs: now, Sender: rpc.ARNAccount, VisibleMs: now + int64(q.DelaySec)*1000})
 		failed = append(failed, failures)
 	}
-	if cfg, ok := n.fsm.EventConfig(e.Function); ok {
+	if cfg, ok := n.fsm.EventConfigFor(e.Function, e.Qualifier); ok {
 		dest := cfg.OnFailure
 		if condition == conditionSuccess {
 			dest = cfg.OnSuccess

@@ -163,7 +163,7 @@ func (d *dispatcher) round(ctx context.Context) (time.Duration, bool) {
 			ended = append(ended, finishOp(e))
 			continue
 		}
-		cfg, _ := n.fsm.EventConfig(fn.Name)
+		cfg, _ := n.fsm.EventConfigFor(fn.Name, e.Qualifier)
 		maxAge := time.Duration(cfg.MaxAgeSec()) * time.Second
 		if age := now.Sub(time.UnixMilli(e.AcceptedMs)); age > maxAge {
 			n.log.Warn("async event failed: too old", "request_id", e.RequestID, "function", e.Function,
@@ -304,7 +304,7 @@ func (d *dispatcher) runOne(ctx context.Context, l leased) (*rpc.InvokeResponse,
 func (d *dispatcher) outcome(l leased, resp *rpc.InvokeResponse, err error) scheduler.AsyncOp {
 	n, e := d.n, l.event
 	op := scheduler.AsyncOp{RequestID: e.RequestID, IfGen: l.gen}
-	cfg, _ := n.fsm.EventConfig(e.Function)
+	cfg, _ := n.fsm.EventConfigFor(e.Function, e.Qualifier)
 	switch {
 	case err == nil && resp.FunctionError == "":
 		op.Kind = scheduler.AsyncFinish

@@ -46,6 +46,7 @@ func (n *Node) startGateway() error {
 			PutEventConfig:    n.putEventConfig,
 			GetEventConfig:    n.getEventConfig,
 			DeleteEventConfig: n.deleteEventConfig,
+			ListEventConfigs:  n.listEventConfigs,
 			CreateTrigger:     n.createTrigger,
 			UpdateTrigger:     n.updateTrigger,
 			GetTrigger:        n.getTrigger,

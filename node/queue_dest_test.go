@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
@@ -131,4 +132,67 @@ func mustJSON(t testing.TB, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestQualifiedEventConfigs: an event sent to an alias uses the alias's
+// event configuration, one sent unqualified the function's own, and one
+// sent to a version without a configuration of its own none (Lambda's
+// rule): each success record lands in its own queue, and only there.
+func TestQualifiedEventConfigs(t *testing.T) {
+	t.Parallel()
+	n, cl := startAsyncNode(t, nil)
+	ctx := ctxT(t)
+	create(t, cl, "qc", behaveZip(t, "v1"), nil)
+	if _, err := cl.PublishVersion(ctx, &rpc.PublishVersionRequest{Name: "qc"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.CreateAlias(ctx, &rpc.CreateAliasRequest{FunctionName: "qc", Name: "live", FunctionVersion: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"qc-own", "qc-live"} {
+		mustCreateQueue(t, cl, &rpc.CreateQueueRequest{Name: q})
+	}
+	if _, err := cl.PutEventConfig(ctx, &rpc.PutEventConfigRequest{FunctionName: "qc", OnSuccess: "queue:qc-own"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.PutEventConfig(ctx, &rpc.PutEventConfigRequest{FunctionName: "qc:live", OnSuccess: "queue:qc-live"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.PutEventConfig(ctx, &rpc.PutEventConfigRequest{FunctionName: "qc", Qualifier: "nope"}); !errors.Is(err, rpc.ErrResourceNotFound) {
+		t.Fatalf("a configuration for a missing alias: %v, want ResourceNotFoundException", err)
+	}
+	got, err := cl.GetEventConfig(ctx, &rpc.GetEventConfigRequest{FunctionName: "qc", Qualifier: "live"})
+	if err != nil || got.Config.OnSuccess != "queue:qc-live" || got.Config.Qualifier != "live" {
+		t.Fatalf("GetEventConfig(qc:live) = %+v, %v", got, err)
+	}
+	list, err := cl.ListEventConfigs(ctx, &rpc.GetEventConfigRequest{FunctionName: "qc"})
+	if err != nil || len(list.Configs) != 2 || list.Configs[0].Qualifier != "" || list.Configs[1].Qualifier != "live" {
+		t.Fatalf("ListEventConfigs = %+v, %v", list, err)
+	}
+
+	ids := map[string]string{}
+	for _, target := range []string{"qc", "qc:live", "qc:1"} {
+		res, err := invokeEvent(ctx, cl, target, `{"to":"`+target+`"}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[target] = res.RequestID
+	}
+	waitFor(t, "the three events to finish", func() bool { return n.fsm.AsyncLen() == 0 })
+	for queue, target := range map[string]string{"qc-own": "qc", "qc-live": "qc:live"} {
+		m := receiveOne(t, cl, queue)
+		var rec struct {
+			RequestContext struct {
+				RequestID   string `json:"requestId"`
+				FunctionARN string `json:"functionArn"`
+			} `json:"requestContext"`
+		}
+		if err := json.Unmarshal([]byte(m.Body), &rec); err != nil || rec.RequestContext.RequestID != ids[target] {
+			t.Errorf("%s holds %s (%v), want the record of the event sent to %s", queue, m.Body, err, target)
+		}
+		q, err := cl.GetQueue(ctx, queue)
+		if err != nil || q.Visible+q.Delayed != 0 || q.NotVisible != 1 {
+			t.Errorf("%s: %+v, %v; want its one record received and nothing more", queue, q, err)
+		}
+	}
 }

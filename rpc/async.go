@@ -5,6 +5,7 @@ const (
 	MethodEventConfigPut    = "Function.PutEventConfig"
 	MethodEventConfigGet    = "Function.GetEventConfig"
 	MethodEventConfigDelete = "Function.DeleteEventConfig"
+	MethodEventConfigList   = "Function.ListEventConfigs"
 )
 
 // The account and region of every ARN nimbus builds.
@@ -36,7 +37,12 @@ const (
 // `function:NAME` or an ARN); Destination* fields in JSON hold them.
 // A stored EventConfig is immutable.
 type EventConfig struct {
-	FunctionName     string `msgpack:"function" json:"-"`
+	FunctionName string `msgpack:"function" json:"-"`
+	// Qualifier is the version or alias the configuration is for ("" for
+	// the function's own, which unqualified and $LATEST events use): an
+	// event uses the configuration of the qualifier it was sent to, and
+	// none other, as on Lambda.
+	Qualifier        string `msgpack:"qualifier,omitempty" json:"-"`
 	MaxRetryAttempts *int   `msgpack:"max_retries,omitempty" json:"MaximumRetryAttempts,omitempty"`
 	MaxEventAgeSec   *int   `msgpack:"max_age,omitempty" json:"MaximumEventAgeInSeconds,omitempty"`
 	OnSuccess        string `msgpack:"on_success,omitempty" json:"-"`
@@ -63,7 +69,11 @@ func (c *EventConfig) MaxAgeSec() int {
 // PutEventConfigRequest sets a function's whole event configuration: a
 // limit left nil takes its default (Lambda's PutFunctionEventInvokeConfig).
 type PutEventConfigRequest struct {
+	// FunctionName may carry a qualifier (`name:qualifier`, a qualified
+	// ARN), as may Qualifier: a version or alias ("" or $LATEST: the
+	// function's own configuration).
 	FunctionName     string `msgpack:"function_name"`
+	Qualifier        string `msgpack:"qualifier,omitempty"`
 	MaxRetryAttempts *int   `msgpack:"max_retries,omitempty"`
 	MaxEventAgeSec   *int   `msgpack:"max_age,omitempty"`
 	OnSuccess        string `msgpack:"on_success,omitempty"`
@@ -72,7 +82,14 @@ type PutEventConfigRequest struct {
 
 // GetEventConfigRequest names the function of Get and Delete.
 type GetEventConfigRequest struct {
-	FunctionName string `msgpack:"function_name"`
+	FunctionName string `msgpack:"function_name"` // may carry a qualifier
+	Qualifier    string `msgpack:"qualifier,omitempty"`
+}
+
+// ListEventConfigsResponse holds a function's event configurations, its
+// own first, then its versions' and aliases' by qualifier.
+type ListEventConfigsResponse struct {
+	Configs []*EventConfig `msgpack:"configs"`
 }
 
 // EventConfigResponse is a function's event configuration.

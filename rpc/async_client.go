@@ -19,3 +19,9 @@ func (c *Client) GetEventConfig(ctx context.Context, req *GetEventConfigRequest)
 func (c *Client) DeleteEventConfig(ctx context.Context, req *GetEventConfigRequest) (*DeleteEventConfigResponse, error) {
 	return callTyped[DeleteEventConfigResponse](ctx, c, MethodEventConfigDelete, req)
 }
+
+// ListEventConfigs lists a function's event configurations: its own and
+// its versions' and aliases'.
+func (c *Client) ListEventConfigs(ctx context.Context, req *GetEventConfigRequest) (*ListEventConfigsResponse, error) {
+	return callTyped[ListEventConfigsResponse](ctx, c, MethodEventConfigList, req)
+}

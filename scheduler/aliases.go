@@ -135,6 +135,7 @@ func (f *FSM) applyDeleteAlias(body []byte) ApplyResult {
 			delete(vs.aliases, cmd.FunctionName)
 		}
 		vs.deleteURL(cmd.FunctionName, cmd.Name)
+		delete(s.eventConfigs, eventConfigKey(cmd.FunctionName, cmd.Name))
 		return ApplyResult{Alias: a}, nil
 	})
 }

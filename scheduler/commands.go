@@ -43,6 +43,13 @@ const (
 	CmdDeleteAlias    CommandType = 12 // DeleteAliasCommand
 	CmdPutURL         CommandType = 13 // PutURLCommand
 	CmdDeleteURL      CommandType = 14 // DeleteURLCommand
+	// A version's or alias's event configuration (eventconfig.go): the
+	// bodies of CmdPutEventConfig and CmdDeleteEventConfig with a
+	// qualifier, FSM version 4, so that no server that would drop the
+	// qualifier (and overwrite the function's own configuration) applies
+	// one.
+	CmdPutQualifiedEventConfig    CommandType = 15 // PutEventConfigCommand
+	CmdDeleteQualifiedEventConfig CommandType = 16 // DeleteEventConfigCommand
 	// Queues and queue triggers (queue.go, trigger.go): 20-39, FSM version 3.
 	CmdPutQueue      CommandType = 20 // PutQueueCommand
 	CmdDeleteQueue   CommandType = 21 // DeleteQueueCommand
@@ -82,6 +89,9 @@ var commandSpecs = map[CommandType]commandSpec{
 	CmdDeleteAlias:    {"DeleteAlias", 3},
 	CmdPutURL:         {"PutURL", 3},
 	CmdDeleteURL:      {"DeleteURL", 3},
+	// Event configuration of versions and aliases.
+	CmdPutQualifiedEventConfig:    {"PutQualifiedEventConfig", 4},
+	CmdDeleteQualifiedEventConfig: {"DeleteQualifiedEventConfig", 4},
 	// Queues and queue triggers.
 	CmdPutQueue:      {"PutQueue", 3},
 	CmdDeleteQueue:   {"DeleteQueue", 3},
@@ -99,7 +109,7 @@ var commandSpecs = map[CommandType]commandSpec{
 // proposes a command only once every server advertises at least the
 // command's version (CommandVersion), so that no replica meets an entry it
 // cannot apply.
-const FSMVersion = 3
+const FSMVersion = 4
 
 // CommandVersion returns the FSM version that introduced t (0 when this
 // release does not know t).

@@ -1,76 +1,171 @@
 package scheduler
 
 import (
+	"sort"
+	"strconv"
 	"strings"
 
 	"nimbus/rpc"
 )
 
 // Asynchronous invocation configuration: a function's retry limit, maximum
-// event age and destinations (Lambda's FunctionEventInvokeConfig), kept
-// beside the registry like reserved concurrency; deleting a function
-// deletes its configuration.
+// event age and destinations (Lambda's FunctionEventInvokeConfig), the
+// function's own and its versions' and aliases', kept beside the registry
+// like reserved concurrency. An event uses the configuration of the
+// qualifier it was sent to (none: the function's own); deleting a
+// function deletes all of them, deleting a version or an alias its own.
 
-// PutEventConfigCommand stores a function's whole event configuration
-// (CmdPutEventConfig). It fails with ResourceNotFoundException if the
-// function does not exist. The proposer validates it (ValidateEventConfig)
-// and sets LastModifiedMs.
+// PutEventConfigCommand stores a whole event configuration
+// (CmdPutEventConfig for the function's own, CmdPutQualifiedEventConfig
+// for a version's or an alias's). It fails with ResourceNotFoundException
+// if the function, or the version or alias, does not exist. The proposer
+// validates it (ValidateEventConfig) and sets LastModifiedMs.
 type PutEventConfigCommand struct {
 	Config *rpc.EventConfig `msgpack:"config"`
 }
 
-// DeleteEventConfigCommand removes a function's event configuration
-// (CmdDeleteEventConfig); ResourceNotFoundException if it has none.
+// DeleteEventConfigCommand removes an event configuration
+// (CmdDeleteEventConfig, or CmdDeleteQualifiedEventConfig with a
+// qualifier); ResourceNotFoundException if there is none.
 type DeleteEventConfigCommand struct {
-	Name string `msgpack:"name"`
+	Name      string `msgpack:"name"`
+	Qualifier string `msgpack:"qualifier,omitempty"`
 }
 
-func (PutEventConfigCommand) CommandType() CommandType    { return CmdPutEventConfig }
-func (DeleteEventConfigCommand) CommandType() CommandType { return CmdDeleteEventConfig }
+// CommandType is CmdPutEventConfig for the function's own configuration
+// and CmdPutQualifiedEventConfig for a version's or an alias's.
+func (c PutEventConfigCommand) CommandType() CommandType {
+	if c.Config != nil && isQualified(c.Config.Qualifier) {
+		return CmdPutQualifiedEventConfig
+	}
+	return CmdPutEventConfig
+}
 
-func (f *FSM) applyPutEventConfig(body []byte) ApplyResult {
+// CommandType is CmdDeleteEventConfig, or CmdDeleteQualifiedEventConfig
+// with a qualifier.
+func (c DeleteEventConfigCommand) CommandType() CommandType {
+	if isQualified(c.Qualifier) {
+		return CmdDeleteQualifiedEventConfig
+	}
+	return CmdDeleteEventConfig
+}
+
+func isQualified(q string) bool { return q != "" && q != rpc.VersionLatest }
+
+// eventConfigKey is where an event configuration lives in the state: the
+// function's name, or name:qualifier for a version's or alias's.
+func eventConfigKey(name, qualifier string) string {
+	if !isQualified(qualifier) {
+		return name
+	}
+	return name + ":" + qualifier
+}
+
+// qualifierExists reports whether qualifier names a published version or
+// an alias of fn.
+func (s *fsmState) qualifierExists(fn, qualifier string) bool {
+	if n, err := strconv.Atoi(qualifier); err == nil {
+		_, ok := s.versions.byFn[fn][n]
+		return ok
+	}
+	_, ok := s.versions.aliases[fn][qualifier]
+	return ok
+}
+
+func (f *FSM) applyPutEventConfig(t CommandType, body []byte) ApplyResult {
 	var cmd PutEventConfigCommand
-	if err := decodeCommand(CmdPutEventConfig, body, &cmd); err != nil {
+	if err := decodeCommand(t, body, &cmd); err != nil {
 		return ApplyResult{Err: err}
 	}
 	if cmd.Config == nil || cmd.Config.FunctionName == "" {
-		return ApplyResult{Err: rpc.Errorf(rpc.CodeService, "malformed %s entry: no function", CmdPutEventConfig)}
+		return ApplyResult{Err: rpc.Errorf(rpc.CodeService, "malformed %s entry: no function", t)}
+	}
+	c := *cmd.Config
+	if t == CmdPutEventConfig || c.Qualifier == rpc.VersionLatest {
+		c.Qualifier = "" // the function's own, whatever the entry carries
 	}
 	return f.update(func(s *fsmState) (ApplyResult, []functionChange) {
-		if _, ok := s.functions[cmd.Config.FunctionName]; !ok {
-			return ApplyResult{Err: errFunctionNotFound(cmd.Config.FunctionName)}, nil
+		if _, ok := s.functions[c.FunctionName]; !ok {
+			return ApplyResult{Err: errFunctionNotFound(c.FunctionName)}, nil
 		}
-		c := *cmd.Config
-		s.eventConfigs[c.FunctionName] = &c
+		if c.Qualifier != "" && !s.qualifierExists(c.FunctionName, c.Qualifier) {
+			return ApplyResult{Err: errQualifierNotFound(c.FunctionName, c.Qualifier)}, nil
+		}
+		s.eventConfigs[eventConfigKey(c.FunctionName, c.Qualifier)] = &c
 		return ApplyResult{}, nil
 	})
 }
 
-func (f *FSM) applyDeleteEventConfig(body []byte) ApplyResult {
+func (f *FSM) applyDeleteEventConfig(t CommandType, body []byte) ApplyResult {
 	var cmd DeleteEventConfigCommand
-	if err := decodeCommand(CmdDeleteEventConfig, body, &cmd); err != nil {
+	if err := decodeCommand(t, body, &cmd); err != nil {
 		return ApplyResult{Err: err}
 	}
+	if t == CmdDeleteEventConfig {
+		cmd.Qualifier = ""
+	}
+	key := eventConfigKey(cmd.Name, cmd.Qualifier)
 	return f.update(func(s *fsmState) (ApplyResult, []functionChange) {
-		if _, ok := s.eventConfigs[cmd.Name]; !ok {
-			return ApplyResult{Err: errEventConfigNotFound(cmd.Name)}, nil
+		if _, ok := s.eventConfigs[key]; !ok {
+			return ApplyResult{Err: errEventConfigNotFound(cmd.Name, cmd.Qualifier)}, nil
 		}
-		delete(s.eventConfigs, cmd.Name)
+		delete(s.eventConfigs, key)
 		return ApplyResult{}, nil
 	})
 }
 
-func errEventConfigNotFound(name string) error {
-	return rpc.Errorf(rpc.CodeResourceNotFound, "The function %s doesn't have an EventInvokeConfig", rpc.DefaultFunctionARN(name))
+// dropEventConfigs deletes every event configuration of fn.
+func (s *fsmState) dropEventConfigs(fn string) {
+	delete(s.eventConfigs, fn)
+	for k, c := range s.eventConfigs {
+		if c.FunctionName == fn {
+			delete(s.eventConfigs, k)
+		}
+	}
 }
 
-// EventConfig returns a function's event configuration (immutable), false
-// when it has none.
+func errEventConfigNotFound(name, qualifier string) error {
+	arn := rpc.DefaultFunctionARN(name)
+	if isQualified(qualifier) {
+		arn += ":" + qualifier
+	}
+	return rpc.Errorf(rpc.CodeResourceNotFound, "The function %s doesn't have an EventInvokeConfig", arn)
+}
+
+func errQualifierNotFound(name, qualifier string) error {
+	return rpc.Errorf(rpc.CodeResourceNotFound, "Function not found: %s:%s", rpc.DefaultFunctionARN(name), qualifier)
+}
+
+// EventConfig returns a function's own event configuration (immutable),
+// false when it has none.
 func (f *FSM) EventConfig(name string) (*rpc.EventConfig, bool) {
+	return f.EventConfigFor(name, "")
+}
+
+// EventConfigFor returns the event configuration an event sent to
+// name:qualifier uses ("" or $LATEST: the function's own), false when
+// there is none: a version or alias without its own has none, as on
+// Lambda.
+func (f *FSM) EventConfigFor(name, qualifier string) (*rpc.EventConfig, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	c, ok := f.state.eventConfigs[name]
+	c, ok := f.state.eventConfigs[eventConfigKey(name, qualifier)]
 	return c, ok
+}
+
+// EventConfigs returns every event configuration of a function, its own
+// first, then by qualifier.
+func (f *FSM) EventConfigs(name string) []*rpc.EventConfig {
+	f.mu.RLock()
+	var out []*rpc.EventConfig
+	for _, c := range f.state.eventConfigs {
+		if c.FunctionName == name {
+			out = append(out, c)
+		}
+	}
+	f.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Qualifier < out[j].Qualifier })
+	return out
 }
 
 // DestinationKind says where a destination delivers.
@@ -149,8 +244,13 @@ func ValidateEventConfig(req *rpc.PutEventConfigRequest, exists func(name string
 			}
 		}
 	}
+	qualifier := req.Qualifier
+	if !isQualified(qualifier) {
+		qualifier = ""
+	}
 	return &rpc.EventConfig{
 		FunctionName:     req.FunctionName,
+		Qualifier:        qualifier,
 		MaxRetryAttempts: req.MaxRetryAttempts,
 		MaxEventAgeSec:   req.MaxEventAgeSec,
 		OnSuccess:        req.OnSuccess,

@@ -144,3 +144,90 @@ func TestFinishThen(t *testing.T) {
 	wantCode(t, apply(t, f, 5, CmdAsyncUpdate, AsyncUpdateCommand{Ops: []AsyncOp{{RequestID: "rec", Kind: AsyncLease, IfGen: 4, Then: &then}}}), rpc.ErrService)
 	checkAsyncIndex(t, f)
 }
+
+// TestQualifiedEventConfigs: a version's and an alias's configurations
+// live beside the function's own, each found only under its qualifier;
+// they need the version or alias to exist, survive a snapshot, and go with
+// the alias, the version or the function they belong to.
+func TestQualifiedEventConfigs(t *testing.T) {
+	t.Parallel()
+	f := NewFSM(FSMOptions{})
+	apply(t, f, 1, CmdPutFunction, PutFunctionCommand{Function: fullFunction("fn"), Mode: PutCreate})
+	apply(t, f, 2, CmdPublishVersion, PublishVersionCommand{Name: "fn"})
+	if res := apply(t, f, 3, CmdPutAlias, PutAliasCommand{Alias: &rpc.Alias{FunctionName: "fn", Name: "live", FunctionVersion: "1"}, Mode: PutCreate}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	own := &rpc.EventConfig{FunctionName: "fn", MaxRetryAttempts: intp(2), LastModifiedMs: 1}
+	live := &rpc.EventConfig{FunctionName: "fn", Qualifier: "live", MaxRetryAttempts: intp(0), OnSuccess: "queue:q", LastModifiedMs: 2}
+	v1 := &rpc.EventConfig{FunctionName: "fn", Qualifier: "1", MaxEventAgeSec: intp(60), LastModifiedMs: 3}
+	for i, c := range []*rpc.EventConfig{own, live, v1} {
+		cmd := PutEventConfigCommand{Config: c}
+		if res := apply(t, f, uint64(4+i), cmd.CommandType(), cmd); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	if got := (PutEventConfigCommand{Config: live}).CommandType(); got != CmdPutQualifiedEventConfig {
+		t.Fatalf("a qualified put is command %v", got)
+	}
+	for q, want := range map[string]*rpc.EventConfig{"": own, rpc.VersionLatest: own, "live": live, "1": v1} {
+		if got, ok := f.EventConfigFor("fn", q); !ok || !reflect.DeepEqual(got, want) {
+			t.Errorf("EventConfigFor(fn, %q) = %+v, %v; want %+v", q, got, ok, want)
+		}
+	}
+	if _, ok := f.EventConfigFor("fn", "2"); ok {
+		t.Error("version 2 has a configuration it was never given")
+	}
+	if got := f.EventConfigs("fn"); len(got) != 3 || got[0] != f.mustConfig(t, "") {
+		t.Errorf("EventConfigs = %+v", got)
+	}
+	// The qualifier must exist; an unqualified entry carrying one is the
+	// function's own (an old proposer's entry cannot name a qualifier).
+	wantCode(t, apply(t, f, 7, CmdPutQualifiedEventConfig, PutEventConfigCommand{Config: &rpc.EventConfig{FunctionName: "fn", Qualifier: "nope"}}), rpc.ErrResourceNotFound)
+	wantCode(t, apply(t, f, 8, CmdPutQualifiedEventConfig, PutEventConfigCommand{Config: &rpc.EventConfig{FunctionName: "fn", Qualifier: "7"}}), rpc.ErrResourceNotFound)
+
+	again := NewFSM(FSMOptions{})
+	if err := restore(again, persist(t, f)); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"", "live", "1"} {
+		want, _ := f.EventConfigFor("fn", q)
+		if got, ok := again.EventConfigFor("fn", q); !ok || !reflect.DeepEqual(got, want) {
+			t.Errorf("restored EventConfigFor(fn, %q) = %+v, %v; want %+v", q, got, ok, want)
+		}
+	}
+
+	del := DeleteEventConfigCommand{Name: "fn", Qualifier: "1"}
+	if res := apply(t, f, 9, del.CommandType(), del); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	wantCode(t, apply(t, f, 10, del.CommandType(), del), rpc.ErrResourceNotFound)
+	if _, ok := f.EventConfigFor("fn", ""); !ok {
+		t.Fatal("deleting version 1's configuration deleted the function's own")
+	}
+	apply(t, f, 11, CmdDeleteAlias, DeleteAliasCommand{FunctionName: "fn", Name: "live"})
+	if _, ok := f.EventConfigFor("fn", "live"); ok {
+		t.Fatal("the alias's configuration outlived the alias")
+	}
+	apply(t, f, 12, CmdPutQualifiedEventConfig, PutEventConfigCommand{Config: v1})
+	if res := apply(t, f, 13, CmdDeleteVersion, DeleteVersionCommand{Name: "fn", Version: 1}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if _, ok := f.EventConfigFor("fn", "1"); ok {
+		t.Fatal("the version's configuration outlived the version")
+	}
+	apply(t, f, 14, CmdPublishVersion, PublishVersionCommand{Name: "fn"})
+	apply(t, f, 15, CmdPutQualifiedEventConfig, PutEventConfigCommand{Config: &rpc.EventConfig{FunctionName: "fn", Qualifier: "2"}})
+	apply(t, f, 16, CmdDeleteFunction, DeleteFunctionCommand{Name: "fn"})
+	if got := f.EventConfigs("fn"); len(got) != 0 {
+		t.Fatalf("configurations outlived their function: %+v", got)
+	}
+}
+
+func (f *FSM) mustConfig(t *testing.T, q string) *rpc.EventConfig {
+	t.Helper()
+	c, ok := f.EventConfigFor("fn", q)
+	if !ok {
+		t.Fatalf("no configuration for %q", q)
+	}
+	return c
+}

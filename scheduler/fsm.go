@@ -76,7 +76,7 @@ type fsmState struct {
 	functions     map[string]*rpc.FunctionConfig
 	reserved      map[string]int // function name -> reserved concurrency (>= 0)
 	reservedTotal int
-	eventConfigs  map[string]*rpc.EventConfig // function name -> its config
+	eventConfigs  map[string]*rpc.EventConfig // eventConfigKey -> its config
 	async         asyncQueue
 
 	// versions holds versions, aliases and function URLs (versions.go).
@@ -169,10 +169,10 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 		return f.applyAsyncAccept(l.Index, body)
 	case CmdAsyncUpdate:
 		return f.applyAsyncUpdate(l.Index, body)
-	case CmdPutEventConfig:
-		return f.applyPutEventConfig(body)
-	case CmdDeleteEventConfig:
-		return f.applyDeleteEventConfig(body)
+	case CmdPutEventConfig, CmdPutQualifiedEventConfig:
+		return f.applyPutEventConfig(t, body)
+	case CmdDeleteEventConfig, CmdDeleteQualifiedEventConfig:
+		return f.applyDeleteEventConfig(t, body)
 
 	// Versions, aliases and function URLs.
 	case CmdPublishVersion:

@@ -115,7 +115,9 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	queues.sort()
 	sortFunctions(fns)
 	sort.Slice(res, func(i, j int) bool { return res[i].Name < res[j].Name })
-	sort.Slice(ecs, func(i, j int) bool { return ecs[i].FunctionName < ecs[j].FunctionName })
+	sort.Slice(ecs, func(i, j int) bool {
+		return eventConfigKey(ecs[i].FunctionName, ecs[i].Qualifier) < eventConfigKey(ecs[j].FunctionName, ecs[j].Qualifier)
+	})
 	sort.Slice(events, func(i, j int) bool { return events[i].RequestID < events[j].RequestID })
 	vers.sort()
 	return &fsmSnapshot{functions: fns, reservations: res, eventConfigs: ecs, events: events, versions: vers, queues: queues,
@@ -336,10 +338,11 @@ func restoreEventConfig(dec *msgpack.Decoder, st *fsmState) error {
 	if _, ok := st.functions[c.FunctionName]; !ok {
 		return fmt.Errorf("event config of %q, which is not a function before it", c.FunctionName)
 	}
-	if _, dup := st.eventConfigs[c.FunctionName]; dup {
-		return fmt.Errorf("event config of %q appears twice", c.FunctionName)
+	key := eventConfigKey(c.FunctionName, c.Qualifier)
+	if _, dup := st.eventConfigs[key]; dup {
+		return fmt.Errorf("event config of %q appears twice", key)
 	}
-	st.eventConfigs[c.FunctionName] = c
+	st.eventConfigs[key] = c
 	return nil
 }
 

@@ -155,6 +155,7 @@ func (f *FSM) applyDeleteVersion(body []byte) ApplyResult {
 		if len(vs.byFn[cmd.Name]) == 0 {
 			delete(vs.byFn, cmd.Name)
 		}
+		delete(s.eventConfigs, eventConfigKey(cmd.Name, strconv.Itoa(cmd.Version)))
 		return ApplyResult{Function: v}, nil
 	})
 }

@@ -2,11 +2,13 @@
 # A shell runtime that does what each event says: an event containing
 # "crash" makes it exit with status 3 without answering, "sleep" makes it
 # never answer, "error" reports a function error; any other event is echoed
-# back with the code's version file, a layer's /opt/layer.txt and $GREETING.
+# back with the code's version file, $GREETING and, when a layer gives
+# /opt/layer.txt, its text.
 set -eu
 API="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime"
 VERSION=$(cat /var/task/version 2>/dev/null || echo none)
-LAYER=$(cat /opt/layer.txt 2>/dev/null || echo none)
+LAYER=""
+if [ -f /opt/layer.txt ]; then LAYER=",\"layer\":\"$(cat /opt/layer.txt)\""; fi
 echo "init version $VERSION"
 while true; do
   HEADERS="$(mktemp)"
@@ -27,5 +29,5 @@ while true; do
     continue ;;
   esac
   curl -sS -o /dev/null -X POST "$API/invocation/$REQUEST_ID/response" \
-    -d "{\"echo\":$EVENT,\"version\":\"$VERSION\",\"layer\":\"$LAYER\",\"greeting\":\"${GREETING:-}\"}"
+    -d "{\"echo\":$EVENT,\"version\":\"$VERSION\"$LAYER,\"greeting\":\"${GREETING:-}\"}"
 done
