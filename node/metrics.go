@@ -170,6 +170,8 @@ var (
 	descSlots        = prometheus.NewDesc("nimbus_ledger_slots", "Slots in use in the leader's ledger (on the leader).", nil, nil)
 	descConns        = prometheus.NewDesc("nimbus_rpc_connections", "rpc connections open on this node's port.", nil, nil)
 	descConnsRefused = prometheus.NewDesc("nimbus_rpc_connections_refused_total", "rpc connections refused at a limit.", nil, nil)
+	descAPIConns     = prometheus.NewDesc("nimbus_runtime_api_connections", "Runtime API connections open in this worker's sandboxes.", nil, nil)
+	descAPIRefused   = prometheus.NewDesc("nimbus_runtime_api_connections_refused_total", "Runtime API connections a sandbox opened past its limit, closed at once.", nil, nil)
 	descLogLines     = prometheus.NewDesc("nimbus_log_lines_total", "Function log lines this node shipped to the log store, or dropped.", []string{"outcome"}, nil)
 	descLogBuffered  = prometheus.NewDesc("nimbus_log_lines_buffered", "Function log lines waiting to be shipped.", nil, nil)
 	descStarts       = prometheus.NewDesc("nimbus_sandbox_starts_total", "Sandboxes started on this worker (cold starts).", nil, nil)
@@ -224,7 +226,7 @@ type nodeCollector struct{ n *Node }
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInvocations, descErrors, descThrottles, descColdStarts, descConcurrent,
 		descDuration, descInitDuration, descSandboxes, descMemOffered, descMemGranted, descRaftState, descRaftTerm,
-		descRaftApplied, descRaftCommit, descMembers, descSlots, descConns, descConnsRefused,
+		descRaftApplied, descRaftCommit, descMembers, descSlots, descConns, descConnsRefused, descAPIConns, descAPIRefused,
 		descLogLines, descLogBuffered, descStarts, descFailures,
 		descAsyncRecv, descAsyncDropped, descDLQErrors, descDestFailures, descAsyncAge, descAsyncQueued, descBatchSize, descQueueMsgs, descCodeBytes, descImageBytes} {
 		ch <- d
@@ -280,6 +282,8 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descSandboxes, prometheus.GaugeValue, float64(st.Running), "busy")
 		ch <- prometheus.MustNewConstMetric(descSandboxes, prometheus.GaugeValue, float64(st.Thawed), "idle")
 		ch <- prometheus.MustNewConstMetric(descSandboxes, prometheus.GaugeValue, float64(st.Frozen), "frozen")
+		ch <- prometheus.MustNewConstMetric(descAPIConns, prometheus.GaugeValue, float64(st.RuntimeAPIConns))
+		ch <- prometheus.MustNewConstMetric(descAPIRefused, prometheus.CounterValue, float64(st.RuntimeAPIRefused))
 		ch <- prometheus.MustNewConstMetric(descMemOffered, prometheus.GaugeValue, float64(n.cfg.MemoryMB))
 		if images := n.imageStore(); images != nil {
 			for _, im := range images.List() {

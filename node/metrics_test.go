@@ -126,6 +126,10 @@ func TestMetricsAfterKnownWork(t *testing.T) {
 		value(fams, "nimbus_sandboxes", "state", "busy") != 0 {
 		t.Errorf("sandboxes: idle %v, frozen %v, busy %v; want the one warm sandbox", idle, frozen, value(fams, "nimbus_sandboxes", "state", "busy"))
 	}
+	// The warm sandbox's runtime waits in /next on one connection.
+	if open, refused := value(fams, "nimbus_runtime_api_connections", "", ""), value(fams, "nimbus_runtime_api_connections_refused_total", "", ""); open < 1 || open > 2 || refused != 0 {
+		t.Errorf("Runtime API connections: %v open, %v refused; want the runtime's one, none refused", open, refused)
+	}
 	if got := value(fams, "nimbus_sandbox_starts_total", "", ""); got != 1 {
 		t.Errorf("sandbox starts = %v, want 1 (one cold start, then warm)", got)
 	}

@@ -37,6 +37,11 @@ func TestHostileConnectionHoard(t *testing.T) {
 	if p.Open > apiMaxConns {
 		t.Errorf("the function holds %d Runtime API connections (dialed %d), want at most %d", p.Open, p.Dialed, apiMaxConns)
 	}
+	// The manager's counts say so (the metrics read them): the refused
+	// connections, and no more open than the limit.
+	if st := m.Stats(); st.RuntimeAPIRefused < uint64(p.Dialed-apiMaxConns) || st.RuntimeAPIConns > apiMaxConns || st.RuntimeAPIConns < 1 {
+		t.Errorf("Stats: %d Runtime API connections open, %d refused; the function dialed %d", st.RuntimeAPIConns, st.RuntimeAPIRefused, p.Dialed)
+	}
 	// Other tests run in parallel and open descriptors too: allow for them,
 	// but not for a thousand.
 	if after := openFDs(); after-before > 100 {

@@ -39,6 +39,8 @@ type Manager struct {
 
 	stop chan struct{}
 	wg   sync.WaitGroup
+
+	apiConns apiConns // Runtime API connections of every sandbox
 }
 
 // NewManager builds (or reuses) the default image, cleans up sandboxes left
@@ -374,6 +376,8 @@ func (m *Manager) Stats() Stats {
 		}
 		sb.mu.Unlock()
 	}
+	s.RuntimeAPIConns = m.apiConns.open.Load()
+	s.RuntimeAPIRefused = m.apiConns.refused.Load()
 	return s
 }
 

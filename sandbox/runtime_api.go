@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"nimbus/rpc"
@@ -123,6 +124,13 @@ type runtimeAPI struct {
 
 	bodyTimeout time.Duration // apiBodyTimeout; shorter in tests
 	srv         *http.Server
+	conns       *apiConns // the manager's counts (nil: none kept)
+}
+
+// apiConns counts the Runtime API connections of a manager's sandboxes.
+type apiConns struct {
+	open    atomic.Int64
+	refused atomic.Uint64
 }
 
 func newRuntimeAPI() *runtimeAPI {
@@ -164,7 +172,7 @@ const (
 )
 
 func (a *runtimeAPI) serve(ln net.Listener) {
-	_ = a.srv.Serve(&limitListener{Listener: ln, max: apiMaxConns})
+	_ = a.srv.Serve(&limitListener{Listener: ln, max: apiMaxConns, counts: a.conns})
 }
 
 // limitListener closes connections at once beyond max open ones, so a
@@ -172,9 +180,10 @@ func (a *runtimeAPI) serve(ln net.Listener) {
 // holds at most max descriptors per sandbox.
 type limitListener struct {
 	net.Listener
-	max  int
-	mu   sync.Mutex
-	open int
+	max    int
+	counts *apiConns // nil: not counted
+	mu     sync.Mutex
+	open   int
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -187,10 +196,16 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if l.open >= l.max {
 			l.mu.Unlock()
 			c.Close()
+			if l.counts != nil {
+				l.counts.refused.Add(1)
+			}
 			continue
 		}
 		l.open++
 		l.mu.Unlock()
+		if l.counts != nil {
+			l.counts.open.Add(1)
+		}
 		return &limitConn{Conn: c, l: l}, nil
 	}
 }
@@ -207,6 +222,9 @@ func (c *limitConn) Close() error {
 		c.l.mu.Lock()
 		c.l.open--
 		c.l.mu.Unlock()
+		if c.l.counts != nil {
+			c.l.counts.open.Add(-1)
+		}
 	})
 	return err
 }

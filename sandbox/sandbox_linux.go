@@ -224,6 +224,7 @@ func (m *Manager) startSandbox(req *Request, rt *Runtime, root, id string) (_ *s
 		api:    newRuntimeAPI(),
 		exited: make(chan struct{}),
 	}
+	sb.api.conns = &m.apiConns
 	argv := rt.Command
 	if argv == nil {
 		argv = []string{bootstrapPath}

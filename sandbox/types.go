@@ -80,6 +80,11 @@ type Stats struct {
 	// By state: starting (cold), running an invocation (busy), warm and
 	// running (idle), warm and frozen.
 	Initializing, Running, Thawed, Frozen int
+	// RuntimeAPIConns is the Runtime API connections open in all the
+	// sandboxes; RuntimeAPIRefused counts those closed at once at the
+	// per-sandbox limit since the manager started.
+	RuntimeAPIConns   int64
+	RuntimeAPIRefused uint64
 }
 
 // ErrClosed is returned by Invoke after Close.
