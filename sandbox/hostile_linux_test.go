@@ -185,3 +185,98 @@ func TestOrphanCgroupsRemoved(t *testing.T) {
 		t.Fatalf("invoke after the cleanup: %s", r.Payload)
 	}
 }
+
+// agentUsage is what the agent itself holds: descriptors, threads and
+// resident memory.
+type agentUsage struct {
+	fds, threads int
+	rssMB        int64
+}
+
+func usageNow() agentUsage {
+	u := agentUsage{fds: openFDs()}
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		n, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "Threads:":
+			u.threads = int(n)
+		case "VmRSS:":
+			u.rssMB = n >> 10
+		}
+	}
+	return u
+}
+
+// nearBaseline fails t unless the agent is back near what it held before
+// a hostile function ran. Go keeps the threads it started, and the heap
+// the collector has not returned yet: the margins allow for that, not for
+// a leak per process, connection or byte of the function's.
+func nearBaseline(t *testing.T, before agentUsage) {
+	t.Helper()
+	runtime.GC()
+	after := usageNow()
+	if after.fds > before.fds+16 || after.threads > before.threads+32 || after.rssMB > before.rssMB+64 {
+		t.Errorf("the agent holds %d descriptors, %d threads, %d MB resident; before: %d, %d, %d MB",
+			after.fds, after.threads, after.rssMB, before.fds, before.threads, before.rssMB)
+	}
+}
+
+// An inotify hog holds every inotify instance the kernel gives one user;
+// a second function beside it still gets its own, because each sandbox is
+// a host uid of its own (uid 993 inside, with no capability). Not
+// parallel: the agent's baseline is its own.
+func TestHostileInotifyHog(t *testing.T) {
+	m, _ := newTestManager(t, Config{})
+	limit, err := strconv.Atoi(readFile("/proc/sys/fs/inotify/max_user_instances"))
+	if err != nil || limit > nofileLimit-64 {
+		t.Skipf("max_user_instances %d: the descriptor limit would stop the hog first", limit)
+	}
+	dir := codeDir(t, gofnBin)
+	invoke(t, m, fnConfig("bystander", 1), dir, `{"do":"hello"}`)
+	before := usageNow()
+	var hog struct {
+		Held  int
+		Error string
+	}
+	res := invoke(t, m, fnConfig("inotify-hog", 1), dir, `{"do":"inotify","n":`+strconv.Itoa(limit+1)+`}`)
+	if err := json.Unmarshal(res.Payload, &hog); err != nil || res.ErrorType != "" {
+		t.Fatalf("hog: %s", res.Payload)
+	}
+	if hog.Held != limit || hog.Error != "too many open files" {
+		t.Fatalf("the hog holds %d inotify instances (%q), want the per-user limit %d", hog.Held, hog.Error, limit)
+	}
+	// The hog stays warm, holding them, while the other function asks.
+	var other struct {
+		Held  int
+		Error string
+	}
+	res = invoke(t, m, fnConfig("bystander", 1), dir, `{"do":"inotify","n":8}`)
+	if err := json.Unmarshal(res.Payload, &other); err != nil || res.ErrorType != "" || other.Held != 8 {
+		t.Fatalf("beside the hog, another function got %d of 8 inotify instances (%q): %s", other.Held, other.Error, res.Payload)
+	}
+	var ids struct {
+		UID, GID int
+		UIDMap   string `json:"uid_map"`
+		CapEff   string `json:"cap_eff"`
+	}
+	res = invoke(t, m, fnConfig("bystander", 1), dir, `{"do":"ids"}`)
+	if err := json.Unmarshal(res.Payload, &ids); err != nil {
+		t.Fatalf("ids: %s", res.Payload)
+	}
+	f := strings.Fields(ids.UIDMap)
+	if ids.UID != sandboxUID || ids.GID != sandboxGID || ids.CapEff != "0000000000000000" || len(f) != 3 || f[0] != "993" || f[2] != "1" {
+		t.Errorf("inside: uid %d gid %d, capabilities %s, uid map %q; want 993, 990, none, one uid mapped", ids.UID, ids.GID, ids.CapEff, ids.UIDMap)
+	}
+	if host, _ := strconv.Atoi(at(f, 1)); host < m.cfg.SandboxUIDFirst || host >= m.cfg.SandboxUIDFirst+m.cfg.SandboxUIDCount {
+		t.Errorf("host uid %d is outside the manager's range from %d", host, m.cfg.SandboxUIDFirst)
+	}
+	if r := invoke(t, m, fnConfig("after-hog", 1), codeDir(t, script("echo.sh")), `1`); r.ErrorType != "" {
+		t.Fatalf("a normal function after the hog: %s", r.Payload)
+	}
+	nearBaseline(t, before)
+}

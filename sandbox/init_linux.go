@@ -12,7 +12,8 @@ import (
 
 // The program's one init(): when libcontainer re-executes this binary as
 // "init" to set up a sandbox, hand over to it; when the sandbox then runs
-// this binary as its PID 1 ("sandbox-init"), be that. Neither returns. In
+// this binary as its PID 1 ("sandbox-init"), be that; when PID 1 runs it
+// to start the runtime ("sandbox-exec"), do that. None returns. In
 // every other case it does nothing.
 func init() {
 	if len(os.Args) > 1 {
@@ -21,6 +22,8 @@ func init() {
 			libcontainer.Init()
 		case initArg:
 			runPID1(os.Args[2:])
+		case execArg:
+			runExec(os.Args[2:])
 		}
 	}
 }

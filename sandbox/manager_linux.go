@@ -29,6 +29,7 @@ type Manager struct {
 	shimDir    string // the embedded shims, written out: shimDir/<Runtime.Shim>
 	initBinary string // this program, mounted as every sandbox's PID 1
 	id         string // unique per manager: container ids and cgroups never clash
+	uids       *uidPool
 	log        *slog.Logger
 
 	mu     sync.Mutex
@@ -61,6 +62,15 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	if cfg.InitTimeout == 0 {
 		cfg.InitTimeout = 10 * time.Second
+	}
+	if cfg.SandboxUIDFirst == 0 {
+		cfg.SandboxUIDFirst = defaultSandboxUIDFirst
+	}
+	if cfg.SandboxUIDCount == 0 {
+		cfg.SandboxUIDCount = defaultSandboxUIDCount
+	}
+	if cfg.SandboxUIDFirst <= sandboxUID || cfg.SandboxUIDCount < 1 {
+		return nil, errors.New("sandbox: SandboxUIDFirst must be above 993 and SandboxUIDCount positive")
 	}
 	if cfg.Region == "" {
 		cfg.Region = "local"
@@ -101,6 +111,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	m := &Manager{
 		cfg: cfg, image: image, images: images, shimDir: shimDir, initBinary: self, id: id, log: cfg.Logger,
+		uids: newUIDPool(cfg.SandboxUIDFirst, cfg.SandboxUIDCount),
 		idle: map[string][]*sandbox{},
 		all:  map[*sandbox]struct{}{},
 		stop: make(chan struct{}),
@@ -225,8 +236,13 @@ func (m *Manager) startCold(req *Request) (*sandbox, error) {
 			return nil, &entrypointError{err}
 		}
 	}
-	sb, err := m.startSandbox(req, rt, root, id)
+	uid, ok := m.uids.take()
+	if !ok {
+		return nil, rpc.Errorf(rpc.CodeService, "cannot start sandbox for %s: every sandbox uid of the node is in use", req.Function.Name)
+	}
+	sb, err := m.startSandbox(req, rt, root, id, uid)
 	if err != nil {
+		m.uids.give(uid)
 		return nil, rpc.Errorf(rpc.CodeService, "cannot start sandbox for %s: %v", req.Function.Name, err)
 	}
 	sb.acquire()
@@ -239,6 +255,7 @@ func (m *Manager) startCold(req *Request) (*sandbox, error) {
 	if closed {
 		sb.markDead()
 		sb.destroy()
+		m.uids.give(sb.hostUID)
 		return nil, ErrClosed
 	}
 	return sb, nil
@@ -314,6 +331,7 @@ func (m *Manager) retire(sb *sandbox) {
 	go func() {
 		defer m.wg.Done()
 		sb.destroy()
+		m.uids.give(sb.hostUID)
 	}()
 }
 

@@ -2,30 +2,47 @@ package sandbox
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
 // The sandbox's PID 1 is a small init of ours: the nimbus binary itself,
-// bind-mounted read-only at initPath and started as `sandbox-init <bootstrap>`.
-// It starts the runtime, forwards the signals a runtime expects to receive
-// (a PID 1 would ignore SIGTERM without a handler), installs the seccomp
-// filter (seccomp_linux.go) that the runtime inherits, reaps every orphan so
-// none piles up as a zombie, and when the runtime exits writes its wait
-// status to fd 3 (the agent reads it) and exits, which ends the sandbox's
-// pid namespace. It never runs code of the function's itself.
+// bind-mounted read-only at initPath and started as `sandbox-init <bootstrap>`,
+// as the sandbox's host uid (uids_linux.go). It starts the runtime in a
+// user namespace of its own that maps uid 993 and gid 990 to that host uid
+// and gid, through the same binary once more (`sandbox-exec <bootstrap>`),
+// which installs the seccomp filter (seccomp_linux.go) and executes the
+// runtime, which inherits the filter and can never remove it. PID 1 forwards
+// the signals a runtime expects to receive (a PID 1 would ignore SIGTERM
+// without a handler), reaps every orphan so none piles up as a zombie, and
+// when the runtime exits writes its wait status to fd 3 (the agent reads it)
+// and exits, which ends the sandbox's pid namespace. It never runs code of
+// the function's itself.
+//
+// The runtime holds every capability in its user namespace only until it
+// executes the bootstrap (as uid 993, so the kernel clears them then), and
+// the namespace owns no other namespace: it gains nothing over the
+// sandbox's mounts, network or processes.
 
 const (
 	// initPath is where the agent's binary is mounted in every sandbox.
 	initPath = "/.nimbus/init"
 	// initArg is the subcommand the program's init() hands to runPID1.
 	initArg = "sandbox-init"
+	// execArg is the subcommand that installs the filter and executes the
+	// runtime (runExec).
+	execArg = "sandbox-exec"
+	// execErrFD is the pipe on which sandbox-exec tells PID 1 why the
+	// runtime could not be executed; it closes on a successful exec.
+	execErrFD = 3
 	// statusFD is the pipe PID 1 reports the runtime's end on.
 	statusFD = 3
 )
@@ -48,20 +65,32 @@ func runPID1(args []string) {
 		report("error no runtime to start")
 		os.Exit(127)
 	}
-	if err := installSeccomp(); err != nil {
-		report("error cannot install the sandbox's seccomp filter: " + err.Error())
-		os.Exit(127)
-	}
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, forwarded...)
-	proc, err := os.StartProcess(args[0], args, &os.ProcAttr{
-		Env:   os.Environ(),
-		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
-	})
+	errR, errW, err := os.Pipe()
 	if err != nil {
 		report("error " + err.Error())
 		os.Exit(127)
 	}
+	proc, err := os.StartProcess(initPath, append([]string{initPath, execArg}, args...), &os.ProcAttr{
+		Env:   os.Environ(),
+		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr, errW},
+		Sys: &syscall.SysProcAttr{
+			Cloneflags:  syscall.CLONE_NEWUSER,
+			UidMappings: []syscall.SysProcIDMap{{ContainerID: sandboxUID, HostID: os.Getuid(), Size: 1}},
+			GidMappings: []syscall.SysProcIDMap{{ContainerID: sandboxGID, HostID: os.Getgid(), Size: 1}},
+		},
+	})
+	errW.Close()
+	if err != nil {
+		report("error " + err.Error())
+		os.Exit(127)
+	}
+	// Until the runtime is executed (the pipe closes) or could not be.
+	var buf [256]byte
+	n, _ := io.ReadFull(errR, buf[:])
+	errR.Close()
+	execErr := string(buf[:n])
 	child := proc.Pid
 	go func() {
 		for s := range sigs {
@@ -81,6 +110,10 @@ func runPID1(args []string) {
 		if pid != child {
 			continue // an orphan, reaped
 		}
+		if execErr != "" {
+			report("error " + execErr)
+			os.Exit(127)
+		}
 		if ws.Signaled() {
 			report("signal " + strconv.Itoa(int(ws.Signal())))
 			os.Exit(128 + int(ws.Signal()))
@@ -88,6 +121,24 @@ func runPID1(args []string) {
 		report("exit " + strconv.Itoa(ws.ExitStatus()))
 		os.Exit(ws.ExitStatus())
 	}
+}
+
+// runExec runs in the runtime's user namespace, as uid 993: it installs
+// the seccomp filter and executes the runtime (args). It never returns.
+func runExec(args []string) {
+	fail := func(msg string) {
+		_, _ = unix.Write(execErrFD, []byte(msg))
+		os.Exit(127)
+	}
+	unix.CloseOnExec(execErrFD)
+	if len(args) == 0 {
+		fail("no runtime to start")
+	}
+	if err := installSeccomp(); err != nil {
+		fail("cannot install the sandbox's seccomp filter: " + err.Error())
+	}
+	err := unix.Exec(args[0], args, os.Environ())
+	fail((&os.PathError{Op: "fork/exec", Path: args[0], Err: err}).Error())
 }
 
 // pid1Status is how the runtime ended, as PID 1 reported it.

@@ -45,6 +45,7 @@ type sandbox struct {
 	id      string
 	key     string
 	fn      *rpc.FunctionConfig
+	hostUID int // its own, from the manager's range; the uid and gid of its processes on the host
 	ctr     *libcontainer.Container
 	proc    *libcontainer.Process
 	ns      *netns
@@ -173,7 +174,7 @@ func preadInt(f *os.File) int64 {
 
 // startSandbox creates and starts a container running fn's bootstrap. It
 // returns once the bootstrap process runs; the caller waits for api.ready.
-func (m *Manager) startSandbox(req *Request, rt *Runtime, root, id string) (_ *sandbox, err error) {
+func (m *Manager) startSandbox(req *Request, rt *Runtime, root, id string, hostUID int) (_ *sandbox, err error) {
 	fn, codeDir, tail := req.Function, req.CodeDir, req.Tail
 	ns, err := newNetns()
 	if err != nil {
@@ -220,7 +221,7 @@ func (m *Manager) startSandbox(req *Request, rt *Runtime, root, id string) (_ *s
 		return nil, fmt.Errorf("create container: %w", err)
 	}
 	sb := &sandbox{
-		id: id, key: sandboxKey(fn), fn: fn, ctr: ctr, ns: ns, logs: logs,
+		id: id, key: sandboxKey(fn), fn: fn, hostUID: hostUID, ctr: ctr, ns: ns, logs: logs,
 		api:    newRuntimeAPI(),
 		exited: make(chan struct{}),
 	}
@@ -232,8 +233,8 @@ func (m *Manager) startSandbox(req *Request, rt *Runtime, root, id string) (_ *s
 		Args:       append([]string{initPath, initArg}, argv...),
 		ExtraFiles: []*os.File{statusW}, // fd 3 in PID 1
 		Env:        m.environment(fn, rt, id),
-		UID:        sandboxUID,
-		GID:        sandboxGID,
+		UID:        hostUID, // 993 to the runtime, in its user namespace
+		GID:        hostUID,
 		Cwd:        "/var/task",
 		Stdout:     logs.w,
 		Stderr:     logs.w,

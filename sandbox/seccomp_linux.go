@@ -9,9 +9,9 @@ import (
 )
 
 // The sandbox's seccomp filter: a classic BPF program of our own, built
-// into the binary and installed by PID 1 (pid1_linux.go) on all its threads
-// before it starts the runtime, which inherits it with every descendant and
-// can never remove it. It allows everything but what a function has no use
+// into the binary and installed by sandbox-exec (pid1_linux.go) on all its
+// threads, in the runtime's user namespace, just before it executes the
+// runtime, which inherits it with every descendant and can never remove it. It allows everything but what a function has no use
 // for and what widens the kernel reachable from a sandbox, in the spirit of
 // Docker's default profile:
 //
