@@ -30,6 +30,7 @@ type Manager struct {
 	initBinary string // this program, mounted as every sandbox's PID 1
 	id         string // unique per manager: container ids and cgroups never clash
 	uids       *uidPool
+	overlays   *overlays // of the host folders sandboxes mount
 	log        *slog.Logger
 
 	mu     sync.Mutex
@@ -85,6 +86,10 @@ func NewManager(cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	cleanupStale(cfg.StateDir, cfg.Logger)
+	ovl, err := openOverlays(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
 	id := randomHex(4)
 	removeOrphanCgroups(cfg.StateDir, cfg.CgroupParent, id, cfg.Logger)
 	if err := limitParentPids(cfg.CgroupParent); err != nil {
@@ -111,7 +116,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	m := &Manager{
 		cfg: cfg, image: image, images: images, shimDir: shimDir, initBinary: self, id: id, log: cfg.Logger,
-		uids: newUIDPool(cfg.SandboxUIDFirst, cfg.SandboxUIDCount),
+		uids: newUIDPool(cfg.SandboxUIDFirst, cfg.SandboxUIDCount), overlays: ovl,
 		idle: map[string][]*sandbox{},
 		all:  map[*sandbox]struct{}{},
 		stop: make(chan struct{}),
@@ -125,7 +130,7 @@ func NewManager(cfg Config) (*Manager, error) {
 func cleanupStale(stateDir string, log *slog.Logger) {
 	entries, _ := os.ReadDir(stateDir)
 	for _, e := range entries {
-		if e.Name() == managersFile {
+		if e.Name() == managersFile || e.Name() == overlaysDir {
 			continue
 		}
 		c, err := libcontainer.Load(stateDir, e.Name())
@@ -255,7 +260,7 @@ func (m *Manager) startCold(req *Request) (*sandbox, error) {
 	if closed {
 		sb.markDead()
 		sb.destroy()
-		m.uids.give(sb.hostUID)
+		m.released(sb)
 		return nil, ErrClosed
 	}
 	return sb, nil
@@ -331,8 +336,17 @@ func (m *Manager) retire(sb *sandbox) {
 	go func() {
 		defer m.wg.Done()
 		sb.destroy()
-		m.uids.give(sb.hostUID)
+		m.released(sb)
 	}()
+}
+
+// released gives back what a destroyed sandbox held: its host uid and its
+// overlays.
+func (m *Manager) released(sb *sandbox) {
+	m.uids.give(sb.hostUID)
+	for _, src := range sb.overlaid {
+		m.overlays.release(src)
+	}
 }
 
 // Retire destroys the idle sandboxes of function name whose revision is not

@@ -46,13 +46,15 @@ type sandbox struct {
 	key     string
 	fn      *rpc.FunctionConfig
 	hostUID int // its own, from the manager's range; the uid and gid of its processes on the host
-	ctr     *libcontainer.Container
-	proc    *libcontainer.Process
-	ns      *netns
-	api     *runtimeAPI
-	logs    *logPipe
-	cgroups cgroupFiles
-	started time.Time
+	// overlaid are the host folders whose overlays it holds.
+	overlaid []string
+	ctr      *libcontainer.Container
+	proc     *libcontainer.Process
+	ns       *netns
+	api      *runtimeAPI
+	logs     *logPipe
+	cgroups  cgroupFiles
+	started  time.Time
 
 	exited        chan struct{}
 	exitState     *os.ProcessState // set before exited is closed
@@ -205,23 +207,46 @@ func (m *Manager) startSandbox(req *Request, rt *Runtime, root, id string, hostU
 			status.Close()
 		}
 	}()
-	cfg := containerConfig(containerSpec{
-		initBinary: m.initBinary,
-		rootfs:     root,
-		codeDir:    codeDir,
-		optDir:     req.OptDir,
-		runtimeDir: m.runtimeDir(rt),
-		netnsPath:  ns.path(),
-		cgroupPath: m.cfg.CgroupParent + "/" + id,
-		memoryMB:   fn.MemoryMB,
-		hostname:   sandboxHostname,
-	})
+	// Every host folder through an overlay of its own (overlays_linux.go).
+	var overlaid []string
+	defer func() {
+		if err != nil {
+			for _, src := range overlaid {
+				m.overlays.release(src)
+			}
+		}
+	}()
+	over := func(src string) (string, error) {
+		if src == "" {
+			return "", nil
+		}
+		p, err := m.overlays.acquire(src)
+		if err == nil {
+			overlaid = append(overlaid, src)
+		}
+		return p, err
+	}
+	spec := containerSpec{netnsPath: ns.path(), cgroupPath: m.cfg.CgroupParent + "/" + id, memoryMB: fn.MemoryMB, hostname: sandboxHostname}
+	var initDir string
+	for _, f := range []struct {
+		dst *string
+		src string
+	}{
+		{&spec.rootfs, root}, {&spec.codeDir, codeDir}, {&spec.optDir, req.OptDir},
+		{&spec.runtimeDir, m.runtimeDir(rt)}, {&initDir, filepath.Dir(m.initBinary)},
+	} {
+		if *f.dst, err = over(f.src); err != nil {
+			return nil, err
+		}
+	}
+	spec.initBinary = filepath.Join(initDir, filepath.Base(m.initBinary))
+	cfg := containerConfig(spec)
 	ctr, err := libcontainer.Create(m.cfg.StateDir, id, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
 	sb := &sandbox{
-		id: id, key: sandboxKey(fn), fn: fn, hostUID: hostUID, ctr: ctr, ns: ns, logs: logs,
+		id: id, key: sandboxKey(fn), fn: fn, hostUID: hostUID, overlaid: overlaid, ctr: ctr, ns: ns, logs: logs,
 		api:    newRuntimeAPI(),
 		exited: make(chan struct{}),
 	}
