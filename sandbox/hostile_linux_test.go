@@ -280,3 +280,50 @@ func TestHostileInotifyHog(t *testing.T) {
 	}
 	nearBaseline(t, before)
 }
+
+// A function that answers and then takes 200 MB while idle is retired
+// early, long before its idle timeout; one beside it that holds what it
+// used while running stays warm.
+func TestHostileIdleMemoryGrowth(t *testing.T) {
+	t.Parallel()
+	m, _ := newTestManager(t, Config{FreezeAfter: -1})
+	dir := codeDir(t, gofnBin)
+	calm := fnConfig("calm", 1)
+	if r := invoke(t, m, calm, dir, `{"do":"hello"}`); r.ErrorType != "" {
+		t.Fatalf("calm: %s", r.Payload)
+	}
+	grower := fnConfig("grower", 1)
+	grower.MemoryMB = 512
+	if r := invoke(t, m, grower, dir, `{"do":"grow","n":200}`); r.ErrorType != "" {
+		t.Fatalf("grower: %s", r.Payload)
+	}
+	waitFor(t, "the grower retired", func() bool { return !m.HasWarm(grower) })
+	if !m.HasWarm(calm) {
+		t.Fatal("the function that did not grow was retired too")
+	}
+	if r := invoke(t, m, grower, dir, `{"do":"hello"}`); r.ErrorType != "" || !r.Cold {
+		t.Fatalf("the grower's next invocation: %s (cold %v), want a fresh sandbox", r.Payload, r.Cold)
+	}
+}
+
+// The sandboxes' parent cgroup is held under the host's memory, and the
+// agent's own memory and pids cgroups are not under it.
+func TestAgentCgroupsApart(t *testing.T) {
+	t.Parallel()
+	m, _ := newTestManager(t, Config{})
+	parent := m.cfg.CgroupParent
+	got, err := strconv.ParseInt(readFile(filepath.Join(cgroupRoot, "memory", parent, "memory.limit_in_bytes")), 10, 64)
+	if total := hostMemoryBytes(); err != nil || got != parentMemoryLimit() || got >= total || got < total/2 {
+		t.Errorf("parent memory.limit_in_bytes %d, want %d: below the host's %d", got, parentMemoryLimit(), total)
+	}
+	own := readFile("/proc/self/cgroup")
+	for _, ctrl := range []string{"memory", "pids"} {
+		path, ok := cgroupOf(own, ctrl)
+		if !ok {
+			t.Fatalf("no %s cgroup in %q", ctrl, own)
+		}
+		if path == "/" || path == parent || strings.HasPrefix(path, parent+"/") {
+			t.Errorf("the agent's %s cgroup is %s: not one of its own apart from %s", ctrl, path, parent)
+		}
+	}
+}

@@ -95,6 +95,12 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err := limitParentPids(cfg.CgroupParent); err != nil {
 		cfg.Logger.Warn("no pids limit on the sandboxes' parent cgroup", "err", err)
 	}
+	if err := limitParentMemory(cfg.CgroupParent); err != nil {
+		cfg.Logger.Warn("no memory limit on the sandboxes' parent cgroup", "err", err)
+	}
+	if err := agentCgroups(cfg.CgroupParent); err != nil {
+		return nil, fmt.Errorf("sandbox: the agent's own cgroups: %w", err)
+	}
 	image, err := EnsureImage(cfg.ImageDir)
 	if err != nil {
 		return nil, err
@@ -429,12 +435,14 @@ func (m *Manager) HasWarm(fn *rpc.FunctionConfig) bool {
 	return len(m.idle[sandboxKey(fn)]) > 0
 }
 
-// reap destroys sandboxes idle for longer than IdleTimeout.
+// reap destroys sandboxes idle for longer than IdleTimeout, and idle ones
+// holding far more memory than they used while running (checked every 5 s
+// at least).
 func (m *Manager) reap() {
 	defer m.wg.Done()
 	every := m.cfg.IdleTimeout / 4
-	if every > 30*time.Second {
-		every = 30 * time.Second
+	if every > 5*time.Second {
+		every = 5 * time.Second
 	}
 	if every < 10*time.Millisecond {
 		every = 10 * time.Millisecond
@@ -452,7 +460,7 @@ func (m *Manager) reap() {
 		for key, stack := range m.idle {
 			kept := stack[:0]
 			for _, sb := range stack {
-				if last, idle := sb.idleSince(); idle && last.Before(cutoff) {
+				if last, idle := sb.idleSince(); idle && last.Before(cutoff) || sb.idleMemoryOver() {
 					delete(m.all, sb)
 					m.retire(sb)
 					continue

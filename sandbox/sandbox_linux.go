@@ -63,6 +63,10 @@ type sandbox struct {
 
 	initDone     bool          // only the caller holding the sandbox touches it
 	initDuration time.Duration // reported on the first invocation only
+	// peakMB is the most memory it had used when it last answered: written
+	// by the caller holding it, read by the reaper under mu once idle
+	// (release, under mu, orders the two).
+	peakMB int
 
 	mu          sync.Mutex
 	state       sbState
@@ -121,6 +125,8 @@ type cgroupFiles struct {
 	maxUsage *os.File
 	// pidsCur is pids.current, read as each invocation ends; kept open too.
 	pidsCur *os.File
+	// usage is memory.usage_in_bytes, read by the reaper while idle.
+	usage *os.File
 }
 
 func (c cgroupFiles) write(dir, file, value string) error {
@@ -297,6 +303,7 @@ func (m *Manager) startSandbox(req *Request, rt *Runtime, root, id string, hostU
 		}
 		sb.cgroups.maxUsage, _ = os.Open(filepath.Join(sb.cgroups.memory, "memory.max_usage_in_bytes"))
 		sb.cgroups.pidsCur, _ = os.Open(filepath.Join(sb.cgroups.pids, "pids.current"))
+		sb.cgroups.usage, _ = os.Open(filepath.Join(sb.cgroups.memory, "memory.usage_in_bytes"))
 	}
 	sb.freezeTimer = time.AfterFunc(time.Hour, sb.freeze)
 	sb.freezeTimer.Stop()
@@ -479,6 +486,9 @@ func (sb *sandbox) destroy() {
 	}
 	if sb.cgroups.pidsCur != nil {
 		sb.cgroups.pidsCur.Close()
+	}
+	if sb.cgroups.usage != nil {
+		sb.cgroups.usage.Close()
 	}
 }
 
