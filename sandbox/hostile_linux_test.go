@@ -3,12 +3,16 @@ package sandbox
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+
+	"nimbus/rpc"
 )
 
 // Hostile functions: each case asserts the function is contained, the
@@ -326,4 +330,106 @@ func TestAgentCgroupsApart(t *testing.T) {
 			t.Errorf("the agent's %s cgroup is %s: not one of its own apart from %s", ctrl, path, parent)
 		}
 	}
+}
+
+// Fork bombs in four sandboxes at once: each is held to its own pids
+// limit (the kernel refuses its next fork), the parent's limit is never
+// what stops them, every sandbox is retired rather than kept warm holding
+// its processes, and a normal function runs right after with the agent
+// back near its baseline. Not parallel: the agent's baseline and the
+// parent cgroup's count are its own.
+func TestHostileForkBombs(t *testing.T) {
+	m, _ := newTestManager(t, Config{FreezeAfter: -1})
+	dir := codeDir(t, gofnBin)
+	invoke(t, m, fnConfig("warmup", 1), dir, `{"do":"hello"}`)
+	before := usageNow()
+	const bombs = 4
+	type bomb struct {
+		Started int
+		Error   string
+	}
+	results := make([]bomb, bombs)
+	errs := make([]error, bombs)
+	var wg sync.WaitGroup
+	for i := range bombs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn := fnConfig("bomb-"+strconv.Itoa(i), 1)
+			fn.MemoryMB = 1024
+			fn.TimeoutSec = 60
+			res, err := m.Invoke(context.Background(), &Request{Function: fn, CodeDir: dir, Payload: []byte(`{"do":"forkbomb"}`)})
+			if err == nil && res.ErrorType != "" {
+				err = fmt.Errorf("%s: %s", res.ErrorType, res.Payload)
+			}
+			if err == nil {
+				err = json.Unmarshal(res.Payload, &results[i])
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if errs[i] != nil {
+			t.Fatalf("bomb %d: %v", i, errs[i])
+		}
+		// The runtime and PID 1 hold a few of the sandbox's pids too.
+		if r.Error != "resource temporarily unavailable" || r.Started >= pidsLimit || r.Started < pidsLimit-64 {
+			t.Errorf("bomb %d started %d processes before %q, want its own limit of %d to stop it", i, r.Started, r.Error, pidsLimit)
+		}
+	}
+	waitFor(t, "the bombs' sandboxes retired", func() bool { return !m.HasWarm(fnConfig("bomb-0", 1)) && m.Stats().Idle == 1 })
+	parent := filepath.Join(cgroupRoot, "pids", m.cfg.CgroupParent)
+	waitFor(t, "the bombs' processes gone", func() bool {
+		n, _ := strconv.Atoi(readFile(filepath.Join(parent, "pids.current")))
+		return n < pidsLimit/4
+	})
+	if r := invoke(t, m, fnConfig("after-bombs", 1), codeDir(t, script("echo.sh")), `1`); r.ErrorType != "" {
+		t.Fatalf("a normal function after the bombs: %s", r.Payload)
+	}
+	nearBaseline(t, before)
+}
+
+// A function writing /tmp full gets "no space left on device" at 512 MB,
+// however much memory it has; a small one is held by its memory limit
+// instead (tmpfs pages are its memory) and the caller gets
+// Runtime.OutOfMemory. The full sandbox still serves (a warm /tmp is the
+// function's, within its memory, as on Lambda), and a normal function runs
+// right after with the agent near its baseline.
+// Not parallel: the agent's baseline is its own.
+func TestHostileTmpFill(t *testing.T) {
+	m, _ := newTestManager(t, Config{})
+	dir := codeDir(t, gofnBin)
+	invoke(t, m, fnConfig("warmup", 1), dir, `{"do":"hello"}`)
+	before := usageNow()
+
+	big := fnConfig("filler", 1)
+	big.MemoryMB = 1024
+	big.TimeoutSec = 60
+	var fill struct {
+		Written int64
+		Error   string
+	}
+	res := invoke(t, m, big, dir, `{"do":"fill"}`)
+	if err := json.Unmarshal(res.Payload, &fill); err != nil || res.ErrorType != "" {
+		t.Fatalf("fill: %s %s", res.ErrorType, res.Payload)
+	}
+	if fill.Error != "no space left on device" || fill.Written > tmpSizeMB<<20 || fill.Written < (tmpSizeMB-8)<<20 {
+		t.Errorf("wrote %d bytes to /tmp before %q, want %d MB and no space left", fill.Written, fill.Error, tmpSizeMB)
+	}
+	if r := invoke(t, m, big, dir, `{"do":"hello"}`); r.ErrorType != "" || r.Cold {
+		t.Fatalf("the filler's next invocation: %s (cold %v), want its warm sandbox", r.Payload, r.Cold)
+	}
+	m.Retire(big.Name, 0)
+
+	small := fnConfig("small-filler", 1)
+	small.TimeoutSec = 60
+	res = invoke(t, m, small, dir, `{"do":"fill"}`)
+	if res.ErrorType != rpc.ErrTypeOutOfMemory {
+		t.Errorf("a 128 MB function filling /tmp: %s %s, want %s", res.ErrorType, res.Payload, rpc.ErrTypeOutOfMemory)
+	}
+	if r := invoke(t, m, fnConfig("after-fill", 1), codeDir(t, script("echo.sh")), `1`); r.ErrorType != "" {
+		t.Fatalf("a normal function after the fill: %s", r.Payload)
+	}
+	nearBaseline(t, before)
 }
