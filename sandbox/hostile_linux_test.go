@@ -195,10 +195,12 @@ func TestOrphanCgroupsRemoved(t *testing.T) {
 type agentUsage struct {
 	fds, threads int
 	rssMB        int64
+	sandboxes    int // the manager's, when measured
 }
 
-func usageNow() agentUsage {
-	u := agentUsage{fds: openFDs()}
+func usageNow(m *Manager) agentUsage {
+	s := m.Stats()
+	u := agentUsage{fds: openFDs(), sandboxes: s.Idle + s.Busy}
 	b, _ := os.ReadFile("/proc/self/status")
 	for _, l := range strings.Split(string(b), "\n") {
 		f := strings.Fields(l)
@@ -217,13 +219,19 @@ func usageNow() agentUsage {
 }
 
 // nearBaseline fails t unless the agent is back near what it held before
-// a hostile function ran. Go keeps the threads it started, and the heap
-// the collector has not returned yet: the margins allow for that, not for
-// a leak per process, connection or byte of the function's.
-func nearBaseline(t *testing.T, before agentUsage) {
+// a hostile function ran, once the sandboxes of the functions named are
+// gone (each live sandbox holds a few descriptors of the agent's). Go keeps
+// the threads it started, and the heap the collector has not returned yet:
+// the margins allow for that, not for a leak per process, connection or
+// byte of the function's.
+func nearBaseline(t *testing.T, m *Manager, before agentUsage, retire ...string) {
 	t.Helper()
+	for _, name := range retire {
+		m.Retire(name, 0)
+	}
+	waitFor(t, "the hostile sandboxes gone", func() bool { s := m.Stats(); return s.Idle+s.Busy == before.sandboxes })
 	runtime.GC()
-	after := usageNow()
+	after := usageNow(m)
 	if after.fds > before.fds+16 || after.threads > before.threads+32 || after.rssMB > before.rssMB+64 {
 		t.Errorf("the agent holds %d descriptors, %d threads, %d MB resident; before: %d, %d, %d MB",
 			after.fds, after.threads, after.rssMB, before.fds, before.threads, before.rssMB)
@@ -242,7 +250,7 @@ func TestHostileInotifyHog(t *testing.T) {
 	}
 	dir := codeDir(t, gofnBin)
 	invoke(t, m, fnConfig("bystander", 1), dir, `{"do":"hello"}`)
-	before := usageNow()
+	before := usageNow(m)
 	var hog struct {
 		Held  int
 		Error string
@@ -282,7 +290,7 @@ func TestHostileInotifyHog(t *testing.T) {
 	if r := invoke(t, m, fnConfig("after-hog", 1), codeDir(t, script("echo.sh")), `1`); r.ErrorType != "" {
 		t.Fatalf("a normal function after the hog: %s", r.Payload)
 	}
-	nearBaseline(t, before)
+	nearBaseline(t, m, before, "inotify-hog", "after-hog")
 }
 
 // A function that answers and then takes 200 MB while idle is retired
@@ -342,7 +350,7 @@ func TestHostileForkBombs(t *testing.T) {
 	m, _ := newTestManager(t, Config{FreezeAfter: -1})
 	dir := codeDir(t, gofnBin)
 	invoke(t, m, fnConfig("warmup", 1), dir, `{"do":"hello"}`)
-	before := usageNow()
+	before := usageNow(m)
 	const bombs = 4
 	type bomb struct {
 		Started int
@@ -387,7 +395,7 @@ func TestHostileForkBombs(t *testing.T) {
 	if r := invoke(t, m, fnConfig("after-bombs", 1), codeDir(t, script("echo.sh")), `1`); r.ErrorType != "" {
 		t.Fatalf("a normal function after the bombs: %s", r.Payload)
 	}
-	nearBaseline(t, before)
+	nearBaseline(t, m, before, "after-bombs")
 }
 
 // A function writing /tmp full gets "no space left on device" at 512 MB,
@@ -401,7 +409,7 @@ func TestHostileTmpFill(t *testing.T) {
 	m, _ := newTestManager(t, Config{})
 	dir := codeDir(t, gofnBin)
 	invoke(t, m, fnConfig("warmup", 1), dir, `{"do":"hello"}`)
-	before := usageNow()
+	before := usageNow(m)
 
 	big := fnConfig("filler", 1)
 	big.MemoryMB = 1024
@@ -431,5 +439,5 @@ func TestHostileTmpFill(t *testing.T) {
 	if r := invoke(t, m, fnConfig("after-fill", 1), codeDir(t, script("echo.sh")), `1`); r.ErrorType != "" {
 		t.Fatalf("a normal function after the fill: %s", r.Payload)
 	}
-	nearBaseline(t, before)
+	nearBaseline(t, m, before, "filler", "small-filler", "after-fill")
 }

@@ -13,8 +13,9 @@ import (
 
 // The program's one init(): when libcontainer re-executes this binary as
 // "init" to set up a sandbox, hand over to it; when the sandbox then runs
-// this binary as its PID 1 ("sandbox-init"), be that; when PID 1 runs it
-// to start the runtime ("sandbox-exec"), do that. None returns. In
+// this binary as its PID 1 ("sandbox-init"), be that. Neither returns.
+// ("sandbox-exec", how PID 1 starts the runtime, never gets this far: C
+// handles it before the Go runtime starts, execinit_linux.go.) In
 // every other case it does nothing.
 //
 // It also keeps the main goroutine on the main thread, so that no other
@@ -31,8 +32,6 @@ func init() {
 			libcontainer.Init()
 		case initArg:
 			runPID1(os.Args[2:])
-		case execArg:
-			runExec(os.Args[2:])
 		}
 	}
 }

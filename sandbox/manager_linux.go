@@ -86,7 +86,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	cleanupStale(cfg.StateDir, cfg.Logger)
-	ovl, err := openOverlays(cfg.StateDir)
+	ovl, err := openOverlays(cfg.StateDir, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}

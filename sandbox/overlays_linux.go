@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -23,7 +24,10 @@ import (
 // The overlays live under <StateDir>/mnt, one per host folder, counted by
 // the sandboxes using them, and are unmounted when the last one is gone
 // (so a deleted code tree's space comes back). Mounts an earlier agent of
-// the same state dir left are removed at start.
+// the same state dir left are removed at start. Where the kernel refuses
+// an overlay (no overlayfs, or a lower folder on a filesystem it cannot
+// stack on), the sandbox binds the folder itself, and the agent says so
+// once: the sandbox runs, its mountinfo names that folder.
 
 // overlaysDir is the state dir's entry holding the overlays.
 const overlaysDir = "mnt"
@@ -32,6 +36,8 @@ const overlaysDir = "mnt"
 type overlays struct {
 	dir   string
 	empty string
+	log   *slog.Logger
+	warn  sync.Once // the first overlay refused
 
 	mu       sync.Mutex
 	bySource map[string]*overlay
@@ -39,13 +45,14 @@ type overlays struct {
 }
 
 type overlay struct {
-	path string
-	refs int
+	path    string
+	refs    int
+	mounted bool // false: path is the host folder itself
 }
 
 // openOverlays unmounts and removes what an earlier agent left in
 // stateDir's overlays folder and prepares it.
-func openOverlays(stateDir string) (*overlays, error) {
+func openOverlays(stateDir string, log *slog.Logger) (*overlays, error) {
 	dir := filepath.Join(stateDir, overlaysDir)
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
@@ -55,7 +62,7 @@ func openOverlays(stateDir string) (*overlays, error) {
 			return nil, fmt.Errorf("sandbox: remove an earlier agent's overlay: %w", err)
 		}
 	}
-	o := &overlays{dir: dir, empty: filepath.Join(dir, "empty"), bySource: map[string]*overlay{}}
+	o := &overlays{dir: dir, empty: filepath.Join(dir, "empty"), log: log, bySource: map[string]*overlay{}}
 	if err := os.MkdirAll(o.empty, 0o755); err != nil {
 		return nil, err
 	}
@@ -63,7 +70,8 @@ func openOverlays(stateDir string) (*overlays, error) {
 }
 
 // acquire returns the overlay of the host folder source, mounting it if no
-// sandbox uses it yet. Each acquire is matched by a release.
+// sandbox uses it yet (or source itself where the kernel refuses one).
+// Each acquire is matched by a release.
 func (o *overlays) acquire(source string) (string, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -78,9 +86,13 @@ func (o *overlays) acquire(source string) (string, error) {
 	}
 	if err := mountOverlay(source, o.empty, path); err != nil {
 		os.Remove(path)
-		return "", fmt.Errorf("overlay of %s: %w", source, err)
+		o.warn.Do(func() {
+			o.log.Warn("sandboxes bind host folders without an overlay: their mountinfo names them", "folder", source, "err", err)
+		})
+		o.bySource[source] = &overlay{path: source, refs: 1}
+		return source, nil
 	}
-	o.bySource[source] = &overlay{path: path, refs: 1}
+	o.bySource[source] = &overlay{path: path, refs: 1, mounted: true}
 	return path, nil
 }
 
@@ -96,8 +108,10 @@ func (o *overlays) release(source string) {
 		return
 	}
 	delete(o.bySource, source)
-	_ = unix.Unmount(ov.path, unix.MNT_DETACH)
-	_ = os.Remove(ov.path)
+	if ov.mounted {
+		_ = unix.Unmount(ov.path, unix.MNT_DETACH)
+		_ = os.Remove(ov.path)
+	}
 }
 
 // mountOverlay mounts a read-only overlay of lower (over the empty folder

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,9 +19,10 @@ import (
 // bind-mounted read-only at initPath and started as `sandbox-init <bootstrap>`,
 // as the sandbox's host uid (uids_linux.go). It starts the runtime in a
 // user namespace of its own that maps uid 993 and gid 990 to that host uid
-// and gid, through the same binary once more (`sandbox-exec <bootstrap>`),
-// which installs the seccomp filter (seccomp_linux.go) and executes the
-// runtime, which inherits the filter and can never remove it. PID 1 forwards
+// and gid, through the same binary once more (`sandbox-exec <bootstrap>`,
+// C that runs before the Go runtime: execinit_linux.go), which installs the
+// seccomp filter (seccomp_linux.go) and executes the runtime, which
+// inherits the filter and can never remove it. PID 1 forwards
 // the signals a runtime expects to receive (a PID 1 would ignore SIGTERM
 // without a handler), reaps every orphan so none piles up as a zombie, and
 // when the runtime exits writes its wait status to fd 3 (the agent reads it)
@@ -38,11 +40,9 @@ const (
 	// initArg is the subcommand the program's init() hands to runPID1.
 	initArg = "sandbox-init"
 	// execArg is the subcommand that installs the filter and executes the
-	// runtime (runExec).
+	// runtime (execinit_linux.go, C before the Go runtime; the names there
+	// match these).
 	execArg = "sandbox-exec"
-	// execErrFD is the pipe on which sandbox-exec tells PID 1 why the
-	// runtime could not be executed; it closes on a successful exec.
-	execErrFD = 3
 	// statusFD is the pipe PID 1 reports the runtime's end on.
 	statusFD = 3
 )
@@ -72,9 +72,14 @@ func runPID1(args []string) {
 		report("error " + err.Error())
 		os.Exit(127)
 	}
+	filterR, err := seccompPipe()
+	if err != nil {
+		report("error cannot make the sandbox's seccomp filter: " + err.Error())
+		os.Exit(127)
+	}
 	proc, err := os.StartProcess(initPath, append([]string{initPath, execArg}, args...), &os.ProcAttr{
 		Env:   os.Environ(),
-		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr, errW},
+		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr, errW, filterR}, // fds 3 and 4 of sandbox-exec
 		Sys: &syscall.SysProcAttr{
 			Cloneflags:  syscall.CLONE_NEWUSER,
 			UidMappings: []syscall.SysProcIDMap{{ContainerID: sandboxUID, HostID: os.Getuid(), Size: 1}},
@@ -82,15 +87,16 @@ func runPID1(args []string) {
 		},
 	})
 	errW.Close()
+	filterR.Close()
 	if err != nil {
 		report("error " + err.Error())
 		os.Exit(127)
 	}
 	// Until the runtime is executed (the pipe closes) or could not be.
-	var buf [256]byte
+	var buf [64]byte
 	n, _ := io.ReadFull(errR, buf[:])
 	errR.Close()
-	execErr := string(buf[:n])
+	execErr := execFailure(string(buf[:n]), args[0])
 	child := proc.Pid
 	go func() {
 		for s := range sigs {
@@ -123,22 +129,41 @@ func runPID1(args []string) {
 	}
 }
 
-// runExec runs in the runtime's user namespace, as uid 993: it installs
-// the seccomp filter and executes the runtime (args). It never returns.
-func runExec(args []string) {
-	fail := func(msg string) {
-		_, _ = unix.Write(execErrFD, []byte(msg))
-		os.Exit(127)
+// seccompPipe returns the read end of a pipe holding the seccomp program,
+// whole, for sandbox-exec to read.
+func seccompPipe() (*os.File, error) {
+	prog, err := seccompProgram()
+	if err != nil {
+		return nil, err
 	}
-	unix.CloseOnExec(execErrFD)
-	if len(args) == 0 {
-		fail("no runtime to start")
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
 	}
-	if err := installSeccomp(); err != nil {
-		fail("cannot install the sandbox's seccomp filter: " + err.Error())
+	defer w.Close()
+	b := unsafe.Slice((*byte)(unsafe.Pointer(&prog[0])), len(prog)*int(unsafe.Sizeof(prog[0])))
+	if _, err := w.Write(b); err != nil { // far below a pipe's capacity
+		r.Close()
+		return nil, err
 	}
-	err := unix.Exec(args[0], args, os.Environ())
-	fail((&os.PathError{Op: "fork/exec", Path: args[0], Err: err}).Error())
+	return r, nil
+}
+
+// execFailure turns what sandbox-exec wrote ("errno N", "seccomp N", or
+// nothing when the runtime was executed) into the error text Go gives for
+// the same failure.
+func execFailure(msg, path string) string {
+	kind, num, _ := strings.Cut(msg, " ")
+	n, err := strconv.Atoi(num)
+	switch {
+	case msg == "":
+		return ""
+	case err != nil:
+		return "cannot start the runtime: " + msg
+	case kind == "seccomp":
+		return "cannot install the sandbox's seccomp filter: " + syscall.Errno(n).Error()
+	}
+	return (&os.PathError{Op: "fork/exec", Path: path, Err: syscall.Errno(n)}).Error()
 }
 
 // pid1Status is how the runtime ended, as PID 1 reported it.
