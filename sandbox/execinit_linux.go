@@ -10,7 +10,8 @@ package sandbox
 // single-threaded here, so no thread synchronisation is needed), and
 // executes ARGV; if it cannot, it writes "errno N" (or "seccomp N") on fd 3
 // and exits 127, and PID 1 reports it. In every other start of the binary
-// it returns at once.
+// it returns at once. It takes argc, argv and envp as glibc passes them to
+// constructors (the C library of every build here; musl passes none).
 
 /*
 #include <errno.h>
