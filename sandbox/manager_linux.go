@@ -65,7 +65,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		cfg.InitTimeout = 10 * time.Second
 	}
 	if cfg.SandboxUIDFirst == 0 {
-		cfg.SandboxUIDFirst = defaultSandboxUIDFirst
+		cfg.SandboxUIDFirst = defaultUIDFirst(cfg.StateDir)
 	}
 	if cfg.SandboxUIDCount == 0 {
 		cfg.SandboxUIDCount = defaultSandboxUIDCount

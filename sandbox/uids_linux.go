@@ -1,6 +1,10 @@
 package sandbox
 
-import "sync"
+import (
+	"hash/fnv"
+	"path/filepath"
+	"sync"
+)
 
 // Each sandbox runs as a host uid (and the gid of the same number) of its
 // own, taken from a range the manager owns, so that the kernel's per-user
@@ -15,11 +19,22 @@ import "sync"
 
 // Defaults of Config.SandboxUIDFirst and SandboxUIDCount: above the uids
 // distributions give people and services, inside the range systemd leaves
-// to containers.
+// to containers. The default range is one of uidRanges blocks of 65,536
+// from defaultSandboxUIDFirst, picked by the state dir's path, so that
+// agents sharing a host (scripts/cluster) most likely get ranges of their
+// own; set the range to be sure.
 const (
 	defaultSandboxUIDFirst = 0x60000000
 	defaultSandboxUIDCount = 65536
+	uidRanges              = 128
 )
+
+// defaultUIDFirst is the first uid of the default range of stateDir.
+func defaultUIDFirst(stateDir string) int {
+	h := fnv.New32a()
+	h.Write([]byte(filepath.Clean(stateDir)))
+	return defaultSandboxUIDFirst + int(h.Sum32()%uidRanges)*defaultSandboxUIDCount
+}
 
 // uidPool hands out the host uids of a range, each to one live sandbox at
 // a time. Safe for concurrent use; mu guards next and used.
