@@ -130,7 +130,7 @@ func specialFileError(name string, mode fs.FileMode) *Error {
 	what := "a special file"
 	switch {
 	case mode&fs.ModeNamedPipe != 0:
-		what = "a named pipe (fifo)"
+		what = "a fifo"
 	case mode&fs.ModeSocket != 0:
 		what = "a socket"
 	case mode&fs.ModeCharDevice != 0:
