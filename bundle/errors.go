@@ -30,6 +30,7 @@ const (
 	msgBootstrap     = "Couldn't find valid bootstrap(s): [/var/task/bootstrap]"
 	msgBadDigest     = "Invalid code sha256: must be 64 lowercase hex digits"
 	msgCorrupt       = "Stored code does not match its sha256"
+	msgSpecialFile   = "The code folder holds an entry that cannot be uploaded: only files, directories and symlinks can be"
 )
 
 // Error is a fault in a code bundle or in a request to the store.

@@ -1,8 +1,6 @@
 package bundle
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -53,15 +51,12 @@ func CheckTotalSize(sizes ...int64) error {
 // tree is whole once visible; the error wraps fs.ErrNotExist when the store
 // lacks one of the zips.
 func (s *Store) Merged(shas []string) (string, error) {
-	h := sha256.New()
 	for _, sha := range shas {
 		if err := checkSHA(sha); err != nil {
 			return "", err
 		}
-		h.Write([]byte(sha))
-		h.Write([]byte{'\n'})
 	}
-	key := "opt-" + hex.EncodeToString(h.Sum(nil))
+	key := mergedKey(shas)
 	final := s.path("trees", key)
 	if isDir(final) {
 		return final, nil

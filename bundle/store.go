@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Digest returns the hex sha256 of a zip: its address in a Store.
@@ -32,10 +33,14 @@ func Digest(zip []byte) string {
 // tmp/. Trees are a cache and are not fsynced; after a host crash one may be
 // incomplete.
 type Store struct {
-	dir string // immutable
+	dir   string           // immutable
+	clock func() time.Time // immutable; time.Now but in tests
 
 	mu       sync.Mutex
 	inflight map[string]*extraction // guarded by mu: Tree extractions under way, by sha
+	// unreferenced (guarded by mu) holds, for each zip or tree the last
+	// Collect found unreferenced, when it was first found so (gc.go).
+	unreferenced map[string]time.Time
 
 	extractions atomic.Int64 // trees extracted by this Store, for tests
 }
@@ -49,7 +54,7 @@ type extraction struct {
 
 // OpenStore opens, creating it if needed, the store in dir.
 func OpenStore(dir string) (*Store, error) {
-	s := &Store{dir: dir, inflight: map[string]*extraction{}}
+	s := &Store{dir: dir, clock: time.Now, inflight: map[string]*extraction{}, unreferenced: map[string]time.Time{}}
 	if err := os.RemoveAll(s.path("tmp")); err != nil {
 		return nil, fmt.Errorf("bundle: open store: %w", err)
 	}
@@ -90,12 +95,17 @@ func truncate(s string, n int) string {
 }
 
 // Put stores a zip and returns its sha256 and size. It does not validate
-// the zip: callers run Check first. Storing a zip already held is a no-op.
+// the zip: callers run Check first. Storing a zip already held only marks
+// it stored now, which Collect's grace period counts from.
 func (s *Store) Put(zip []byte) (sha256hex string, size int64, err error) {
 	sha := Digest(zip)
 	size = int64(len(zip))
 	final := s.zipPath(sha)
 	if fi, err := os.Lstat(final); err == nil && fi.Mode().IsRegular() && fi.Size() == size {
+		now := s.clock()
+		if err := os.Chtimes(final, now, now); err != nil {
+			return "", 0, fmt.Errorf("bundle: put: %w", err)
+		}
 		return sha, size, nil
 	}
 	f, err := os.CreateTemp(s.path("tmp"), "zip-")
@@ -111,6 +121,10 @@ func (s *Store) Put(zip []byte) (sha256hex string, size int64, err error) {
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		now := s.clock()
+		err = os.Chtimes(f.Name(), now, now)
 	}
 	if err == nil {
 		err = os.Rename(f.Name(), final)

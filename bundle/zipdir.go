@@ -59,7 +59,7 @@ func ZipDir(dir string) ([]byte, error) {
 			name += "/"
 		case 0, fs.ModeSymlink:
 		default:
-			return &Error{Kind: ErrSpecialFile, Msg: msgUnzip, Detail: fmt.Sprintf("%s has mode %v: only files, directories and symlinks can be zipped", p, info.Mode())}
+			return specialFileError(name, info.Mode())
 		}
 		if len(items) == MaxEntries {
 			return tooManyEntries(len(items) + 1)
@@ -121,6 +121,26 @@ func addEntry(w *zip.Writer, name, path string, mode fs.FileMode, left *int64) e
 		return &Error{Kind: ErrUnzippedTooLarge, Msg: msgUnzippedLimit, Detail: "the tree is larger"}
 	}
 	return nil
+}
+
+// specialFileError says which entry of a folder cannot be uploaded, and
+// why: an InvalidParameterValueException naming it, not Lambda's "Could not
+// unzip", since nothing was unzipped.
+func specialFileError(name string, mode fs.FileMode) *Error {
+	what := "a special file"
+	switch {
+	case mode&fs.ModeNamedPipe != 0:
+		what = "a fifo"
+	case mode&fs.ModeSocket != 0:
+		what = "a socket"
+	case mode&fs.ModeCharDevice != 0:
+		what = "a character device"
+	case mode&fs.ModeDevice != 0:
+		what = "a block device"
+	case mode&fs.ModeIrregular != 0:
+		what = "a file of unknown type"
+	}
+	return &Error{Kind: ErrSpecialFile, Msg: msgSpecialFile, Detail: name + " is " + what}
 }
 
 func zipDirError(err error) error {

@@ -101,8 +101,9 @@ func (n *Node) codeFetch(ctx context.Context, req *rpc.CodeFetchRequest) (*rpc.C
 // ensureCode returns the extracted tree of a bundle, fetching the bundle
 // from a peer first if this node lacks it, and checking its digest.
 func (n *Node) ensureCode(ctx context.Context, sha string) (string, error) {
-	// Bundles are immutable by digest and never deleted while the node
-	// runs: once a tree is ready, the invoke path need not stat it again.
+	// Bundles are immutable by digest and deleted only an hour after no
+	// function names them (collectCode, which forgets their trees here):
+	// once a tree is ready, the invoke path need not stat it again.
 	if dir, ok := n.trees.Load(sha); ok {
 		return dir.(string), nil
 	}
@@ -147,4 +148,98 @@ func (n *Node) fetchCode(ctx context.Context, sha string) error {
 		return nil
 	}
 	return rpc.Errorf(rpc.CodeService, "code %s could not be fetched from any peer: %v", sha, lastErr)
+}
+
+// Code collection: the store keeps zips and trees only while some function
+// version ($LATEST or published) or layer version names them, and for
+// codeGCGrace after (bundle.Store.Collect), so updates and deletes do not
+// fill the disk. Servers know what is named from their FSM; the grace
+// period, counted by each node from when it first found a digest
+// unreferenced and from the zip's last upload, covers an upload not yet
+// committed, a follower's FSM behind the leader's, and invocations still
+// running on code their function no longer names (15 minutes at most). A
+// worker-only node has no FSM and collects nothing yet.
+const (
+	codeGCEvery = 10 * time.Minute
+	codeGCGrace = time.Hour
+)
+
+// startCodeGC collects code every codeGCEvery until the node stops.
+func (n *Node) startCodeGC() {
+	n.bg.Add(1)
+	go n.runCodeGC()
+}
+
+func (n *Node) runCodeGC() {
+	defer n.bg.Done()
+	t := time.NewTicker(codeGCEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stopping:
+			return
+		case <-t.C:
+			n.collectCode(codeGCGrace)
+		}
+	}
+}
+
+// liveCode is every digest the FSM names, and every function version's
+// layer list; false without an FSM.
+func (n *Node) liveCode() (bundle.Live, bool) {
+	if n.fsm == nil {
+		return bundle.Live{}, false
+	}
+	live := bundle.Live{Code: map[string]bool{}}
+	addFn := func(fn *rpc.FunctionConfig) {
+		live.Code[fn.CodeSHA256] = true
+		var set []string
+		for _, l := range fn.Layers {
+			live.Code[l.CodeSHA256] = true
+			set = append(set, l.CodeSHA256)
+		}
+		if len(set) > 0 {
+			live.LayerSets = append(live.LayerSets, set)
+		}
+	}
+	for _, fn := range n.fsm.Functions() {
+		addFn(fn)
+		for _, v := range n.fsm.Versions(fn.Name) {
+			addFn(v)
+		}
+	}
+	for _, l := range n.fsm.Layers() {
+		for _, v := range n.fsm.LayerVersions(l.Name) {
+			live.Code[v.CodeSHA256] = true
+		}
+	}
+	return live, true
+}
+
+// collectCode removes code unreferenced for grace and forgets the trees it
+// had ready of it.
+func (n *Node) collectCode(grace time.Duration) {
+	live, ok := n.liveCode()
+	if !ok {
+		return
+	}
+	c, err := n.code.Collect(live, grace)
+	if len(c.Removed) > 0 {
+		gone := map[string]bool{}
+		for _, p := range c.Removed {
+			gone[p] = true
+		}
+		n.trees.Range(func(key, dir any) bool {
+			if d, ok := dir.(string); ok && gone[d] {
+				n.trees.Delete(key)
+			}
+			return true
+		})
+	}
+	if err != nil {
+		n.log.Warn("code collection stopped", "err", err)
+	}
+	if c.Zips+c.Trees > 0 {
+		n.log.Info("unreferenced code removed", "zips", c.Zips, "trees", c.Trees, "bytes", c.Bytes)
+	}
 }

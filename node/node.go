@@ -194,6 +194,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		defer n.bg.Done()
 		n.sampleLoop()
 	}()
+	n.startCodeGC()
 	if n.raft != nil {
 		n.observeLeaders()
 	}

@@ -3,12 +3,16 @@ package sandbox
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+
+	"nimbus/rpc"
 )
 
 // Hostile functions: each case asserts the function is contained, the
@@ -189,4 +193,256 @@ func TestOrphanCgroupsRemoved(t *testing.T) {
 	if r := invoke(t, m2, fnConfig("after-orphans", 1), codeDir(t, script("echo.sh")), `1`); r.ErrorType != "" {
 		t.Fatalf("invoke after the cleanup: %s", r.Payload)
 	}
+}
+
+// agentUsage is what the agent itself holds: descriptors, threads and
+// resident memory.
+type agentUsage struct {
+	fds, threads int
+	rssMB        int64
+	sandboxes    int // the manager's, when measured
+}
+
+func usageNow(m *Manager) agentUsage {
+	s := m.Stats()
+	u := agentUsage{fds: openFDs(), sandboxes: s.Idle + s.Busy}
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		n, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "Threads:":
+			u.threads = int(n)
+		case "VmRSS:":
+			u.rssMB = n >> 10
+		}
+	}
+	return u
+}
+
+// nearBaseline fails t unless the agent is back near what it held before
+// a hostile function ran, once the sandboxes of the functions named are
+// gone (each live sandbox holds a few descriptors of the agent's). Go keeps
+// the threads it started, and the heap the collector has not returned yet:
+// the margins allow for that, not for a leak per process, connection or
+// byte of the function's.
+func nearBaseline(t *testing.T, m *Manager, before agentUsage, retire ...string) {
+	t.Helper()
+	for _, name := range retire {
+		m.Retire(name, 0)
+	}
+	waitFor(t, "the hostile sandboxes gone", func() bool { s := m.Stats(); return s.Idle+s.Busy == before.sandboxes })
+	runtime.GC()
+	after := usageNow(m)
+	if after.fds > before.fds+16 || after.threads > before.threads+32 || after.rssMB > before.rssMB+64 {
+		t.Errorf("the agent holds %d descriptors, %d threads, %d MB resident; before: %d, %d, %d MB",
+			after.fds, after.threads, after.rssMB, before.fds, before.threads, before.rssMB)
+	}
+}
+
+// An inotify hog holds every inotify instance the kernel gives one user;
+// a second function beside it still gets its own, because each sandbox is
+// a host uid of its own (uid 993 inside, with no capability). Not
+// parallel: the agent's baseline is its own.
+func TestHostileInotifyHog(t *testing.T) {
+	m, _ := newTestManager(t, Config{})
+	limit, err := strconv.Atoi(readFile("/proc/sys/fs/inotify/max_user_instances"))
+	if err != nil || limit > nofileLimit-64 {
+		t.Skipf("max_user_instances %d: the descriptor limit would stop the hog first", limit)
+	}
+	dir := codeDir(t, gofnBin)
+	invoke(t, m, fnConfig("bystander", 1), dir, `{"do":"hello"}`)
+	before := usageNow(m)
+	var hog struct {
+		Held  int
+		Error string
+	}
+	res := invoke(t, m, fnConfig("inotify-hog", 1), dir, `{"do":"inotify","n":`+strconv.Itoa(limit+1)+`}`)
+	if err := json.Unmarshal(res.Payload, &hog); err != nil || res.ErrorType != "" {
+		t.Fatalf("hog: %s", res.Payload)
+	}
+	if hog.Held != limit || hog.Error != "too many open files" {
+		t.Fatalf("the hog holds %d inotify instances (%q), want the per-user limit %d", hog.Held, hog.Error, limit)
+	}
+	// The hog stays warm, holding them, while the other function asks.
+	var other struct {
+		Held  int
+		Error string
+	}
+	res = invoke(t, m, fnConfig("bystander", 1), dir, `{"do":"inotify","n":8}`)
+	if err := json.Unmarshal(res.Payload, &other); err != nil || res.ErrorType != "" || other.Held != 8 {
+		t.Fatalf("beside the hog, another function got %d of 8 inotify instances (%q): %s", other.Held, other.Error, res.Payload)
+	}
+	var ids struct {
+		UID, GID int
+		UIDMap   string `json:"uid_map"`
+		CapEff   string `json:"cap_eff"`
+	}
+	res = invoke(t, m, fnConfig("bystander", 1), dir, `{"do":"ids"}`)
+	if err := json.Unmarshal(res.Payload, &ids); err != nil {
+		t.Fatalf("ids: %s", res.Payload)
+	}
+	f := strings.Fields(ids.UIDMap)
+	if ids.UID != sandboxUID || ids.GID != sandboxGID || ids.CapEff != "0000000000000000" || len(f) != 3 || f[0] != "993" || f[2] != "1" {
+		t.Errorf("inside: uid %d gid %d, capabilities %s, uid map %q; want 993, 990, none, one uid mapped", ids.UID, ids.GID, ids.CapEff, ids.UIDMap)
+	}
+	if host, _ := strconv.Atoi(at(f, 1)); host < m.cfg.SandboxUIDFirst || host >= m.cfg.SandboxUIDFirst+m.cfg.SandboxUIDCount {
+		t.Errorf("host uid %d is outside the manager's range from %d", host, m.cfg.SandboxUIDFirst)
+	}
+	if r := invoke(t, m, fnConfig("after-hog", 1), codeDir(t, script("echo.sh")), `1`); r.ErrorType != "" {
+		t.Fatalf("a normal function after the hog: %s", r.Payload)
+	}
+	nearBaseline(t, m, before, "inotify-hog", "after-hog")
+}
+
+// A function that answers and then takes 200 MB while idle is retired
+// early, long before its idle timeout; one beside it that holds what it
+// used while running stays warm.
+func TestHostileIdleMemoryGrowth(t *testing.T) {
+	t.Parallel()
+	m, _ := newTestManager(t, Config{FreezeAfter: -1})
+	dir := codeDir(t, gofnBin)
+	calm := fnConfig("calm", 1)
+	if r := invoke(t, m, calm, dir, `{"do":"hello"}`); r.ErrorType != "" {
+		t.Fatalf("calm: %s", r.Payload)
+	}
+	grower := fnConfig("grower", 1)
+	grower.MemoryMB = 512
+	if r := invoke(t, m, grower, dir, `{"do":"grow","n":200}`); r.ErrorType != "" {
+		t.Fatalf("grower: %s", r.Payload)
+	}
+	waitFor(t, "the grower retired", func() bool { return !m.HasWarm(grower) })
+	if !m.HasWarm(calm) {
+		t.Fatal("the function that did not grow was retired too")
+	}
+	if r := invoke(t, m, grower, dir, `{"do":"hello"}`); r.ErrorType != "" || !r.Cold {
+		t.Fatalf("the grower's next invocation: %s (cold %v), want a fresh sandbox", r.Payload, r.Cold)
+	}
+}
+
+// The sandboxes' parent cgroup is held under the host's memory, and the
+// agent's own memory and pids cgroups are not under it.
+func TestAgentCgroupsApart(t *testing.T) {
+	t.Parallel()
+	m, _ := newTestManager(t, Config{})
+	parent := m.cfg.CgroupParent
+	got, err := strconv.ParseInt(readFile(filepath.Join(cgroupRoot, "memory", parent, "memory.limit_in_bytes")), 10, 64)
+	if total := hostMemoryBytes(); err != nil || got != parentMemoryLimit() || got >= total || got < total/2 {
+		t.Errorf("parent memory.limit_in_bytes %d, want %d: below the host's %d", got, parentMemoryLimit(), total)
+	}
+	own := readFile("/proc/self/cgroup")
+	for _, ctrl := range []string{"memory", "pids"} {
+		path, ok := cgroupOf(own, ctrl)
+		if !ok {
+			t.Fatalf("no %s cgroup in %q", ctrl, own)
+		}
+		if path == "/" || path == parent || strings.HasPrefix(path, parent+"/") {
+			t.Errorf("the agent's %s cgroup is %s: not one of its own apart from %s", ctrl, path, parent)
+		}
+	}
+}
+
+// Fork bombs in four sandboxes at once: each is held to its own pids
+// limit (the kernel refuses its next fork), the parent's limit is never
+// what stops them, every sandbox is retired rather than kept warm holding
+// its processes, and a normal function runs right after with the agent
+// back near its baseline. Not parallel: the agent's baseline and the
+// parent cgroup's count are its own.
+func TestHostileForkBombs(t *testing.T) {
+	m, _ := newTestManager(t, Config{FreezeAfter: -1})
+	dir := codeDir(t, gofnBin)
+	invoke(t, m, fnConfig("warmup", 1), dir, `{"do":"hello"}`)
+	before := usageNow(m)
+	const bombs = 4
+	type bomb struct {
+		Started int
+		Error   string
+	}
+	results := make([]bomb, bombs)
+	errs := make([]error, bombs)
+	var wg sync.WaitGroup
+	for i := range bombs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn := fnConfig("bomb-"+strconv.Itoa(i), 1)
+			fn.MemoryMB = 1024
+			fn.TimeoutSec = 60
+			res, err := m.Invoke(context.Background(), &Request{Function: fn, CodeDir: dir, Payload: []byte(`{"do":"forkbomb"}`)})
+			if err == nil && res.ErrorType != "" {
+				err = fmt.Errorf("%s: %s", res.ErrorType, res.Payload)
+			}
+			if err == nil {
+				err = json.Unmarshal(res.Payload, &results[i])
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if errs[i] != nil {
+			t.Fatalf("bomb %d: %v", i, errs[i])
+		}
+		// The runtime and PID 1 hold a few of the sandbox's pids too.
+		if r.Error != "resource temporarily unavailable" || r.Started >= pidsLimit || r.Started < pidsLimit-64 {
+			t.Errorf("bomb %d started %d processes before %q, want its own limit of %d to stop it", i, r.Started, r.Error, pidsLimit)
+		}
+	}
+	waitFor(t, "the bombs' sandboxes retired", func() bool { return !m.HasWarm(fnConfig("bomb-0", 1)) && m.Stats().Idle == 1 })
+	parent := filepath.Join(cgroupRoot, "pids", m.cfg.CgroupParent)
+	waitFor(t, "the bombs' processes gone", func() bool {
+		n, _ := strconv.Atoi(readFile(filepath.Join(parent, "pids.current")))
+		return n < pidsLimit/4
+	})
+	if r := invoke(t, m, fnConfig("after-bombs", 1), codeDir(t, script("echo.sh")), `1`); r.ErrorType != "" {
+		t.Fatalf("a normal function after the bombs: %s", r.Payload)
+	}
+	nearBaseline(t, m, before, "after-bombs")
+}
+
+// A function writing /tmp full gets "no space left on device" at 512 MB,
+// however much memory it has; a small one is held by its memory limit
+// instead (tmpfs pages are its memory) and the caller gets
+// Runtime.OutOfMemory. The full sandbox still serves (a warm /tmp is the
+// function's, within its memory, as on Lambda), and a normal function runs
+// right after with the agent near its baseline.
+// Not parallel: the agent's baseline is its own.
+func TestHostileTmpFill(t *testing.T) {
+	m, _ := newTestManager(t, Config{})
+	dir := codeDir(t, gofnBin)
+	invoke(t, m, fnConfig("warmup", 1), dir, `{"do":"hello"}`)
+	before := usageNow(m)
+
+	big := fnConfig("filler", 1)
+	big.MemoryMB = 1024
+	big.TimeoutSec = 60
+	var fill struct {
+		Written int64
+		Error   string
+	}
+	res := invoke(t, m, big, dir, `{"do":"fill"}`)
+	if err := json.Unmarshal(res.Payload, &fill); err != nil || res.ErrorType != "" {
+		t.Fatalf("fill: %s %s", res.ErrorType, res.Payload)
+	}
+	if fill.Error != "no space left on device" || fill.Written > tmpSizeMB<<20 || fill.Written < (tmpSizeMB-8)<<20 {
+		t.Errorf("wrote %d bytes to /tmp before %q, want %d MB and no space left", fill.Written, fill.Error, tmpSizeMB)
+	}
+	if r := invoke(t, m, big, dir, `{"do":"hello"}`); r.ErrorType != "" || r.Cold {
+		t.Fatalf("the filler's next invocation: %s (cold %v), want its warm sandbox", r.Payload, r.Cold)
+	}
+	m.Retire(big.Name, 0)
+
+	small := fnConfig("small-filler", 1)
+	small.TimeoutSec = 60
+	res = invoke(t, m, small, dir, `{"do":"fill"}`)
+	if res.ErrorType != rpc.ErrTypeOutOfMemory {
+		t.Errorf("a 128 MB function filling /tmp: %s %s, want %s", res.ErrorType, res.Payload, rpc.ErrTypeOutOfMemory)
+	}
+	if r := invoke(t, m, fnConfig("after-fill", 1), codeDir(t, script("echo.sh")), `1`); r.ErrorType != "" {
+		t.Fatalf("a normal function after the fill: %s", r.Payload)
+	}
+	nearBaseline(t, m, before, "filler", "small-filler", "after-fill")
 }

@@ -2,6 +2,8 @@ package sandbox
 
 import (
 	"bufio"
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,7 +14,12 @@ import (
 
 // What a manager does for the host: a pids limit on the parent cgroup of
 // all sandboxes, below the host's, so fork bombs in many sandboxes at once
-// cannot starve the agent of threads; and at start, the removal of cgroups
+// cannot starve the agent of threads; a memory limit on it, below the
+// host's memory, so sandboxes together cannot bring the host's own OOM
+// killer to the agent (the kernel kills within the parent instead); the
+// agent in cgroups of its own, apart from its sandboxes' (agentCgroups);
+// idle sandboxes retired early when they hold far more memory than they
+// used while running; and at start, the removal of cgroups
 // that earlier managers of the same state dir left behind (a SIGKILL during
 // a cold start leaves empty ones). Other agents' and other state dirs'
 // cgroups under the same parent are never touched: a manager records its
@@ -28,6 +35,122 @@ const managersFile = "managers"
 // retired instead of kept warm (a fork bomb's leftovers would hold their
 // pids while frozen).
 const idlePidsLimit = 256
+
+// Memory left outside the sandboxes' parent limit, for the agent and the
+// host: an eighth of the host's memory, at least 512 MiB.
+const minAgentReserveMB = 512
+
+// An idle sandbox is retired early when it holds more than twice the
+// memory it had used at most when it answered, and idleMemorySlackMB more.
+const idleMemorySlackMB = 64
+
+// parentMemoryLimit is the memory limit of all sandboxes together, in
+// bytes (0 when the host's memory is unknown).
+func parentMemoryLimit() int64 {
+	total := hostMemoryBytes()
+	if total == 0 {
+		return 0
+	}
+	reserve := max(total/8, minAgentReserveMB<<20)
+	page := int64(os.Getpagesize()) // the kernel keeps whole pages
+	return max(total-reserve, total/2) / page * page
+}
+
+// hostMemoryBytes is MemTotal from /proc/meminfo.
+func hostMemoryBytes() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "MemTotal:"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				kb, _ := strconv.ParseInt(f[0], 10, 64)
+				return kb << 10
+			}
+		}
+	}
+	return 0
+}
+
+// limitParentMemory creates the parent's memory cgroup if needed and sets
+// its limit (and its memory+swap limit, where there is one: no swap).
+func limitParentMemory(parent string) error {
+	limit := parentMemoryLimit()
+	if limit == 0 {
+		return errors.New("the host's memory is unknown")
+	}
+	dir := filepath.Join(cgroupRoot, "memory", parent)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	v := []byte(strconv.FormatInt(limit, 10))
+	// memsw must stay at or above the memory limit: raise it first when
+	// the memory limit grows, lower it after when it shrinks.
+	memsw := filepath.Join(dir, "memory.memsw.limit_in_bytes")
+	if memswSupported {
+		_ = os.WriteFile(memsw, []byte("-1"), 0)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "memory.limit_in_bytes"), v, 0); err != nil {
+		return err
+	}
+	if memswSupported {
+		return os.WriteFile(memsw, v, 0)
+	}
+	return nil
+}
+
+// agentCgroups puts the agent in cgroups of its own, apart from its
+// sandboxes, for the controllers that limit them (memory, pids): where the
+// agent is in a hierarchy's root cgroup (a plain root process), it moves
+// itself to parent+"-agent", with no limit, so what it uses is counted
+// apart from what its sandboxes use and the sandboxes' limits never apply
+// to it. Under systemd (or any manager that gave it a cgroup) it stays
+// where it was put: the unit is its cgroup. It refuses a cgroup under the
+// sandboxes' parent, whose limits are theirs.
+func agentCgroups(parent string) error {
+	own, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return err
+	}
+	for _, ctrl := range []string{"memory", "pids"} {
+		path, ok := cgroupOf(string(own), ctrl)
+		if !ok {
+			continue
+		}
+		if path == parent || strings.HasPrefix(path, parent+"/") {
+			return fmt.Errorf("the agent runs in %s, under its sandboxes' parent cgroup %s", path, parent)
+		}
+		if path != "/" {
+			continue
+		}
+		dir := filepath.Join(cgroupRoot, ctrl, parent+"-agent")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cgroupOf finds controller ctrl's cgroup in the text of /proc/<pid>/cgroup.
+func cgroupOf(procCgroup, ctrl string) (string, bool) {
+	for _, l := range strings.Split(procCgroup, "\n") {
+		parts := strings.SplitN(l, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		for _, c := range strings.Split(parts[1], ",") {
+			if c == ctrl {
+				return parts[2], true
+			}
+		}
+	}
+	return "", false
+}
 
 // parentPidsLimit is the pids limit of all sandboxes together: half of
 // what the host allows.
@@ -106,3 +229,19 @@ func removeCgroup(dir string) error {
 
 // pidsCurrent is the number of processes in the sandbox.
 func (c cgroupFiles) pidsCurrent() int64 { return preadInt(c.pidsCur) }
+
+// memoryMB is the memory the sandbox holds now.
+func (c cgroupFiles) memoryMB() int { return int(preadInt(c.usage) >> 20) }
+
+// idleMemoryOver reports whether an idle or frozen sandbox holds far more
+// memory than it had used at most when it last answered: what grew after
+// (a background process, files in /tmp) is not kept warm.
+func (sb *sandbox) idleMemoryOver() bool {
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	if sb.state != stateIdle && sb.state != stateFrozen {
+		return false
+	}
+	now := sb.cgroups.memoryMB()
+	return now > 2*sb.peakMB && now > sb.peakMB+idleMemorySlackMB
+}

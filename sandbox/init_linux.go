@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"os"
+	"runtime"
 
 	// Device rules for the cgroup manager.
 	_ "github.com/opencontainers/cgroups/devices"
@@ -12,9 +13,19 @@ import (
 
 // The program's one init(): when libcontainer re-executes this binary as
 // "init" to set up a sandbox, hand over to it; when the sandbox then runs
-// this binary as its PID 1 ("sandbox-init"), be that. Neither returns. In
+// this binary as its PID 1 ("sandbox-init"), be that. Neither returns.
+// ("sandbox-exec", how PID 1 starts the runtime, never gets this far: C
+// handles it before the Go runtime starts, execinit_linux.go.) In
 // every other case it does nothing.
+//
+// It also keeps the main goroutine on the main thread, so that no other
+// goroutine ever runs there: libcontainer's mount-source goroutine joins a
+// container's mount namespace on a locked thread and lets the runtime end
+// the thread after, but the main thread cannot end; it would stay in that
+// namespace for the life of the agent, holding the sandbox's mounts (its
+// /tmp among them) and showing them in /proc/self/mountinfo.
 func init() {
+	runtime.LockOSThread()
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
 		case "init":

@@ -138,6 +138,7 @@ func (sb *sandbox) run(m *Manager, req *Request, cold bool, initLimit time.Durat
 	}
 	res.Payload, res.ErrorType = o.payload, o.errType
 	res.MaxMemoryMB = sb.cgroups.maxMemoryMB()
+	sb.peakMB = res.MaxMemoryMB
 	sb.logs.sync()
 	res.LogTail = sb.logs.end(endLine(req.RequestID), reportLine(req.RequestID, fn, res, status, statusType))
 	return res, initOK

@@ -29,6 +29,8 @@ type Manager struct {
 	shimDir    string // the embedded shims, written out: shimDir/<Runtime.Shim>
 	initBinary string // this program, mounted as every sandbox's PID 1
 	id         string // unique per manager: container ids and cgroups never clash
+	uids       *uidPool
+	overlays   *overlays // of the host folders sandboxes mount
 	log        *slog.Logger
 
 	mu     sync.Mutex
@@ -64,6 +66,15 @@ func NewManager(cfg Config) (*Manager, error) {
 	if cfg.InitTimeout == 0 {
 		cfg.InitTimeout = 10 * time.Second
 	}
+	if cfg.SandboxUIDFirst == 0 {
+		cfg.SandboxUIDFirst = defaultUIDFirst(cfg.StateDir)
+	}
+	if cfg.SandboxUIDCount == 0 {
+		cfg.SandboxUIDCount = defaultSandboxUIDCount
+	}
+	if cfg.SandboxUIDFirst <= sandboxUID || cfg.SandboxUIDCount < 1 {
+		return nil, errors.New("sandbox: SandboxUIDFirst must be above 993 and SandboxUIDCount positive")
+	}
 	if cfg.Region == "" {
 		cfg.Region = "local"
 	}
@@ -77,10 +88,20 @@ func NewManager(cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	cleanupStale(cfg.StateDir, cfg.Logger)
+	ovl, err := openOverlays(cfg.StateDir, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
 	id := randomHex(4)
 	removeOrphanCgroups(cfg.StateDir, cfg.CgroupParent, id, cfg.Logger)
 	if err := limitParentPids(cfg.CgroupParent); err != nil {
 		cfg.Logger.Warn("no pids limit on the sandboxes' parent cgroup", "err", err)
+	}
+	if err := limitParentMemory(cfg.CgroupParent); err != nil {
+		cfg.Logger.Warn("no memory limit on the sandboxes' parent cgroup", "err", err)
+	}
+	if err := agentCgroups(cfg.CgroupParent); err != nil {
+		return nil, fmt.Errorf("sandbox: the agent's own cgroups: %w", err)
 	}
 	image, err := EnsureImage(cfg.ImageDir)
 	if err != nil {
@@ -103,6 +124,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	m := &Manager{
 		cfg: cfg, image: image, images: images, shimDir: shimDir, initBinary: self, id: id, log: cfg.Logger,
+		uids: newUIDPool(cfg.SandboxUIDFirst, cfg.SandboxUIDCount), overlays: ovl,
 		idle: map[string][]*sandbox{},
 		all:  map[*sandbox]struct{}{},
 		stop: make(chan struct{}),
@@ -116,7 +138,7 @@ func NewManager(cfg Config) (*Manager, error) {
 func cleanupStale(stateDir string, log *slog.Logger) {
 	entries, _ := os.ReadDir(stateDir)
 	for _, e := range entries {
-		if e.Name() == managersFile {
+		if e.Name() == managersFile || e.Name() == overlaysDir {
 			continue
 		}
 		c, err := libcontainer.Load(stateDir, e.Name())
@@ -227,8 +249,13 @@ func (m *Manager) startCold(req *Request) (*sandbox, error) {
 			return nil, &entrypointError{err}
 		}
 	}
-	sb, err := m.startSandbox(req, rt, root, id)
+	uid, ok := m.uids.take()
+	if !ok {
+		return nil, rpc.Errorf(rpc.CodeService, "cannot start sandbox for %s: every sandbox uid of the node is in use", req.Function.Name)
+	}
+	sb, err := m.startSandbox(req, rt, root, id, uid)
 	if err != nil {
+		m.uids.give(uid)
 		return nil, rpc.Errorf(rpc.CodeService, "cannot start sandbox for %s: %v", req.Function.Name, err)
 	}
 	sb.acquire()
@@ -241,6 +268,7 @@ func (m *Manager) startCold(req *Request) (*sandbox, error) {
 	if closed {
 		sb.markDead()
 		sb.destroy()
+		m.released(sb)
 		return nil, ErrClosed
 	}
 	return sb, nil
@@ -316,7 +344,17 @@ func (m *Manager) retire(sb *sandbox) {
 	go func() {
 		defer m.wg.Done()
 		sb.destroy()
+		m.released(sb)
 	}()
+}
+
+// released gives back what a destroyed sandbox held: its host uid and its
+// overlays.
+func (m *Manager) released(sb *sandbox) {
+	m.uids.give(sb.hostUID)
+	for _, src := range sb.overlaid {
+		m.overlays.release(src)
+	}
 }
 
 // Retire destroys the idle sandboxes of function name whose revision is not
@@ -401,12 +439,14 @@ func (m *Manager) HasWarm(fn *rpc.FunctionConfig) bool {
 	return len(m.idle[sandboxKey(fn)]) > 0
 }
 
-// reap destroys sandboxes idle for longer than IdleTimeout.
+// reap destroys sandboxes idle for longer than IdleTimeout, and idle ones
+// holding far more memory than they used while running (checked every 5 s
+// at least).
 func (m *Manager) reap() {
 	defer m.wg.Done()
 	every := m.cfg.IdleTimeout / 4
-	if every > 30*time.Second {
-		every = 30 * time.Second
+	if every > 5*time.Second {
+		every = 5 * time.Second
 	}
 	if every < 10*time.Millisecond {
 		every = 10 * time.Millisecond
@@ -424,7 +464,7 @@ func (m *Manager) reap() {
 		for key, stack := range m.idle {
 			kept := stack[:0]
 			for _, sb := range stack {
-				if last, idle := sb.idleSince(); idle && last.Before(cutoff) {
+				if last, idle := sb.idleSince(); idle && last.Before(cutoff) || sb.idleMemoryOver() {
 					delete(m.all, sb)
 					m.retire(sb)
 					continue

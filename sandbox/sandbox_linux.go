@@ -45,13 +45,16 @@ type sandbox struct {
 	id      string
 	key     string
 	fn      *rpc.FunctionConfig
-	ctr     *libcontainer.Container
-	proc    *libcontainer.Process
-	ns      *netns
-	api     *runtimeAPI
-	logs    *logPipe
-	cgroups cgroupFiles
-	started time.Time
+	hostUID int // its own, from the manager's range; the uid and gid of its processes on the host
+	// overlaid are the host folders whose overlays it holds.
+	overlaid []string
+	ctr      *libcontainer.Container
+	proc     *libcontainer.Process
+	ns       *netns
+	api      *runtimeAPI
+	logs     *logPipe
+	cgroups  cgroupFiles
+	started  time.Time
 
 	exited        chan struct{}
 	exitState     *os.ProcessState // set before exited is closed
@@ -60,6 +63,10 @@ type sandbox struct {
 
 	initDone     bool          // only the caller holding the sandbox touches it
 	initDuration time.Duration // reported on the first invocation only
+	// peakMB is the most memory it had used when it last answered: written
+	// by the caller holding it, read by the reaper under mu once idle
+	// (release, under mu, orders the two).
+	peakMB int
 
 	mu          sync.Mutex
 	state       sbState
@@ -118,6 +125,8 @@ type cgroupFiles struct {
 	maxUsage *os.File
 	// pidsCur is pids.current, read as each invocation ends; kept open too.
 	pidsCur *os.File
+	// usage is memory.usage_in_bytes, read by the reaper while idle.
+	usage *os.File
 }
 
 func (c cgroupFiles) write(dir, file, value string) error {
@@ -173,7 +182,7 @@ func preadInt(f *os.File) int64 {
 
 // startSandbox creates and starts a container running fn's bootstrap. It
 // returns once the bootstrap process runs; the caller waits for api.ready.
-func (m *Manager) startSandbox(req *Request, rt *Runtime, root, id string) (_ *sandbox, err error) {
+func (m *Manager) startSandbox(req *Request, rt *Runtime, root, id string, hostUID int) (_ *sandbox, err error) {
 	fn, codeDir, tail := req.Function, req.CodeDir, req.Tail
 	ns, err := newNetns()
 	if err != nil {
@@ -204,23 +213,46 @@ func (m *Manager) startSandbox(req *Request, rt *Runtime, root, id string) (_ *s
 			status.Close()
 		}
 	}()
-	cfg := containerConfig(containerSpec{
-		initBinary: m.initBinary,
-		rootfs:     root,
-		codeDir:    codeDir,
-		optDir:     req.OptDir,
-		runtimeDir: m.runtimeDir(rt),
-		netnsPath:  ns.path(),
-		cgroupPath: m.cfg.CgroupParent + "/" + id,
-		memoryMB:   fn.MemoryMB,
-		hostname:   sandboxHostname,
-	})
+	// Every host folder through an overlay of its own (overlays_linux.go).
+	var overlaid []string
+	defer func() {
+		if err != nil {
+			for _, src := range overlaid {
+				m.overlays.release(src)
+			}
+		}
+	}()
+	over := func(src string) (string, error) {
+		if src == "" {
+			return "", nil
+		}
+		p, err := m.overlays.acquire(src)
+		if err == nil {
+			overlaid = append(overlaid, src)
+		}
+		return p, err
+	}
+	spec := containerSpec{netnsPath: ns.path(), cgroupPath: m.cfg.CgroupParent + "/" + id, memoryMB: fn.MemoryMB, hostname: sandboxHostname}
+	var initDir string
+	for _, f := range []struct {
+		dst *string
+		src string
+	}{
+		{&spec.rootfs, root}, {&spec.codeDir, codeDir}, {&spec.optDir, req.OptDir},
+		{&spec.runtimeDir, m.runtimeDir(rt)}, {&initDir, filepath.Dir(m.initBinary)},
+	} {
+		if *f.dst, err = over(f.src); err != nil {
+			return nil, err
+		}
+	}
+	spec.initBinary = filepath.Join(initDir, filepath.Base(m.initBinary))
+	cfg := containerConfig(spec)
 	ctr, err := libcontainer.Create(m.cfg.StateDir, id, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
 	sb := &sandbox{
-		id: id, key: sandboxKey(fn), fn: fn, ctr: ctr, ns: ns, logs: logs,
+		id: id, key: sandboxKey(fn), fn: fn, hostUID: hostUID, overlaid: overlaid, ctr: ctr, ns: ns, logs: logs,
 		api:    newRuntimeAPI(),
 		exited: make(chan struct{}),
 	}
@@ -233,8 +265,8 @@ func (m *Manager) startSandbox(req *Request, rt *Runtime, root, id string) (_ *s
 		Args:       append([]string{initPath, initArg}, argv...),
 		ExtraFiles: []*os.File{statusW}, // fd 3 in PID 1
 		Env:        m.environment(fn, rt, id),
-		UID:        sandboxUID,
-		GID:        sandboxGID,
+		UID:        hostUID, // 993 to the runtime, in its user namespace
+		GID:        hostUID,
 		Cwd:        "/var/task",
 		Stdout:     logs.w,
 		Stderr:     logs.w,
@@ -272,6 +304,7 @@ func (m *Manager) startSandbox(req *Request, rt *Runtime, root, id string) (_ *s
 		}
 		sb.cgroups.maxUsage, _ = os.Open(filepath.Join(sb.cgroups.memory, "memory.max_usage_in_bytes"))
 		sb.cgroups.pidsCur, _ = os.Open(filepath.Join(sb.cgroups.pids, "pids.current"))
+		sb.cgroups.usage, _ = os.Open(filepath.Join(sb.cgroups.memory, "memory.usage_in_bytes"))
 	}
 	sb.freezeTimer = time.AfterFunc(time.Hour, sb.freeze)
 	sb.freezeTimer.Stop()
@@ -454,6 +487,9 @@ func (sb *sandbox) destroy() {
 	}
 	if sb.cgroups.pidsCur != nil {
 		sb.cgroups.pidsCur.Close()
+	}
+	if sb.cgroups.usage != nil {
+		sb.cgroups.usage.Close()
 	}
 }
 

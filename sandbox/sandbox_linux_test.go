@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,6 +101,9 @@ func (s *memSink) lines(fn string) []string {
 	return out
 }
 
+// testManagers numbers the test binary's managers.
+var testManagers atomic.Int64
+
 func newTestManager(t testing.TB, cfg Config) (*Manager, *memSink) {
 	t.Helper()
 	requireRoot(t)
@@ -109,6 +113,11 @@ func newTestManager(t testing.TB, cfg Config) (*Manager, *memSink) {
 	}
 	if cfg.ImageDir == "" {
 		cfg.ImageDir = imageDir // built once by TestMain
+	}
+	if cfg.SandboxUIDFirst == 0 {
+		// A range of its own, as each agent on a host has.
+		cfg.SandboxUIDFirst = defaultSandboxUIDFirst + int(testManagers.Add(1))*1024
+		cfg.SandboxUIDCount = 1024
 	}
 	cfg.Logs = sink
 	m, err := NewManager(cfg)

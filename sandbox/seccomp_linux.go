@@ -3,15 +3,15 @@ package sandbox
 import (
 	"errors"
 	"runtime"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
 // The sandbox's seccomp filter: a classic BPF program of our own, built
-// into the binary and installed by PID 1 (pid1_linux.go) on all its threads
-// before it starts the runtime, which inherits it with every descendant and
-// can never remove it. It allows everything but what a function has no use
+// into the binary by PID 1 and installed by sandbox-exec (execinit_linux.go,
+// before any Go runs, so on its only thread), in the runtime's user
+// namespace, just before it executes the runtime, which inherits it with
+// every descendant and can never remove it. It allows everything but what a function has no use
 // for and what widens the kernel reachable from a sandbox, in the spirit of
 // Docker's default profile:
 //
@@ -120,21 +120,4 @@ func seccompProgram() ([]unix.SockFilter, error) {
 		p = append(p, jump(bpfJMP|bpfJEQ|bpfK, uint32(nr), 0, 1), retEPERM)
 	}
 	return append(p, retAllow), nil
-}
-
-// installSeccomp installs the filter on every thread of the calling
-// process. no_new_privs must be set (libcontainer sets it).
-func installSeccomp() error {
-	prog, err := seccompProgram()
-	if err != nil {
-		return err
-	}
-	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
-	_, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC,
-		uintptr(unsafe.Pointer(&fprog)))
-	runtime.KeepAlive(prog)
-	if errno != 0 {
-		return errno
-	}
-	return nil
 }

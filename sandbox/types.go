@@ -36,6 +36,13 @@ type Config struct {
 	// Lambda's); one over it is retried within the invocation, under the
 	// function's timeout.
 	InitTimeout time.Duration
+	// SandboxUIDFirst and SandboxUIDCount are the range of host uids (and
+	// gids of the same numbers) the manager runs its sandboxes as, one each,
+	// so that per-user kernel limits are per sandbox; functions see uid 993
+	// inside. The range must be this manager's alone (default 65,536 uids,
+	// as many sandboxes at once, in one of 128 blocks from 0x60000000
+	// picked by StateDir's path).
+	SandboxUIDFirst, SandboxUIDCount int
 	// Region and AccountID appear in function ARNs and AWS_REGION.
 	Region, AccountID string
 	// Logs receives every function's log lines. Required.

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -27,6 +28,12 @@ func errnoErr(e syscall.Errno) error {
 
 // hoard keeps connections open across invocations.
 var hoard []net.Conn
+
+// grown holds what "grow" allocated after answering.
+var grown []byte
+
+// inotifies keeps inotify instances open across invocations.
+var inotifies []int
 
 type event struct {
 	Do  string   `json:"do"`
@@ -114,6 +121,70 @@ func handler(ctx context.Context, ev event) (map[string]any, error) {
 		cpu, _ := os.ReadFile("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
 		self, _ := os.ReadFile("/proc/self/cgroup")
 		return map[string]any{"memory_limit": strings.TrimSpace(string(limit)), "cpu_quota": strings.TrimSpace(string(cpu)), "self": string(self)}, nil
+	case "grow":
+		// Answer, then take n MB while idle.
+		go func() {
+			time.Sleep(300 * time.Millisecond)
+			b := make([]byte, ev.N<<20)
+			for i := 0; i < len(b); i += 4096 {
+				b[i] = 1
+			}
+			grown = b
+		}()
+		return map[string]any{"ok": true}, nil
+	case "fill":
+		// Write /tmp full: how much went in, and what stopped it?
+		f, err := os.Create("/tmp/fill")
+		if err != nil {
+			return map[string]any{"written": 0, "error": err.Error()}, nil
+		}
+		defer f.Close()
+		buf := make([]byte, 1<<20)
+		written := 0
+		for {
+			n, err := f.Write(buf)
+			written += n
+			if err != nil {
+				return map[string]any{"written": written, "error": errors.Unwrap(err).Error()}, nil
+			}
+		}
+	case "forkbomb":
+		// Start processes that outlive the answer until the kernel says no.
+		started := 0
+		for {
+			_, err := syscall.ForkExec("/bin/sleep", []string{"sleep", "600"}, &syscall.ProcAttr{})
+			if err != nil {
+				return map[string]any{"started": started, "error": err.Error()}, nil
+			}
+			started++
+		}
+	case "inotify":
+		// Open up to n inotify instances and keep them: how many did the
+		// kernel give, and what refused the next one?
+		out := map[string]any{"error": ""}
+		for i := 0; i < ev.N; i++ {
+			fd, err := syscall.InotifyInit1(syscall.IN_CLOEXEC)
+			if err != nil {
+				out["error"] = err.Error()
+				break
+			}
+			inotifies = append(inotifies, fd)
+		}
+		out["held"] = len(inotifies)
+		return out, nil
+	case "ids":
+		uidMap, _ := os.ReadFile("/proc/self/uid_map")
+		status, _ := os.ReadFile("/proc/self/status")
+		capEff := ""
+		for _, l := range strings.Split(string(status), "\n") {
+			if v, ok := strings.CutPrefix(l, "CapEff:"); ok {
+				capEff = strings.TrimSpace(v)
+			}
+		}
+		return map[string]any{"uid": os.Getuid(), "gid": os.Getgid(), "uid_map": strings.TrimSpace(string(uidMap)), "cap_eff": capEff}, nil
+	case "mountinfo":
+		b, _ := os.ReadFile("/proc/self/mountinfo")
+		return map[string]any{"mountinfo": string(b)}, nil
 	case "ppid":
 		b, _ := os.ReadFile("/proc/1/cmdline")
 		return map[string]any{"pid": os.Getpid(), "ppid": os.Getppid(), "init": strings.ReplaceAll(string(b), "\x00", " ")}, nil
