@@ -193,7 +193,6 @@ func TestRefusedBeforeAnyOperation(t *testing.T) {
 		{"bad versions MaxItems", "GET", "/2015-03-31/functions/f/versions?MaxItems=10001", nil, nil, 400, rpc.CodeInvalidParameterValue},
 		{"URL without AuthType", "POST", "/2021-10-31/functions/f/url", strings.NewReader(`{}`), nil, 400, rpc.CodeInvalidParameterValue},
 		{"URL with malformed CORS", "POST", "/2021-10-31/functions/f/url", strings.NewReader(`{"AuthType":"NONE","Cors":{"MaxAge":"long"}}`), nil, 400, CodeInvalidRequestContent},
-		{"event config of an alias", "PUT", "/2019-09-25/functions/f/event-invoke-config?Qualifier=live", strings.NewReader(`{}`), nil, 400, rpc.CodeInvalidParameterValue},
 		{"event config with a bad retry type", "PUT", "/2019-09-25/functions/f/event-invoke-config", strings.NewReader(`{"MaximumRetryAttempts":"two"}`), nil, 400, CodeInvalidRequestContent},
 		{"delete $LATEST", "DELETE", "/2015-03-31/functions/f?Qualifier=$LATEST", nil, nil, 400, rpc.CodeInvalidParameterValue},
 		{"bad MaxItems", "GET", "/2015-03-31/functions/?MaxItems=0", nil, nil, 400, rpc.CodeInvalidParameterValue},
