@@ -13,7 +13,7 @@
 //     age (CloudWatch's day values) and by size;
 //   - the publisher: a bounded buffer per node, batches per function by
 //     size and time (compressed when it pays), pipelined (up to
-//     Options.PublishWindow batches per function awaiting acknowledgement, on one
+//     publishWindow batches per function awaiting acknowledgement, on one
 //     connection, so the stream keeps their order), a failed window
 //     published again in order with the same ids until a quorum
 //     acknowledges it; drops counted and reported in the function's log

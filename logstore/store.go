@@ -29,11 +29,11 @@ const (
 	publishTimeout = 5 * time.Second
 	// queueIdle is how long an empty queue's publisher lingers.
 	queueIdle = 30 * time.Second
-	// DefaultPublishWindow is how many batches of one function may wait
-	// for their acknowledgement at once; maxAsyncPending bounds them over
-	// all functions (a publish past it waits, then counts as failed).
-	DefaultPublishWindow = 4
-	maxAsyncPending      = 1024
+	// publishWindow is how many batches of one function may wait for
+	// their acknowledgement at once; maxAsyncPending bounds them over all
+	// functions (a publish past it waits, then counts as failed).
+	publishWindow   = 4
+	maxAsyncPending = 1024
 )
 
 // ErrClosed is returned by the Store's methods after Close.
@@ -59,10 +59,6 @@ type Options struct {
 	// Linger is how long a publisher waits for more lines before it
 	// publishes a batch that is not full (default 5 ms).
 	Linger time.Duration
-	// PublishWindow is how many batches of one function may await their
-	// acknowledgement at once (default DefaultPublishWindow; 1 publishes
-	// one batch at a time).
-	PublishWindow int
 	// GroupMaxBytes is the size retention of a group (default 1 GiB): the
 	// oldest events go first past it.
 	GroupMaxBytes int64
@@ -135,9 +131,6 @@ func Open(opts Options) (*Store, error) {
 	}
 	if opts.GroupMaxBytes <= 0 {
 		opts.GroupMaxBytes = DefaultGroupMaxBytes
-	}
-	if opts.PublishWindow <= 0 {
-		opts.PublishWindow = DefaultPublishWindow
 	}
 	if opts.Replicas == nil {
 		opts.Replicas = func() int { return 1 }
@@ -357,7 +350,7 @@ func (s *Store) take(q *queue) []rpc.LogEvent {
 }
 
 // publish drains one function's queue. Batches are published
-// asynchronously, up to Options.PublishWindow of them awaiting their
+// asynchronously, up to publishWindow of them awaiting their
 // acknowledgement: JetStream stores the messages of one connection in the
 // order they were sent, so the stream keeps the order lines were appended
 // in. A batch that is not full is sent only when none is in flight (the
@@ -394,7 +387,7 @@ func (s *Store) publish(q *queue) {
 		// Send while the window has room: full batches always, a partial
 		// one only when nothing is in flight.
 		failed := -1
-		for len(window) < s.opts.PublishWindow {
+		for len(window) < publishWindow {
 			s.mu.Lock()
 			full := q.bytes >= maxBatchBytes || len(q.events) >= maxBatchEvents-1
 			some := len(q.events) > 0 || q.dropped > 0

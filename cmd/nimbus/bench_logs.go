@@ -28,7 +28,6 @@ func (c *cli) benchLogsCmd() *cobra.Command {
 		servers   []string
 		encrypt   string
 		functions int
-		window    int
 		lines     int
 		function  string
 		follows   int
@@ -47,7 +46,7 @@ func (c *cli) benchLogsCmd() *cobra.Command {
 				}
 			}
 			st, err := logstore.Open(logstore.Options{
-				Node: "bench", BufferBytes: 64 << 20, PublishWindow: window, Replicas: func() int { return min(3, len(servers)) },
+				Node: "bench", BufferBytes: 64 << 20, Replicas: func() int { return min(3, len(servers)) },
 				Connect: func() (*nats.Conn, error) { return logstore.ConnectURLs("bench", servers, key) },
 				// The publisher's warnings (failed publishes, drops) go to
 				// stderr: they explain a slow run.
@@ -78,7 +77,6 @@ func (c *cli) benchLogsCmd() *cobra.Command {
 	f.StringSliceVar(&servers, "servers", nil, "the servers' log store client addresses, IP:PORT (rpc port + 2)")
 	f.StringVar(&encrypt, "encrypt", "", "the cluster key (--encrypt of the agents)")
 	f.IntVar(&functions, "functions", 4, "log groups written at once")
-	f.IntVar(&window, "window", logstore.DefaultPublishWindow, "batches per log group awaiting acknowledgement at once")
 	f.IntVar(&lines, "lines", 1_000_000, "lines to publish (about 150 bytes each); 0 skips ingestion")
 	f.StringVar(&function, "function", "hello", "a deployed function whose log the follow measurement writes to")
 	f.IntVar(&follows, "follow", 200, "lines to follow one at a time; 0 skips the follow measurement")
