@@ -12,12 +12,10 @@
 //     /aws/lambda/NAME: R1 until three servers exist, then R3; retention by
 //     age (CloudWatch's day values) and by size;
 //   - the publisher: a bounded buffer per node, batches per function by
-//     size and time (compressed when it pays), pipelined (up to
-//     publishWindow batches per function awaiting acknowledgement, on one
-//     connection, so the stream keeps their order), a failed window
-//     published again in order with the same ids until a quorum
-//     acknowledges it; drops counted and reported in the function's log
-//     ("nimbus: N lines dropped");
+//     size and time (compressed when it pays), published one at a time per
+//     function so the stream keeps their order, retried with the same id
+//     until a quorum acknowledges them; drops counted and reported in the
+//     function's log ("nimbus: N lines dropped");
 //   - the batch format (batch.go) and the cursor: a batch's stream sequence
 //     and an event's index in it, the same on every replica, so a follower
 //     moving from one node to another goes on with no gap and no repeat;

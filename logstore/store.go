@@ -441,8 +441,7 @@ func (s *Store) publish(q *queue) {
 			window = window[1:]
 			s.wakeFollowers(q.fn)
 			s.acked(q, p.events)
-		case err := <-errc:
-			window[0].err = err
+		case <-errc:
 			if !s.resolve(q, window, 0) {
 				return
 			}
@@ -480,13 +479,16 @@ func (s *Store) resolve(q *queue, window []*inflight, failed int) bool {
 		var err error
 		if i == failed || p.err != nil {
 			err = p.err
+			if err == nil {
+				err = errors.New("failed")
+			}
 		} else {
 			select {
 			case <-p.fut.Ok():
 			case err = <-p.fut.Err():
 			}
 		}
-		if err == nil && i != failed {
+		if err == nil {
 			if gap {
 				// A later batch was stored before an earlier one that
 				// failed: the stream has them out of order (no line lost
@@ -499,10 +501,8 @@ func (s *Store) resolve(q *queue, window []*inflight, failed int) bool {
 			s.acked(q, p.events)
 			continue
 		}
-		if !gap {
-			s.log.Info("log store: a batch failed; publishing the window again in order", "function", q.fn, "err", err)
-		}
 		gap = true
+		s.log.Debug("log store: publish", "function", q.fn, "err", err)
 		if !s.publishBatch(q.fn, p.id, p.data) {
 			return false
 		}

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -48,9 +46,6 @@ func (c *cli) benchLogsCmd() *cobra.Command {
 			st, err := logstore.Open(logstore.Options{
 				Node: "bench", BufferBytes: 64 << 20, Replicas: func() int { return min(3, len(servers)) },
 				Connect: func() (*nats.Conn, error) { return logstore.ConnectURLs("bench", servers, key) },
-				// The publisher's warnings (failed publishes, drops) go to
-				// stderr: they explain a slow run.
-				Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
 			})
 			if err != nil {
 				return err
