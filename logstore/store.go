@@ -29,11 +29,6 @@ const (
 	publishTimeout = 5 * time.Second
 	// queueIdle is how long an empty queue's publisher lingers.
 	queueIdle = 30 * time.Second
-	// publishWindow is how many batches of one function may wait for
-	// their acknowledgement at once; maxAsyncPending bounds them over all
-	// functions (a publish past it waits, then counts as failed).
-	publishWindow   = 4
-	maxAsyncPending = 1024
 )
 
 // ErrClosed is returned by the Store's methods after Close.
@@ -113,7 +108,7 @@ type queue struct {
 	events  []rpc.LogEvent
 	bytes   int
 	dropped int
-	unacked int // batches taken from it and not yet acknowledged
+	sending bool // a batch taken from it is being published
 	wake    chan struct{}
 }
 
@@ -159,9 +154,7 @@ func (s *Store) connect() {
 	for {
 		nc, err := s.opts.Connect()
 		if err == nil {
-			js, err2 := jetstream.New(nc,
-				jetstream.WithPublishAsyncTimeout(publishTimeout),
-				jetstream.WithPublishAsyncMaxPending(maxAsyncPending))
+			js, err2 := jetstream.New(nc)
 			if err2 == nil {
 				s.conn.Lock()
 				s.nc, s.js = nc, js
@@ -289,7 +282,7 @@ func (s *Store) settle(fn string, max time.Duration) {
 	for {
 		s.mu.Lock()
 		q := s.queues[fn]
-		busy := q != nil && (len(q.events) > 0 || q.unacked > 0)
+		busy := q != nil && (len(q.events) > 0 || q.sending)
 		s.mu.Unlock()
 		if !busy || time.Now().After(deadline) {
 			return
@@ -343,110 +336,23 @@ func (s *Store) take(q *queue) []rpc.LogEvent {
 		})
 		q.dropped = 0
 	}
-	if len(batch) > 0 {
-		q.unacked++
-	}
+	q.sending = len(batch) > 0
 	return batch
 }
 
-// publish drains one function's queue. Batches are published
-// asynchronously, up to publishWindow of them awaiting their
-// acknowledgement: JetStream stores the messages of one connection in the
-// order they were sent, so the stream keeps the order lines were appended
-// in. A batch that is not full is sent only when none is in flight (the
-// lines that arrive meanwhile make the next batch bigger). When a batch
-// fails (no stream leader, a timeout), the window is resolved in order:
-// the publisher waits for every batch in flight, then publishes each
-// unacknowledged one again, one at a time and with the same id (so one
-// that was stored after all is stored once), before it goes on.
+// publish drains one function's queue, one batch at a time so that the
+// stream keeps the order the lines were appended in. A batch is published
+// again (with the same id, so it is stored once) until the store
+// acknowledges it or the Store closes.
 func (s *Store) publish(q *queue) {
 	defer s.wg.Done()
 	idle := time.NewTimer(queueIdle)
 	defer idle.Stop()
-	var window []*inflight
+	var buf []byte
 	for {
-		closing := s.isClosing()
-		if closing {
-			// Resolve the window, then deliver what is left one batch at
-			// a time, within the close grace.
-			if !s.resolve(q, window, -1) {
-				return
-			}
-			for {
-				batch := s.take(q)
-				if len(batch) == 0 {
-					return
-				}
-				data := encodeBatch(s.opts.Node, batch, nil)
-				if !s.publishBatch(q.fn, s.nextID(), data) {
-					return
-				}
-				s.acked(q, len(batch))
-			}
-		}
-		// Send while the window has room: full batches always, a partial
-		// one only when nothing is in flight.
-		failed := -1
-		for len(window) < publishWindow {
-			s.mu.Lock()
-			full := q.bytes >= maxBatchBytes || len(q.events) >= maxBatchEvents-1
-			some := len(q.events) > 0 || q.dropped > 0
-			s.mu.Unlock()
-			if !some || !full && len(window) > 0 {
-				break
-			}
-			batch := s.take(q)
-			if len(batch) == 0 {
-				break
-			}
-			// Each batch in flight has its own bytes.
-			p := &inflight{id: s.nextID(), events: len(batch), data: encodeBatch(s.opts.Node, batch, nil)}
-			p.fut, p.err = s.publishAsync(q.fn, p.id, p.data)
-			window = append(window, p)
-			if p.err != nil {
-				failed = len(window) - 1
-				break
-			}
-		}
-		if failed >= 0 {
-			if !s.resolve(q, window, failed) {
-				return
-			}
-			window = window[:0]
-			continue
-		}
-
-		var ok <-chan *jetstream.PubAck
-		var errc <-chan error
-		var idleC <-chan time.Time
-		if len(window) > 0 {
-			ok, errc = window[0].fut.Ok(), window[0].fut.Err()
-		} else {
-			idle.Reset(queueIdle)
-			idleC = idle.C
-		}
 		select {
 		case <-q.wake:
-			if len(window) == 0 {
-				// Linger for more lines unless a batch is already full.
-				s.mu.Lock()
-				full := q.bytes >= maxBatchBytes
-				s.mu.Unlock()
-				if !full {
-					time.Sleep(s.opts.Linger)
-				}
-			}
-		case <-ok:
-			p := window[0]
-			window = window[1:]
-			s.wakeFollowers(q.fn)
-			s.acked(q, p.events)
-		case <-errc:
-			if !s.resolve(q, window, 0) {
-				return
-			}
-			window = window[:0]
-		case <-idleC:
+		case <-idle.C:
 			s.mu.Lock()
 			if len(q.events) == 0 && q.dropped == 0 {
 				delete(s.queues, q.fn)
@@ -456,94 +362,37 @@ func (s *Store) publish(q *queue) {
 			s.mu.Unlock()
 		case <-s.stop:
 		}
-	}
-}
-
-// inflight is one batch published and not yet acknowledged.
-type inflight struct {
-	id     string
-	data   []byte
-	events int
-	fut    jetstream.PubAckFuture
-	err    error // the publish failed before it was sent
-}
-
-// resolve settles a window whose batch at index failed (-1: none known to
-// have failed, as when closing): it waits for every batch's answer, in
-// order, and publishes each one that was not acknowledged again with its
-// id until it is. It returns false once the Store closed before the store
-// took them all.
-func (s *Store) resolve(q *queue, window []*inflight, failed int) bool {
-	gap := false // a batch before this one was not acknowledged
-	for i, p := range window {
-		var err error
-		if i == failed || p.err != nil {
-			err = p.err
-			if err == nil {
-				err = errors.New("failed")
-			}
-		} else {
-			select {
-			case <-p.fut.Ok():
-			case err = <-p.fut.Err():
+		closing := s.isClosing()
+		if !closing {
+			// Linger for more lines unless a batch is already full.
+			s.mu.Lock()
+			full := q.bytes >= maxBatchBytes
+			s.mu.Unlock()
+			if !full {
+				time.Sleep(s.opts.Linger)
 			}
 		}
-		if err == nil {
-			if gap {
-				// A later batch was stored before an earlier one that
-				// failed: the stream has them out of order (no line lost
-				// or repeated). JetStream stores one connection's
-				// messages in order, so this takes a leader change between
-				// two messages of the window.
-				s.log.Warn("log store: batches stored out of order", "function", q.fn)
+		for {
+			batch := s.take(q)
+			if len(batch) == 0 {
+				break
+			}
+			buf = encodeBatch(s.opts.Node, batch, buf)
+			if !s.publishBatch(q.fn, buf) {
+				return // closed before the store took it
 			}
 			s.wakeFollowers(q.fn)
-			s.acked(q, p.events)
-			continue
+			s.published.Add(uint64(len(batch)))
+			s.batches.Add(1)
 		}
-		gap = true
-		s.log.Debug("log store: publish", "function", q.fn, "err", err)
-		if !s.publishBatch(q.fn, p.id, p.data) {
-			return false
+		s.mu.Lock()
+		q.sending = false
+		s.mu.Unlock()
+		if closing {
+			return
 		}
-		s.wakeFollowers(q.fn)
-		s.acked(q, p.events)
+		idle.Reset(queueIdle)
 	}
-	return true
-}
-
-// acked counts a batch of n events as acknowledged.
-func (s *Store) acked(q *queue, n int) {
-	s.published.Add(uint64(n))
-	s.batches.Add(1)
-	s.mu.Lock()
-	q.unacked--
-	s.mu.Unlock()
-}
-
-func (s *Store) nextID() string {
-	return s.idPrefix + strconv.FormatUint(s.batchID.Add(1), 36)
-}
-
-// publishAsync sends one batch without waiting for its acknowledgement.
-func (s *Store) publishAsync(fn, id string, data []byte) (jetstream.PubAckFuture, error) {
-	js, err := s.jetStream()
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-	defer cancel()
-	if err := s.ensureStream(ctx, js, fn); err != nil {
-		return nil, err
-	}
-	msg := &nats.Msg{Subject: subjectOf(fn), Data: data, Header: nats.Header{}}
-	// No retry by the client: a batch sent again after the next ones would
-	// be stored after them. resolve publishes it again in order.
-	fut, err := js.PublishMsgAsync(msg, jetstream.WithMsgID(id), jetstream.WithExpectStream(streamOf(fn)), jetstream.WithRetryAttempts(0))
-	if err != nil {
-		return nil, err
-	}
-	return fut, nil
 }
 
 // wakeFollowers tells the long polls on fn, on every node, that a batch
@@ -572,7 +421,8 @@ const closeGrace = 3 * time.Second
 
 // publishBatch publishes one encoded batch until it is acknowledged. It
 // gives up (false) only once the Store is closing and the grace is over.
-func (s *Store) publishBatch(fn, id string, data []byte) bool {
+func (s *Store) publishBatch(fn string, data []byte) bool {
+	id := s.idPrefix + strconv.FormatUint(s.batchID.Add(1), 36)
 	backoff := 20 * time.Millisecond
 	var giveUp time.Time
 	for attempt := 0; ; attempt++ {
