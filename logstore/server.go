@@ -247,3 +247,35 @@ func (n natsLogger) Fatalf(f string, v ...any)  { n.l.Error(fmt.Sprintf(f, v...)
 func (n natsLogger) Errorf(f string, v ...any)  { n.l.Error(fmt.Sprintf(f, v...)) }
 func (n natsLogger) Debugf(f string, v ...any)  {}
 func (n natsLogger) Tracef(f string, v ...any)  {}
+
+// MetaLeader names the server leading the JetStream cluster's meta group
+// and says how many servers that group counts ("", 0 when it has no leader
+// or for a standalone server).
+func (s *Server) MetaLeader() (leader string, size int) {
+	if s.opts.DontListen {
+		return "", 0
+	}
+	info, err := s.srv.Jsz(&server.JSzOptions{})
+	if err != nil || info.Meta == nil {
+		return "", 0
+	}
+	return info.Meta.Leader, info.Meta.Size
+}
+
+// ClusterState describes the server's view of the JetStream cluster for
+// logs and tests: the meta leader, the meta group's size and peers, and
+// the routes this server has.
+func (s *Server) ClusterState() string {
+	info, err := s.srv.Jsz(&server.JSzOptions{})
+	if err != nil {
+		return "jsz: " + err.Error()
+	}
+	out := fmt.Sprintf("%s: routes %d", s.opts.ServerName, s.srv.NumRoutes())
+	if m := info.Meta; m != nil {
+		out += fmt.Sprintf(", meta leader %q, size %d, quorum %d, pending %d, peers", m.Leader, m.Size, m.QuorumNeeded, m.Pending)
+		for _, p := range m.Replicas {
+			out += fmt.Sprintf(" [%s current=%v offline=%v active=%v lag=%d]", p.Name, p.Current, p.Offline, p.Active, p.Lag)
+		}
+	}
+	return out
+}
