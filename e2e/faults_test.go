@@ -651,7 +651,9 @@ func (c *cluster) containers(t testing.TB, node string) []string {
 	}
 	var ids []string
 	for _, e := range entries {
-		if e.IsDir() { // sandboxes are folders; files there are the manager's own records
+		// Sandboxes are folders; files there are the manager's own records,
+		// and the folder mnt holds its overlays (sandbox/overlays_linux.go).
+		if e.IsDir() && e.Name() != "mnt" {
 			ids = append(ids, e.Name())
 		}
 	}
