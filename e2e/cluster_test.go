@@ -496,12 +496,26 @@ func (c *cluster) ensureFunctions(t testing.TB, via string) {
 		if !errors.Is(err, rpc.ErrResourceNotFound) {
 			t.Fatalf("get %s: %v", f.name, err)
 		}
-		var resp rpc.FunctionResponse
-		err = c.call(via, 30*time.Second, rpc.MethodFunctionCreate, &rpc.CreateFunctionRequest{
-			Name: f.name, Runtime: "provided", Handler: "bootstrap", TimeoutSec: f.timeout, ZipFile: f.zip,
-		}, &resp)
-		if err != nil {
-			t.Fatalf("create %s: %v", f.name, err)
+		// A leader change between waitHealthy and the create answers
+		// ServiceException (nothing was written): send it again, through
+		// any node, as a client would.
+		deadline := time.Now().Add(30 * time.Second)
+		for attempt := 0; ; attempt++ {
+			node := via
+			if attempt > 0 {
+				node = c.nodes[attempt%len(c.nodes)]
+			}
+			var resp rpc.FunctionResponse
+			err = c.call(node, 30*time.Second, rpc.MethodFunctionCreate, &rpc.CreateFunctionRequest{
+				Name: f.name, Runtime: "provided", Handler: "bootstrap", TimeoutSec: f.timeout, ZipFile: f.zip,
+			}, &resp)
+			if err == nil || errors.Is(err, rpc.ErrResourceConflict) && attempt > 0 {
+				break
+			}
+			if !errors.Is(err, rpc.ErrService) || time.Now().After(deadline) {
+				t.Fatalf("create %s: %v", f.name, err)
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
 	}
 	var cr rpc.ConcurrencyResponse

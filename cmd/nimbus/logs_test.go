@@ -37,7 +37,10 @@ func TestCLILogs(t *testing.T) {
 	}
 	writeFile(t, dir, "bootstrap", chatty, 0o755)
 	run := func(args ...string) result { return nimbus(append(args, "--addr", addr)...) }
-	if r := run("fn", "create", "chatty", "--dir", dir); r.code != 0 {
+	// A long timeout: on a loaded machine the default 3 s can run out
+	// while the lines are written, and a timed-out sandbox's second cold
+	// start adds an INIT_START the count below does not expect.
+	if r := run("fn", "create", "chatty", "--dir", dir, "--timeout", "60"); r.code != 0 {
 		t.Fatalf("create: %s", r.stderr)
 	}
 	for _, p := range []string{"150", "7"} {
