@@ -215,7 +215,7 @@ func (g *Gateway) listLayerVersions(w http.ResponseWriter, r *http.Request, a pa
 	runtime := q.Get("CompatibleRuntime")
 	for i := len(resp.Versions) - 1; i >= 0; i-- { // oldest first from the node
 		v := resp.Versions[i]
-		if after != "" && v.Version >= mustVersion(after) {
+		if after != "" && v.Version >= markerVersion(after) {
 			continue
 		}
 		if !compatible(v, runtime) {
@@ -231,9 +231,9 @@ func (g *Gateway) listLayerVersions(w http.ResponseWriter, r *http.Request, a pa
 	return nil
 }
 
-// mustVersion reads a version marker; one that is not a number lists
+// markerVersion reads a version marker; one that is not a number lists
 // nothing more.
-func mustVersion(s string) int64 {
+func markerVersion(s string) int64 {
 	v, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
 		return 0

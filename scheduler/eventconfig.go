@@ -116,7 +116,6 @@ func (f *FSM) applyDeleteEventConfig(t CommandType, body []byte) ApplyResult {
 
 // dropEventConfigs deletes every event configuration of fn.
 func (s *fsmState) dropEventConfigs(fn string) {
-	delete(s.eventConfigs, fn)
 	for k, c := range s.eventConfigs {
 		if c.FunctionName == fn {
 			delete(s.eventConfigs, k)

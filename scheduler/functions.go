@@ -65,7 +65,7 @@ func (f *FSM) applyDeleteFunction(index uint64, body []byte) ApplyResult {
 		}
 		delete(s.functions, cmd.Name)
 		s.deleteReservation(cmd.Name)
-		s.dropEventConfigs(cmd.Name) // its own, its versions' and aliases'
+		s.dropEventConfigs(cmd.Name)      // its own, its versions' and aliases'
 		s.versions.dropFunction(cmd.Name) // its versions, aliases and URLs
 		return ApplyResult{Function: old}, []functionChange{{old: old}}
 	})
