@@ -72,6 +72,7 @@ func TestInvalidEntrypoint(t *testing.T) {
 		content []byte
 		mode    os.FileMode
 		missing bool
+		link    string // an absolute symlink, resolved only in the sandbox (PID 1 reports its exec)
 		want    string
 	}{
 		{name: "not executable", content: []byte("#!/bin/sh\n"), mode: 0o644, want: "fork/exec /var/task/bootstrap: permission denied"},
@@ -79,11 +80,16 @@ func TestInvalidEntrypoint(t *testing.T) {
 		{name: "missing interpreter", content: []byte("#!/usr/bin/python3.99\nprint(1)\n"), mode: 0o755, want: "fork/exec /var/task/bootstrap: no such file or directory"},
 		{name: "no shebang", content: []byte("echo hi\n"), mode: 0o755, want: "fork/exec /var/task/bootstrap: exec format error"},
 		{name: "elf of another machine", content: elfOther, mode: 0o755, want: "fork/exec /var/task/bootstrap: exec format error"},
+		{name: "link to nothing", link: "/opt/nothing/bootstrap", want: "fork/exec /var/task/bootstrap: no such file or directory"},
 	}
 	for i, c := range cases {
 		dir := t.TempDir()
 		os.Chmod(dir, 0o755)
-		if !c.missing {
+		if c.link != "" {
+			if err := os.Symlink(c.link, filepath.Join(dir, "bootstrap")); err != nil {
+				t.Fatal(err)
+			}
+		} else if !c.missing {
 			if err := os.WriteFile(filepath.Join(dir, "bootstrap"), c.content, c.mode); err != nil {
 				t.Fatal(err)
 			}

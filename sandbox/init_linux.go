@@ -12,11 +12,10 @@ import (
 )
 
 // The program's one init(): when libcontainer re-executes this binary as
-// "init" to set up a sandbox, hand over to it; when the sandbox then runs
-// this binary as its PID 1 ("sandbox-init"), be that. Neither returns.
-// ("sandbox-exec", how PID 1 starts the runtime, never gets this far: C
-// handles it before the Go runtime starts, execinit_linux.go.) In
-// every other case it does nothing.
+// "init" to set up a sandbox, hand over to it; it does not return. (When
+// the sandbox then runs this binary as its PID 1, "sandbox-init", it never
+// gets this far: C handles it before the Go runtime starts,
+// pid1init_linux.go.) In every other case it does nothing.
 //
 // It also keeps the main goroutine on the main thread, so that no other
 // goroutine ever runs there: libcontainer's mount-source goroutine joins a
@@ -27,11 +26,8 @@ import (
 func init() {
 	runtime.LockOSThread()
 	if len(os.Args) > 1 {
-		switch os.Args[1] {
-		case "init":
+		if os.Args[1] == "init" {
 			libcontainer.Init()
-		case initArg:
-			runPID1(os.Args[2:])
 		}
 	}
 }

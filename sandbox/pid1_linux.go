@@ -2,13 +2,10 @@ package sandbox
 
 import (
 	"fmt"
-	"io"
 	"os"
-	"os/signal"
-	"runtime"
-	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -17,17 +14,17 @@ import (
 
 // The sandbox's PID 1 is a small init of ours: the nimbus binary itself,
 // bind-mounted read-only at initPath and started as `sandbox-init <bootstrap>`,
-// as the sandbox's host uid (uids_linux.go). It starts the runtime in a
-// user namespace of its own that maps uid 993 and gid 990 to that host uid
-// and gid, through the same binary once more (`sandbox-exec <bootstrap>`,
-// C that runs before the Go runtime: execinit_linux.go), which installs the
-// seccomp filter (seccomp_linux.go) and executes the runtime, which
-// inherits the filter and can never remove it. PID 1 forwards
-// the signals a runtime expects to receive (a PID 1 would ignore SIGTERM
-// without a handler), reaps every orphan so none piles up as a zombie, and
-// when the runtime exits writes its wait status to fd 3 (the agent reads it)
-// and exits, which ends the sandbox's pid namespace. It never runs code of
-// the function's itself.
+// as the sandbox's host uid (uids_linux.go). It is C that runs before the Go
+// runtime would start (pid1init_linux.go): it starts the runtime in a user
+// namespace of its own that maps uid 993 and gid 990 to that host uid and
+// gid, with the seccomp filter the agent hands it (seccomp_linux.go)
+// installed just before the runtime is executed, so that the runtime
+// inherits the filter and can never remove it. PID 1 forwards the signals a
+// runtime expects to receive (a PID 1 would ignore SIGTERM without a
+// handler), reaps every orphan so none piles up as a zombie, and when the
+// runtime exits writes its wait status to fd 3 (the agent reads it) and
+// exits, which ends the sandbox's pid namespace. It never runs code of the
+// function's itself.
 //
 // The runtime holds every capability in its user namespace only until it
 // executes the bootstrap (as uid 993, so the kernel clears them then), and
@@ -37,102 +34,27 @@ import (
 const (
 	// initPath is where the agent's binary is mounted in every sandbox.
 	initPath = "/.nimbus/init"
-	// initArg is the subcommand the program's init() hands to runPID1.
+	// initArg is the subcommand PID 1 runs as (the C constructor in
+	// pid1init_linux.go matches the same name).
 	initArg = "sandbox-init"
-	// execArg is the subcommand that installs the filter and executes the
-	// runtime (execinit_linux.go, C before the Go runtime; the names there
-	// match these).
-	execArg = "sandbox-exec"
-	// statusFD is the pipe PID 1 reports the runtime's end on.
+	// statusFD is the pipe PID 1 reports the runtime's end on; the seccomp
+	// program comes on the descriptor after it.
 	statusFD = 3
 )
 
-// forwarded are the signals PID 1 passes on to the runtime.
-var forwarded = []os.Signal{
-	unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH, unix.SIGCONT,
-}
-
-// runPID1 is the sandbox's init. args are the runtime's argv. It never
-// returns.
-func runPID1(args []string) {
-	runtime.GOMAXPROCS(1)
-	debug.SetGCPercent(400) // it allocates almost nothing; keep the collector quiet
-	unix.CloseOnExec(statusFD)
-	report := func(s string) {
-		_, _ = unix.Write(statusFD, []byte(s))
-	}
-	if len(args) == 0 {
-		report("error no runtime to start")
-		os.Exit(127)
-	}
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, forwarded...)
-	errR, errW, err := os.Pipe()
+// filterProgram is the seccomp program as bytes, built once.
+var filterProgram = sync.OnceValues(func() ([]byte, error) {
+	prog, err := seccompProgram()
 	if err != nil {
-		report("error " + err.Error())
-		os.Exit(127)
+		return nil, err
 	}
-	filterR, err := seccompPipe()
-	if err != nil {
-		report("error cannot make the sandbox's seccomp filter: " + err.Error())
-		os.Exit(127)
-	}
-	proc, err := os.StartProcess(initPath, append([]string{initPath, execArg}, args...), &os.ProcAttr{
-		Env:   os.Environ(),
-		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr, errW, filterR}, // fds 3 and 4 of sandbox-exec
-		Sys: &syscall.SysProcAttr{
-			Cloneflags:  syscall.CLONE_NEWUSER,
-			UidMappings: []syscall.SysProcIDMap{{ContainerID: sandboxUID, HostID: os.Getuid(), Size: 1}},
-			GidMappings: []syscall.SysProcIDMap{{ContainerID: sandboxGID, HostID: os.Getgid(), Size: 1}},
-		},
-	})
-	errW.Close()
-	filterR.Close()
-	if err != nil {
-		report("error " + err.Error())
-		os.Exit(127)
-	}
-	// Until the runtime is executed (the pipe closes) or could not be.
-	var buf [64]byte
-	n, _ := io.ReadFull(errR, buf[:])
-	errR.Close()
-	execErr := execFailure(string(buf[:n]), args[0])
-	child := proc.Pid
-	go func() {
-		for s := range sigs {
-			_ = unix.Kill(child, s.(unix.Signal))
-		}
-	}()
-	for {
-		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, 0, nil)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil { // ECHILD: nothing left (cannot happen before child)
-			report("exit 0")
-			os.Exit(0)
-		}
-		if pid != child {
-			continue // an orphan, reaped
-		}
-		if execErr != "" {
-			report("error " + execErr)
-			os.Exit(127)
-		}
-		if ws.Signaled() {
-			report("signal " + strconv.Itoa(int(ws.Signal())))
-			os.Exit(128 + int(ws.Signal()))
-		}
-		report("exit " + strconv.Itoa(ws.ExitStatus()))
-		os.Exit(ws.ExitStatus())
-	}
-}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&prog[0])), len(prog)*int(unsafe.Sizeof(prog[0]))), nil
+})
 
 // seccompPipe returns the read end of a pipe holding the seccomp program,
-// whole, for sandbox-exec to read.
+// whole, for PID 1 to read (fd 4).
 func seccompPipe() (*os.File, error) {
-	prog, err := seccompProgram()
+	b, err := filterProgram()
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +63,6 @@ func seccompPipe() (*os.File, error) {
 		return nil, err
 	}
 	defer w.Close()
-	b := unsafe.Slice((*byte)(unsafe.Pointer(&prog[0])), len(prog)*int(unsafe.Sizeof(prog[0])))
 	if _, err := w.Write(b); err != nil { // far below a pipe's capacity
 		r.Close()
 		return nil, err
@@ -149,9 +70,9 @@ func seccompPipe() (*os.File, error) {
 	return r, nil
 }
 
-// execFailure turns what sandbox-exec wrote ("errno N", "seccomp N", or
-// nothing when the runtime was executed) into the error text Go gives for
-// the same failure.
+// execFailure turns what PID 1 reported after "error" ("errno N",
+// "userns N", "seccomp N", or words of its own) into the error text Go
+// gives for the same failure of path.
 func execFailure(msg, path string) string {
 	kind, num, _ := strings.Cut(msg, " ")
 	n, err := strconv.Atoi(num)
@@ -162,6 +83,10 @@ func execFailure(msg, path string) string {
 		return "cannot start the runtime: " + msg
 	case kind == "seccomp":
 		return "cannot install the sandbox's seccomp filter: " + syscall.Errno(n).Error()
+	case kind == "userns":
+		return "cannot make the runtime's user namespace: " + syscall.Errno(n).Error()
+	case kind != "errno":
+		return "cannot start the runtime: " + msg
 	}
 	return (&os.PathError{Op: "fork/exec", Path: path, Err: syscall.Errno(n)}).Error()
 }
@@ -174,9 +99,10 @@ type pid1Status struct {
 	execErr  string // the runtime could not be started
 }
 
-// parsePID1Status reads what PID 1 wrote on its status pipe. Anything else
-// (nothing at all: PID 1 itself was killed) is not reported.
-func parsePID1Status(b []byte) pid1Status {
+// parsePID1Status reads what PID 1 wrote on its status pipe about the
+// runtime at path. Anything else (nothing at all: PID 1 itself was killed)
+// is not reported.
+func parsePID1Status(b []byte, path string) pid1Status {
 	s := strings.TrimSpace(string(b))
 	kind, rest, _ := strings.Cut(s, " ")
 	switch kind {
@@ -189,7 +115,9 @@ func parsePID1Status(b []byte) pid1Status {
 			return pid1Status{reported: true, signal: unix.Signal(n)}
 		}
 	case "error":
-		return pid1Status{reported: true, execErr: rest}
+		if rest != "" {
+			return pid1Status{reported: true, execErr: execFailure(rest, path)}
+		}
 	}
 	return pid1Status{}
 }

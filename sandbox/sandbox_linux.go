@@ -208,6 +208,12 @@ func (m *Manager) startSandbox(req *Request, rt *Runtime, root, id string, hostU
 		return nil, err
 	}
 	defer statusW.Close() // the container holds its own copy once started
+	filter, err := seccompPipe()
+	if err != nil {
+		status.Close()
+		return nil, fmt.Errorf("cannot make the sandbox's seccomp filter: %w", err)
+	}
+	defer filter.Close()
 	defer func() {
 		if err != nil {
 			status.Close()
@@ -263,7 +269,7 @@ func (m *Manager) startSandbox(req *Request, rt *Runtime, root, id string, hostU
 	}
 	sb.proc = &libcontainer.Process{
 		Args:       append([]string{initPath, initArg}, argv...),
-		ExtraFiles: []*os.File{statusW}, // fd 3 in PID 1
+		ExtraFiles: []*os.File{statusW, filter}, // fds 3 and 4 in PID 1
 		Env:        m.environment(fn, rt, id),
 		UID:        hostUID, // 993 to the runtime, in its user namespace
 		GID:        hostUID,
@@ -291,7 +297,7 @@ func (m *Manager) startSandbox(req *Request, rt *Runtime, root, id string, hostU
 		n, _ := unix.Read(int(status.Fd()), buf[:])
 		status.Close()
 		if n > 0 {
-			sb.runtimeStatus = parsePID1Status(buf[:n])
+			sb.runtimeStatus = parsePID1Status(buf[:n], argv[0])
 		}
 		close(sb.exited)
 	}()

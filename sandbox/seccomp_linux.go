@@ -8,9 +8,9 @@ import (
 )
 
 // The sandbox's seccomp filter: a classic BPF program of our own, built
-// into the binary by PID 1 and installed by sandbox-exec (execinit_linux.go,
-// before any Go runs, so on its only thread), in the runtime's user
-// namespace, just before it executes the runtime, which inherits it with
+// once by the agent, handed to each sandbox's PID 1 on a pipe and installed
+// by the runtime's process (C in pid1init_linux.go, single-threaded), in
+// the runtime's user namespace, just before it executes the runtime, which inherits it with
 // every descendant and can never remove it. It allows everything but what a function has no use
 // for and what widens the kernel reachable from a sandbox, in the spirit of
 // Docker's default profile:

@@ -1,0 +1,238 @@
+package sandbox
+
+// The sandbox's PID 1 is C that runs before the Go runtime starts (as
+// libcontainer's nsenter does), so that it costs one exec of this binary
+// and no Go runtime start or package initialisers. The agent starts it as
+// `sandbox-init ARGV...` with the seccomp program on fd 4 (a pipe the agent
+// filled and closed) and a pipe on fd 3 for the runtime's end. The
+// constructor reads the program, forks the runtime, and in the child makes
+// a user namespace that maps uid 993 and gid 990 to this process's host
+// uid and gid (a process may map its own ids), installs the filter (the
+// child is single-threaded, so no thread synchronisation is needed), and
+// executes ARGV. If the child cannot, it writes "errno N" (or "userns N",
+// "seccomp N") on a pipe that closes on exec, and PID 1 passes the words
+// on in its report. PID 1 then forwards the signals a runtime expects
+// (a PID 1 ignores SIGTERM without a handler), reaps every orphan, and when
+// the runtime ends writes "exit N", "signal N" or "error WORDS" on fd 3 and
+// exits, which ends the sandbox's pid namespace. It never runs the
+// function's code. In every other start of the binary the constructor
+// returns at once. It takes argc, argv and envp as glibc passes them to
+// constructors (the C library of every build here; musl passes none).
+
+/*
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define NIMBUS_STATUS_FD 3
+#define NIMBUS_FILTER_FD 4
+#define NIMBUS_MAX_FILTER 4096
+#define NIMBUS_UID 993
+#define NIMBUS_GID 990
+
+static const int nimbus_forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
+
+static void nimbus_report(const char *s) {
+	if (write(NIMBUS_STATUS_FD, s, strlen(s)) < 0) {
+		// the agent is gone; nothing more to say
+	}
+}
+
+static void nimbus_report_exit(const char *s, int code) {
+	nimbus_report(s);
+	_exit(code);
+}
+
+// In the child: say why the runtime could not be started and end.
+static void nimbus_child_fail(int fd, const char *what, int err) {
+	char msg[64];
+	int n = snprintf(msg, sizeof msg, "%s %d", what, err);
+	if (n > 0 && write(fd, msg, (size_t)n) < 0) {
+		// PID 1 sees an empty pipe and the exit status
+	}
+	_exit(127);
+}
+
+static int nimbus_write_file(const char *path, const char *s) {
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0) {
+		return -1;
+	}
+	ssize_t n = write(fd, s, strlen(s));
+	int err = errno;
+	close(fd);
+	errno = err;
+	return n == (ssize_t)strlen(s) ? 0 : -1;
+}
+
+static struct sock_filter nimbus_filter[NIMBUS_MAX_FILTER];
+
+static size_t nimbus_read_filter(void) {
+	size_t got = 0;
+	for (;;) {
+		ssize_t n = read(NIMBUS_FILTER_FD, (char *)nimbus_filter + got, sizeof nimbus_filter - got);
+		if (n < 0 && errno == EINTR) {
+			continue;
+		}
+		if (n < 0) {
+			return 0;
+		}
+		if (n == 0) {
+			break;
+		}
+		got += (size_t)n;
+		if (got == sizeof nimbus_filter) {
+			return 0;
+		}
+	}
+	close(NIMBUS_FILTER_FD);
+	if (got % sizeof nimbus_filter[0] != 0) {
+		return 0;
+	}
+	return got / sizeof nimbus_filter[0];
+}
+
+static void nimbus_start_runtime(int errfd, size_t filter_len, const sigset_t *mask, char **argv, char **envp) {
+	struct sigaction dfl;
+	memset(&dfl, 0, sizeof dfl);
+	dfl.sa_handler = SIG_DFL;
+	for (size_t i = 0; i < sizeof nimbus_forwarded / sizeof nimbus_forwarded[0]; i++) {
+		sigaction(nimbus_forwarded[i], &dfl, NULL);
+	}
+	sigaction(SIGPIPE, &dfl, NULL);
+	sigaction(SIGCHLD, &dfl, NULL);
+	if (sigprocmask(SIG_SETMASK, mask, NULL) != 0) {
+		nimbus_child_fail(errfd, "errno", errno);
+	}
+	uid_t uid = getuid();
+	gid_t gid = getgid();
+	if (unshare(CLONE_NEWUSER) != 0) {
+		nimbus_child_fail(errfd, "userns", errno);
+	}
+	char map[64];
+	if (nimbus_write_file("/proc/self/setgroups", "deny") != 0) {
+		nimbus_child_fail(errfd, "userns", errno);
+	}
+	snprintf(map, sizeof map, "%d %u 1", NIMBUS_UID, (unsigned)uid);
+	if (nimbus_write_file("/proc/self/uid_map", map) != 0) {
+		nimbus_child_fail(errfd, "userns", errno);
+	}
+	snprintf(map, sizeof map, "%d %u 1", NIMBUS_GID, (unsigned)gid);
+	if (nimbus_write_file("/proc/self/gid_map", map) != 0) {
+		nimbus_child_fail(errfd, "userns", errno);
+	}
+	struct sock_fprog prog = {.len = (unsigned short)filter_len, .filter = nimbus_filter};
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) {
+		nimbus_child_fail(errfd, "seccomp", errno);
+	}
+	execve(argv[0], argv, envp);
+	nimbus_child_fail(errfd, "errno", errno);
+}
+
+__attribute__((constructor)) static void nimbus_sandbox_init(int argc, char **argv, char **envp) {
+	if (argc < 2 || strcmp(argv[1], "sandbox-init") != 0) {
+		return;
+	}
+	fcntl(NIMBUS_STATUS_FD, F_SETFD, FD_CLOEXEC);
+	fcntl(NIMBUS_FILTER_FD, F_SETFD, FD_CLOEXEC);
+	if (argc < 3) {
+		nimbus_report_exit("error no runtime to start", 127);
+	}
+	size_t filter_len = nimbus_read_filter();
+	if (filter_len == 0) {
+		nimbus_report_exit("error seccomp 22", 127); // EINVAL: no usable program
+	}
+	// Every signal PID 1 handles is blocked from here and taken with
+	// sigwaitinfo, so none is lost between the fork and the loop.
+	sigset_t handled, old;
+	sigemptyset(&handled);
+	sigaddset(&handled, SIGCHLD);
+	for (size_t i = 0; i < sizeof nimbus_forwarded / sizeof nimbus_forwarded[0]; i++) {
+		sigaddset(&handled, nimbus_forwarded[i]);
+	}
+	sigprocmask(SIG_BLOCK, &handled, &old);
+	int errp[2];
+	if (pipe2(errp, O_CLOEXEC) != 0) {
+		char msg[64];
+		snprintf(msg, sizeof msg, "error errno %d", errno);
+		nimbus_report_exit(msg, 127);
+	}
+	pid_t child = fork();
+	if (child == 0) {
+		close(errp[0]);
+		close(NIMBUS_STATUS_FD);
+		nimbus_start_runtime(errp[1], filter_len, &old, argv + 2, envp);
+	}
+	close(errp[1]);
+	if (child < 0) {
+		char msg[64];
+		snprintf(msg, sizeof msg, "error errno %d", errno);
+		nimbus_report_exit(msg, 127);
+	}
+	// Until the runtime is executed (the pipe closes) or could not be.
+	char why[64];
+	size_t got = 0;
+	for (;;) {
+		ssize_t n = read(errp[0], why + got, sizeof why - 1 - got);
+		if (n < 0 && errno == EINTR) {
+			continue;
+		}
+		if (n <= 0) {
+			break;
+		}
+		got += (size_t)n;
+		if (got == sizeof why - 1) {
+			break;
+		}
+	}
+	why[got] = 0;
+	close(errp[0]);
+	for (;;) {
+		siginfo_t info;
+		int sig = sigwaitinfo(&handled, &info);
+		if (sig < 0) {
+			continue; // EINTR
+		}
+		if (sig != SIGCHLD) {
+			kill(child, sig);
+			continue;
+		}
+		for (;;) {
+			int ws;
+			pid_t pid = waitpid(-1, &ws, WNOHANG);
+			if (pid < 0 && errno == EINTR) {
+				continue;
+			}
+			if (pid <= 0) {
+				break; // none left to reap now (ECHILD cannot come before the runtime's end)
+			}
+			if (pid != child) {
+				continue; // an orphan, reaped
+			}
+			char msg[96];
+			if (got > 0) {
+				snprintf(msg, sizeof msg, "error %s", why);
+				nimbus_report_exit(msg, 127);
+			}
+			if (WIFSIGNALED(ws)) {
+				snprintf(msg, sizeof msg, "signal %d", WTERMSIG(ws));
+				nimbus_report_exit(msg, 128 + WTERMSIG(ws));
+			}
+			snprintf(msg, sizeof msg, "exit %d", WEXITSTATUS(ws));
+			nimbus_report_exit(msg, WEXITSTATUS(ws));
+		}
+	}
+}
+*/
+import "C"
