@@ -55,6 +55,10 @@ type Config struct {
 	MemoryMB int
 	// SandboxIdleTimeout is how long a warm sandbox is kept (default 10m).
 	SandboxIdleTimeout time.Duration
+	// SandboxShellPool is how many sandboxes without a function are kept
+	// ready per runtime that has had a cold start (sandbox.Config.ShellPool;
+	// 0: the default, 2; negative: none).
+	SandboxShellPool int
 	// SandboxStateDir holds container state (default DataDir/containers).
 	SandboxStateDir string
 	// RuntimeImageDir is the store of managed runtimes' images, built by
@@ -169,4 +173,15 @@ func GossipAddrFor(addr string) (string, error) {
 		return "", err
 	}
 	return net.JoinHostPort(host, strconv.Itoa(p+1)), nil
+}
+
+// shellPool is sandbox.Config.ShellPool for Config.SandboxShellPool.
+func shellPool(n int) int {
+	switch {
+	case n == 0:
+		return 2
+	case n < 0:
+		return 0
+	}
+	return n
 }

@@ -117,6 +117,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			// Runtimes (issue 10): the managed runtimes' image store.
 			RuntimeImageDir: cfg.RuntimeImageDir,
 			IdleTimeout:     cfg.SandboxIdleTimeout,
+			ShellPool:       shellPool(cfg.SandboxShellPool),
 			Logs:            n.logs,
 			Logger:          n.log.With("component", "sandbox"),
 		})

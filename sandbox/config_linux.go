@@ -35,9 +35,9 @@ func cpuQuotaUs(memMB int) int64 {
 
 // containerSpec is what varies between sandboxes.
 type containerSpec struct {
-	rootfs     string // the read-only image
-	codeDir    string // mounted read-only at /var/task
-	optDir     string // the layers, mounted read-only at /opt ("" for none)
+	rootfs string // the read-only image
+	// The function's code (/var/task) and layers (/opt) are not here: they
+	// are mounted when the sandbox is claimed (shell_linux.go).
 	runtimeDir string // the runtime's shim, mounted read-only at /var/runtime ("" for none)
 	netnsPath  string // pre-made namespace with loopback and the Runtime API
 	cgroupPath string
@@ -73,8 +73,6 @@ func containerConfig(s containerSpec) *configs.Config {
 		{Source: "tmpfs", Destination: "/dev", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_STRICTATIME, Data: "mode=755,size=65536k"},
 		{Source: "tmpfs", Destination: "/tmp", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV,
 			Data: "mode=1777,size=" + strconv.Itoa(tmpSizeMB) + "m"},
-		{Source: s.codeDir, Destination: "/var/task", Device: "bind",
-			Flags: unix.MS_BIND | unix.MS_REC | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV},
 		// The sandbox's own cgroups, read-only, where runtimes that size
 		// their heap from their limits (JVM, Node, .NET) read them.
 		{Source: "cgroup", Destination: "/sys/fs/cgroup", Device: "cgroup",
@@ -85,9 +83,6 @@ func containerConfig(s containerSpec) *configs.Config {
 	const roBind = unix.MS_BIND | unix.MS_REC | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV
 	if s.runtimeDir != "" {
 		mounts = append(mounts, &configs.Mount{Source: s.runtimeDir, Destination: "/var/runtime", Device: "bind", Flags: roBind})
-	}
-	if s.optDir != "" {
-		mounts = append(mounts, &configs.Mount{Source: s.optDir, Destination: "/opt", Device: "bind", Flags: roBind})
 	}
 	return &configs.Config{
 		Rootfs:          s.rootfs,

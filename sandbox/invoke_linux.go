@@ -192,7 +192,7 @@ type exitResult struct {
 }
 
 func (sb *sandbox) exitOutcome(reqID string) exitResult {
-	if e := sb.runtimeStatus.execErr; e != "" {
+	if e := sb.runtimeStatus().execErr; e != "" {
 		msg := "RequestId: " + reqID + " Error: " + e
 		return exitResult{functionError(rpc.ErrTypeInvalidEntrypoint, msg), msg}
 	}

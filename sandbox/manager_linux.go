@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -33,11 +32,13 @@ type Manager struct {
 	overlays   *overlays // of the host folders sandboxes mount
 	log        *slog.Logger
 
-	mu     sync.Mutex
-	idle   map[string][]*sandbox // by function@revision, most recent last
-	all    map[*sandbox]struct{}
-	seq    uint64
-	closed bool
+	mu      sync.Mutex
+	idle    map[string][]*sandbox // by function@revision, most recent last
+	all     map[*sandbox]struct{}
+	pool    map[string][]*sandbox // ready shells, by runtime (shell_linux.go)
+	filling map[string]int        // shells being made for the pool, by runtime
+	seq     uint64
+	closed  bool
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -127,6 +128,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		uids: newUIDPool(cfg.SandboxUIDFirst, cfg.SandboxUIDCount), overlays: ovl,
 		idle: map[string][]*sandbox{},
 		all:  map[*sandbox]struct{}{},
+		pool: map[string][]*sandbox{}, filling: map[string]int{},
 		stop: make(chan struct{}),
 	}
 	m.wg.Add(1)
@@ -185,6 +187,7 @@ func (m *Manager) Invoke(ctx context.Context, req *Request) (*Result, error) {
 		return nil, err
 	}
 	res, how := sb.run(m, req, cold, m.cfg.InitTimeout, false)
+	sb.refillPool()
 	m.put(sb)
 	if how != initTimedOut || res != nil {
 		return res, nil
@@ -197,6 +200,7 @@ func (m *Manager) Invoke(ctx context.Context, req *Request) (*Result, error) {
 	}
 	timeout := time.Duration(req.Function.TimeoutSec) * time.Second
 	res, _ = sb.run(m, req, true, timeout, true)
+	sb.refillPool()
 	m.put(sb)
 	return res, nil
 }
@@ -229,17 +233,15 @@ func (m *Manager) get(req *Request) (*sandbox, bool, error) {
 	return sb, true, err
 }
 
-// startCold starts a new sandbox for req.Function and returns it acquired.
+// startCold starts a new sandbox for req.Function and returns it acquired:
+// a ready shell of its runtime claimed (shell_linux.go), or one made now.
 func (m *Manager) startCold(req *Request) (*sandbox, error) {
 	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
+	closed := m.closed
+	m.mu.Unlock()
+	if closed {
 		return nil, ErrClosed
 	}
-	m.seq++
-	id := m.id + "-" + req.Function.Name + "-" + strconv.FormatUint(m.seq, 10)
-	m.mu.Unlock()
-
 	rt, root, err := m.runtimeRoot(req.Function.Runtime)
 	if err != nil {
 		return nil, err
@@ -249,18 +251,22 @@ func (m *Manager) startCold(req *Request) (*sandbox, error) {
 			return nil, &entrypointError{err}
 		}
 	}
-	uid, ok := m.uids.take()
-	if !ok {
-		return nil, rpc.Errorf(rpc.CodeService, "cannot start sandbox for %s: every sandbox uid of the node is in use", req.Function.Name)
+	sb := m.takeShell(rt.Name)
+	if sb == nil {
+		if sb, err = m.newShell(rt, root, req.Function.Name, req.Function.MemoryMB); err != nil {
+			return nil, rpc.Errorf(rpc.CodeService, "cannot start sandbox for %s: %v", req.Function.Name, err)
+		}
 	}
-	sb, err := m.startSandbox(req, rt, root, id, uid)
-	if err != nil {
-		m.uids.give(uid)
+	sb.refill = func() { m.refill(rt, root) }
+	if err := m.claim(sb, req, rt); err != nil {
+		sb.markDead()
+		sb.destroy()
+		m.released(sb)
 		return nil, rpc.Errorf(rpc.CodeService, "cannot start sandbox for %s: %v", req.Function.Name, err)
 	}
 	sb.acquire()
 	m.mu.Lock()
-	closed := m.closed
+	closed = m.closed
 	if !closed {
 		m.all[sb] = struct{}{}
 	}
@@ -495,7 +501,13 @@ func (m *Manager) Close() error {
 		delete(m.all, sb)
 		m.retire(sb)
 	}
+	for _, stack := range m.pool {
+		for _, sb := range stack {
+			m.retire(sb)
+		}
+	}
 	m.idle = map[string][]*sandbox{}
+	m.pool = map[string][]*sandbox{}
 	m.mu.Unlock()
 	m.wg.Wait()
 	return nil

@@ -3,13 +3,13 @@ package sandbox
 // The sandbox's PID 1 is C that runs before the Go runtime starts (as
 // libcontainer's nsenter does), so that it costs one exec of this binary
 // and no Go runtime start or package initialisers. The agent starts it as
-// `sandbox-init ARGV...` with the seccomp program on fd 4 (a pipe the agent
+// `sandbox-init` with the seccomp program on fd 4 (a pipe the agent
 // filled and closed) and a pipe on fd 3 for the runtime's end. The
 // constructor reads the program, forks the runtime, and in the child makes
 // a user namespace that maps uid 993 and gid 990 to this process's host
 // uid and gid (a process may map its own ids), installs the filter (the
 // child is single-threaded, so no thread synchronisation is needed), and
-// executes ARGV. If the child cannot, it writes "errno N" (or "userns N",
+// executes the runtime. If the child cannot, it writes "errno N" (or "userns N",
 // "seccomp N") on a pipe that closes on exec, and PID 1 passes the words
 // on in its report. PID 1 then forwards the signals a runtime expects
 // (a PID 1 ignores SIGTERM without a handler), reaps every orphan, and when
@@ -18,6 +18,13 @@ package sandbox
 // function's code. In every other start of the binary the constructor
 // returns at once. It takes argc, argv and envp as glibc passes them to
 // constructors (the C library of every build here; musl passes none).
+//
+// PID 1 starts before the sandbox has a function (a shell, see
+// shell_linux.go): until then it waits on fd 5 for the runtime's argv and
+// environment, which the agent writes once it has mounted the function's
+// code, as NUL-terminated strings: the arguments, an empty string, then
+// the environment, up to startMax bytes, and closes. The runtime starts in
+// /var/task.
 
 /*
 #define _GNU_SOURCE
@@ -37,7 +44,10 @@ package sandbox
 
 #define NIMBUS_STATUS_FD 3
 #define NIMBUS_FILTER_FD 4
+#define NIMBUS_START_FD 5
 #define NIMBUS_MAX_FILTER 4096
+#define NIMBUS_START_MAX (256 << 10)
+#define NIMBUS_START_STRINGS 4096
 #define NIMBUS_UID 993
 #define NIMBUS_GID 990
 
@@ -103,6 +113,56 @@ static size_t nimbus_read_filter(void) {
 	return got / sizeof nimbus_filter[0];
 }
 
+static char nimbus_start[NIMBUS_START_MAX + 1];
+static char *nimbus_strings[NIMBUS_START_STRINGS + 2];
+
+// nimbus_read_start reads the runtime's argv and environment from fd 5 into
+// nimbus_strings: argv, NULL, envp, NULL. It returns the index of the
+// environment's first string, or -1 (nothing, over a bound, or no
+// arguments).
+static int nimbus_read_start(void) {
+	size_t got = 0;
+	for (;;) {
+		ssize_t n = read(NIMBUS_START_FD, nimbus_start + got, NIMBUS_START_MAX - got);
+		if (n < 0 && errno == EINTR) {
+			continue;
+		}
+		if (n < 0) {
+			return -1;
+		}
+		if (n == 0) {
+			break;
+		}
+		got += (size_t)n;
+		if (got == NIMBUS_START_MAX) {
+			return -1;
+		}
+	}
+	close(NIMBUS_START_FD);
+	if (got == 0 || nimbus_start[got - 1] != 0) {
+		return -1;
+	}
+	int count = 0, env = -1;
+	for (size_t i = 0; i < got;) {
+		size_t len = strlen(nimbus_start + i);
+		if (count >= NIMBUS_START_STRINGS) {
+			return -1;
+		}
+		if (len == 0 && env < 0) {
+			nimbus_strings[count++] = NULL;
+			env = count;
+		} else {
+			nimbus_strings[count++] = nimbus_start + i;
+		}
+		i += len + 1;
+	}
+	nimbus_strings[count] = NULL;
+	if (env <= 1) {
+		return -1; // no end of the arguments, or no arguments
+	}
+	return env;
+}
+
 static void nimbus_start_runtime(int errfd, size_t filter_len, const sigset_t *mask, char **argv, char **envp) {
 	struct sigaction dfl;
 	memset(&dfl, 0, sizeof dfl);
@@ -132,6 +192,9 @@ static void nimbus_start_runtime(int errfd, size_t filter_len, const sigset_t *m
 	if (nimbus_write_file("/proc/self/gid_map", map) != 0) {
 		nimbus_child_fail(errfd, "userns", errno);
 	}
+	if (chdir("/var/task") != 0) {
+		nimbus_child_fail(errfd, "errno", errno);
+	}
 	struct sock_fprog prog = {.len = (unsigned short)filter_len, .filter = nimbus_filter};
 	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) {
 		nimbus_child_fail(errfd, "seccomp", errno);
@@ -144,11 +207,12 @@ __attribute__((constructor)) static void nimbus_sandbox_init(int argc, char **ar
 	if (argc < 2 || strcmp(argv[1], "sandbox-init") != 0) {
 		return;
 	}
+	(void)argc;
+	(void)argv;
+	(void)envp;
 	fcntl(NIMBUS_STATUS_FD, F_SETFD, FD_CLOEXEC);
 	fcntl(NIMBUS_FILTER_FD, F_SETFD, FD_CLOEXEC);
-	if (argc < 3) {
-		nimbus_report_exit("error no runtime to start", 127);
-	}
+	fcntl(NIMBUS_START_FD, F_SETFD, FD_CLOEXEC);
 	size_t filter_len = nimbus_read_filter();
 	if (filter_len == 0) {
 		nimbus_report_exit("error seccomp 22", 127); // EINVAL: no usable program
@@ -162,6 +226,10 @@ __attribute__((constructor)) static void nimbus_sandbox_init(int argc, char **ar
 		sigaddset(&handled, nimbus_forwarded[i]);
 	}
 	sigprocmask(SIG_BLOCK, &handled, &old);
+	int env = nimbus_read_start();
+	if (env < 0) {
+		nimbus_report_exit("error no runtime to start", 127);
+	}
 	int errp[2];
 	if (pipe2(errp, O_CLOEXEC) != 0) {
 		char msg[64];
@@ -172,7 +240,7 @@ __attribute__((constructor)) static void nimbus_sandbox_init(int argc, char **ar
 	if (child == 0) {
 		close(errp[0]);
 		close(NIMBUS_STATUS_FD);
-		nimbus_start_runtime(errp[1], filter_len, &old, argv + 2, envp);
+		nimbus_start_runtime(errp[1], filter_len, &old, nimbus_strings, nimbus_strings + env);
 	}
 	close(errp[1]);
 	if (child < 0) {

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -56,10 +55,14 @@ type sandbox struct {
 	cgroups  cgroupFiles
 	started  time.Time
 
-	exited        chan struct{}
-	exitState     *os.ProcessState // set before exited is closed
-	exitErr       error
-	runtimeStatus pid1Status // set before exited is closed
+	exited     chan struct{}
+	exitState  *os.ProcessState // set before exited is closed
+	exitErr    error
+	pid1Report []byte   // what PID 1 wrote about the runtime's end; set before exited is closed
+	argv0      string   // the runtime's program, set when the sandbox is claimed
+	memoryMB   int      // its memory limit now
+	start      *os.File // PID 1's start pipe, until the sandbox is claimed
+	refill     func()   // makes its runtime's pool whole again, once its first invocation is over
 
 	initDone     bool          // only the caller holding the sandbox touches it
 	initDuration time.Duration // reported on the first invocation only
@@ -182,141 +185,6 @@ func preadInt(f *os.File) int64 {
 
 // startSandbox creates and starts a container running fn's bootstrap. It
 // returns once the bootstrap process runs; the caller waits for api.ready.
-func (m *Manager) startSandbox(req *Request, rt *Runtime, root, id string, hostUID int) (_ *sandbox, err error) {
-	fn, codeDir, tail := req.Function, req.CodeDir, req.Tail
-	ns, err := newNetns()
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			ns.close()
-		}
-	}()
-	logs, err := newLogPipe(fn.Name, m.cfg.Logs)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			logs.r.Close()
-			logs.w.Close()
-		}
-	}()
-	status, statusW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	defer statusW.Close() // the container holds its own copy once started
-	filter, err := seccompPipe()
-	if err != nil {
-		status.Close()
-		return nil, fmt.Errorf("cannot make the sandbox's seccomp filter: %w", err)
-	}
-	defer filter.Close()
-	defer func() {
-		if err != nil {
-			status.Close()
-		}
-	}()
-	// Every host folder through an overlay of its own (overlays_linux.go).
-	var overlaid []string
-	defer func() {
-		if err != nil {
-			for _, src := range overlaid {
-				m.overlays.release(src)
-			}
-		}
-	}()
-	over := func(src string) (string, error) {
-		if src == "" {
-			return "", nil
-		}
-		p, err := m.overlays.acquire(src)
-		if err == nil {
-			overlaid = append(overlaid, src)
-		}
-		return p, err
-	}
-	spec := containerSpec{netnsPath: ns.path(), cgroupPath: m.cfg.CgroupParent + "/" + id, memoryMB: fn.MemoryMB, hostname: sandboxHostname}
-	var initDir string
-	for _, f := range []struct {
-		dst *string
-		src string
-	}{
-		{&spec.rootfs, root}, {&spec.codeDir, codeDir}, {&spec.optDir, req.OptDir},
-		{&spec.runtimeDir, m.runtimeDir(rt)}, {&initDir, filepath.Dir(m.initBinary)},
-	} {
-		if *f.dst, err = over(f.src); err != nil {
-			return nil, err
-		}
-	}
-	spec.initBinary = filepath.Join(initDir, filepath.Base(m.initBinary))
-	cfg := containerConfig(spec)
-	ctr, err := libcontainer.Create(m.cfg.StateDir, id, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("create container: %w", err)
-	}
-	sb := &sandbox{
-		id: id, key: sandboxKey(fn), fn: fn, hostUID: hostUID, overlaid: overlaid, ctr: ctr, ns: ns, logs: logs,
-		api:    newRuntimeAPI(),
-		exited: make(chan struct{}),
-	}
-	sb.api.conns = &m.apiConns
-	argv := rt.Command
-	if argv == nil {
-		argv = []string{bootstrapPath}
-	}
-	sb.proc = &libcontainer.Process{
-		Args:       append([]string{initPath, initArg}, argv...),
-		ExtraFiles: []*os.File{statusW, filter}, // fds 3 and 4 in PID 1
-		Env:        m.environment(fn, rt, id),
-		UID:        hostUID, // 993 to the runtime, in its user namespace
-		GID:        hostUID,
-		Cwd:        "/var/task",
-		Stdout:     logs.w,
-		Stderr:     logs.w,
-		Init:       true,
-	}
-	go sb.api.serve(ns.ln)
-	logs.collectTail(tail) // a failed init's lines are in the invocation's tail
-	logs.emit(initStartLine(fn.Runtime))
-	sb.started = time.Now()
-	if err := ctr.Run(sb.proc); err != nil {
-		sb.api.close()
-		_ = ctr.Destroy()
-		return nil, fmt.Errorf("start sandbox: %w", err)
-	}
-	logs.w.Close() // the container holds the only write end now
-	go logs.run()
-	go func() {
-		sb.exitState, sb.exitErr = sb.proc.Wait()
-		// PID 1 wrote the runtime's status before it exited.
-		var buf [256]byte
-		_ = unix.SetNonblock(int(status.Fd()), true)
-		n, _ := unix.Read(int(status.Fd()), buf[:])
-		status.Close()
-		if n > 0 {
-			sb.runtimeStatus = parsePID1Status(buf[:n], argv[0])
-		}
-		close(sb.exited)
-	}()
-	if st, err := ctr.State(); err == nil {
-		sb.cgroups = cgroupFiles{
-			freezer: st.CgroupPaths["freezer"],
-			memory:  st.CgroupPaths["memory"],
-			cpu:     st.CgroupPaths["cpu"],
-			pids:    st.CgroupPaths["pids"],
-		}
-		sb.cgroups.maxUsage, _ = os.Open(filepath.Join(sb.cgroups.memory, "memory.max_usage_in_bytes"))
-		sb.cgroups.pidsCur, _ = os.Open(filepath.Join(sb.cgroups.pids, "pids.current"))
-		sb.cgroups.usage, _ = os.Open(filepath.Join(sb.cgroups.memory, "memory.usage_in_bytes"))
-	}
-	sb.freezeTimer = time.AfterFunc(time.Hour, sb.freeze)
-	sb.freezeTimer.Stop()
-	return sb, nil
-}
-
 func (m *Manager) environment(fn *rpc.FunctionConfig, rt *Runtime, id string) []string {
 	env := make([]string, 0, len(fn.Env)+24)
 	for k, v := range fn.Env {
@@ -499,12 +367,18 @@ func (sb *sandbox) destroy() {
 	}
 }
 
+// runtimeStatus is how PID 1 reported the runtime's end. Call after exited
+// is closed.
+func (sb *sandbox) runtimeStatus() pid1Status {
+	return parsePID1Status(sb.pid1Report, sb.argv0)
+}
+
 // exitDescription is the reason Lambda gives when a runtime exits.
 const killSignal = unix.SIGKILL
 
 func (sb *sandbox) exitDescription() string {
-	if sb.runtimeStatus.reported {
-		return sb.runtimeStatus.description()
+	if st := sb.runtimeStatus(); st.reported {
+		return st.description()
 	}
 	st := sb.exitState
 	if st == nil {

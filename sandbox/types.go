@@ -29,6 +29,11 @@ type Config struct {
 	CgroupParent string
 	// IdleTimeout is how long an unused warm sandbox is kept (default 10m).
 	IdleTimeout time.Duration
+	// ShellPool is how many sandboxes without a function (shells) are kept
+	// ready per runtime that has had a cold start, so that the next cold
+	// start of that runtime only mounts the code and starts the runtime
+	// (shell_linux.go). 0 keeps none: every cold start makes its own.
+	ShellPool int
 	// FreezeAfter is how long an idle sandbox stays thawed before it is
 	// frozen (default 50ms; negative: never freeze).
 	FreezeAfter time.Duration

@@ -35,6 +35,7 @@ func (c *cli) agentCmd() *cobra.Command {
 		encrypt             string
 		logLevel            string
 		idleTimeout         time.Duration
+		shellPool           int
 		asyncRetryBase      time.Duration
 		asyncLeaseMargin    time.Duration
 		debugAddr           string
@@ -72,6 +73,7 @@ func (c *cli) agentCmd() *cobra.Command {
 				AccountConcurrency: accountLimit,
 				MemoryMB:           memoryMB,
 				SandboxIdleTimeout: idleTimeout,
+				SandboxShellPool:   noneIfZero(shellPool),
 				AsyncRetryBase:     asyncRetryBase,
 				AsyncLeaseMargin:   asyncLeaseMargin,
 				Logger:             log,
@@ -181,6 +183,7 @@ func (c *cli) agentCmd() *cobra.Command {
 	f.StringVar(&debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (off when empty)")
 	f.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (off when empty; "+defaultDevMetricsAddr+" with --dev)")
 	f.DurationVar(&idleTimeout, "sandbox-idle-timeout", 10*time.Minute, "how long an unused warm sandbox is kept")
+	f.IntVar(&shellPool, "sandbox-pool", 2, "sandboxes without a function kept ready per runtime in use, so that a cold start only mounts the code and starts the runtime (0: none)")
 	f.DurationVar(&asyncRetryBase, "async-retry-base", time.Minute, "an async event's function error is retried after this, then after twice it")
 	f.DurationVar(&asyncLeaseMargin, "async-lease-margin", 30*time.Second, "a dispatched async event's lease is the function's timeout plus this")
 	return cmd
@@ -233,4 +236,13 @@ func serveDebug(ctx context.Context, addr string, log *slog.Logger) error {
 		}
 	}()
 	return nil
+}
+
+// noneIfZero turns a flag's 0 ("none") into node.Config's negative, whose
+// 0 means the default.
+func noneIfZero(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

@@ -111,12 +111,15 @@ func (c *cli) benchColdCmd() *cobra.Command {
 		function string
 		count    int
 		payload  string
+		interval time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "cold",
 		Short: "Cold starts: invoke with no warm sandbox, to response",
 		Long: "Each round changes the function's environment (a new revision, so no warm\n" +
-			"sandbox fits) and then times one invocation, which must start a sandbox.",
+			"sandbox fits) and then times one invocation, which must start a sandbox.\n" +
+			"--interval waits between rounds, untimed: the node's pool of ready sandbox\n" +
+			"shells fills again, as it does when cold starts come slower than it makes them.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := context.Background()
@@ -128,6 +131,9 @@ func (c *cli) benchColdCmd() *cobra.Command {
 			var all latencies
 			var errs int64
 			for i := 0; i < count; i++ {
+				if i > 0 {
+					time.Sleep(interval)
+				}
 				env := map[string]string{"NIMBUS_BENCH_ROUND": strconv.Itoa(i)}
 				if _, err := cl.UpdateFunctionConfig(ctx, &rpc.UpdateConfigRequest{Name: function, Env: env}); err != nil {
 					return err
@@ -149,5 +155,6 @@ func (c *cli) benchColdCmd() *cobra.Command {
 	f.StringVar(&function, "function", "hello", "function to invoke (deployed already)")
 	f.IntVar(&count, "count", 30, "cold starts to measure")
 	f.StringVar(&payload, "payload", `{"name":"bench"}`, "event")
+	f.DurationVar(&interval, "interval", 0, "pause between rounds, not timed")
 	return cmd
 }

@@ -1,0 +1,402 @@
+package sandbox
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/opencontainers/runc/libcontainer"
+	"golang.org/x/sys/unix"
+)
+
+// A sandbox starts as a shell: a container of a runtime's image with no
+// function yet. Its network namespace and Runtime API listener, cgroups,
+// mounts (the image, the runtime's shim, the agent's binary, /proc, /dev,
+// /tmp, its cgroups) and PID 1 are made, and PID 1 waits on its start
+// pipe. Claiming the shell for a function mounts the function's code at
+// /var/task and its layers at /opt (detached copies of their overlays,
+// moved into the shell's mount namespace by a thread that joins it), sets
+// the memory limit, and writes the runtime's argv and environment to PID 1,
+// which starts the runtime.
+//
+// Making a shell is most of a cold start's cost (libcontainer's init is a
+// Go start of the whole agent binary in the new namespaces); claiming one
+// is a few mounts and writes. So the manager keeps up to Config.ShellPool
+// shells ready per runtime that has had a cold start, made off the invoke
+// path after each claim; with none ready, a cold start makes its shell
+// itself.
+
+// poolShellMemoryMB is a pooled shell's memory limit until it is claimed.
+const poolShellMemoryMB = 128
+
+// makeShell starts the container of a sandbox of runtime rt on the image
+// at root, as hostUID, limited to memoryMB until claimed.
+func (m *Manager) makeShell(rt *Runtime, root, id string, hostUID, memoryMB int) (_ *sandbox, err error) {
+	ns, err := newNetns()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			ns.close()
+		}
+	}()
+	logs, err := newLogPipe("", m.cfg.Logs)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			logs.r.Close()
+			logs.w.Close()
+		}
+	}()
+	status, statusW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer statusW.Close() // the container holds its own copy once started
+	defer func() {
+		if err != nil {
+			status.Close()
+		}
+	}()
+	filter, err := seccompPipe()
+	if err != nil {
+		return nil, fmt.Errorf("cannot make the sandbox's seccomp filter: %w", err)
+	}
+	defer filter.Close()
+	startR, startW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer startR.Close()
+	defer func() {
+		if err != nil {
+			startW.Close()
+		}
+	}()
+	// Every host folder through an overlay of its own (overlays_linux.go).
+	var overlaid []string
+	defer func() {
+		if err != nil {
+			for _, src := range overlaid {
+				m.overlays.release(src)
+			}
+		}
+	}()
+	spec := containerSpec{netnsPath: ns.path(), cgroupPath: m.cfg.CgroupParent + "/" + id, memoryMB: memoryMB, hostname: sandboxHostname}
+	var initDir string
+	for _, f := range []struct {
+		dst *string
+		src string
+	}{
+		{&spec.rootfs, root}, {&spec.runtimeDir, m.runtimeDir(rt)}, {&initDir, filepath.Dir(m.initBinary)},
+	} {
+		if f.src == "" {
+			continue
+		}
+		if *f.dst, err = m.overlays.acquire(f.src); err != nil {
+			return nil, err
+		}
+		overlaid = append(overlaid, f.src)
+	}
+	spec.initBinary = filepath.Join(initDir, filepath.Base(m.initBinary))
+	ctr, err := libcontainer.Create(m.cfg.StateDir, id, containerConfig(spec))
+	if err != nil {
+		return nil, fmt.Errorf("create container: %w", err)
+	}
+	sb := &sandbox{
+		id: id, hostUID: hostUID, overlaid: overlaid, ctr: ctr, ns: ns, logs: logs,
+		api:      newRuntimeAPI(),
+		exited:   make(chan struct{}),
+		memoryMB: memoryMB,
+		start:    startW,
+	}
+	sb.api.conns = &m.apiConns
+	sb.proc = &libcontainer.Process{
+		Args:       []string{initPath, initArg},
+		ExtraFiles: []*os.File{statusW, filter, startR}, // fds 3, 4 and 5 in PID 1
+		Env:        []string{"PATH=/usr/bin:/bin"},      // the runtime's own comes on the start pipe
+		UID:        hostUID,                             // 993 to the runtime, in its user namespace
+		GID:        hostUID,
+		Cwd:        "/",
+		Stdout:     logs.w,
+		Stderr:     logs.w,
+		Init:       true,
+	}
+	go sb.api.serve(ns.ln)
+	if err := ctr.Run(sb.proc); err != nil {
+		sb.api.close()
+		_ = ctr.Destroy()
+		return nil, fmt.Errorf("start sandbox: %w", err)
+	}
+	logs.w.Close() // the container holds the only write end now
+	go func() {
+		sb.exitState, sb.exitErr = sb.proc.Wait()
+		// PID 1 wrote the runtime's status before it exited.
+		var buf [256]byte
+		_ = unix.SetNonblock(int(status.Fd()), true)
+		n, _ := unix.Read(int(status.Fd()), buf[:])
+		status.Close()
+		if n > 0 {
+			sb.pid1Report = bytes.Clone(buf[:n])
+		}
+		close(sb.exited)
+	}()
+	if st, err := ctr.State(); err == nil {
+		sb.cgroups = cgroupFiles{
+			freezer: st.CgroupPaths["freezer"],
+			memory:  st.CgroupPaths["memory"],
+			cpu:     st.CgroupPaths["cpu"],
+			pids:    st.CgroupPaths["pids"],
+		}
+		sb.cgroups.maxUsage, _ = os.Open(filepath.Join(sb.cgroups.memory, "memory.max_usage_in_bytes"))
+		sb.cgroups.pidsCur, _ = os.Open(filepath.Join(sb.cgroups.pids, "pids.current"))
+		sb.cgroups.usage, _ = os.Open(filepath.Join(sb.cgroups.memory, "memory.usage_in_bytes"))
+	}
+	sb.freezeTimer = time.AfterFunc(time.Hour, sb.freeze)
+	sb.freezeTimer.Stop()
+	return sb, nil
+}
+
+// claim gives shell sb to req's function: its code and layers, its memory,
+// and its runtime started. On error the shell is of no further use.
+func (m *Manager) claim(sb *sandbox, req *Request, rt *Runtime) error {
+	fn := req.Function
+	binds := []bindMount{{src: req.CodeDir, dst: "/var/task"}}
+	if req.OptDir != "" {
+		binds = append(binds, bindMount{src: req.OptDir, dst: "/opt"})
+	}
+	for i := range binds {
+		p, err := m.overlays.acquire(binds[i].src)
+		if err != nil {
+			return err
+		}
+		sb.overlaid = append(sb.overlaid, binds[i].src)
+		binds[i].src = p
+	}
+	if err := mountInto(sb.proc, binds); err != nil {
+		return err
+	}
+	if fn.MemoryMB != sb.memoryMB {
+		if err := sb.cgroups.setMemoryLimit(sb.memoryMB, fn.MemoryMB); err != nil {
+			return fmt.Errorf("memory limit: %w", err)
+		}
+		sb.memoryMB = fn.MemoryMB
+	}
+	argv := rt.Command
+	if argv == nil {
+		argv = []string{bootstrapPath}
+	}
+	sb.fn, sb.key, sb.argv0 = fn, sandboxKey(fn), argv[0]
+	sb.logs.function = fn.Name
+	go sb.logs.run()
+	sb.logs.collectTail(req.Tail) // a failed init's lines are in the invocation's tail
+	sb.logs.emit(initStartLine(fn.Runtime))
+	blob := startBlob(argv, m.environment(fn, rt, sb.id))
+	sb.started = time.Now()
+	_, err := sb.start.Write(blob) // far below a pipe's capacity, and PID 1 reads it whole
+	sb.start.Close()
+	sb.start = nil
+	return err
+}
+
+// startMax is the most PID 1 reads on its start pipe (pid1init_linux.go's
+// NIMBUS_START_MAX); Lambda's environment is at most 4 KB.
+const startMax = 256 << 10
+
+// startBlob is what PID 1 reads on its start pipe: argv's strings, an empty
+// one, then env's, each NUL-terminated.
+func startBlob(argv, env []string) []byte {
+	var b bytes.Buffer
+	for _, s := range argv {
+		b.WriteString(s)
+		b.WriteByte(0)
+	}
+	b.WriteByte(0)
+	for _, s := range env {
+		b.WriteString(s)
+		b.WriteByte(0)
+	}
+	return b.Bytes()
+}
+
+// bindMount is a host folder (an overlay's mount) to show at dst in a
+// sandbox.
+type bindMount struct{ src, dst string }
+
+// mountInto mounts each bind's src read-only at its dst in the mount
+// namespace of the container whose init is proc. Detached copies of the
+// sources are made here, in the agent's namespace, then moved into the
+// sandbox's by a thread that joins it and ends with its goroutine (a
+// thread's mount namespace cannot be left again once it shares nothing).
+func mountInto(proc *libcontainer.Process, binds []bindMount) error {
+	pid, err := proc.Pid()
+	if err != nil {
+		return err
+	}
+	trees := make([]int, 0, len(binds))
+	defer func() {
+		for _, fd := range trees {
+			unix.Close(fd)
+		}
+	}()
+	for _, b := range binds {
+		fd, err := unix.OpenTree(unix.AT_FDCWD, b.src, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+		if err != nil {
+			return fmt.Errorf("open_tree %s: %w", b.src, err)
+		}
+		trees = append(trees, fd)
+		attr := unix.MountAttr{
+			Attr_set:    unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV,
+			Propagation: unix.MS_PRIVATE, // no event of the agent's mounts reaches the sandbox's copy
+		}
+		if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
+			return fmt.Errorf("mount_setattr %s: %w", b.src, err)
+		}
+	}
+	ns, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/mnt")
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		if err := unix.Unshare(unix.CLONE_FS); err != nil {
+			done <- fmt.Errorf("unshare CLONE_FS: %w", err)
+			return
+		}
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNS); err != nil {
+			done <- fmt.Errorf("join the sandbox's mount namespace: %w", err)
+			return
+		}
+		for i, b := range binds {
+			if err := unix.MoveMount(trees[i], "", unix.AT_FDCWD, b.dst, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+				done <- fmt.Errorf("move_mount %s: %w", b.dst, err)
+				return
+			}
+		}
+		done <- nil
+	}()
+	return <-done
+}
+
+// setMemoryLimit moves the sandbox's memory limit (and its memory+swap
+// limit, no swap) from oldMB to newMB. Cgroup v1 wants memory+swap never
+// below memory, so the order depends on the direction.
+func (c cgroupFiles) setMemoryLimit(oldMB, newMB int) error {
+	v := strconv.FormatInt(int64(newMB)<<20, 10)
+	files := []string{"memory.limit_in_bytes"}
+	if memswSupported {
+		if newMB > oldMB {
+			files = []string{"memory.memsw.limit_in_bytes", "memory.limit_in_bytes"}
+		} else {
+			files = append(files, "memory.memsw.limit_in_bytes")
+		}
+	}
+	for _, f := range files {
+		if err := c.write(c.memory, f, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// refillPool starts making the shells that replace the one sb was made
+// from, once, after its first invocation: a shell made during the cold
+// start it serves would take the CPU that start needs.
+func (sb *sandbox) refillPool() {
+	if f := sb.refill; f != nil {
+		sb.refill = nil
+		f()
+	}
+}
+
+// takeShell returns a ready shell of runtime name from the pool, or nil.
+func (m *Manager) takeShell(name string) *sandbox {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for {
+		stack := m.pool[name]
+		if len(stack) == 0 {
+			return nil
+		}
+		sb := stack[len(stack)-1]
+		m.pool[name] = stack[:len(stack)-1]
+		select {
+		case <-sb.exited: // its PID 1 died while it waited
+			m.retire(sb)
+		default:
+			return sb
+		}
+	}
+}
+
+// refill makes shells of runtime rt in the background until the pool
+// holds Config.ShellPool of them.
+func (m *Manager) refill(rt *Runtime, root string) {
+	if m.cfg.ShellPool <= 0 {
+		return
+	}
+	m.mu.Lock()
+	need := m.cfg.ShellPool - len(m.pool[rt.Name]) - m.filling[rt.Name]
+	if need <= 0 || m.closed {
+		m.mu.Unlock()
+		return
+	}
+	m.filling[rt.Name] += need
+	m.wg.Add(1)
+	m.mu.Unlock()
+	go func() {
+		defer m.wg.Done()
+		for ; need > 0; need-- {
+			sb, err := m.newShell(rt, root, "pool", poolShellMemoryMB)
+			m.mu.Lock()
+			m.filling[rt.Name]--
+			closed := m.closed
+			if err == nil && !closed {
+				m.pool[rt.Name] = append(m.pool[rt.Name], sb)
+			}
+			m.mu.Unlock()
+			if err != nil {
+				m.log.Warn("cannot make a sandbox shell for the pool", "runtime", rt.Name, "err", err)
+			}
+			if err != nil || closed {
+				if sb != nil {
+					sb.markDead()
+					sb.destroy()
+					m.released(sb)
+				}
+				m.mu.Lock()
+				m.filling[rt.Name] -= need - 1
+				m.mu.Unlock()
+				return
+			}
+		}
+	}()
+}
+
+// newShell makes a shell with a new id (named after what it is for) and a
+// host uid of its own.
+func (m *Manager) newShell(rt *Runtime, root, purpose string, memoryMB int) (*sandbox, error) {
+	m.mu.Lock()
+	m.seq++
+	id := m.id + "-" + purpose + "-" + strconv.FormatUint(m.seq, 10)
+	m.mu.Unlock()
+	uid, ok := m.uids.take()
+	if !ok {
+		return nil, fmt.Errorf("every sandbox uid of the node is in use")
+	}
+	sb, err := m.makeShell(rt, root, id, uid, memoryMB)
+	if err != nil {
+		m.uids.give(uid)
+		return nil, err
+	}
+	return sb, nil
+}
