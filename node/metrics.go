@@ -282,6 +282,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descSandboxes, prometheus.GaugeValue, float64(st.Running), "busy")
 		ch <- prometheus.MustNewConstMetric(descSandboxes, prometheus.GaugeValue, float64(st.Thawed), "idle")
 		ch <- prometheus.MustNewConstMetric(descSandboxes, prometheus.GaugeValue, float64(st.Frozen), "frozen")
+		ch <- prometheus.MustNewConstMetric(descSandboxes, prometheus.GaugeValue, float64(st.Ready), "ready")
 		ch <- prometheus.MustNewConstMetric(descAPIConns, prometheus.GaugeValue, float64(st.RuntimeAPIConns))
 		ch <- prometheus.MustNewConstMetric(descAPIRefused, prometheus.CounterValue, float64(st.RuntimeAPIRefused))
 		ch <- prometheus.MustNewConstMetric(descMemOffered, prometheus.GaugeValue, float64(n.cfg.MemoryMB))

@@ -155,6 +155,9 @@ func TestThousandsOfSilentConnections(t *testing.T) {
 	create(t, cl, "hello", helloZip(t), nil)
 	invoke(t, cl, "hello", `{"name":"before"}`)
 	cl.Close() // its connection would count against the limit
+	// The cold start refills the pool of sandbox shells after it answers:
+	// count from once it is full.
+	waitFor(t, "the sandbox shell pool full", func() bool { return n.sandboxes.Stats().Ready == shellPool(0) })
 	baseFDs, baseG := openFDs(t), runtime.NumGoroutine()
 
 	const silent = 2000

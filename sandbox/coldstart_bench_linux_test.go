@@ -38,3 +38,27 @@ func BenchmarkColdStart(b *testing.B) {
 		})
 	}
 }
+
+// The cost of a warm invocation as the manager sees it: examples/hello at
+// 1792 MB (one vCPU), one caller. Run with
+//
+//	go test -run XXX -bench WarmInvoke -benchtime 5000x -cpuprofile /tmp/warm.prof ./sandbox/
+func BenchmarkWarmInvoke(b *testing.B) {
+	m, _ := newTestManager(b, Config{})
+	fn := fnConfig("warm", 1)
+	fn.MemoryMB = 1792
+	dir := codeDir(b, helloBin)
+	req := func() *Request {
+		return &Request{Function: fn, CodeDir: dir, Payload: []byte(`{"name":"b"}`)}
+	}
+	if _, err := m.Invoke(context.Background(), req()); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		res, err := m.Invoke(context.Background(), req())
+		if err != nil || res.ErrorType != "" || res.Cold {
+			b.Fatalf("%v %s cold=%v", err, res.Payload, res.Cold)
+		}
+	}
+}

@@ -400,6 +400,9 @@ func (m *Manager) Stats() Stats {
 		s.Idle += len(stack)
 	}
 	s.Busy = len(m.all) - s.Idle
+	for _, stack := range m.pool {
+		s.Ready += len(stack)
+	}
 	all := make([]*sandbox, 0, len(m.all))
 	for sb := range m.all {
 		all = append(all, sb)

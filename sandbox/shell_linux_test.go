@@ -31,6 +31,9 @@ func TestShellPool(t *testing.T) {
 		t.Fatalf("first: %s cold %v", res.Payload, res.Cold)
 	}
 	waitFor(t, "two shells in the pool", func() bool { return len(m.pooled(provided)) == 2 })
+	if st := m.Stats(); st.Ready != 2 || st.Idle != 1 {
+		t.Errorf("stats %+v, want 2 ready shells and 1 idle sandbox", st)
+	}
 
 	fn := fnConfig("pooled", 1)
 	fn.MemoryMB = 512

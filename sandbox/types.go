@@ -92,6 +92,8 @@ type Stats struct {
 	// By state: starting (cold), running an invocation (busy), warm and
 	// running (idle), warm and frozen.
 	Initializing, Running, Thawed, Frozen int
+	// Ready is the shells in the pool: started, with no function yet.
+	Ready int
 	// RuntimeAPIConns is the Runtime API connections open in all the
 	// sandboxes; RuntimeAPIRefused counts those closed at once at the
 	// per-sandbox limit since the manager started.
