@@ -3,7 +3,8 @@
 # node of each (own data dir and port), deploys examples/hello at MEMORY MB
 # (default 1792) on both, then alternates the same benchmark between them
 # ROUNDS times (default 3), so that load from elsewhere falls on both alike:
-# cold starts (20), warm latency with one caller and warm throughput with 16
+# cold starts (20, back to back; and 300 ms apart where the binary has
+# `bench cold --interval`), warm latency with one caller and warm throughput with 16
 # callers (DURATION each, default 5s). Prints each run's summary line.
 #
 #   scripts/bench-ab.sh BASE_REV [NEW_REV]     # NEW_REV defaults to the work tree
@@ -67,6 +68,11 @@ for r in $(seq "$ROUNDS"); do
     n="$work/$side/nimbus"
     echo "# round $r, $side"
     "$n" bench cold --count 20 --addr "$addr" | tail -1
+    # Cold starts 300 ms apart (untimed), where the binary can: its pool of
+    # sandbox shells fills again between them.
+    if "$n" bench cold --help 2>&1 | grep -q -- --interval; then
+      "$n" bench cold --count 20 --interval 300ms --addr "$addr" | tail -1 | sed 's/^cold /cold, 300 ms apart, /'
+    fi
     "$n" bench warm --concurrency 1 --duration "$DURATION" --addr "$addr" | tail -1
     "$n" bench warm --concurrency 16 --duration "$DURATION" --addr "$addr" | tail -1
   done

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the issue #2 benchmarks on this machine and prints the numbers that go
 # into docs/BENCHMARKS.md: cold start, warm latency (one caller), warm
-# throughput (16 callers), at 128 MB (the default) and 1792 MB (one vCPU);
+# throughput (16 callers), at 128 MB (the default) and 1792 MB (one vCPU),
+# each p50 beside its floor (`nimbus bench floors`: a loopback HTTP echo, the
+# host exec of the same bootstrap) as a ratio;
 # node memory with 100 idle warm sandboxes; and the same bootstrap started by
 # the runc CLI. Needs root. Starts its own node on a scratch data dir.
 set -euo pipefail
@@ -23,11 +25,24 @@ echo "## machine"
 echo "$(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 bin/nimbus fn create hello --dir examples/hello/build >/dev/null
 
+# The floors (issue #13), and each p50 as a multiple of its floor.
+p50() { sed -n 's/.* p50=\([0-9.]*\)ms.*/\1/p'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
+echo "## floors"
+floors=$(bin/nimbus bench floors --bootstrap examples/hello/build/bootstrap)
+echo "$floors"
+http_floor=$(echo "$floors" | grep 'floor http' | p50)
+exec_floor=$(echo "$floors" | grep 'floor host exec' | p50)
+
 for mem in 128 1792; do
   bin/nimbus fn update-config hello --memory "$mem" >/dev/null
   echo "## hello at $mem MB"
-  bin/nimbus bench cold --count 30
-  bin/nimbus bench warm --concurrency 1 --duration "$DURATION"
+  line=$(bin/nimbus bench cold --count 30)
+  echo "$line (p50 $(ratio "$(echo "$line" | p50)" "$exec_floor") the host exec)"
+  line=$(bin/nimbus bench cold --count 30 --interval 300ms | sed 's/^cold /cold, 300 ms apart, /')
+  echo "$line (p50 $(ratio "$(echo "$line" | p50)" "$exec_floor") the host exec)"
+  line=$(bin/nimbus bench warm --concurrency 1 --duration "$DURATION")
+  echo "$line (p50 $(ratio "$(echo "$line" | p50)" "$http_floor") the HTTP echo)"
   bin/nimbus bench warm --concurrency 16 --duration "$DURATION"
 done
 

@@ -20,6 +20,7 @@ func (c *cli) benchCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Measure invoke latency and throughput against a node"}
 	cmd.AddCommand(c.benchWarmCmd(), c.benchColdCmd(), c.benchGatewayCmd(), c.benchAsyncCmd(), c.benchAsyncStartCmd(), c.benchLogsCmd())
 	cmd.AddCommand(c.benchQueueCmd(), c.benchQueueTriggerCmd()) // queues (bench_queue.go)
+	cmd.AddCommand(c.benchFloorsCmd())                          // the machine's floors (bench_floors.go)
 	return cmd
 }
 
