@@ -187,21 +187,26 @@ func (m *Manager) Invoke(ctx context.Context, req *Request) (*Result, error) {
 		return nil, err
 	}
 	res, how := sb.run(m, req, cold, m.cfg.InitTimeout, false)
-	sb.refillPool()
+	refill := sb.takeRefill()
 	m.put(sb)
 	if how != initTimedOut || res != nil {
+		refill()
 		return res, nil
 	}
 	// The init outran Lambda's cap: retry it once in a new sandbox, as part
-	// of this invocation and under the function's timeout.
+	// of this invocation and under the function's timeout (and only then
+	// refill the pool, which would take the CPU the retry needs).
 	sb, err = m.startCold(req)
 	if err != nil {
+		refill()
 		return nil, err
 	}
 	timeout := time.Duration(req.Function.TimeoutSec) * time.Second
 	res, _ = sb.run(m, req, true, timeout, true)
-	sb.refillPool()
+	refill2 := sb.takeRefill()
 	m.put(sb)
+	refill()
+	refill2()
 	return res, nil
 }
 
@@ -252,18 +257,31 @@ func (m *Manager) startCold(req *Request) (*sandbox, error) {
 		}
 	}
 	sb := m.takeShell(rt.Name)
+	if sb != nil {
+		if err := m.claim(sb, req, rt); err != nil {
+			// A pooled shell that cannot be claimed (its PID 1 died
+			// since it was taken, say): retire it and make one.
+			m.log.Warn("a pooled sandbox shell could not be claimed; starting another", "function", req.Function.Name, "err", err)
+			m.retire(sb)
+			sb = nil
+		}
+	}
 	if sb == nil {
 		if sb, err = m.newShell(rt, root, req.Function.Name, req.Function.MemoryMB); err != nil {
+			m.refill(rt, root)
+			return nil, rpc.Errorf(rpc.CodeService, "cannot start sandbox for %s: %v", req.Function.Name, err)
+		}
+		if err := m.claim(sb, req, rt); err != nil {
+			m.retire(sb)
+			m.refill(rt, root)
+			var re *rpc.Error
+			if errors.As(err, &re) {
+				return nil, err
+			}
 			return nil, rpc.Errorf(rpc.CodeService, "cannot start sandbox for %s: %v", req.Function.Name, err)
 		}
 	}
 	sb.refill = func() { m.refill(rt, root) }
-	if err := m.claim(sb, req, rt); err != nil {
-		sb.markDead()
-		sb.destroy()
-		m.released(sb)
-		return nil, rpc.Errorf(rpc.CodeService, "cannot start sandbox for %s: %v", req.Function.Name, err)
-	}
 	sb.acquire()
 	m.mu.Lock()
 	closed = m.closed
@@ -346,6 +364,9 @@ func (m *Manager) put(sb *sandbox) {
 // and all.
 func (m *Manager) retire(sb *sandbox) {
 	sb.markDead()
+	if sb.retired.Swap(true) {
+		return // already on its way (Close, and then the invocation that held it)
+	}
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -486,6 +507,7 @@ func (m *Manager) reap() {
 				m.idle[key] = kept
 			}
 		}
+		m.expirePool(cutoff)
 		m.mu.Unlock()
 	}
 }

@@ -13,8 +13,9 @@ import (
 )
 
 // The sandbox's PID 1 is a small init of ours: the nimbus binary itself,
-// bind-mounted read-only at initPath and started as `sandbox-init <bootstrap>`,
-// as the sandbox's host uid (uids_linux.go). It is C that runs before the Go
+// bind-mounted read-only at initPath and started as `sandbox-init` (the
+// runtime's argv and environment come later, on its start pipe, when the
+// sandbox is claimed: shell_linux.go), as the sandbox's host uid (uids_linux.go). It is C that runs before the Go
 // runtime would start (pid1init_linux.go): it starts the runtime in a user
 // namespace of its own that maps uid 993 and gid 990 to that host uid and
 // gid, with the seccomp filter the agent hands it (seccomp_linux.go)

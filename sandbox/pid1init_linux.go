@@ -38,6 +38,7 @@ package sandbox
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -213,6 +214,12 @@ __attribute__((constructor)) static void nimbus_sandbox_init(int argc, char **ar
 	fcntl(NIMBUS_STATUS_FD, F_SETFD, FD_CLOEXEC);
 	fcntl(NIMBUS_FILTER_FD, F_SETFD, FD_CLOEXEC);
 	fcntl(NIMBUS_START_FD, F_SETFD, FD_CLOEXEC);
+	// Whatever PID 1 inherited, SIGCHLD must not be ignored: the runtime's
+	// end would then never be seen.
+	struct sigaction dfl;
+	memset(&dfl, 0, sizeof dfl);
+	dfl.sa_handler = SIG_DFL;
+	sigaction(SIGCHLD, &dfl, NULL);
 	size_t filter_len = nimbus_read_filter();
 	if (filter_len == 0) {
 		nimbus_report_exit("error seccomp 22", 127); // EINVAL: no usable program
@@ -229,6 +236,11 @@ __attribute__((constructor)) static void nimbus_sandbox_init(int argc, char **ar
 	int env = nimbus_read_start();
 	if (env < 0) {
 		nimbus_report_exit("error no runtime to start", 127);
+	}
+	// A signal sent while the shell waited had no runtime to go to: drop
+	// it rather than hand it to the function's.
+	struct timespec zero = {0, 0};
+	while (sigtimedwait(&handled, NULL, &zero) > 0) {
 	}
 	int errp[2];
 	if (pipe2(errp, O_CLOEXEC) != 0) {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
@@ -55,14 +56,17 @@ type sandbox struct {
 	cgroups  cgroupFiles
 	started  time.Time
 
-	exited     chan struct{}
-	exitState  *os.ProcessState // set before exited is closed
-	exitErr    error
-	pid1Report []byte   // what PID 1 wrote about the runtime's end; set before exited is closed
-	argv0      string   // the runtime's program, set when the sandbox is claimed
-	memoryMB   int      // its memory limit now
-	start      *os.File // PID 1's start pipe, until the sandbox is claimed
-	refill     func()   // makes its runtime's pool whole again, once its first invocation is over
+	exited      chan struct{}
+	exitState   *os.ProcessState // set before exited is closed
+	exitErr     error
+	pid1Report  []byte      // what PID 1 wrote about the runtime's end; set before exited is closed
+	argv0       string      // the runtime's program, set when the sandbox is claimed
+	memoryMB    int         // its memory limit now
+	start       *os.File    // PID 1's start pipe, until the sandbox is claimed
+	refill      func()      // makes its runtime's pool whole again, once its first invocation is over
+	mntns       *os.File    // its mount namespace, held from its start (claims join it)
+	logsRunning bool        // its log pipe's reader was started (at the claim)
+	retired     atomic.Bool // retire ran: destroy only once
 
 	initDone     bool          // only the caller holding the sandbox touches it
 	initDuration time.Duration // reported on the first invocation only
@@ -356,6 +360,15 @@ func (sb *sandbox) destroy() {
 		}
 	}
 	sb.ns.close()
+	if sb.mntns != nil {
+		sb.mntns.Close()
+	}
+	if sb.start != nil { // never claimed
+		sb.start.Close()
+	}
+	if !sb.logsRunning { // its reader, which closes the pipe, never started
+		sb.logs.r.Close()
+	}
 	if sb.cgroups.maxUsage != nil {
 		sb.cgroups.maxUsage.Close()
 	}

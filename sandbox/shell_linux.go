@@ -7,10 +7,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
+
+	"nimbus/rpc"
 )
 
 // A sandbox starts as a shell: a container of a runtime's image with no
@@ -136,6 +139,22 @@ func (m *Manager) makeShell(rt *Runtime, root, id string, hostUID, memoryMB int)
 		return nil, fmt.Errorf("start sandbox: %w", err)
 	}
 	logs.w.Close() // the container holds the only write end now
+	// The mount namespace is held from now on: a claim joins it through
+	// this descriptor, never through a pid that may have died and been
+	// given to another process since.
+	if pid, perr := sb.proc.Pid(); perr == nil {
+		sb.mntns, err = os.Open("/proc/" + strconv.Itoa(pid) + "/ns/mnt")
+	} else {
+		err = perr
+	}
+	if err != nil {
+		_ = ctr.Signal(unix.SIGKILL)
+		_, _ = sb.proc.Wait()
+		sb.api.close()
+		_ = ctr.Destroy()
+		logs.r.Close()
+		return nil, fmt.Errorf("the sandbox's mount namespace: %w", err)
+	}
 	go func() {
 		sb.exitState, sb.exitErr = sb.proc.Wait()
 		// PID 1 wrote the runtime's status before it exited.
@@ -180,7 +199,7 @@ func (m *Manager) claim(sb *sandbox, req *Request, rt *Runtime) error {
 		sb.overlaid = append(sb.overlaid, binds[i].src)
 		binds[i].src = p
 	}
-	if err := mountInto(sb.proc, binds); err != nil {
+	if err := mountInto(sb.mntns, binds); err != nil {
 		return err
 	}
 	if fn.MemoryMB != sb.memoryMB {
@@ -193,37 +212,60 @@ func (m *Manager) claim(sb *sandbox, req *Request, rt *Runtime) error {
 	if argv == nil {
 		argv = []string{bootstrapPath}
 	}
+	blob, err := startBlob(argv, m.environment(fn, rt, sb.id))
+	if err != nil {
+		return err
+	}
 	sb.fn, sb.key, sb.argv0 = fn, sandboxKey(fn), argv[0]
 	sb.logs.function = fn.Name
+	sb.logsRunning = true
 	go sb.logs.run()
 	sb.logs.collectTail(req.Tail) // a failed init's lines are in the invocation's tail
 	sb.logs.emit(initStartLine(fn.Runtime))
-	blob := startBlob(argv, m.environment(fn, rt, sb.id))
 	sb.started = time.Now()
-	_, err := sb.start.Write(blob) // far below a pipe's capacity, and PID 1 reads it whole
+	_, err = sb.start.Write(blob) // PID 1 reads it whole; a pipe holds 64 KB, PID 1 drains the rest
 	sb.start.Close()
 	sb.start = nil
 	return err
 }
 
-// startMax is the most PID 1 reads on its start pipe (pid1init_linux.go's
-// NIMBUS_START_MAX); Lambda's environment is at most 4 KB.
-const startMax = 256 << 10
+// startMax and startStrings bound what PID 1 reads on its start pipe
+// (pid1init_linux.go's NIMBUS_START_MAX and NIMBUS_START_STRINGS); Lambda's
+// environment is at most 4 KB.
+const (
+	startMax     = 256 << 10
+	startStrings = 4096
+)
 
 // startBlob is what PID 1 reads on its start pipe: argv's strings, an empty
-// one, then env's, each NUL-terminated.
-func startBlob(argv, env []string) []byte {
+// one, then env's, each NUL-terminated. A string holding a NUL (it would
+// split into two, the second past the reserved-key check), an empty
+// argument, or more than PID 1 reads is refused.
+func startBlob(argv, env []string) ([]byte, error) {
+	if len(argv) == 0 || len(argv)+len(env)+1 > startStrings {
+		return nil, fmt.Errorf("the runtime's arguments and environment: %d strings, at most %d", len(argv)+len(env), startStrings-1)
+	}
 	var b bytes.Buffer
 	for _, s := range argv {
+		if s == "" || strings.IndexByte(s, 0) >= 0 {
+			return nil, fmt.Errorf("the runtime's argument %q is empty or holds a NUL byte", s)
+		}
 		b.WriteString(s)
 		b.WriteByte(0)
 	}
 	b.WriteByte(0)
 	for _, s := range env {
+		if strings.IndexByte(s, 0) >= 0 {
+			k, _, _ := strings.Cut(s, "=")
+			return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "the environment variable %s holds a NUL byte", k)
+		}
 		b.WriteString(s)
 		b.WriteByte(0)
 	}
-	return b.Bytes()
+	if b.Len() >= startMax {
+		return nil, fmt.Errorf("the runtime's arguments and environment: %d bytes, at most %d", b.Len(), startMax-1)
+	}
+	return b.Bytes(), nil
 }
 
 // bindMount is a host folder (an overlay's mount) to show at dst in a
@@ -231,15 +273,11 @@ func startBlob(argv, env []string) []byte {
 type bindMount struct{ src, dst string }
 
 // mountInto mounts each bind's src read-only at its dst in the mount
-// namespace of the container whose init is proc. Detached copies of the
+// namespace ns (a container's, held open since it started). Detached copies of the
 // sources are made here, in the agent's namespace, then moved into the
 // sandbox's by a thread that joins it and ends with its goroutine (a
 // thread's mount namespace cannot be left again once it shares nothing).
-func mountInto(proc *libcontainer.Process, binds []bindMount) error {
-	pid, err := proc.Pid()
-	if err != nil {
-		return err
-	}
+func mountInto(ns *os.File, binds []bindMount) error {
 	trees := make([]int, 0, len(binds))
 	defer func() {
 		for _, fd := range trees {
@@ -260,11 +298,6 @@ func mountInto(proc *libcontainer.Process, binds []bindMount) error {
 			return fmt.Errorf("mount_setattr %s: %w", b.src, err)
 		}
 	}
-	ns, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/mnt")
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
 	done := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
@@ -308,14 +341,18 @@ func (c cgroupFiles) setMemoryLimit(oldMB, newMB int) error {
 	return nil
 }
 
-// refillPool starts making the shells that replace the one sb was made
-// from, once, after its first invocation: a shell made during the cold
-// start it serves would take the CPU that start needs.
-func (sb *sandbox) refillPool() {
-	if f := sb.refill; f != nil {
-		sb.refill = nil
-		f()
+// takeRefill returns what makes the shells that replace the one sb was
+// made from (nothing for a sandbox already past its first invocation), to
+// run once that first invocation is over: a shell made during the cold
+// start it serves would take the CPU that start needs. The caller holds
+// sb.
+func (sb *sandbox) takeRefill() func() {
+	f := sb.refill
+	sb.refill = nil
+	if f == nil {
+		return func() {}
 	}
+	return f
 }
 
 // takeShell returns a ready shell of runtime name from the pool, or nil.
@@ -361,6 +398,7 @@ func (m *Manager) refill(rt *Runtime, root string) {
 			m.filling[rt.Name]--
 			closed := m.closed
 			if err == nil && !closed {
+				sb.lastUsed = time.Now() // pooled since; the reaper expires it like an idle sandbox
 				m.pool[rt.Name] = append(m.pool[rt.Name], sb)
 			}
 			m.mu.Unlock()
@@ -380,6 +418,26 @@ func (m *Manager) refill(rt *Runtime, root string) {
 			}
 		}
 	}()
+}
+
+// expirePool destroys the shells pooled before cutoff: a runtime no
+// longer used gives back what its shells hold. The caller holds m.mu.
+func (m *Manager) expirePool(cutoff time.Time) {
+	for name, stack := range m.pool {
+		kept := stack[:0]
+		for _, sb := range stack {
+			if sb.lastUsed.Before(cutoff) {
+				m.retire(sb)
+				continue
+			}
+			kept = append(kept, sb)
+		}
+		if len(kept) == 0 {
+			delete(m.pool, name)
+		} else {
+			m.pool[name] = kept
+		}
+	}
 }
 
 // newShell makes a shell with a new id (named after what it is for) and a

@@ -110,11 +110,28 @@ func TestShellPool(t *testing.T) {
 	}
 }
 
-// The start pipe's contents: argv, an empty string, the environment.
+// The start pipe's contents: argv, an empty string, the environment; and
+// what PID 1 could not read back as sent is refused.
 func TestStartBlob(t *testing.T) {
-	got := startBlob([]string{"/var/task/bootstrap", "-x"}, []string{"A=1", "B="})
-	if want := "/var/task/bootstrap\x00-x\x00\x00A=1\x00B=\x00"; string(got) != want {
-		t.Errorf("got %q, want %q", got, want)
+	got, err := startBlob([]string{"/var/task/bootstrap", "-x"}, []string{"A=1", "B="})
+	if want := "/var/task/bootstrap\x00-x\x00\x00A=1\x00B=\x00"; err != nil || string(got) != want {
+		t.Errorf("got %q (%v), want %q", got, err, want)
+	}
+	many := make([]string, startStrings)
+	for i := range many {
+		many[i] = "K=v"
+	}
+	for name, c := range map[string]struct{ argv, env []string }{
+		"no argv":            {nil, []string{"A=1"}},
+		"empty argument":     {[]string{"/bootstrap", ""}, nil},
+		"NUL in an argument": {[]string{"/boot\x00strap"}, nil},
+		"NUL in a value":     {[]string{"/bootstrap"}, []string{"A=x\x00AWS_LAMBDA_RUNTIME_API=evil"}},
+		"too many strings":   {[]string{"/bootstrap"}, many},
+		"too many bytes":     {[]string{"/bootstrap"}, []string{"A=" + strings.Repeat("x", startMax)}},
+	} {
+		if b, err := startBlob(c.argv, c.env); err == nil {
+			t.Errorf("%s: accepted (%d bytes)", name, len(b))
+		}
 	}
 }
 

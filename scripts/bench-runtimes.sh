@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cold starts of a hello handler in each managed runtime (and provided, for
 # reference) at 128 MB and 1024 MB: p50/p90 of invoke to response with no warm
-# sandbox (`nimbus bench cold`), and each image's size. Prints what goes into
+# sandbox (`nimbus bench cold`, back to back and 300 ms apart), and each
+# image's size. Prints what goes into
 # docs/BENCHMARKS.md. Needs root and the images (scripts/build-images.sh).
 # Starts its own dev node on a scratch data dir.
 set -euo pipefail
@@ -55,6 +56,9 @@ for rt in $RUNTIMES; do
     bin/nimbus fn update-config "$name" --memory "$mem" >/dev/null
     echo "## $rt at $mem MB"
     bin/nimbus bench cold --function "$name" --count "$COUNT"
+    # 300 ms apart (untimed): the node's pool of this runtime's sandbox
+    # shells fills again between them.
+    bin/nimbus bench cold --function "$name" --count "$COUNT" --interval 300ms | sed 's/^cold /cold, 300 ms apart, /'
   done
   bin/nimbus fn delete "$name" >/dev/null
 done
