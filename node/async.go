@@ -37,53 +37,68 @@ func (n *Node) invokeAsync(ctx context.Context, req *rpc.InvokeRequest) (*rpc.In
 		return nil, rpc.Errorf(rpc.CodeRequestTooLarge, "Request must be smaller than %d bytes for the InvokeAsync operation", rpc.MaxAsyncPayload)
 	}
 	if !n.isLeader() {
+		if n.asyncFwd != nil {
+			id, err := n.asyncFwd.submit(ctx, acceptBatchEvent{FunctionName: req.FunctionName, Qualifier: req.Qualifier, Payload: req.Payload})
+			if err != nil {
+				return nil, err
+			}
+			return &rpc.InvokeResponse{RequestID: id, StatusCode: rpc.StatusAccepted, ExecutedVersion: rpc.VersionLatest}, nil
+		}
 		var resp rpc.InvokeResponse
 		if err := n.forward(ctx, rpc.MethodInvoke, req, &resp); err != nil {
 			return nil, err
 		}
 		return &resp, nil
 	}
-	fn, err := n.function(req.FunctionName)
+	ev, err := n.prepareAccept(req.FunctionName, req.Qualifier, req.Payload)
 	if err != nil {
 		return nil, err
-	}
-	// A version or alias (versions.go): it must exist now; the dispatcher
-	// resolves it again at each run. The event records it only once every
-	// server knows the field (FSM version 3).
-	qualifier := req.Qualifier
-	if qualifier == rpc.VersionLatest {
-		qualifier = ""
-	}
-	if qualifier != "" {
-		if _, err := n.resolve(fn.Name, qualifier, false); err != nil {
-			return nil, err
-		}
-		if err := n.serversSupport(scheduler.CmdPublishVersion); err != nil {
-			return nil, err
-		}
 	}
 	accepts := n.lead.accepts.Load()
 	if accepts == nil {
 		return nil, errNotLeading
 	}
-	payload := req.Payload
+	if r := accepts.submit(ctx, ev); r.err != nil {
+		return nil, rpc.AsError(r.err)
+	}
+	n.metrics.fns.get(ev.Function).asyncReceived.Add(1)
+	return &rpc.InvokeResponse{RequestID: ev.RequestID, StatusCode: rpc.StatusAccepted, ExecutedVersion: rpc.VersionLatest}, nil
+}
+
+// prepareAccept checks an Event invocation on the leader and builds its
+// event: the function (and the version or alias named) must exist now;
+// the event gets its request id and times.
+func (n *Node) prepareAccept(name, qualifier string, payload []byte) (scheduler.AsyncEvent, error) {
+	fn, err := n.function(name)
+	if err != nil {
+		return scheduler.AsyncEvent{}, err
+	}
+	// A version or alias (versions.go): it must exist now; the dispatcher
+	// resolves it again at each run. The event records it only once every
+	// server knows the field (FSM version 3).
+	if qualifier == rpc.VersionLatest {
+		qualifier = ""
+	}
+	if qualifier != "" {
+		if _, err := n.resolve(fn.Name, qualifier, false); err != nil {
+			return scheduler.AsyncEvent{}, err
+		}
+		if err := n.serversSupport(scheduler.CmdPublishVersion); err != nil {
+			return scheduler.AsyncEvent{}, err
+		}
+	}
 	if len(payload) == 0 {
 		payload = []byte("{}")
 	}
 	now := time.Now().UnixMilli()
-	ev := scheduler.AsyncEvent{
+	return scheduler.AsyncEvent{
 		RequestID:  newRequestID(),
 		Function:   fn.Name,
 		Qualifier:  qualifier,
 		Payload:    payload,
 		AcceptedMs: now,
 		DueMs:      now,
-	}
-	if r := accepts.submit(ctx, ev); r.err != nil {
-		return nil, rpc.AsError(r.err)
-	}
-	n.metrics.fns.get(fn.Name).asyncReceived.Add(1)
-	return &rpc.InvokeResponse{RequestID: ev.RequestID, StatusCode: rpc.StatusAccepted, ExecutedVersion: rpc.VersionLatest}, nil
+	}, nil
 }
 
 // newRequestID returns a random UUID (version 4), Lambda's request id form.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	dto "github.com/prometheus/client_model/go"
 
 	"nimbus/rpc"
 )
@@ -542,5 +543,71 @@ func TestAsyncMaxEventAge(t *testing.T) {
 	}
 	if n := len(starts(t, cl, "age-src")[res.RequestID]); n != 2 {
 		t.Errorf("ran %d times, want 2 (then too old)", n)
+	}
+}
+
+// TestAsyncForwardedInBatches: a node that does not lead forwards its
+// callers' concurrent Event invocations to the leader in Async.AcceptBatch
+// calls; each caller gets its own answer (202 with a request id only for
+// an event the leader's FSM holds, ResourceNotFoundException for the one
+// naming a missing function, in the same batches).
+func TestAsyncForwardedInBatches(t *testing.T) {
+	// No workers: the events stay queued, so the leader's FSM shows
+	// every accepted one.
+	tc := startCluster(t, 3, func(i int, c *Config) { c.Worker = false })
+	ctx := ctxT(t)
+	lead := tc.waitLeader()
+	follower := (lead + 1) % 3
+	cl := tc.clients[follower]
+	create(t, cl, "fwd-batch", behaveZip(t, "v1"), nil)
+
+	const events = 200
+	ids := make([]string, events)
+	errs := make([]error, events)
+	var wg sync.WaitGroup
+	for i := 0; i < events; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			name := "fwd-batch"
+			if i == events/2 {
+				name = "fwd-missing"
+			}
+			res, err := invokeEvent(ctx, cl, name, fmt.Sprintf(`{"n":%d}`, i))
+			if err == nil {
+				ids[i] = res.RequestID
+			}
+			errs[i] = err
+		}(i)
+	}
+	wg.Wait()
+	ld := tc.nodes[lead]
+	for i := 0; i < events; i++ {
+		if i == events/2 {
+			if !errors.Is(errs[i], rpc.ErrResourceNotFound) {
+				t.Errorf("event for a missing function: %v, want ResourceNotFoundException", errs[i])
+			}
+			continue
+		}
+		if errs[i] != nil {
+			t.Errorf("event %d: %v", i, errs[i])
+			continue
+		}
+		if !validRequestID(ids[i]) {
+			t.Errorf("event %d: request id %q", i, ids[i])
+			continue
+		}
+		if _, ok := ld.fsm.AsyncEvent(ids[i]); !ok {
+			t.Errorf("event %d (%s) answered 202 but is not in the leader's FSM", i, ids[i])
+		}
+	}
+	var m dto.Metric
+	if err := ld.metrics.rpcRequests.WithLabelValues(methodAsyncAcceptBatch, "OK").Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.GetCounter().GetValue(); n == 0 {
+		t.Fatal("the leader served no Async.AcceptBatch call: the follower forwarded event by event")
+	} else {
+		t.Logf("%d events in %v batches", events, n)
 	}
 }

@@ -18,6 +18,7 @@ func (n *Node) registerInternal() {
 	rpc.HandlePeer(n.server, rpc.MethodWorkerRun, n.workerRun)
 	rpc.HandlePeer(n.server, rpc.MethodCodeFetch, n.codeFetch)
 	rpc.HandlePeer(n.server, rpc.MethodCodePut, n.codePut)
+	rpc.HandlePeer(n.server, methodAsyncAcceptBatch, n.acceptBatch)
 }
 
 func (n *Node) ledgerRelease(ctx context.Context, req *rpc.ReleaseRequest) (*rpc.ReleaseResponse, error) {

@@ -57,6 +57,7 @@ type Node struct {
 	lead       leaderState       // servers: the leadership lifecycle
 	work       *workerState      // workers only
 	watch      *workerWatch      // frontends: running calls by worker
+	asyncFwd   *acceptForwarder  // cluster nodes: accepts forwarded to the leader in batches (async_forward.go)
 	// leaderCache is a worker-only node's last known leader address ("" when
 	// unknown); servers ask Raft instead.
 	leaderCache atomic.Value
@@ -160,6 +161,14 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.registerCluster()
 	n.registerInternal()
 	n.registerAsync()
+	if !cfg.Dev {
+		n.asyncFwd = newAcceptForwarder(n)
+		n.bg.Add(1)
+		go func() {
+			defer n.bg.Done()
+			n.asyncFwd.run()
+		}()
+	}
 	rpc.Handle(n.server, rpc.MethodFunctionMetrics, n.functionMetrics)
 	n.registerAccount()
 	// Versions, aliases and function URLs (versions.go, urls.go).

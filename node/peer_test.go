@@ -25,6 +25,8 @@ func peerCalls(victim *rpc.FunctionConfig) map[string]any {
 		// Runtime images (issue 10).
 		rpc.MethodImageLocal: &rpc.LocalImagesRequest{},
 		rpc.MethodImageFetch: &rpc.FetchImageRequest{Runtime: rpc.RuntimePython313},
+		// Forwarded accepts (async_forward.go).
+		methodAsyncAcceptBatch: &acceptBatchRequest{Events: []acceptBatchEvent{{FunctionName: victim.Name, Payload: []byte(`{}`)}}},
 	}
 }
 
