@@ -96,20 +96,64 @@ type Store struct {
 	published, dropped, batches atomic.Uint64
 	batchID                     atomic.Uint64
 	idPrefix                    string
+	hdrRoom                     int                // headerRoom(opts.Node)
+	spare                       chan *pendingBatch // full-sized buffers of published batches, for reuse
 
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
 
-// queue holds one function's lines waiting to be published, in order;
-// the Store's mu guards it. One goroutine (publish) drains it.
+// queue holds one function's lines waiting to be published, in order,
+// already encoded into the batches that will carry them (the last one
+// takes new lines while it has room); the Store's mu guards it. One
+// goroutine (publish) drains it.
 type queue struct {
 	fn      string
-	events  []rpc.LogEvent
-	bytes   int
+	batches []*pendingBatch // oldest first; none is empty
+	bytes   int             // eventSize of the lines in batches
+	lines   int
 	dropped int
 	sending bool // a batch taken from it is being published
 	wake    chan struct{}
+}
+
+// open returns the batch an event of size sz joins, starting one when the
+// last is full.
+func (s *Store) open(q *queue, sz int) *pendingBatch {
+	if n := len(q.batches); n > 0 && q.batches[n-1].fits(sz) {
+		return q.batches[n-1]
+	}
+	var p *pendingBatch
+	if len(q.batches) > 0 {
+		// The queue fills batches faster than they go: take a full-sized
+		// buffer, so that this one does not grow by copies.
+		select {
+		case p = <-s.spare:
+		default:
+			p = &pendingBatch{buf: make([]byte, s.hdrRoom, s.hdrRoom+maxBatchBytes+eventOverhead)}
+		}
+	} else {
+		p = &pendingBatch{buf: make([]byte, s.hdrRoom, s.hdrRoom+min(sz+eventOverhead, maxBatchBytes)+1024)}
+	}
+	q.batches = append(q.batches, p)
+	return p
+}
+
+// spareBatches is how many full-sized batch buffers a Store keeps for
+// reuse (a few MiB).
+const spareBatches = 4
+
+// release keeps a published batch's buffer for reuse when it is a
+// full-sized one.
+func (s *Store) release(p *pendingBatch) {
+	if cap(p.buf) < s.hdrRoom+maxBatchBytes || cap(p.buf) > 2*maxBatchBytes+s.hdrRoom {
+		return
+	}
+	p.buf, p.count, p.size = p.buf[:s.hdrRoom], 0, 0
+	select {
+	case s.spare <- p:
+	default:
+	}
 }
 
 // Open returns a Store and starts connecting in the background; Appends
@@ -142,6 +186,8 @@ func Open(opts Options) (*Store, error) {
 		// Batch ids are unique per node and start: a restarted node
 		// never reuses a previous run's id within the dedup window.
 		idPrefix: opts.Node + "-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-",
+		hdrRoom:  headerRoom(opts.Node),
+		spare:    make(chan *pendingBatch, spareBatches),
 	}
 	s.wg.Add(1)
 	go s.connect()
@@ -216,7 +262,7 @@ func (s *Store) Stats() Stats {
 	s.mu.Lock()
 	b, lines := s.buffered, 0
 	for _, q := range s.queues {
-		lines += len(q.events)
+		lines += q.lines
 	}
 	s.mu.Unlock()
 	return Stats{Published: s.published.Load(), Dropped: s.dropped.Load(), Buffered: b, BufferedLines: lines, Batches: s.batches.Load()}
@@ -248,30 +294,37 @@ func (s *Store) Append(function string, events ...rpc.LogEvent) error {
 		go s.publish(q)
 	}
 	for _, ev := range events {
-		if len(ev.Line) > MaxLineBytes {
-			ev.Line = ev.Line[:MaxLineBytes]
-		}
-		if len(ev.RequestID) > maxRequestID {
-			ev.RequestID = ev.RequestID[:maxRequestID]
-		}
-		if ev.Stream == "" {
-			ev.Stream = classify(ev.Line)
-		}
-		sz := eventSize(&ev)
-		if s.buffered+sz > s.opts.BufferBytes {
-			q.dropped++
-			s.dropped.Add(1)
-			continue
-		}
-		q.events = append(q.events, ev)
-		q.bytes += sz
-		s.buffered += sz
+		s.enqueue(q, ev)
 	}
 	select {
 	case q.wake <- struct{}{}:
 	default:
 	}
 	return nil
+}
+
+// enqueue adds ev to q's last batch, or drops and counts it past the
+// buffer's bound. The caller holds mu.
+func (s *Store) enqueue(q *queue, ev rpc.LogEvent) {
+	if len(ev.Line) > MaxLineBytes {
+		ev.Line = ev.Line[:MaxLineBytes]
+	}
+	if len(ev.RequestID) > maxRequestID {
+		ev.RequestID = ev.RequestID[:maxRequestID]
+	}
+	if ev.Stream == "" {
+		ev.Stream = classify(ev.Line)
+	}
+	sz := eventSize(&ev)
+	if s.buffered+sz > s.opts.BufferBytes {
+		q.dropped++
+		s.dropped.Add(1)
+		return
+	}
+	s.open(q, sz).add(&ev)
+	q.bytes += sz
+	q.lines++
+	s.buffered += sz
 }
 
 // settle waits, up to max, until this node has published every line of
@@ -282,7 +335,7 @@ func (s *Store) settle(fn string, max time.Duration) {
 	for {
 		s.mu.Lock()
 		q := s.queues[fn]
-		busy := q != nil && (len(q.events) > 0 || q.sending)
+		busy := q != nil && (len(q.batches) > 0 || q.sending)
 		s.mu.Unlock()
 		if !busy || time.Now().After(deadline) {
 			return
@@ -303,41 +356,40 @@ func classify(line string) string {
 	return StreamStdout
 }
 
-// take removes the next batch from q: at most maxBatchEvents-1 events and
-// about maxBatchBytes. When it empties the queue after drops, the batch
-// ends with the platform line that reports them.
-func (s *Store) take(q *queue) []rpc.LogEvent {
+// take removes the next batch from q (nil when there is none): at most
+// maxBatchEvents-1 events and about maxBatchBytes. When it empties the
+// queue after drops, the batch ends with the platform line that reports
+// them.
+func (s *Store) take(q *queue) *pendingBatch {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n, size := 0, 0
-	for n < len(q.events) && n < maxBatchEvents-1 {
-		sz := eventSize(&q.events[n])
-		if n > 0 && size+sz > maxBatchBytes {
-			break
+	var p *pendingBatch
+	if len(q.batches) > 0 {
+		p = q.batches[0]
+		q.batches[0] = nil
+		q.batches = q.batches[1:]
+		if len(q.batches) == 0 {
+			q.batches = nil
 		}
-		size += sz
-		n++
+		q.bytes -= p.size
+		q.lines -= p.count
+		s.buffered -= p.size
 	}
-	batch := make([]rpc.LogEvent, n, n+1)
-	copy(batch, q.events[:n])
-	clear(q.events[:n])
-	q.events = q.events[n:]
-	if len(q.events) == 0 {
-		q.events = nil
-	}
-	q.bytes -= size
-	s.buffered -= size
-	if len(q.events) == 0 && q.dropped > 0 {
+	if len(q.batches) == 0 && q.dropped > 0 {
 		s.log.Warn("log store: lines dropped (buffer full)", "function", q.fn, "lines", q.dropped, "dropped_total", s.dropped.Load())
-		batch = append(batch, rpc.LogEvent{
+		if p == nil {
+			p = s.open(q, 0)
+			q.batches = nil
+		}
+		p.add(&rpc.LogEvent{
 			TimeMs: time.Now().UnixMilli(),
 			Stream: StreamPlatform,
 			Line:   fmt.Sprintf("nimbus: %d lines dropped", q.dropped),
 		})
 		q.dropped = 0
 	}
-	q.sending = len(batch) > 0
-	return batch
+	q.sending = p != nil
+	return p
 }
 
 // publish drains one function's queue, one batch at a time so that the
@@ -348,13 +400,13 @@ func (s *Store) publish(q *queue) {
 	defer s.wg.Done()
 	idle := time.NewTimer(queueIdle)
 	defer idle.Stop()
-	var buf []byte
+	var comp []byte // the compressed batch's buffer, reused
 	for {
 		select {
 		case <-q.wake:
 		case <-idle.C:
 			s.mu.Lock()
-			if len(q.events) == 0 && q.dropped == 0 {
+			if len(q.batches) == 0 && q.dropped == 0 {
 				delete(s.queues, q.fn)
 				s.mu.Unlock()
 				return
@@ -366,24 +418,28 @@ func (s *Store) publish(q *queue) {
 		if !closing {
 			// Linger for more lines unless a batch is already full.
 			s.mu.Lock()
-			full := q.bytes >= maxBatchBytes
+			full := len(q.batches) > 1 || q.bytes >= maxBatchBytes
 			s.mu.Unlock()
 			if !full {
 				time.Sleep(s.opts.Linger)
 			}
 		}
 		for {
-			batch := s.take(q)
-			if len(batch) == 0 {
+			p := s.take(q)
+			if p == nil {
 				break
 			}
-			buf = encodeBatch(s.opts.Node, batch, buf)
-			if !s.publishBatch(q.fn, buf) {
+			data := compressBatch(p.raw(s.opts.Node), comp)
+			if data[0] == batchS2 {
+				comp = data[:cap(data)]
+			}
+			if !s.publishBatch(q.fn, data) {
 				return // closed before the store took it
 			}
 			s.wakeFollowers(q.fn)
-			s.published.Add(uint64(len(batch)))
+			s.published.Add(uint64(p.count))
 			s.batches.Add(1)
+			s.release(p)
 		}
 		s.mu.Lock()
 		q.sending = false

@@ -14,7 +14,7 @@ LINES=${LINES:-1000000} FUNCTIONS=${FUNCTIONS:-4} FOLLOWS=${FOLLOWS:-200}
 
 go build -o bin/nimbus ./cmd/nimbus
 CGO_ENABLED=0 go build -o examples/hello/build/bootstrap ./examples/hello
-NIMBUS_CLUSTER_DIR=$(mktemp -d /tmp/nimbus-bench-logs.XXXXXX)
+NIMBUS_CLUSTER_DIR=$(mktemp -d /tmp/nblogs-bench.XXXXXX)
 key=$(bin/nimbus keygen)
 export NIMBUS_CLUSTER_DIR NIMBUS_CLUSTER_PREFIX=${NIMBUS_CLUSTER_PREFIX:-nblogs} NIMBUS_CLUSTER_NET=${NIMBUS_CLUSTER_NET:-10.213.62}
 export NIMBUS_BIN=$PWD/bin/nimbus NIMBUS_AGENT_FLAGS="--log-level warn" NIMBUS_CLUSTER_ENCRYPT=$key
