@@ -78,6 +78,7 @@ func encodeBatch(node string, events []rpc.LogEvent, buf []byte) []byte {
 // it is on (the Store's mu) guards it.
 type pendingBatch struct {
 	buf   []byte // buf[:headerRoom(node)] is the header's room; the encoded events follow
+	comp  []byte // the compressed batch's buffer, kept for reuse
 	count int    // events in buf
 	size  int    // their eventSize sum (what the buffer bound counts)
 }

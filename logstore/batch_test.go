@@ -88,7 +88,7 @@ func TestQueuedBatches(t *testing.T) {
 	}
 	next, batches := 0, 0
 	for {
-		p := st.take(q)
+		p := st.take(q, false)
 		if p == nil {
 			break
 		}

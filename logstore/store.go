@@ -21,6 +21,7 @@ import (
 const (
 	DefaultBufferBytes   = 16 << 20
 	DefaultLinger        = 5 * time.Millisecond
+	DefaultPublishWindow = 4
 	DefaultGroupMaxBytes = 1 << 30
 	// dedupWindow is how long the servers remember a batch's id, so that a
 	// batch published again after a lost acknowledgement is stored once.
@@ -54,6 +55,10 @@ type Options struct {
 	// Linger is how long a publisher waits for more lines before it
 	// publishes a batch that is not full (default 5 ms).
 	Linger time.Duration
+	// PublishWindow is how many batches of one function may await their
+	// acknowledgement at once (default DefaultPublishWindow); 1 publishes
+	// one at a time, synchronously.
+	PublishWindow int
 	// GroupMaxBytes is the size retention of a group (default 1 GiB): the
 	// oldest events go first past it.
 	GroupMaxBytes int64
@@ -168,6 +173,9 @@ func Open(opts Options) (*Store, error) {
 	if opts.Linger <= 0 {
 		opts.Linger = DefaultLinger
 	}
+	if opts.PublishWindow <= 0 {
+		opts.PublishWindow = DefaultPublishWindow
+	}
 	if opts.GroupMaxBytes <= 0 {
 		opts.GroupMaxBytes = DefaultGroupMaxBytes
 	}
@@ -200,7 +208,7 @@ func (s *Store) connect() {
 	for {
 		nc, err := s.opts.Connect()
 		if err == nil {
-			js, err2 := jetstream.New(nc)
+			js, err2 := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(publishTimeout))
 			if err2 == nil {
 				s.conn.Lock()
 				s.nc, s.js = nc, js
@@ -359,8 +367,9 @@ func classify(line string) string {
 // take removes the next batch from q (nil when there is none): at most
 // maxBatchEvents-1 events and about maxBatchBytes. When it empties the
 // queue after drops, the batch ends with the platform line that reports
-// them.
-func (s *Store) take(q *queue) *pendingBatch {
+// them. inFlight tells whether q's publisher still awaits acknowledgements
+// (q stays sending then).
+func (s *Store) take(q *queue, inFlight bool) *pendingBatch {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var p *pendingBatch
@@ -388,67 +397,8 @@ func (s *Store) take(q *queue) *pendingBatch {
 		})
 		q.dropped = 0
 	}
-	q.sending = p != nil
+	q.sending = p != nil || inFlight
 	return p
-}
-
-// publish drains one function's queue, one batch at a time so that the
-// stream keeps the order the lines were appended in. A batch is published
-// again (with the same id, so it is stored once) until the store
-// acknowledges it or the Store closes.
-func (s *Store) publish(q *queue) {
-	defer s.wg.Done()
-	idle := time.NewTimer(queueIdle)
-	defer idle.Stop()
-	var comp []byte // the compressed batch's buffer, reused
-	for {
-		select {
-		case <-q.wake:
-		case <-idle.C:
-			s.mu.Lock()
-			if len(q.batches) == 0 && q.dropped == 0 {
-				delete(s.queues, q.fn)
-				s.mu.Unlock()
-				return
-			}
-			s.mu.Unlock()
-		case <-s.stop:
-		}
-		closing := s.isClosing()
-		if !closing {
-			// Linger for more lines unless a batch is already full.
-			s.mu.Lock()
-			full := len(q.batches) > 1 || q.bytes >= maxBatchBytes
-			s.mu.Unlock()
-			if !full {
-				time.Sleep(s.opts.Linger)
-			}
-		}
-		for {
-			p := s.take(q)
-			if p == nil {
-				break
-			}
-			data := compressBatch(p.raw(s.opts.Node), comp)
-			if data[0] == batchS2 {
-				comp = data[:cap(data)]
-			}
-			if !s.publishBatch(q.fn, data) {
-				return // closed before the store took it
-			}
-			s.wakeFollowers(q.fn)
-			s.published.Add(uint64(p.count))
-			s.batches.Add(1)
-			s.release(p)
-		}
-		s.mu.Lock()
-		q.sending = false
-		s.mu.Unlock()
-		if closing {
-			return
-		}
-		idle.Reset(queueIdle)
-	}
 }
 
 // wakeFollowers tells the long polls on fn, on every node, that a batch
@@ -477,8 +427,7 @@ const closeGrace = 3 * time.Second
 
 // publishBatch publishes one encoded batch until it is acknowledged. It
 // gives up (false) only once the Store is closing and the grace is over.
-func (s *Store) publishBatch(fn string, data []byte) bool {
-	id := s.idPrefix + strconv.FormatUint(s.batchID.Add(1), 36)
+func (s *Store) publishBatch(fn, id string, data []byte) bool {
 	backoff := 20 * time.Millisecond
 	var giveUp time.Time
 	for attempt := 0; ; attempt++ {
