@@ -149,6 +149,7 @@ func (s *Store) resolve(fn string, f *flight) bool {
 			return true
 		case err := <-f.ack.Err():
 			s.log.Debug("log store: async publish", "function", fn, "err", err)
+			s.republished.Add(1)
 		}
 	}
 	return s.publishBatch(fn, f.id, f.data)

@@ -73,6 +73,9 @@ type Stats struct {
 	// BufferedLines is the lines waiting now.
 	BufferedLines int
 	Batches       uint64 // batches acknowledged
+	// Republished counts batches published again, synchronously, after
+	// their pipelined publish failed (see publish).
+	Republished uint64
 }
 
 // Store is a node's client of the replicated log store: the sink its
@@ -99,6 +102,7 @@ type Store struct {
 	known sync.Map // function -> replicas its stream was ensured with
 
 	published, dropped, batches atomic.Uint64
+	republished                 atomic.Uint64
 	batchID                     atomic.Uint64
 	idPrefix                    string
 	hdrRoom                     int                // headerRoom(opts.Node)
@@ -273,7 +277,7 @@ func (s *Store) Stats() Stats {
 		lines += q.lines
 	}
 	s.mu.Unlock()
-	return Stats{Published: s.published.Load(), Dropped: s.dropped.Load(), Buffered: b, BufferedLines: lines, Batches: s.batches.Load()}
+	return Stats{Published: s.published.Load(), Dropped: s.dropped.Load(), Buffered: b, BufferedLines: lines, Batches: s.batches.Load(), Republished: s.republished.Load()}
 }
 
 // Append queues events of function for publishing and returns at once: it
