@@ -110,7 +110,7 @@ func TestQueuedBatches(t *testing.T) {
 			}
 		}
 		next += p.count
-		st.release(p)
+		st.acked(p)
 	}
 	if next != n || batches < 2 {
 		t.Fatalf("%d lines in %d batches, want %d in several", next, batches, n)

@@ -77,10 +77,8 @@ func (s *Store) publish(q *queue) {
 			copy(window, window[1:])
 			window[len(window)-1] = flight{}
 			window = window[:len(window)-1]
+			s.acked(f.p)
 			s.wakeFollowers(q.fn)
-			s.published.Add(uint64(f.p.count))
-			s.batches.Add(1)
-			s.release(f.p)
 		}
 		s.mu.Lock()
 		q.sending = false
@@ -90,6 +88,16 @@ func (s *Store) publish(q *queue) {
 		}
 		idle.Reset(queueIdle)
 	}
+}
+
+// acked counts p as published and frees its place in the buffer.
+func (s *Store) acked(p *pendingBatch) {
+	s.mu.Lock()
+	s.buffered -= p.size
+	s.mu.Unlock()
+	s.published.Add(uint64(p.count))
+	s.batches.Add(1)
+	s.release(p)
 }
 
 // headFull reports whether q's next batch is full (another is behind it).

@@ -49,8 +49,9 @@ type Options struct {
 	// three servers exist); nil means 1. A group with fewer is scaled up
 	// when the publisher next ensures it.
 	Replicas func() int
-	// BufferBytes bounds the lines waiting to be published (default 16
-	// MiB); lines past it are dropped and counted.
+	// BufferBytes bounds the lines waiting to be published, those in
+	// batches awaiting their acknowledgement included (default 16 MiB);
+	// lines past it are dropped and counted.
 	BufferBytes int
 	// Linger is how long a publisher waits for more lines before it
 	// publishes a batch that is not full (default 5 ms).
@@ -386,7 +387,8 @@ func (s *Store) take(q *queue, inFlight bool) *pendingBatch {
 		}
 		q.bytes -= p.size
 		q.lines -= p.count
-		s.buffered -= p.size
+		// s.buffered keeps p.size until p is acknowledged (acked): the
+		// bound covers the batches in flight too.
 	}
 	if len(q.batches) == 0 && q.dropped > 0 {
 		s.log.Warn("log store: lines dropped (buffer full)", "function", q.fn, "lines", q.dropped, "dropped_total", s.dropped.Load())
@@ -394,11 +396,13 @@ func (s *Store) take(q *queue, inFlight bool) *pendingBatch {
 			p = s.open(q, 0)
 			q.batches = nil
 		}
+		before := p.size
 		p.add(&rpc.LogEvent{
 			TimeMs: time.Now().UnixMilli(),
 			Stream: StreamPlatform,
 			Line:   fmt.Sprintf("nimbus: %d lines dropped", q.dropped),
 		})
+		s.buffered += p.size - before // acked takes p.size off
 		q.dropped = 0
 	}
 	q.sending = p != nil || inFlight
