@@ -134,16 +134,16 @@ func (s *Store) open(q *queue, sz int) *pendingBatch {
 		return q.batches[n-1]
 	}
 	var p *pendingBatch
-	if len(q.batches) > 0 {
-		// The queue fills batches faster than they go: take a full-sized
-		// buffer, so that this one does not grow by copies.
-		select {
-		case p = <-s.spare:
-		default:
+	select {
+	case p = <-s.spare: // a full-sized buffer a published batch left
+	default:
+		if len(q.batches) > 0 {
+			// The queue fills batches faster than they go: a full-sized
+			// buffer, so that this one does not grow by copies.
 			p = &pendingBatch{buf: make([]byte, s.hdrRoom, s.hdrRoom+maxBatchBytes+eventOverhead)}
+		} else {
+			p = &pendingBatch{buf: make([]byte, s.hdrRoom, s.hdrRoom+min(sz+eventOverhead, maxBatchBytes)+1024)}
 		}
-	} else {
-		p = &pendingBatch{buf: make([]byte, s.hdrRoom, s.hdrRoom+min(sz+eventOverhead, maxBatchBytes)+1024)}
 	}
 	q.batches = append(q.batches, p)
 	return p
