@@ -61,25 +61,86 @@ const eventOverhead = 16
 func eventSize(ev *rpc.LogEvent) int { return len(ev.Line) + len(ev.RequestID) + eventOverhead }
 
 // encodeBatch encodes events (at most maxBatchEvents) published by node,
-// compressed when that makes it smaller.
+// compressed when that makes it smaller. The publisher builds its batches
+// event by event (pendingBatch); this is the same encoding in one call.
 func encodeBatch(node string, events []rpc.LogEvent, buf []byte) []byte {
-	raw := buf[:0]
-	raw = append(raw, batchRaw)
-	raw = appendString(raw, node)
-	raw = binary.AppendUvarint(raw, uint64(len(events)))
+	p := pendingBatch{buf: make([]byte, headerRoom(node))}
 	for i := range events {
-		ev := &events[i]
-		raw = binary.AppendVarint(raw, ev.TimeMs)
-		raw = appendString(raw, ev.RequestID)
-		raw = append(raw, streamCode(ev.Stream))
-		raw = appendString(raw, ev.Line)
+		p.add(&events[i])
 	}
+	return compressBatch(p.raw(node), buf)
+}
+
+// pendingBatch is a batch being filled: its events are encoded as they are
+// appended, after room for the header, which raw writes in place once the
+// count is known. So a line is copied once into the batch that carries it,
+// and taking a batch off a queue moves no event. Whoever holds the queue
+// it is on (the Store's mu) guards it.
+type pendingBatch struct {
+	buf   []byte // buf[:headerRoom(node)] is the header's room; the encoded events follow
+	comp  []byte // the compressed batch's buffer, kept for reuse
+	count int    // events in buf
+	size  int    // their eventSize sum (what the buffer bound counts)
+}
+
+// headerRoom is the most bytes a batch's header by node takes: the flags
+// byte, the node name and a count of up to maxBatchEvents (3 bytes).
+func headerRoom(node string) int {
+	return 1 + uvarintLen(uint64(len(node))) + len(node) + uvarintLen(maxBatchEvents)
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
+}
+
+// fits reports whether an event of size sz may join the batch: at most
+// maxBatchEvents-1 events (one is kept for the drops line) and about
+// maxBatchBytes (a first event always fits).
+func (p *pendingBatch) fits(sz int) bool {
+	return p.count < maxBatchEvents-1 && (p.count == 0 || p.size+sz <= maxBatchBytes)
+}
+
+func (p *pendingBatch) add(ev *rpc.LogEvent) {
+	b := binary.AppendVarint(p.buf, ev.TimeMs)
+	b = appendString(b, ev.RequestID)
+	b = append(b, streamCode(ev.Stream))
+	p.buf = appendString(b, ev.Line)
+	p.count++
+	p.size += eventSize(ev)
+}
+
+// raw writes the header for node (the node headerRoom was given) in front
+// of the events and returns the uncompressed batch, in p's buffer.
+func (p *pendingBatch) raw(node string) []byte {
+	room := headerRoom(node)
+	start := room - (1 + uvarintLen(uint64(len(node))) + len(node) + uvarintLen(uint64(p.count)))
+	h := p.buf[start:start]
+	h = append(h, batchRaw)
+	h = appendString(h, node)
+	_ = binary.AppendUvarint(h, uint64(p.count)) // in place: the room is exact
+	return p.buf[start:]
+}
+
+// compressBatch returns raw S2-compressed into dst's storage when that
+// makes it smaller by a tenth, else raw itself.
+func compressBatch(raw, dst []byte) []byte {
 	if len(raw) < compressMin {
 		return raw
 	}
-	c := make([]byte, 1, 1+s2.MaxEncodedLen(len(raw)-1))
-	c[0] = batchS2
-	c = append(c, s2.Encode(c[1:cap(c)], raw[1:])...)
+	need := 1 + s2.MaxEncodedLen(len(raw)-1)
+	if cap(dst) < need {
+		dst = make([]byte, need)
+	}
+	dst[0] = batchS2
+	enc := s2.Encode(dst[1:need], raw[1:])
+	c := dst[:1+len(enc)]
+	if len(enc) > 0 && &enc[0] != &dst[1] { // not encoded in place
+		c = append(dst[:1], enc...)
+	}
 	if len(c) < len(raw)*9/10 {
 		return c
 	}

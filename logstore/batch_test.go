@@ -1,8 +1,12 @@
 package logstore
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/nats-io/nats.go"
 
 	"nimbus/rpc"
 )
@@ -56,4 +60,62 @@ func FuzzDecodeBatch(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestQueuedBatches: lines are encoded as they are appended straight into
+// the batches that will carry them; each stays within the bounds, decodes
+// to its lines in the order appended, and taking them hands back the
+// buffer's accounting. (The queue is the test's own, so that no publisher
+// takes from it.)
+func TestQueuedBatches(t *testing.T) {
+	st, err := Open(Options{Node: "node-1", BufferBytes: 64 << 20,
+		Connect: func() (*nats.Conn, error) { return nil, errors.New("no store in this test") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	const n = 20000
+	long := strings.Repeat("x", 300)
+	q := &queue{fn: "fn"}
+	st.mu.Lock()
+	for i := 0; i < n; i++ {
+		st.enqueue(q, rpc.LogEvent{TimeMs: int64(i), RequestID: "rid", Line: fmt.Sprintf("line %d %s", i, long[:i%300])})
+	}
+	buffered := st.buffered
+	st.mu.Unlock()
+	if q.lines != n || q.bytes != buffered {
+		t.Fatalf("%d lines, %d bytes queued; %d bytes buffered", q.lines, q.bytes, buffered)
+	}
+	next, batches := 0, 0
+	for {
+		p := st.take(q, false)
+		if p == nil {
+			break
+		}
+		batches++
+		raw := p.raw("node-1")
+		if p.size > maxBatchBytes || len(raw) > maxBatchBytes+st.hdrRoom || p.count >= maxBatchEvents {
+			t.Fatalf("batch of %d events, %d bytes (%d raw)", p.count, p.size, len(raw))
+		}
+		for _, data := range [][]byte{raw, compressBatch(raw, nil)} {
+			node, evs, err := decodeBatch(data)
+			if err != nil || node != "node-1" || len(evs) != p.count {
+				t.Fatalf("decode: %v, node %q, %d events of %d", err, node, len(evs), p.count)
+			}
+			for j, ev := range evs {
+				i := next + j
+				if want := fmt.Sprintf("line %d %s", i, long[:i%300]); ev.Line != want || ev.TimeMs != int64(i) || ev.RequestID != "rid" || ev.Stream != StreamStdout {
+					t.Fatalf("event %d = %+v", i, ev)
+				}
+			}
+		}
+		next += p.count
+		st.acked(p)
+	}
+	if next != n || batches < 2 {
+		t.Fatalf("%d lines in %d batches, want %d in several", next, batches, n)
+	}
+	if s := st.Stats(); s.Buffered != 0 || q.lines != 0 || q.bytes != 0 {
+		t.Fatalf("after taking every batch: %+v, queue %d lines %d bytes", s, q.lines, q.bytes)
+	}
 }

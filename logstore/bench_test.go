@@ -65,7 +65,7 @@ func ingest(b *testing.B, st *Store, fns int) {
 
 // BenchmarkIngestDev: one node, R1 (a dev node's store).
 func BenchmarkIngestDev(b *testing.B) {
-	_, st := devStore(b, Options{GroupMaxBytes: benchGroupBytes(), BufferBytes: 64 << 20})
+	_, st := devStore(b, Options{GroupMaxBytes: benchGroupBytes(), BufferBytes: 64 << 20, PublishWindow: benchWindow()})
 	ingest(b, st, benchFunctions())
 }
 
@@ -74,7 +74,7 @@ func BenchmarkIngestDev(b *testing.B) {
 func BenchmarkIngestCluster3(b *testing.B) {
 	tc := startTestCluster(b, 3)
 	tc.store(b, 0, "r1") // waits for the cluster to form
-	st, err := Open(Options{Node: "w1", GroupMaxBytes: benchGroupBytes(), BufferBytes: 64 << 20, Replicas: func() int { return 3 },
+	st, err := Open(Options{Node: "w1", GroupMaxBytes: benchGroupBytes(), BufferBytes: 64 << 20, Replicas: func() int { return 3 }, PublishWindow: benchWindow(),
 		Connect: func() (*nats.Conn, error) {
 			return ConnectURLs("w1", tc.clients, []byte("cluster test secret"))
 		}})
@@ -97,6 +97,13 @@ func benchFunctions() int {
 		return v
 	}
 	return 4
+}
+
+// benchWindow is Options.PublishWindow of the ingestion benchmarks:
+// NIMBUS_BENCH_WINDOW, default DefaultPublishWindow.
+func benchWindow() int {
+	v, _ := strconv.Atoi(os.Getenv("NIMBUS_BENCH_WINDOW"))
+	return v
 }
 
 // benchGroupBytes shares 128 MiB of a test server's 256 MiB store among

@@ -11,11 +11,14 @@
 //   - one stream per function (LOGS_NAME, subject logs.NAME), its log group
 //     /aws/lambda/NAME: R1 until three servers exist, then R3; retention by
 //     age (CloudWatch's day values) and by size;
-//   - the publisher: a bounded buffer per node, batches per function by
-//     size and time (compressed when it pays), published one at a time per
-//     function so the stream keeps their order, retried with the same id
-//     until a quorum acknowledges them; drops counted and reported in the
-//     function's log ("nimbus: N lines dropped");
+//   - the publisher: a bounded buffer per node, lines encoded into batches
+//     per function as they are appended (by size and time, compressed when
+//     it pays), up to Options.PublishWindow batches per function awaiting
+//     their acknowledgement, each chained to the one before it
+//     (Nats-Expected-Last-Msg-Id) so the stream keeps their order, a failed
+//     one retried with the same id, once those before it are stored, until
+//     a quorum acknowledges it (publish.go); drops counted and reported in
+//     the function's log ("nimbus: N lines dropped");
 //   - the batch format (batch.go) and the cursor: a batch's stream sequence
 //     and an event's index in it, the same on every replica, so a follower
 //     moving from one node to another goes on with no gap and no repeat;

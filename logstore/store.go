@@ -21,6 +21,7 @@ import (
 const (
 	DefaultBufferBytes   = 16 << 20
 	DefaultLinger        = 5 * time.Millisecond
+	DefaultPublishWindow = 4
 	DefaultGroupMaxBytes = 1 << 30
 	// dedupWindow is how long the servers remember a batch's id, so that a
 	// batch published again after a lost acknowledgement is stored once.
@@ -48,12 +49,17 @@ type Options struct {
 	// three servers exist); nil means 1. A group with fewer is scaled up
 	// when the publisher next ensures it.
 	Replicas func() int
-	// BufferBytes bounds the lines waiting to be published (default 16
-	// MiB); lines past it are dropped and counted.
+	// BufferBytes bounds the lines waiting to be published, those in
+	// batches awaiting their acknowledgement included (default 16 MiB);
+	// lines past it are dropped and counted.
 	BufferBytes int
 	// Linger is how long a publisher waits for more lines before it
 	// publishes a batch that is not full (default 5 ms).
 	Linger time.Duration
+	// PublishWindow is how many batches of one function may await their
+	// acknowledgement at once (default DefaultPublishWindow); 1 publishes
+	// one at a time, synchronously.
+	PublishWindow int
 	// GroupMaxBytes is the size retention of a group (default 1 GiB): the
 	// oldest events go first past it.
 	GroupMaxBytes int64
@@ -68,6 +74,9 @@ type Stats struct {
 	// BufferedLines is the lines waiting now.
 	BufferedLines int
 	Batches       uint64 // batches acknowledged
+	// Republished counts batches published again, synchronously, after
+	// their pipelined publish failed (see publish).
+	Republished uint64
 }
 
 // Store is a node's client of the replicated log store: the sink its
@@ -94,22 +103,67 @@ type Store struct {
 	known sync.Map // function -> replicas its stream was ensured with
 
 	published, dropped, batches atomic.Uint64
+	republished                 atomic.Uint64
 	batchID                     atomic.Uint64
 	idPrefix                    string
+	hdrRoom                     int                // headerRoom(opts.Node)
+	spare                       chan *pendingBatch // full-sized buffers of published batches, for reuse
 
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
 
-// queue holds one function's lines waiting to be published, in order;
-// the Store's mu guards it. One goroutine (publish) drains it.
+// queue holds one function's lines waiting to be published, in order,
+// already encoded into the batches that will carry them (the last one
+// takes new lines while it has room); the Store's mu guards it. One
+// goroutine (publish) drains it.
 type queue struct {
 	fn      string
-	events  []rpc.LogEvent
-	bytes   int
+	batches []*pendingBatch // oldest first; none is empty
+	bytes   int             // eventSize of the lines in batches
+	lines   int
 	dropped int
 	sending bool // a batch taken from it is being published
 	wake    chan struct{}
+}
+
+// open returns the batch an event of size sz joins, starting one when the
+// last is full.
+func (s *Store) open(q *queue, sz int) *pendingBatch {
+	if n := len(q.batches); n > 0 && q.batches[n-1].fits(sz) {
+		return q.batches[n-1]
+	}
+	var p *pendingBatch
+	select {
+	case p = <-s.spare: // a full-sized buffer a published batch left
+	default:
+		if len(q.batches) > 0 {
+			// The queue fills batches faster than they go: a full-sized
+			// buffer, so that this one does not grow by copies.
+			p = &pendingBatch{buf: make([]byte, s.hdrRoom, s.hdrRoom+maxBatchBytes+eventOverhead)}
+		} else {
+			p = &pendingBatch{buf: make([]byte, s.hdrRoom, s.hdrRoom+min(sz+eventOverhead, maxBatchBytes)+1024)}
+		}
+	}
+	q.batches = append(q.batches, p)
+	return p
+}
+
+// spareBatches is how many full-sized batch buffers a Store keeps for
+// reuse (a few MiB).
+const spareBatches = 4
+
+// release keeps a published batch's buffer for reuse when it is a
+// full-sized one.
+func (s *Store) release(p *pendingBatch) {
+	if cap(p.buf) < s.hdrRoom+maxBatchBytes || cap(p.buf) > 2*maxBatchBytes+s.hdrRoom {
+		return
+	}
+	p.buf, p.count, p.size = p.buf[:s.hdrRoom], 0, 0
+	select {
+	case s.spare <- p:
+	default:
+	}
 }
 
 // Open returns a Store and starts connecting in the background; Appends
@@ -123,6 +177,9 @@ func Open(opts Options) (*Store, error) {
 	}
 	if opts.Linger <= 0 {
 		opts.Linger = DefaultLinger
+	}
+	if opts.PublishWindow <= 0 {
+		opts.PublishWindow = DefaultPublishWindow
 	}
 	if opts.GroupMaxBytes <= 0 {
 		opts.GroupMaxBytes = DefaultGroupMaxBytes
@@ -142,6 +199,8 @@ func Open(opts Options) (*Store, error) {
 		// Batch ids are unique per node and start: a restarted node
 		// never reuses a previous run's id within the dedup window.
 		idPrefix: opts.Node + "-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-",
+		hdrRoom:  headerRoom(opts.Node),
+		spare:    make(chan *pendingBatch, spareBatches),
 	}
 	s.wg.Add(1)
 	go s.connect()
@@ -154,7 +213,7 @@ func (s *Store) connect() {
 	for {
 		nc, err := s.opts.Connect()
 		if err == nil {
-			js, err2 := jetstream.New(nc)
+			js, err2 := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(publishTimeout))
 			if err2 == nil {
 				s.conn.Lock()
 				s.nc, s.js = nc, js
@@ -216,10 +275,10 @@ func (s *Store) Stats() Stats {
 	s.mu.Lock()
 	b, lines := s.buffered, 0
 	for _, q := range s.queues {
-		lines += len(q.events)
+		lines += q.lines
 	}
 	s.mu.Unlock()
-	return Stats{Published: s.published.Load(), Dropped: s.dropped.Load(), Buffered: b, BufferedLines: lines, Batches: s.batches.Load()}
+	return Stats{Published: s.published.Load(), Dropped: s.dropped.Load(), Buffered: b, BufferedLines: lines, Batches: s.batches.Load(), Republished: s.republished.Load()}
 }
 
 // Append queues events of function for publishing and returns at once: it
@@ -248,30 +307,37 @@ func (s *Store) Append(function string, events ...rpc.LogEvent) error {
 		go s.publish(q)
 	}
 	for _, ev := range events {
-		if len(ev.Line) > MaxLineBytes {
-			ev.Line = ev.Line[:MaxLineBytes]
-		}
-		if len(ev.RequestID) > maxRequestID {
-			ev.RequestID = ev.RequestID[:maxRequestID]
-		}
-		if ev.Stream == "" {
-			ev.Stream = classify(ev.Line)
-		}
-		sz := eventSize(&ev)
-		if s.buffered+sz > s.opts.BufferBytes {
-			q.dropped++
-			s.dropped.Add(1)
-			continue
-		}
-		q.events = append(q.events, ev)
-		q.bytes += sz
-		s.buffered += sz
+		s.enqueue(q, ev)
 	}
 	select {
 	case q.wake <- struct{}{}:
 	default:
 	}
 	return nil
+}
+
+// enqueue adds ev to q's last batch, or drops and counts it past the
+// buffer's bound. The caller holds mu.
+func (s *Store) enqueue(q *queue, ev rpc.LogEvent) {
+	if len(ev.Line) > MaxLineBytes {
+		ev.Line = ev.Line[:MaxLineBytes]
+	}
+	if len(ev.RequestID) > maxRequestID {
+		ev.RequestID = ev.RequestID[:maxRequestID]
+	}
+	if ev.Stream == "" {
+		ev.Stream = classify(ev.Line)
+	}
+	sz := eventSize(&ev)
+	if s.buffered+sz > s.opts.BufferBytes {
+		q.dropped++
+		s.dropped.Add(1)
+		return
+	}
+	s.open(q, sz).add(&ev)
+	q.bytes += sz
+	q.lines++
+	s.buffered += sz
 }
 
 // settle waits, up to max, until this node has published every line of
@@ -282,7 +348,7 @@ func (s *Store) settle(fn string, max time.Duration) {
 	for {
 		s.mu.Lock()
 		q := s.queues[fn]
-		busy := q != nil && (len(q.events) > 0 || q.sending)
+		busy := q != nil && (len(q.batches) > 0 || q.sending)
 		s.mu.Unlock()
 		if !busy || time.Now().After(deadline) {
 			return
@@ -303,96 +369,44 @@ func classify(line string) string {
 	return StreamStdout
 }
 
-// take removes the next batch from q: at most maxBatchEvents-1 events and
-// about maxBatchBytes. When it empties the queue after drops, the batch
-// ends with the platform line that reports them.
-func (s *Store) take(q *queue) []rpc.LogEvent {
+// take removes the next batch from q (nil when there is none): at most
+// maxBatchEvents-1 events and about maxBatchBytes. When it empties the
+// queue after drops, the batch ends with the platform line that reports
+// them. inFlight tells whether q's publisher still awaits acknowledgements
+// (q stays sending then).
+func (s *Store) take(q *queue, inFlight bool) *pendingBatch {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n, size := 0, 0
-	for n < len(q.events) && n < maxBatchEvents-1 {
-		sz := eventSize(&q.events[n])
-		if n > 0 && size+sz > maxBatchBytes {
-			break
+	var p *pendingBatch
+	if len(q.batches) > 0 {
+		p = q.batches[0]
+		q.batches[0] = nil
+		q.batches = q.batches[1:]
+		if len(q.batches) == 0 {
+			q.batches = nil
 		}
-		size += sz
-		n++
+		q.bytes -= p.size
+		q.lines -= p.count
+		// s.buffered keeps p.size until p is acknowledged (acked): the
+		// bound covers the batches in flight too.
 	}
-	batch := make([]rpc.LogEvent, n, n+1)
-	copy(batch, q.events[:n])
-	clear(q.events[:n])
-	q.events = q.events[n:]
-	if len(q.events) == 0 {
-		q.events = nil
-	}
-	q.bytes -= size
-	s.buffered -= size
-	if len(q.events) == 0 && q.dropped > 0 {
+	if len(q.batches) == 0 && q.dropped > 0 {
 		s.log.Warn("log store: lines dropped (buffer full)", "function", q.fn, "lines", q.dropped, "dropped_total", s.dropped.Load())
-		batch = append(batch, rpc.LogEvent{
+		if p == nil {
+			p = s.open(q, 0)
+			q.batches = nil
+		}
+		before := p.size
+		p.add(&rpc.LogEvent{
 			TimeMs: time.Now().UnixMilli(),
 			Stream: StreamPlatform,
 			Line:   fmt.Sprintf("nimbus: %d lines dropped", q.dropped),
 		})
+		s.buffered += p.size - before // acked takes p.size off
 		q.dropped = 0
 	}
-	q.sending = len(batch) > 0
-	return batch
-}
-
-// publish drains one function's queue, one batch at a time so that the
-// stream keeps the order the lines were appended in. A batch is published
-// again (with the same id, so it is stored once) until the store
-// acknowledges it or the Store closes.
-func (s *Store) publish(q *queue) {
-	defer s.wg.Done()
-	idle := time.NewTimer(queueIdle)
-	defer idle.Stop()
-	var buf []byte
-	for {
-		select {
-		case <-q.wake:
-		case <-idle.C:
-			s.mu.Lock()
-			if len(q.events) == 0 && q.dropped == 0 {
-				delete(s.queues, q.fn)
-				s.mu.Unlock()
-				return
-			}
-			s.mu.Unlock()
-		case <-s.stop:
-		}
-		closing := s.isClosing()
-		if !closing {
-			// Linger for more lines unless a batch is already full.
-			s.mu.Lock()
-			full := q.bytes >= maxBatchBytes
-			s.mu.Unlock()
-			if !full {
-				time.Sleep(s.opts.Linger)
-			}
-		}
-		for {
-			batch := s.take(q)
-			if len(batch) == 0 {
-				break
-			}
-			buf = encodeBatch(s.opts.Node, batch, buf)
-			if !s.publishBatch(q.fn, buf) {
-				return // closed before the store took it
-			}
-			s.wakeFollowers(q.fn)
-			s.published.Add(uint64(len(batch)))
-			s.batches.Add(1)
-		}
-		s.mu.Lock()
-		q.sending = false
-		s.mu.Unlock()
-		if closing {
-			return
-		}
-		idle.Reset(queueIdle)
-	}
+	q.sending = p != nil || inFlight
+	return p
 }
 
 // wakeFollowers tells the long polls on fn, on every node, that a batch
@@ -421,8 +435,7 @@ const closeGrace = 3 * time.Second
 
 // publishBatch publishes one encoded batch until it is acknowledged. It
 // gives up (false) only once the Store is closing and the grace is over.
-func (s *Store) publishBatch(fn string, data []byte) bool {
-	id := s.idPrefix + strconv.FormatUint(s.batchID.Add(1), 36)
+func (s *Store) publishBatch(fn, id string, data []byte) bool {
 	backoff := 20 * time.Millisecond
 	var giveUp time.Time
 	for attempt := 0; ; attempt++ {

@@ -29,6 +29,7 @@ func (c *cli) benchLogsCmd() *cobra.Command {
 		lines     int
 		function  string
 		follows   int
+		window    int
 	)
 	cmd := &cobra.Command{
 		Use:   "logs",
@@ -44,7 +45,7 @@ func (c *cli) benchLogsCmd() *cobra.Command {
 				}
 			}
 			st, err := logstore.Open(logstore.Options{
-				Node: "bench", BufferBytes: 64 << 20, Replicas: func() int { return min(3, len(servers)) },
+				Node: "bench", BufferBytes: 64 << 20, Replicas: func() int { return min(3, len(servers)) }, PublishWindow: window,
 				Connect: func() (*nats.Conn, error) { return logstore.ConnectURLs("bench", servers, key) },
 			})
 			if err != nil {
@@ -75,6 +76,7 @@ func (c *cli) benchLogsCmd() *cobra.Command {
 	f.IntVar(&lines, "lines", 1_000_000, "lines to publish (about 150 bytes each); 0 skips ingestion")
 	f.StringVar(&function, "function", "hello", "a deployed function whose log the follow measurement writes to")
 	f.IntVar(&follows, "follow", 200, "lines to follow one at a time; 0 skips the follow measurement")
+	f.IntVar(&window, "window", 0, "batches per log group awaiting acknowledgement at once (0: the log store's default; 1: one at a time)")
 	cmd.MarkFlagRequired("servers")
 	return cmd
 }
@@ -101,6 +103,7 @@ func (c *cli) benchIngest(st *logstore.Store, functions, n int) error {
 	base, drops := st.Stats().Published, st.Stats().Dropped
 	now := time.Now().UnixMilli()
 	start := time.Now()
+	cpu0, cpuOK := processCPU()
 	for i := 0; i < n; i++ {
 		// Stay under the buffer bound: this measures the store, not drops.
 		for st.Stats().Buffered > 32<<20 {
@@ -112,9 +115,15 @@ func (c *cli) benchIngest(st *logstore.Store, functions, n int) error {
 		return err
 	}
 	wall := time.Since(start)
+	cpu1, _ := processCPU()
 	mb := avg * float64(n) / 1e6
-	fmt.Fprintf(c.stdout, "logs ingest: functions=%d lines=%d avg=%.0fB %.1f MB in %v: %.1f MB/s acknowledged, dropped=%d\n",
-		functions, n, avg, mb, wall.Round(time.Millisecond), mb/wall.Seconds(), st.Stats().Dropped-drops)
+	cores := "not measured"
+	if cpuOK {
+		cores = fmt.Sprintf("%.2f cores", (cpu1-cpu0).Seconds()/wall.Seconds())
+	}
+	stats := st.Stats()
+	fmt.Fprintf(c.stdout, "logs ingest: functions=%d lines=%d avg=%.0fB %.1f MB in %v: %.1f MB/s acknowledged, dropped=%d; the publisher (this process, appending and shipping): %s, %d batches, %d published again\n",
+		functions, n, avg, mb, wall.Round(time.Millisecond), mb/wall.Seconds(), stats.Dropped-drops, cores, stats.Batches, stats.Republished)
 	return nil
 }
 
