@@ -180,40 +180,8 @@ func (f *acceptForwarder) submit(ctx context.Context, ev acceptBatchEvent) (stri
 // run takes a free slot, then everything queued (up to the bounds), and
 // sends it; an idle forwarder sends a lone event at once.
 func (f *acceptForwarder) run() {
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, forwardInFlight)
-	defer wg.Wait()
-	for {
-		select {
-		case sem <- struct{}{}:
-		case <-f.n.stopping:
-			return
-		}
-		var batch []forwardItem
-		select {
-		case it := <-f.in:
-			batch = append(batch, it)
-		case <-f.n.stopping:
-			return
-		}
-		bytes := len(batch[0].ev.Payload)
-	drain:
-		for len(batch) < forwardBatchItems && bytes < forwardBatchBytes {
-			select {
-			case it := <-f.in:
-				batch = append(batch, it)
-				bytes += len(it.ev.Payload)
-			default:
-				break drain
-			}
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			f.send(batch)
-		}()
-	}
+	runBatches(f.in, f.n.stopping, forwardInFlight, forwardBatchItems, forwardBatchBytes,
+		func(it forwardItem) int { return len(it.ev.Payload) }, f.send)
 }
 
 func (f *acceptForwarder) send(batch []forwardItem) {

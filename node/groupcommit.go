@@ -110,10 +110,7 @@ func (g *groupCommit[T]) submit(ctx context.Context, item T) groupResult {
 
 // run commits batches until stop closes.
 func (g *groupCommit[T]) run(stop <-chan struct{}) {
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, groupCommitInFlight)
 	defer func() {
-		wg.Wait()
 		close(g.done)
 		// Fail what is still queued: nothing more is proposed.
 		for {
@@ -125,37 +122,47 @@ func (g *groupCommit[T]) run(stop <-chan struct{}) {
 			}
 		}
 	}()
+	runBatches(g.in, stop, groupCommitInFlight, g.maxItems, g.maxBytes,
+		func(it groupItem[T]) int { return g.size(it.item) }, g.commit)
+}
+
+// runBatches takes what arrives on in in batches of up to maxItems items
+// or maxBytes (by size), at most inFlight batches handled at once, each by
+// handle in a goroutine of its own, until stop is closed; it returns once
+// every batch it started has been handled.
+func runBatches[I any](in <-chan I, stop <-chan struct{}, inFlight, maxItems, maxBytes int, size func(I) int, handle func([]I)) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sem := make(chan struct{}, inFlight)
 	for {
 		// A slot first, then the batch: items that arrive while every
-		// slot's entry is committing wait in the queue and all go in the
-		// next entry, instead of a batch formed early (when the queue was
-		// short) waiting for a slot with the later items behind it.
+		// slot is busy wait in the queue and all go in the next batch,
+		// instead of a batch formed early (when the queue was short)
+		// waiting for a slot with the later items behind it.
 		select {
 		case sem <- struct{}{}:
 		case <-stop:
 			return
 		}
 		select {
-		case <-stop: // a slot freed after leadership ended: propose nothing more
-			<-sem
+		case <-stop: // a slot freed after the end: start nothing more
 			return
 		default:
 		}
-		var batch []groupItem[T]
+		var batch []I
 		select {
 		case <-stop:
-			<-sem
 			return
-		case it := <-g.in:
+		case it := <-in:
 			batch = append(batch, it)
 		}
-		bytes := g.size(batch[0].item)
+		bytes := size(batch[0])
 	drain:
-		for len(batch) < g.maxItems && bytes < g.maxBytes {
+		for len(batch) < maxItems && bytes < maxBytes {
 			select {
-			case it := <-g.in:
+			case it := <-in:
 				batch = append(batch, it)
-				bytes += g.size(it.item)
+				bytes += size(it)
 			default:
 				break drain
 			}
@@ -164,7 +171,7 @@ func (g *groupCommit[T]) run(stop <-chan struct{}) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			g.commit(batch)
+			handle(batch)
 		}()
 	}
 }

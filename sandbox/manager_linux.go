@@ -491,24 +491,42 @@ func (m *Manager) reap() {
 		}
 		cutoff := time.Now().Add(-m.cfg.IdleTimeout)
 		m.mu.Lock()
-		for key, stack := range m.idle {
-			kept := stack[:0]
-			for _, sb := range stack {
-				if last, idle := sb.idleSince(); idle && last.Before(cutoff) || sb.idleMemoryOver() {
-					delete(m.all, sb)
-					m.retire(sb)
-					continue
-				}
+		pruneStacks(m.idle, func(sb *sandbox) bool {
+			if last, idle := sb.idleSince(); idle && last.Before(cutoff) || sb.idleMemoryOver() {
+				delete(m.all, sb)
+				m.retire(sb)
+				return true
+			}
+			return false
+		})
+		// Shells pooled that long: a runtime no longer used gives back what
+		// its shells hold.
+		pruneStacks(m.pool, func(sb *sandbox) bool {
+			if sb.lastUsed.Before(cutoff) {
+				m.retire(sb)
+				return true
+			}
+			return false
+		})
+		m.mu.Unlock()
+	}
+}
+
+// pruneStacks removes from each stack the sandboxes drop reports, and the
+// stacks left empty.
+func pruneStacks(stacks map[string][]*sandbox, drop func(*sandbox) bool) {
+	for key, stack := range stacks {
+		kept := stack[:0]
+		for _, sb := range stack {
+			if !drop(sb) {
 				kept = append(kept, sb)
 			}
-			if len(kept) == 0 {
-				delete(m.idle, key)
-			} else {
-				m.idle[key] = kept
-			}
 		}
-		m.expirePool(cutoff)
-		m.mu.Unlock()
+		if len(kept) == 0 {
+			delete(stacks, key)
+		} else {
+			stacks[key] = kept
+		}
 	}
 }
 

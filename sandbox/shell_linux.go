@@ -420,26 +420,6 @@ func (m *Manager) refill(rt *Runtime, root string) {
 	}()
 }
 
-// expirePool destroys the shells pooled before cutoff: a runtime no
-// longer used gives back what its shells hold. The caller holds m.mu.
-func (m *Manager) expirePool(cutoff time.Time) {
-	for name, stack := range m.pool {
-		kept := stack[:0]
-		for _, sb := range stack {
-			if sb.lastUsed.Before(cutoff) {
-				m.retire(sb)
-				continue
-			}
-			kept = append(kept, sb)
-		}
-		if len(kept) == 0 {
-			delete(m.pool, name)
-		} else {
-			m.pool[name] = kept
-		}
-	}
-}
-
 // newShell makes a shell with a new id (named after what it is for) and a
 // host uid of its own.
 func (m *Manager) newShell(rt *Runtime, root, purpose string, memoryMB int) (*sandbox, error) {
