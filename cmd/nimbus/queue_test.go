@@ -80,7 +80,7 @@ func TestCLIQueuesAndTriggers(t *testing.T) {
 	ok("queue", "purge", "jobs")
 
 	// Triggers.
-	ok("fn", "create", "echo", "--dir", "../../examples/shell")
+	ok("fn", "create", "echo", "--dir", "../../examples/shell", "--timeout", "60") // over the 3 s default: an eighth of a vCPU on a loaded machine
 	fails("InvalidParameterValueException", "trigger", "create", "echo", "--queue", "nope")
 	fails("InvalidParameterValueException", "trigger", "create", "echo", "--queue", "jobs", "--batch-size", "11")
 	uuid := strings.TrimSpace(ok("trigger", "create", "echo", "--queue", "jobs", "--batch-size", "5", "--report-batch-item-failures", "--disabled"))

@@ -53,7 +53,9 @@ func TestCLIVersions(t *testing.T) {
 		stderr string
 		check  func(t *testing.T, r result)
 	}{
-		{name: "create", args: []string{"fn", "create", "echo", "--dir", "../../examples/shell"}},
+		// A timeout over the 3 s default: the sh-and-curl example at 128 MB
+		// has an eighth of a vCPU, and a loaded machine can take 3 s.
+		{name: "create", args: []string{"fn", "create", "echo", "--dir", "../../examples/shell", "--timeout", "60"}},
 		{name: "publish 1", args: []string{"fn", "publish-version", "echo", "--description", "first"}, stdout: "Version:        1"},
 		{name: "change", args: []string{"fn", "update-config", "echo", "--memory", "256"}},
 		{name: "publish 2 as JSON", args: []string{"fn", "publish-version", "echo", "-o", "json"}, check: func(t *testing.T, r result) {
