@@ -65,7 +65,9 @@ func TestInvokeExamples(t *testing.T) {
 			},
 		},
 		{
-			name: "shell", zip: shellZip, memoryMB: 128,
+			// 1024 MB: at 128 MB sh and curl get an eighth of a vCPU, and
+			// a loaded machine can take the default 3 s timeout.
+			name: "shell", zip: shellZip, memoryMB: 1024,
 			payload: `{"a":[1,2]}`, logLine: `handler bootstrap got: {"a":[1,2]}`,
 			check: func(t *testing.T, res *rpc.InvokeResponse) {
 				if want := `{"echo":{"a":[1,2]},"function":"shell"}`; string(res.Payload) != want {
