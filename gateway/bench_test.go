@@ -26,7 +26,7 @@ func BenchmarkInvokeRoundTrip(b *testing.B) {
 	event := []byte(`{"name":"bench"}`)
 
 	b.Run("gateway", func(b *testing.B) {
-		g, err := New(Options{Ops: Operations{Invoke: invoke}, FunctionARN: testARN, MaxZipSize: 50 << 20})
+		g, err := New(Options{Ops: Operations{Invoke: invoke}, MaxZipSize: 50 << 20})
 		if err != nil {
 			b.Fatal(err)
 		}

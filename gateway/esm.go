@@ -68,8 +68,8 @@ type eventSourceMapping struct {
 func (g *Gateway) esmShape(t *rpc.Trigger, state string) eventSourceMapping {
 	out := eventSourceMapping{
 		UUID:                           t.UUID,
-		EventSourceArn:                 rpc.QueueARN(t.Queue),
-		FunctionArn:                    g.opts.FunctionARN(t.Function),
+		EventSourceArn:                 g.opts.ARNs.Queue(t.Queue),
+		FunctionArn:                    g.opts.ARNs.Function(t.Function, ""),
 		BatchSize:                      t.BatchSize,
 		MaximumBatchingWindowInSeconds: t.BatchWindowSec,
 		FunctionResponseTypes:          []string{},
@@ -248,7 +248,7 @@ func (g *Gateway) listEventSourceMappings(w http.ResponseWriter, r *http.Request
 	}
 	var ts []*rpc.Trigger
 	for _, t := range resp.Triggers {
-		if source == "" || rpc.QueueARN(t.Queue) == source {
+		if source == "" || g.opts.ARNs.Queue(t.Queue) == source {
 			ts = append(ts, t)
 		}
 	}

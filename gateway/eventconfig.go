@@ -66,7 +66,7 @@ type eventInvokeConfig struct {
 func (g *Gateway) eventConfigShape(c *rpc.EventConfig) eventInvokeConfig {
 	out := eventInvokeConfig{
 		LastModified:             float64(c.LastModifiedMs) / 1000,
-		FunctionArn:              g.opts.FunctionARN(c.FunctionName) + ":" + qualifierOr(c.Qualifier),
+		FunctionArn:              g.opts.ARNs.Function(c.FunctionName, qualifierOr(c.Qualifier)),
 		MaximumRetryAttempts:     c.Retries(),
 		MaximumEventAgeInSeconds: c.MaxAgeSec(),
 	}

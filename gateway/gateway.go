@@ -71,9 +71,10 @@ type Operations struct {
 // Options configure a Gateway. Zero values take the defaults noted.
 type Options struct {
 	Ops Operations
-	// FunctionARN builds a function's ARN (required): the node's, so that
-	// the ARNs here are the ones in its errors and sandboxes.
-	FunctionARN func(name string) string
+	// ARNs is the region and account of the ARNs in answers: the node's,
+	// so that they are the ones in its errors and sandboxes (the zero
+	// value: the default scope).
+	ARNs rpc.ARNScope
 	// MaxZipSize is the largest code zip an upload may carry (required:
 	// the code store's limit). The body limit of CreateFunction and
 	// UpdateFunctionCode is its base64 length plus room for the rest.
@@ -100,8 +101,8 @@ type Options struct {
 }
 
 func (o *Options) setDefaults() error {
-	if o.FunctionARN == nil || o.MaxZipSize <= 0 {
-		return errors.New("gateway: FunctionARN and MaxZipSize are required")
+	if o.MaxZipSize <= 0 {
+		return errors.New("gateway: MaxZipSize is required")
 	}
 	if o.MaxConns == 0 {
 		o.MaxConns = 1024

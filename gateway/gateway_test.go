@@ -99,9 +99,6 @@ func testARN(name string) string { return "arn:aws:lambda:local:000000000000:fun
 // serve starts a gateway on a loopback listener, closed when the test ends.
 func serve(t *testing.T, opts Options) (*Gateway, string) {
 	t.Helper()
-	if opts.FunctionARN == nil {
-		opts.FunctionARN = testARN
-	}
 	if opts.MaxZipSize == 0 {
 		opts.MaxZipSize = 4 << 10
 	}
@@ -264,7 +261,7 @@ func TestWriteError(t *testing.T) {
 
 func TestFormats(t *testing.T) {
 	t.Parallel()
-	g := &Gateway{opts: Options{FunctionARN: testARN}}
+	g := &Gateway{opts: Options{}}
 	f := &rpc.FunctionConfig{Name: "f", Runtime: "provided", Handler: "bootstrap", MemoryMB: 128, TimeoutSec: 3,
 		CodeSHA256: "a7174154d720636e1f630569ae5386d7276ab5ef874713ae9904edaf3f7f9c71", Revision: 7, LastModifiedMs: 1764614859060}
 	c := g.configuration(f)

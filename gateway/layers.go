@@ -3,6 +3,7 @@ package gateway
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"nimbus/rpc"
@@ -83,10 +84,15 @@ func runtimesOf(v *rpc.LayerVersion) []string {
 	return v.CompatibleRuntimes
 }
 
+// layerARN is the ARN of v's layer: its version's, without the version.
+func layerARN(v *rpc.LayerVersion) string {
+	return strings.TrimSuffix(v.ARN, ":"+strconv.FormatInt(v.Version, 10))
+}
+
 func layerVersionShape(v *rpc.LayerVersion) layerVersionOutput {
 	return layerVersionOutput{
 		Content:            layerContent{CodeSha256: codeSHA256(v.CodeSHA256), CodeSize: v.CodeSize},
-		LayerArn:           rpc.LayerARN(rpc.ARNRegion, rpc.ARNAccount, v.Name, 0),
+		LayerArn:           layerARN(v),
 		LayerVersionArn:    v.ARN,
 		Description:        v.Description,
 		CreatedDate:        layerCreated(v),
@@ -295,7 +301,7 @@ func (g *Gateway) listLayers(w http.ResponseWriter, r *http.Request, _ pathArgs)
 			break
 		}
 		out.Layers = append(out.Layers, layersListItem{
-			LayerName: v.Name, LayerArn: rpc.LayerARN(rpc.ARNRegion, rpc.ARNAccount, v.Name, 0), LatestMatchingVersion: layerItem(v),
+			LayerName: v.Name, LayerArn: g.opts.ARNs.Layer(v.Name, 0), LatestMatchingVersion: layerItem(v),
 		})
 	}
 	writeJSON(w, http.StatusOK, out)

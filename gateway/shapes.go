@@ -143,9 +143,9 @@ func revisionID(f *rpc.FunctionConfig) string {
 // (as Lambda answers), with the version for a published one.
 func (g *Gateway) versionARN(f *rpc.FunctionConfig) string {
 	if f.Version == "" {
-		return g.opts.FunctionARN(f.Name)
+		return g.opts.ARNs.Function(f.Name, "")
 	}
-	return g.opts.FunctionARN(f.Name) + ":" + f.Version
+	return g.opts.ARNs.Function(f.Name, f.Version)
 }
 
 func layerRefs(ls []rpc.FunctionLayer) []layerRef {

@@ -86,10 +86,7 @@ const urlTimeLayout = "2006-01-02T15:04:05.000000Z"
 
 func (g *Gateway) urlShape(u *rpc.URLResponse) functionURLConfig {
 	c := u.Config
-	arn := g.opts.FunctionARN(c.FunctionName)
-	if c.Qualifier != "" {
-		arn += ":" + c.Qualifier
-	}
+	arn := g.opts.ARNs.Function(c.FunctionName, c.Qualifier)
 	return functionURLConfig{
 		FunctionURL:      u.URL,
 		FunctionArn:      arn,

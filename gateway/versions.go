@@ -201,7 +201,7 @@ type routingConfig struct {
 
 func (g *Gateway) aliasShape(al *rpc.Alias) aliasConfiguration {
 	c := aliasConfiguration{
-		AliasArn:        g.opts.FunctionARN(al.FunctionName) + ":" + al.Name,
+		AliasArn:        g.opts.ARNs.Function(al.FunctionName, al.Name),
 		Name:            al.Name,
 		FunctionVersion: al.FunctionVersion,
 		Description:     al.Description,

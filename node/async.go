@@ -142,5 +142,5 @@ func (n *Node) checkDeadLetter(target *string) error {
 	if err := n.serversSupport(scheduler.CmdQueueSend); err != nil {
 		return err
 	}
-	return scheduler.CheckQueueTarget(d.Name, n.fsm.Queue)
+	return scheduler.CheckQueueTarget(n.cfg.ARNs, d.Name, n.fsm.Queue)
 }

@@ -388,7 +388,7 @@ func TestAsyncDestinations(t *testing.T) {
 	create(t, cl, "dst-sink", behaveZip(t, "v1"), nil)
 	zero := 0
 	if _, err := cl.PutEventConfig(ctx, &rpc.PutEventConfigRequest{FunctionName: "dst-src", MaxRetryAttempts: &zero,
-		OnSuccess: "function:dst-sink", OnFailure: rpc.DefaultFunctionARN("dst-sink")}); err != nil {
+		OnSuccess: "function:dst-sink", OnFailure: (rpc.ARNScope{}).Function("dst-sink", "")}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := cl.GetEventConfig(ctx, &rpc.GetEventConfigRequest{FunctionName: "dst-src"})
@@ -431,7 +431,7 @@ func TestAsyncDestinations(t *testing.T) {
 			t.Errorf("timestamp %q: %v", ts, err)
 		}
 		rc := rec["requestContext"].(map[string]any)
-		if rc["functionArn"] != rpc.DefaultFunctionARN("dst-src")+":$LATEST" || rc["condition"] != condition || rc["approximateInvokeCount"] != float64(1) {
+		if rc["functionArn"] != (rpc.ARNScope{}).Function("dst-src", "")+":$LATEST" || rc["condition"] != condition || rc["approximateInvokeCount"] != float64(1) {
 			t.Errorf("requestContext %v", rc)
 		}
 		if !reflect.DeepEqual(rec["requestPayload"], payload) {

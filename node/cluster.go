@@ -14,6 +14,10 @@ import (
 func (n *Node) registerCluster() {
 	rpc.Handle(n.server, rpc.MethodClusterMembers, n.clusterMembers)
 	rpc.Handle(n.server, rpc.MethodClusterRaft, n.clusterRaft)
+	rpc.Handle(n.server, rpc.MethodClusterScope, func(context.Context, *rpc.ScopeRequest) (*rpc.ARNScope, error) {
+		s := n.cfg.ARNs
+		return &s, nil
+	})
 	rpc.Handle(n.server, rpc.MethodConcurrencyPut, n.putConcurrency)
 	rpc.Handle(n.server, rpc.MethodConcurrencyGet, n.getConcurrency)
 	rpc.Handle(n.server, rpc.MethodConcurrencyDelete, n.deleteConcurrency)

@@ -3,10 +3,13 @@ package node
 import (
 	"cmp"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
 	"time"
+
+	"nimbus/rpc"
 )
 
 // Config configures a node. Zero values take the defaults noted.
@@ -46,6 +49,10 @@ type Config struct {
 	BootstrapExpect int
 	// EncryptKey encrypts gossip (16, 24 or 32 bytes), when set.
 	EncryptKey []byte
+	// ARNs is the region and account the cluster's ARNs name (--region,
+	// --account-id; the zero value: local and 000000000000). Every node of
+	// a cluster is given the same.
+	ARNs rpc.ARNScope
 
 	// AccountConcurrency is the most invocations running at once in the
 	// cluster (default 1000, Lambda's account limit). Read by the leader.
@@ -105,6 +112,11 @@ func (c *Config) setDefaults() error {
 	if c.Dev {
 		c.Server, c.Worker = true, true
 	}
+	arns, err := rpc.NewARNScope(c.ARNs.Region, c.ARNs.Account)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	c.ARNs = arns
 	if !c.Server && !c.Worker {
 		return errors.New("node: a node needs a role: --server, --worker or both (or --dev)")
 	}

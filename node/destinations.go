@@ -116,7 +116,7 @@ func (n *Node) recordBody(e *scheduler.AsyncEvent, condition string, invokes int
 		Timestamp: now.UTC().Format("2006-01-02T15:04:05.000Z"),
 		RequestContext: recordRequest{
 			RequestID:              e.RequestID,
-			FunctionARN:            rpc.DefaultFunctionARN(e.Function) + ":" + eventQualifier(e),
+			FunctionARN:            n.cfg.ARNs.Function(e.Function, eventQualifier(e)),
 			Condition:              condition,
 			ApproximateInvokeCount: invokes,
 		},
@@ -158,7 +158,7 @@ func (n *Node) destinationMessages(e *scheduler.AsyncEvent, condition string, in
 			return
 		}
 		out = append(out, scheduler.QueueMessage{ID: newRequestID(), Queue: queue, Body: body, Attrs: attrs,
-			SentMs: now, Sender: rpc.ARNAccount, VisibleMs: now + int64(q.DelaySec)*1000})
+			SentMs: now, Sender: n.cfg.ARNs.Account, VisibleMs: now + int64(q.DelaySec)*1000})
 		failed = append(failed, failures)
 	}
 	if cfg, ok := n.fsm.EventConfigFor(e.Function, e.Qualifier); ok {

@@ -45,7 +45,7 @@ func (n *Node) putEventConfig(ctx context.Context, req *rpc.PutEventConfigReques
 	}
 	named := *req
 	named.FunctionName, named.Qualifier = ref.Name, ref.Qualifier
-	cfg, err := scheduler.ValidateEventConfig(&named, func(name string) bool {
+	cfg, err := scheduler.ValidateEventConfig(n.cfg.ARNs, &named, func(name string) bool {
 		_, ok := n.fsm.Function(name)
 		return ok
 	}, n.fsm.Queue)
@@ -74,11 +74,7 @@ func (n *Node) getEventConfig(ctx context.Context, req *rpc.GetEventConfigReques
 	}
 	cfg, ok := n.fsm.EventConfigFor(ref.Name, ref.Qualifier)
 	if !ok {
-		arn := rpc.DefaultFunctionARN(ref.Name)
-		if ref.Qualifier != "" {
-			arn += ":" + ref.Qualifier
-		}
-		return nil, rpc.Errorf(rpc.CodeResourceNotFound, "The function %s doesn't have an EventInvokeConfig", arn)
+		return nil, rpc.Errorf(rpc.CodeResourceNotFound, "The function %s doesn't have an EventInvokeConfig", n.cfg.ARNs.Function(ref.Name, ref.Qualifier))
 	}
 	return &rpc.EventConfigResponse{Config: cfg}, nil
 }

@@ -180,5 +180,5 @@ func (n *Node) function(name string) (*rpc.FunctionConfig, error) {
 }
 
 func (n *Node) functionARN(name string) string {
-	return rpc.DefaultFunctionARN(name)
+	return n.cfg.ARNs.Function(name, "")
 }

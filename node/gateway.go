@@ -57,10 +57,10 @@ func (n *Node) startGateway() error {
 			GetLayer:          n.getLayer,
 			DeleteLayer:       n.deleteLayer,
 		},
-		URLDomain:   n.cfg.URLDomain,
-		FunctionARN: n.functionARN,
-		MaxZipSize:  bundle.MaxZipSize,
-		Logger:      n.log.With("component", "gateway"),
+		URLDomain:  n.cfg.URLDomain,
+		ARNs:       n.cfg.ARNs,
+		MaxZipSize: bundle.MaxZipSize,
+		Logger:     n.log.With("component", "gateway"),
 	})
 	if err != nil {
 		return err

@@ -153,7 +153,7 @@ func TestEventSourceMappingsBoto3(t *testing.T) {
 	if err := os.WriteFile(zip, behaveZip(t, "esm"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.CommandContext(ctxT(t), "/usr/bin/python3", "testdata/esm_boto3.py", url, zip, rpc.QueueARN("esmq"))
+	cmd := exec.CommandContext(ctxT(t), "/usr/bin/python3", "testdata/esm_boto3.py", url, zip, (rpc.ARNScope{}).Queue("esmq"))
 	cmd.Env = awsEnv(t)
 	out, err := cmd.CombinedOutput()
 	t.Logf("boto3:\n%s", out)

@@ -53,7 +53,7 @@ func (n *Node) publishLayer(ctx context.Context, req *rpc.PublishLayerRequest) (
 			Name: req.Name, Description: req.Description, CompatibleRuntimes: req.CompatibleRuntimes,
 			CodeSHA256: sha, CodeSize: size, UnzippedSize: unzipped, CreatedMs: time.Now().UnixMilli(),
 		},
-		LayerARN: rpc.LayerARN(rpc.ARNRegion, rpc.ARNAccount, req.Name, 0),
+		LayerARN: n.cfg.ARNs.Layer(req.Name, 0),
 	})
 	if err != nil {
 		return nil, err
@@ -81,13 +81,13 @@ func (n *Node) getLayer(ctx context.Context, req *rpc.GetLayerRequest) (*rpc.Get
 	if req.Version != 0 {
 		v, ok := n.fsm.LayerVersion(req.Name, req.Version)
 		if !ok {
-			return nil, layerNotFound(req.Name, req.Version)
+			return nil, n.layerNotFound(req.Name, req.Version)
 		}
 		return &rpc.GetLayerResponse{Versions: []*rpc.LayerVersion{v}}, nil
 	}
 	vs := n.fsm.LayerVersions(req.Name)
 	if len(vs) == 0 {
-		return nil, rpc.Errorf(rpc.CodeResourceNotFound, "Layer not found: %s", rpc.LayerARN(rpc.ARNRegion, rpc.ARNAccount, req.Name, 0))
+		return nil, rpc.Errorf(rpc.CodeResourceNotFound, "Layer not found: %s", n.cfg.ARNs.Layer(req.Name, 0))
 	}
 	return &rpc.GetLayerResponse{Versions: vs}, nil
 }
@@ -101,7 +101,7 @@ func (n *Node) deleteLayer(ctx context.Context, req *rpc.DeleteLayerRequest) (*r
 		return nil, err
 	}
 	if _, ok := n.fsm.LayerVersion(req.Name, req.Version); !ok {
-		return nil, layerNotFound(req.Name, req.Version)
+		return nil, n.layerNotFound(req.Name, req.Version)
 	}
 	if _, err := n.apply(&scheduler.DeleteLayerVersionCommand{Name: req.Name, Version: req.Version}); err != nil {
 		return nil, err
@@ -109,8 +109,8 @@ func (n *Node) deleteLayer(ctx context.Context, req *rpc.DeleteLayerRequest) (*r
 	return &rpc.DeleteLayerResponse{}, nil
 }
 
-func layerNotFound(name string, version int64) error {
-	return rpc.Errorf(rpc.CodeResourceNotFound, "Layer version %s does not exist.", rpc.LayerARN(rpc.ARNRegion, rpc.ARNAccount, name, version))
+func (n *Node) layerNotFound(name string, version int64) error {
+	return rpc.Errorf(rpc.CodeResourceNotFound, "Layer version %s does not exist.", n.cfg.ARNs.Layer(name, version))
 }
 
 // resolveLayers turns a create request's layer references into the
@@ -138,7 +138,7 @@ func (n *Node) resolveLayers(refs []string, zip []byte) ([]rpc.FunctionLayer, er
 		seen[name] = true
 		v, ok := n.fsm.LayerVersion(name, version)
 		if !ok {
-			return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "Layer version %s does not exist.", rpc.LayerARN(rpc.ARNRegion, rpc.ARNAccount, name, version))
+			return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "Layer version %s does not exist.", n.cfg.ARNs.Layer(name, version))
 		}
 		out = append(out, rpc.FunctionLayer{ARN: v.ARN, CodeSHA256: v.CodeSHA256, CodeSize: v.CodeSize, UnzippedSize: v.UnzippedSize})
 		sizes = append(sizes, v.UnzippedSize)

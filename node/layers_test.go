@@ -68,7 +68,7 @@ func TestLayersPython(t *testing.T) {
 	v1 := publish("pylib", mkzip(t, file("python/layerlib.py", "NAME = 'first'\n")))
 	v2 := publish("pylib", mkzip(t, file("python/layerlib.py", "NAME = 'second'\n")))
 	over := publish("override", mkzip(t, file("python/layerlib.py", "NAME = 'override'\n")))
-	if v1.Version != 1 || v2.Version != 2 || over.Version != 1 || v2.ARN != "arn:aws:lambda:"+rpc.ARNRegion+":"+rpc.ARNAccount+":layer:pylib:2" || v1.UnzippedSize != int64(len("NAME = 'first'\n")) {
+	if v1.Version != 1 || v2.Version != 2 || over.Version != 1 || v2.ARN != "arn:aws:lambda:"+rpc.DefaultRegion+":"+rpc.DefaultAccount+":layer:pylib:2" || v1.UnzippedSize != int64(len("NAME = 'first'\n")) {
 		t.Fatalf("versions: %+v %+v %+v", v1, v2, over)
 	}
 	code := mkzip(t, file("uses_layer.py", "import layerlib\n\ndef handler(event, context):\n    return {'layer': layerlib.NAME, 'file': layerlib.__file__}\n"))

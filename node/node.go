@@ -119,6 +119,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			RuntimeImageDir: cfg.RuntimeImageDir,
 			IdleTimeout:     cfg.SandboxIdleTimeout,
 			ShellPool:       shellPool(cfg.SandboxShellPool),
+			ARNs:            cfg.ARNs,
 			Logs:            n.logs,
 			Logger:          n.log.With("component", "sandbox"),
 		})
@@ -137,7 +138,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		rpcListener = n.mux.rpc
 	}
 	if cfg.Server {
-		n.fsm = scheduler.NewFSM(scheduler.FSMOptions{OnFunctionChange: n.functionChanged, OnAsyncReady: n.asyncReady,
+		n.fsm = scheduler.NewFSM(scheduler.FSMOptions{ARNs: cfg.ARNs, OnFunctionChange: n.functionChanged, OnAsyncReady: n.asyncReady,
 			OnQueueReady: n.queueReady})
 		n.ledger = scheduler.NewLedger(scheduler.LedgerOptions{
 			AccountLimit:  cfg.AccountConcurrency,

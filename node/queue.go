@@ -59,7 +59,7 @@ func (n *Node) createQueue(ctx context.Context, req *rpc.CreateQueueRequest) (*r
 		var resp rpc.QueueResponse
 		return &resp, n.forward(ctx, rpc.MethodQueueCreate, req, &resp)
 	}
-	q, err := scheduler.ValidateQueue(req, n.fsm.Queue)
+	q, err := scheduler.ValidateQueue(n.cfg.ARNs, req, n.fsm.Queue)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +149,7 @@ func (n *Node) sendMessage(ctx context.Context, req *rpc.SendMessageRequest) (*r
 		return nil, err
 	}
 	now := time.Now().UnixMilli()
-	m.ID, m.SentMs, m.Sender = newRequestID(), now, rpc.ARNAccount
+	m.ID, m.SentMs, m.Sender = newRequestID(), now, n.cfg.ARNs.Account
 	m.VisibleMs = now + int64(delay)*1000
 	r := ql.sends.submit(ctx, *m)
 	if r.err != nil {

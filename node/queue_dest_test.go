@@ -37,7 +37,7 @@ func TestQueueDestinationsAndDeadLetter(t *testing.T) {
 	}
 	zero := 0
 	if _, err := cl.PutEventConfig(ctx, &rpc.PutEventConfigRequest{FunctionName: "qd-src", MaxRetryAttempts: &zero,
-		OnSuccess: "queue:qd-ok", OnFailure: rpc.QueueARN("qd-fail")}); err != nil {
+		OnSuccess: "queue:qd-ok", OnFailure: (rpc.ARNScope{}).Queue("qd-fail")}); err != nil {
 		t.Fatal(err)
 	}
 	fr, err := cl.UpdateFunctionConfig(ctx, &rpc.UpdateConfigRequest{Name: "qd-src", DeadLetter: strp("queue:qd-dlq")})
@@ -73,7 +73,7 @@ func TestQueueDestinationsAndDeadLetter(t *testing.T) {
 			t.Errorf("timestamp %q: %v", ts, err)
 		}
 		rc, _ := rec["requestContext"].(map[string]any)
-		if rc["requestId"] != requestID || rc["functionArn"] != rpc.DefaultFunctionARN("qd-src")+":$LATEST" ||
+		if rc["requestId"] != requestID || rc["functionArn"] != (rpc.ARNScope{}).Function("qd-src", "")+":$LATEST" ||
 			rc["condition"] != condition || rc["approximateInvokeCount"] != float64(1) {
 			t.Errorf("requestContext %v", rc)
 		}

@@ -391,8 +391,8 @@ func TestQueueProcessed100k(t *testing.T) {
 func TestSQSEventShape(t *testing.T) {
 	t.Parallel()
 	m := &scheduler.QueueMessage{ID: "id-1", Queue: "q", Body: []byte("hi"), Attrs: map[string]string{"k": "v"}, SentMs: 1000,
-		Sender: rpc.ARNAccount, Receives: 2, FirstReceiveMs: 1500, Receipt: make([]byte, 16)}
-	payload, err := sqsEventOf("q", []*scheduler.QueueMessage{m})
+		Sender: rpc.DefaultAccount, Receives: 2, FirstReceiveMs: 1500, Receipt: make([]byte, 16)}
+	payload, err := sqsEventOf(rpc.ARNScope{}, "q", []*scheduler.QueueMessage{m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,9 +412,9 @@ func TestSQSEventShape(t *testing.T) {
 		"ApproximateReceiveCount": r.Attributes["ApproximateReceiveCount"], "SentTimestamp": r.Attributes["SentTimestamp"],
 		"SenderId": r.Attributes["SenderId"], "ApproximateFirstReceiveTimestamp": r.Attributes["ApproximateFirstReceiveTimestamp"],
 	}
-	for k, v := range map[string]string{"messageId": "id-1", "body": "hi", "eventSource": "aws:sqs", "eventSourceARN": rpc.QueueARN("q"),
-		"awsRegion": rpc.ARNRegion, "md5OfBody": scheduler.MD5Hex([]byte("hi")), "ApproximateReceiveCount": "2", "SentTimestamp": "1000",
-		"SenderId": rpc.ARNAccount, "ApproximateFirstReceiveTimestamp": "1500"} {
+	for k, v := range map[string]string{"messageId": "id-1", "body": "hi", "eventSource": "aws:sqs", "eventSourceARN": (rpc.ARNScope{}).Queue("q"),
+		"awsRegion": rpc.DefaultRegion, "md5OfBody": scheduler.MD5Hex([]byte("hi")), "ApproximateReceiveCount": "2", "SentTimestamp": "1000",
+		"SenderId": rpc.DefaultAccount, "ApproximateFirstReceiveTimestamp": "1500"} {
 		if want[k] != v {
 			t.Errorf("%s = %q, want %q", k, want[k], v)
 		}

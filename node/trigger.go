@@ -32,7 +32,7 @@ func (n *Node) createTrigger(ctx context.Context, req *rpc.CreateTriggerRequest)
 		var resp rpc.TriggerResponse
 		return &resp, n.forward(ctx, rpc.MethodTriggerCreate, req, &resp)
 	}
-	t, err := scheduler.ValidateTrigger(req, func(name string) bool {
+	t, err := scheduler.ValidateTrigger(n.cfg.ARNs, req, func(name string) bool {
 		_, ok := n.fsm.Function(name)
 		return ok
 	}, func(name string) bool {

@@ -362,14 +362,14 @@ type sqsEvent struct {
 	Records []sqsRecord `json:"Records"`
 }
 
-func sqsEventOf(queue string, batch []*scheduler.QueueMessage) ([]byte, error) {
+func sqsEventOf(arns rpc.ARNScope, queue string, batch []*scheduler.QueueMessage) ([]byte, error) {
 	ev := sqsEvent{Records: make([]sqsRecord, len(batch))}
-	arn := rpc.QueueARN(queue)
+	arn := arns.Queue(queue)
 	for i, m := range batch {
 		w := wireMessage(m)
 		r := sqsRecord{MessageID: w.MessageID, ReceiptHandle: w.ReceiptHandle, Body: w.Body, Attributes: w.Attributes,
 			MessageAttributes: map[string]sqsAttribute{}, MD5OfBody: w.MD5OfBody,
-			EventSource: "aws:sqs", EventSourceARN: arn, AWSRegion: rpc.ARNRegion}
+			EventSource: "aws:sqs", EventSourceARN: arn, AWSRegion: arns.AWSRegion()}
 		for k, a := range w.MessageAttributes {
 			r.MessageAttributes[k] = sqsAttribute{StringValue: a.StringValue, StringListValues: []string{}, BinaryListValues: []string{}, DataType: a.DataType}
 		}
@@ -411,13 +411,13 @@ func batchFailures(payload []byte, batch []*scheduler.QueueMessage) (map[string]
 // process invokes the function with a batch and settles the batch.
 func (pl *poller) process(batch []*scheduler.QueueMessage) settlement {
 	n, t := pl.p.n, pl.t
-	payload, err := sqsEventOf(t.Queue, batch)
+	payload, err := sqsEventOf(pl.p.n.cfg.ARNs, t.Queue, batch)
 	for err == nil && len(payload) > rpc.MaxSyncPayload && len(batch) > 1 {
 		// The estimate was short (bodies that escape): put the tail back.
 		half := len(batch) / 2
 		pl.release(pl.ctx, batch[half:], 0)
 		batch = batch[:half]
-		payload, err = sqsEventOf(t.Queue, batch)
+		payload, err = sqsEventOf(pl.p.n.cfg.ARNs, t.Queue, batch)
 	}
 	if err != nil {
 		n.log.Warn("queue trigger event not built", "uuid", t.UUID, "err", err)

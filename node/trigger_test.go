@@ -169,12 +169,12 @@ func TestTriggerBatchItemFailures(t *testing.T) {
 	runs := map[string][]string{} // body -> receive counts seen
 	for _, r := range recs {
 		runs[r["body"]] = append(runs[r["body"]], r["receives"])
-		if r["source"] != "aws:sqs" || r["region"] != rpc.ARNRegion || r["handle"] != "true" || r["sender"] != rpc.ARNAccount ||
+		if r["source"] != "aws:sqs" || r["region"] != rpc.DefaultRegion || r["handle"] != "true" || r["sender"] != rpc.DefaultAccount ||
 			r["id"] != ids[r["body"]] || r["sent"] == "" || r["first"] == "0" {
 			t.Errorf("record %v", r)
 		}
-		if q := map[bool]string{true: "tb", false: "tq"}[r["body"] == "bad" || r["body"] == "okx"]; r["arn"] != rpc.QueueARN(q) {
-			t.Errorf("record %v: arn, want %s", r, rpc.QueueARN(q))
+		if q := map[bool]string{true: "tb", false: "tq"}[r["body"] == "bad" || r["body"] == "okx"]; r["arn"] != (rpc.ARNScope{}).Queue(q) {
+			t.Errorf("record %v: arn, want %s", r, (rpc.ARNScope{}).Queue(q))
 		}
 		if strings.HasPrefix(r["body"], "ok") && r["body"] != "okx" && r["attr"] != "v-"+r["body"]+"/String" {
 			t.Errorf("record %v: message attribute", r)

@@ -215,15 +215,12 @@ func (n *Node) resolve(name, qualifier string, pick bool) (*rpc.FunctionConfig, 
 	num, _ := scheduler.ParseVersion(version)
 	v, ok := n.fsm.Version(name, num)
 	if !ok {
-		return nil, rpc.Errorf(rpc.CodeResourceNotFound, "Function not found: %s:%s", n.functionARN(name), version)
+		return nil, rpc.Errorf(rpc.CodeResourceNotFound, "Function not found: %s", n.cfg.ARNs.Function(name, version))
 	}
 	return v, nil
 }
 
 // qualifiedARN is a function's ARN with a qualifier ("" for none).
 func (n *Node) qualifiedARN(name, qualifier string) string {
-	if qualifier == "" {
-		return n.functionARN(name)
-	}
-	return n.functionARN(name) + ":" + qualifier
+	return n.cfg.ARNs.Function(name, qualifier)
 }

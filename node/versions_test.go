@@ -75,7 +75,7 @@ func TestVersionsAndAliases(t *testing.T) {
 		{"v:$LATEST", "two", "$LATEST", ":function:v:$LATEST"},
 		{"v:1", "one", "1", ":function:v:1"},
 		{"v:2", "two", "2", ":function:v:2"},
-		{rpc.DefaultFunctionARN("v") + ":1", "one", "1", ":function:v:1"},
+		{(rpc.ARNScope{}).Function("v", "") + ":1", "one", "1", ":function:v:1"},
 	}
 	for _, c := range cases {
 		res := invoke(t, cl, c.ref, `{}`)

@@ -8,16 +8,6 @@ const (
 	MethodEventConfigList   = "Function.ListEventConfigs"
 )
 
-// The account and region of every ARN nimbus builds.
-const (
-	ARNRegion  = "local"
-	ARNAccount = "000000000000"
-)
-
-// DefaultFunctionARN is the ARN of a function in the default region and
-// account (see FunctionARN).
-func DefaultFunctionARN(name string) string { return FunctionARN(ARNRegion, ARNAccount, name) }
-
 // Limits and defaults of asynchronous invocation, as Lambda's.
 const (
 	DefaultMaxRetryAttempts = 2

@@ -7,6 +7,7 @@ package rpc
 const (
 	MethodClusterMembers = "Cluster.Members"
 	MethodClusterRaft    = "Cluster.Raft"
+	MethodClusterScope   = "Cluster.ARNScope"
 
 	MethodConcurrencyPut    = "Function.PutConcurrency"
 	MethodConcurrencyGet    = "Function.GetConcurrency"
@@ -55,6 +56,10 @@ type Member struct {
 type MembersResponse struct {
 	Members []Member `msgpack:"members" json:"members"`
 }
+
+// ScopeRequest asks a node for the region and account its ARNs name (an
+// ARNScope answers).
+type ScopeRequest struct{}
 
 // RaftRequest asks a node for its view of Raft.
 type RaftRequest struct{}

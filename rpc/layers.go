@@ -47,16 +47,6 @@ type FunctionLayer struct {
 	UnzippedSize int64  `msgpack:"unzipped_size" json:"UnzippedSize"`
 }
 
-// LayerARN is a layer's ARN (version 0: the layer itself, else the
-// version's).
-func LayerARN(region, account, name string, version int64) string {
-	arn := "arn:aws:lambda:" + region + ":" + account + ":layer:" + name
-	if version > 0 {
-		arn += ":" + strconv.FormatInt(version, 10)
-	}
-	return arn
-}
-
 // ParseLayerRef reads a function's reference to a layer version:
 // NAME:VERSION or a layer version ARN. ok is false when it is neither.
 func ParseLayerRef(ref string) (name string, version int64, ok bool) {

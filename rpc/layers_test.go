@@ -28,7 +28,7 @@ func TestParseLayerRef(t *testing.T) {
 			t.Errorf("ParseLayerRef(%q) = %q %d %v, want %q %d %v", c.ref, name, version, ok, c.name, c.version, c.ok)
 		}
 	}
-	if got := LayerARN("r", "1", "l", 4); got != "arn:aws:lambda:r:1:layer:l:4" {
+	if got := (ARNScope{Region: "r", Account: "1"}).Layer("l", 4); got != "arn:aws:lambda:r:1:layer:l:4" {
 		t.Errorf("LayerARN = %s", got)
 	}
 }
@@ -47,7 +47,7 @@ func FuzzParseLayerRef(f *testing.F) {
 		if name == "" || version < 1 || strings.Contains(name, ":") {
 			t.Fatalf("%q accepted as %q %d", ref, name, version)
 		}
-		n2, v2, ok2 := ParseLayerRef(LayerARN("r", "a", name, version))
+		n2, v2, ok2 := ParseLayerRef(ARNScope{Region: "r", Account: "a"}.Layer(name, version))
 		if !ok2 || n2 != name || v2 != version {
 			t.Fatalf("%q: round trip gave %q %d %v", ref, n2, v2, ok2)
 		}

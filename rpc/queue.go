@@ -34,9 +34,6 @@ const (
 	FIFODedupWindowMs = 5 * 60 * 1000
 )
 
-// QueueARN is a queue's ARN in the default region and account.
-func QueueARN(name string) string { return "arn:aws:sqs:" + ARNRegion + ":" + ARNAccount + ":" + name }
-
 // Queue is a queue's configuration as the scheduler stores it and as
 // clients read it. A stored Queue is immutable.
 type Queue struct {

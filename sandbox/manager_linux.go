@@ -76,12 +76,6 @@ func NewManager(cfg Config) (*Manager, error) {
 	if cfg.SandboxUIDFirst <= sandboxUID || cfg.SandboxUIDCount < 1 {
 		return nil, errors.New("sandbox: SandboxUIDFirst must be above 993 and SandboxUIDCount positive")
 	}
-	if cfg.Region == "" {
-		cfg.Region = "local"
-	}
-	if cfg.AccountID == "" {
-		cfg.AccountID = "000000000000"
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -557,15 +551,12 @@ func (m *Manager) Close() error {
 }
 
 func (m *Manager) functionARN(name string) string {
-	return rpc.FunctionARN(m.cfg.Region, m.cfg.AccountID, name)
+	return m.cfg.ARNs.Function(name, "")
 }
 
 // invokedARN is the ARN the caller invoked: with its qualifier, if any.
 func (m *Manager) invokedARN(name, qualifier string) string {
-	if qualifier == "" {
-		return m.functionARN(name)
-	}
-	return m.functionARN(name) + ":" + qualifier
+	return m.cfg.ARNs.Function(name, qualifier)
 }
 
 func newTraceID() string {

@@ -224,8 +224,8 @@ func (m *Manager) environment(fn *rpc.FunctionConfig, rt *Runtime, id string) []
 		"AWS_LAMBDA_INITIALIZATION_TYPE=on-demand",
 		"AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/"+fn.Name,
 		"AWS_LAMBDA_LOG_STREAM_NAME="+logStreamName(time.Now(), fn.VersionName(), id),
-		"AWS_REGION="+m.cfg.Region,
-		"AWS_DEFAULT_REGION="+m.cfg.Region,
+		"AWS_REGION="+m.cfg.ARNs.AWSRegion(),
+		"AWS_DEFAULT_REGION="+m.cfg.ARNs.AWSRegion(),
 	)
 	// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN are
 	// left unset until access control gives a function credentials of its

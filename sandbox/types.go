@@ -48,8 +48,9 @@ type Config struct {
 	// as many sandboxes at once, in one of 128 blocks from 0x60000000
 	// picked by StateDir's path).
 	SandboxUIDFirst, SandboxUIDCount int
-	// Region and AccountID appear in function ARNs and AWS_REGION.
-	Region, AccountID string
+	// ARNs is the region and account of function ARNs and AWS_REGION
+	// (the zero value: the default scope).
+	ARNs rpc.ARNScope
 	// Logs receives every function's log lines. Required.
 	Logs   LogSink
 	Logger *slog.Logger

@@ -58,14 +58,14 @@ func (f *FSM) applyPutAlias(index uint64, body []byte) ApplyResult {
 		old, exists := vs.aliases[a.FunctionName][a.Name]
 		switch {
 		case cmd.Mode == PutCreate && exists:
-			return ApplyResult{Err: rpc.Errorf(rpc.CodeResourceConflict, "Alias already exists: %s:%s", rpc.DefaultFunctionARN(a.FunctionName), a.Name)}, nil
+			return ApplyResult{Err: rpc.Errorf(rpc.CodeResourceConflict, "Alias already exists: %s", f.arns.Function(a.FunctionName, a.Name))}, nil
 		case cmd.Mode == PutUpdate && !exists:
-			return ApplyResult{Err: errAliasNotFound(a.FunctionName, a.Name)}, nil
+			return ApplyResult{Err: errAliasNotFound(f.arns, a.FunctionName, a.Name)}, nil
 		case cmd.Mode == PutUpdate && cmd.IfRevision != 0 && cmd.IfRevision != old.Revision:
 			return ApplyResult{Err: rpc.Errorf(rpc.CodePreconditionFailed,
 				"The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id")}, nil
 		}
-		if err := vs.checkRouting(a); err != nil {
+		if err := vs.checkRouting(f.arns, a); err != nil {
 			return ApplyResult{Err: err}, nil
 		}
 		if !exists && len(vs.aliases[a.FunctionName]) >= MaxAliases {
@@ -85,14 +85,14 @@ func (f *FSM) applyPutAlias(index uint64, body []byte) ApplyResult {
 // primary is $LATEST or a version; the additional version, if any, is a
 // version other than the primary, the primary is then not $LATEST, and
 // the weight is in [0, 1).
-func (vs *versionState) checkRouting(a *rpc.Alias) error {
+func (vs *versionState) checkRouting(arns rpc.ARNScope, a *rpc.Alias) error {
 	exists := func(v string) bool {
 		n, ok := ParseVersion(v)
 		_, found := vs.byFn[a.FunctionName][n]
 		return ok && found
 	}
 	if a.FunctionVersion != rpc.VersionLatest && !exists(a.FunctionVersion) {
-		return errVersionNotFound(a.FunctionName, a.FunctionVersion)
+		return errVersionNotFound(arns, a.FunctionName, a.FunctionVersion)
 	}
 	if a.AdditionalVersion == "" {
 		if a.AdditionalWeight != 0 {
@@ -106,7 +106,7 @@ func (vs *versionState) checkRouting(a *rpc.Alias) error {
 	case a.AdditionalVersion == a.FunctionVersion:
 		return rpc.Errorf(rpc.CodeInvalidParameterValue, "Invalid function version %s. Function version %s is already included in routing configuration.", a.AdditionalVersion, a.AdditionalVersion)
 	case !exists(a.AdditionalVersion):
-		return errVersionNotFound(a.FunctionName, a.AdditionalVersion)
+		return errVersionNotFound(arns, a.FunctionName, a.AdditionalVersion)
 	case !(a.AdditionalWeight >= 0 && a.AdditionalWeight < 1):
 		return errWeightRange(a.AdditionalWeight)
 	}
@@ -128,7 +128,7 @@ func (f *FSM) applyDeleteAlias(body []byte) ApplyResult {
 		vs := &s.versions
 		a, ok := vs.aliases[cmd.FunctionName][cmd.Name]
 		if !ok {
-			return ApplyResult{Err: errAliasNotFound(cmd.FunctionName, cmd.Name)}, nil
+			return ApplyResult{Err: errAliasNotFound(f.arns, cmd.FunctionName, cmd.Name)}, nil
 		}
 		delete(vs.aliases[cmd.FunctionName], cmd.Name)
 		if len(vs.aliases[cmd.FunctionName]) == 0 {
@@ -140,8 +140,8 @@ func (f *FSM) applyDeleteAlias(body []byte) ApplyResult {
 	})
 }
 
-func errAliasNotFound(fn, alias string) error {
-	return rpc.Errorf(rpc.CodeResourceNotFound, "Alias not found: %s:%s", rpc.DefaultFunctionARN(fn), alias)
+func errAliasNotFound(arns rpc.ARNScope, fn, alias string) error {
+	return rpc.Errorf(rpc.CodeResourceNotFound, "Alias not found: %s", arns.Function(fn, alias))
 }
 
 // Alias returns one alias (immutable).

@@ -89,7 +89,7 @@ func (f *FSM) applyPutEventConfig(t CommandType, body []byte) ApplyResult {
 			return ApplyResult{Err: errFunctionNotFound(c.FunctionName)}, nil
 		}
 		if c.Qualifier != "" && !s.qualifierExists(c.FunctionName, c.Qualifier) {
-			return ApplyResult{Err: errQualifierNotFound(c.FunctionName, c.Qualifier)}, nil
+			return ApplyResult{Err: errQualifierNotFound(f.arns, c.FunctionName, c.Qualifier)}, nil
 		}
 		s.eventConfigs[eventConfigKey(c.FunctionName, c.Qualifier)] = &c
 		return ApplyResult{}, nil
@@ -107,7 +107,7 @@ func (f *FSM) applyDeleteEventConfig(t CommandType, body []byte) ApplyResult {
 	key := eventConfigKey(cmd.Name, cmd.Qualifier)
 	return f.update(func(s *fsmState) (ApplyResult, []functionChange) {
 		if _, ok := s.eventConfigs[key]; !ok {
-			return ApplyResult{Err: errEventConfigNotFound(cmd.Name, cmd.Qualifier)}, nil
+			return ApplyResult{Err: errEventConfigNotFound(f.arns, cmd.Name, cmd.Qualifier)}, nil
 		}
 		delete(s.eventConfigs, key)
 		return ApplyResult{}, nil
@@ -123,16 +123,16 @@ func (s *fsmState) dropEventConfigs(fn string) {
 	}
 }
 
-func errEventConfigNotFound(name, qualifier string) error {
-	arn := rpc.DefaultFunctionARN(name)
+func errEventConfigNotFound(arns rpc.ARNScope, name, qualifier string) error {
+	arn := arns.Function(name, "")
 	if isQualified(qualifier) {
 		arn += ":" + qualifier
 	}
 	return rpc.Errorf(rpc.CodeResourceNotFound, "The function %s doesn't have an EventInvokeConfig", arn)
 }
 
-func errQualifierNotFound(name, qualifier string) error {
-	return rpc.Errorf(rpc.CodeResourceNotFound, "Function not found: %s:%s", rpc.DefaultFunctionARN(name), qualifier)
+func errQualifierNotFound(arns rpc.ARNScope, name, qualifier string) error {
+	return rpc.Errorf(rpc.CodeResourceNotFound, "Function not found: %s", arns.Function(name, qualifier))
 }
 
 // EventConfig returns a function's own event configuration (immutable),
@@ -212,7 +212,7 @@ func ParseDestination(s string) (Destination, error) {
 // configuration to store. exists reports whether a function exists (a
 // function destination must); queue reads a queue (a queue destination
 // must exist and be a standard queue).
-func ValidateEventConfig(req *rpc.PutEventConfigRequest, exists func(name string) bool, queue func(name string) (*rpc.Queue, bool)) (*rpc.EventConfig, error) {
+func ValidateEventConfig(arns rpc.ARNScope, req *rpc.PutEventConfigRequest, exists func(name string) bool, queue func(name string) (*rpc.Queue, bool)) (*rpc.EventConfig, error) {
 	if err := ValidateName(req.FunctionName); err != nil {
 		return nil, err
 	}
@@ -235,10 +235,10 @@ func ValidateEventConfig(req *rpc.PutEventConfigRequest, exists func(name string
 		switch dest.Kind {
 		case DestinationFunction:
 			if !exists(dest.Name) {
-				return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "The destination function %s does not exist", rpc.DefaultFunctionARN(dest.Name))
+				return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "The destination function %s does not exist", arns.Function(dest.Name, ""))
 			}
 		case DestinationQueue:
-			if err := CheckQueueTarget(dest.Name, queue); err != nil {
+			if err := CheckQueueTarget(arns, dest.Name, queue); err != nil {
 				return nil, err
 			}
 		}
@@ -259,16 +259,16 @@ func ValidateEventConfig(req *rpc.PutEventConfigRequest, exists func(name string
 
 // CheckQueueTarget checks a queue named as a destination or a dead-letter
 // target: it must exist and be a standard queue (Lambda sends to those).
-func CheckQueueTarget(name string, queue func(name string) (*rpc.Queue, bool)) error {
+func CheckQueueTarget(arns rpc.ARNScope, name string, queue func(name string) (*rpc.Queue, bool)) error {
 	if ValidateQueueName(name, IsFIFOName(name)) != nil {
 		return rpc.Errorf(rpc.CodeInvalidParameterValue, "The destination queue name %q is invalid", name)
 	}
 	q, ok := queue(name)
 	if !ok {
-		return rpc.Errorf(rpc.CodeInvalidParameterValue, "The destination queue %s does not exist", rpc.QueueARN(name))
+		return rpc.Errorf(rpc.CodeInvalidParameterValue, "The destination queue %s does not exist", arns.Queue(name))
 	}
 	if q.FIFO {
-		return rpc.Errorf(rpc.CodeInvalidParameterValue, "The destination queue %s is a FIFO queue: only standard queues are supported", rpc.QueueARN(name))
+		return rpc.Errorf(rpc.CodeInvalidParameterValue, "The destination queue %s is a FIFO queue: only standard queues are supported", arns.Queue(name))
 	}
 	return nil
 }

@@ -84,7 +84,7 @@ func TestValidateEventConfig(t *testing.T) {
 		{"bad name", rpc.PutEventConfigRequest{FunctionName: "a b"}, rpc.ErrInvalidParameterValue},
 	}
 	for _, tt := range tests {
-		c, err := ValidateEventConfig(&tt.req, exists, queues)
+		c, err := ValidateEventConfig(rpc.ARNScope{}, &tt.req, exists, queues)
 		if tt.want == nil {
 			if err != nil || c.FunctionName != tt.req.FunctionName || c.OnSuccess != tt.req.OnSuccess || c.OnFailure != tt.req.OnFailure {
 				t.Errorf("%s: %+v, %v", tt.name, c, err)

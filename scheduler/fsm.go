@@ -25,6 +25,7 @@ import (
 // Raft calls Apply, Snapshot and Restore from one goroutine; the readers may
 // be called from any goroutine.
 type FSM struct {
+	arns             rpc.ARNScope // in the ARNs of error messages
 	onFunctionChange func(old, new *rpc.FunctionConfig)
 	onAsyncReady     func()
 	onQueueReady     func(queue string)
@@ -37,6 +38,10 @@ type FSM struct {
 
 // FSMOptions configures an FSM.
 type FSMOptions struct {
+	// ARNs is the region and account the ARNs in its error messages name
+	// (the zero value: the default scope). Every server of a cluster is
+	// given the same, so that a replica's answers match the leader's.
+	ARNs rpc.ARNScope
 	// OnFunctionChange, if set, is called after an apply that changed a
 	// function (old nil on create, new nil on delete), outside the FSM lock,
 	// in apply order. The node uses it to retire warm sandboxes of old
@@ -138,6 +143,7 @@ func NewFSM(opts FSMOptions) *FSM {
 		onFunctionChange: opts.OnFunctionChange,
 		onAsyncReady:     opts.OnAsyncReady,
 		onQueueReady:     opts.OnQueueReady,
+		arns:             opts.ARNs,
 		state:            newFSMState(),
 	}
 }

@@ -13,7 +13,7 @@ import (
 func publishCmd(name, sha string) PublishLayerCommand {
 	return PublishLayerCommand{
 		Layer:    &rpc.LayerVersion{Name: name, CodeSHA256: sha, CodeSize: 10, UnzippedSize: 20, CompatibleRuntimes: []string{rpc.RuntimePython313}, CreatedMs: 1},
-		LayerARN: rpc.LayerARN("local", "000000000000", name, 0),
+		LayerARN: rpc.ARNScope{}.Layer(name, 0),
 	}
 }
 

@@ -55,7 +55,7 @@ func ParseQueueRef(s string) (string, error) {
 // ValidateQueue checks a CreateQueue request and returns the queue to
 // store (CreatedMs left for the proposer). lookup reads an existing queue
 // (the dead-letter queue must exist and be of the same kind).
-func ValidateQueue(req *rpc.CreateQueueRequest, lookup func(name string) (*rpc.Queue, bool)) (*rpc.Queue, error) {
+func ValidateQueue(arns rpc.ARNScope, req *rpc.CreateQueueRequest, lookup func(name string) (*rpc.Queue, bool)) (*rpc.Queue, error) {
 	if req == nil || req.Name == "" {
 		return nil, rpc.Errorf(rpc.CodeSQSMissingParameter, "The request must contain the parameter QueueName.")
 	}
@@ -104,7 +104,7 @@ func ValidateQueue(req *rpc.CreateQueueRequest, lookup func(name string) (*rpc.Q
 		}
 		d, ok := lookup(dlq)
 		if !ok {
-			return nil, rpc.Errorf(rpc.CodeSQSInvalidParameter, "Value for parameter RedrivePolicy is invalid. Reason: Dead letter target does not exist: %s.", rpc.QueueARN(dlq))
+			return nil, rpc.Errorf(rpc.CodeSQSInvalidParameter, "Value for parameter RedrivePolicy is invalid. Reason: Dead letter target does not exist: %s.", arns.Queue(dlq))
 		}
 		if d.FIFO != fifo || dlq == req.Name {
 			return nil, rpc.Errorf(rpc.CodeSQSInvalidParameter, "Value for parameter RedrivePolicy is invalid. Reason: Dead-letter target owner queue type must match the source queue type, and differ from it.")

@@ -159,7 +159,7 @@ func restoreAlias(dec *msgpack.Decoder, st *fsmState) error {
 	if _, dup := st.versions.aliases[a.FunctionName][a.Name]; dup {
 		return fmt.Errorf("alias %s:%s appears twice", a.FunctionName, a.Name)
 	}
-	if err := st.versions.checkRouting(a); err != nil {
+	if err := st.versions.checkRouting(rpc.ARNScope{}, a); err != nil {
 		return fmt.Errorf("alias %s:%s: %w", a.FunctionName, a.Name, err)
 	}
 	if len(st.versions.aliases[a.FunctionName]) >= MaxAliases {
@@ -191,7 +191,7 @@ func restoreURL(dec *msgpack.Decoder, st *fsmState) error {
 		}
 	}
 	if _, dup := st.versions.urls[u.FunctionName][u.Qualifier]; dup {
-		return fmt.Errorf("function URL of %s appears twice", qualifiedARN(u.FunctionName, u.Qualifier))
+		return fmt.Errorf("function URL of %s appears twice", rpc.ARNScope{}.Function(u.FunctionName, u.Qualifier))
 	}
 	if st.versions.urlIDs[u.ID] != nil {
 		return fmt.Errorf("function URL id %s appears twice", u.ID)

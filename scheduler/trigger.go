@@ -81,7 +81,7 @@ func checkConcurrency(c int) error {
 // to store (UUID and LastModifiedMs left for the proposer). functionExists
 // and queueExists read the state: a trigger is created only for an
 // existing function and queue.
-func ValidateTrigger(req *rpc.CreateTriggerRequest, functionExists, queueExists func(string) bool) (*rpc.Trigger, error) {
+func ValidateTrigger(arns rpc.ARNScope, req *rpc.CreateTriggerRequest, functionExists, queueExists func(string) bool) (*rpc.Trigger, error) {
 	if err := ValidateName(req.Function); err != nil {
 		return nil, err
 	}
@@ -113,10 +113,10 @@ func ValidateTrigger(req *rpc.CreateTriggerRequest, functionExists, queueExists 
 		return nil, err
 	}
 	if !functionExists(t.Function) {
-		return nil, rpc.Errorf(rpc.CodeResourceNotFound, "Function not found: %s", rpc.DefaultFunctionARN(t.Function))
+		return nil, rpc.Errorf(rpc.CodeResourceNotFound, "Function not found: %s", arns.Function(t.Function, ""))
 	}
 	if !queueExists(queue) {
-		return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "Error occurred while ReceiveMessage. SQS Error Code: QueueDoesNotExist. The queue %s does not exist.", rpc.QueueARN(queue))
+		return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "Error occurred while ReceiveMessage. SQS Error Code: QueueDoesNotExist. The queue %s does not exist.", arns.Queue(queue))
 	}
 	return t, nil
 }

@@ -51,18 +51,18 @@ func (f *FSM) applyPutURL(body []byte) ApplyResult {
 		vs := &s.versions
 		if u.Qualifier != "" {
 			if _, ok := vs.aliases[u.FunctionName][u.Qualifier]; !ok {
-				return ApplyResult{Err: errAliasNotFound(u.FunctionName, u.Qualifier)}, nil
+				return ApplyResult{Err: errAliasNotFound(f.arns, u.FunctionName, u.Qualifier)}, nil
 			}
 		}
 		old, exists := vs.urls[u.FunctionName][u.Qualifier]
 		stored := *u
 		switch {
 		case cmd.Mode == PutCreate && exists:
-			return ApplyResult{Err: rpc.Errorf(rpc.CodeResourceConflict, "Failed to create function url config for [functionArn = %s]. Error message:  FunctionUrlConfig exists for this Lambda function", qualifiedARN(u.FunctionName, u.Qualifier))}, nil
+			return ApplyResult{Err: rpc.Errorf(rpc.CodeResourceConflict, "Failed to create function url config for [functionArn = %s]. Error message:  FunctionUrlConfig exists for this Lambda function", f.arns.Function(u.FunctionName, u.Qualifier))}, nil
 		case cmd.Mode == PutCreate && vs.urlIDs[u.ID] != nil:
 			return ApplyResult{Err: rpc.Errorf(rpc.CodeResourceConflict, "The URL id %s is taken", u.ID)}, nil
 		case cmd.Mode == PutUpdate && !exists:
-			return ApplyResult{Err: errURLNotFound(u.FunctionName, u.Qualifier)}, nil
+			return ApplyResult{Err: errURLNotFound(f.arns, u.FunctionName, u.Qualifier)}, nil
 		case cmd.Mode == PutUpdate:
 			stored.ID, stored.CreatedMs = old.ID, old.CreatedMs
 		}
@@ -86,7 +86,7 @@ func (f *FSM) applyDeleteURL(body []byte) ApplyResult {
 		}
 		u := s.versions.deleteURL(cmd.FunctionName, cmd.Qualifier)
 		if u == nil {
-			return ApplyResult{Err: errURLNotFound(cmd.FunctionName, cmd.Qualifier)}, nil
+			return ApplyResult{Err: errURLNotFound(f.arns, cmd.FunctionName, cmd.Qualifier)}, nil
 		}
 		return ApplyResult{URL: u}, nil
 	})
@@ -107,15 +107,8 @@ func (vs *versionState) deleteURL(fn, qualifier string) *rpc.FunctionURL {
 	return u
 }
 
-func qualifiedARN(fn, qualifier string) string {
-	if qualifier == "" {
-		return rpc.DefaultFunctionARN(fn)
-	}
-	return rpc.DefaultFunctionARN(fn) + ":" + qualifier
-}
-
-func errURLNotFound(fn, qualifier string) error {
-	return rpc.Errorf(rpc.CodeResourceNotFound, "The resource you requested does not exist: no function URL for %s", qualifiedARN(fn, qualifier))
+func errURLNotFound(arns rpc.ARNScope, fn, qualifier string) error {
+	return rpc.Errorf(rpc.CodeResourceNotFound, "The resource you requested does not exist: no function URL for %s", arns.Function(fn, qualifier))
 }
 
 // URLIDLength is the length of a function URL's ID (Lambda's).

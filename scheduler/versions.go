@@ -138,7 +138,7 @@ func (f *FSM) applyDeleteVersion(body []byte) ApplyResult {
 		vs := &s.versions
 		v, ok := vs.byFn[cmd.Name][cmd.Version]
 		if !ok {
-			return ApplyResult{Err: errVersionNotFound(cmd.Name, strconv.Itoa(cmd.Version))}, nil
+			return ApplyResult{Err: errVersionNotFound(f.arns, cmd.Name, strconv.Itoa(cmd.Version))}, nil
 		}
 		var users []string
 		for _, a := range vs.aliases[cmd.Name] {
@@ -178,8 +178,8 @@ func sameContent(v, latest *rpc.FunctionConfig) bool {
 		maps.Equal(v.Env, latest.Env)
 }
 
-func errVersionNotFound(name, version string) error {
-	return rpc.Errorf(rpc.CodeResourceNotFound, "Function not found: %s:%s", rpc.DefaultFunctionARN(name), version)
+func errVersionNotFound(arns rpc.ARNScope, name, version string) error {
+	return rpc.Errorf(rpc.CodeResourceNotFound, "Function not found: %s", arns.Function(name, version))
 }
 
 // ParseVersion reads a published version's number: digits, 1 or more.

@@ -461,7 +461,7 @@ func checkVersionState(t *testing.T, f *FSM) {
 			t.Fatalf("aliases of missing function %q", name)
 		}
 		for _, a := range set {
-			if err := vs.checkRouting(a); err != nil {
+			if err := vs.checkRouting(rpc.ARNScope{}, a); err != nil {
 				t.Fatalf("alias %s:%s breaks its routing: %v", name, a.Name, err)
 			}
 		}

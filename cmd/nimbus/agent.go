@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"nimbus/node"
+	"nimbus/rpc"
 	"nimbus/sandbox"
 )
 
@@ -33,6 +34,7 @@ func (c *cli) agentCmd() *cobra.Command {
 		join                []string
 		bootstrapExpect     int
 		encrypt             string
+		region, account     string
 		logLevel            string
 		idleTimeout         time.Duration
 		shellPool           int
@@ -63,7 +65,12 @@ func (c *cli) agentCmd() *cobra.Command {
 				return fmt.Errorf("--log-level: %w", err)
 			}
 			log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: level}))
+			arns, err := rpc.NewARNScope(region, account)
+			if err != nil {
+				return fmt.Errorf("--region, --account-id: %w", err)
+			}
 			cfg := node.Config{
+				ARNs:               arns,
 				Name:               name,
 				DataDir:            dataDir,
 				Dev:                dev,
@@ -175,6 +182,8 @@ func (c *cli) agentCmd() *cobra.Command {
 	f.StringVar(&bind, "bind", "", "IP:PORT of this node: rpc and Raft on PORT, gossip on PORT+1")
 	f.StringSliceVar(&join, "join", nil, "IP:PORT of nodes to join (comma-separated or repeated)")
 	f.IntVar(&bootstrapExpect, "bootstrap-expect", 0, "servers to wait for before the first Raft election")
+	f.StringVar(&region, "region", rpc.DefaultRegion, "the region in the cluster's ARNs and functions' AWS_REGION (us-east-1, or local), the same on every node")
+	f.StringVar(&account, "account-id", rpc.DefaultAccount, "the account id in the cluster's ARNs (twelve digits), the same on every node")
 	f.StringVar(&encrypt, "encrypt", "", "the cluster key, required on cluster nodes: base64 (16, 24 or 32 bytes), the same on every node; it encrypts gossip and authenticates node-to-node calls (see `nimbus keygen`)")
 	f.StringVar(&name, "name", "", "node name (default: the one kept in the data dir, else the host name)")
 	f.IntVar(&accountLimit, "account-concurrency", 1000, "invocations running at once in the cluster (read by the leader)")

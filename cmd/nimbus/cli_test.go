@@ -235,7 +235,7 @@ func TestCLI(t *testing.T) {
 			dc, _ := v["DestinationConfig"].(map[string]any)
 			onFailure, _ := dc["OnFailure"].(map[string]any)
 			if v["MaximumRetryAttempts"] != float64(1) || v["MaximumEventAgeInSeconds"] != float64(21600) ||
-				v["FunctionArn"] != rpc.DefaultFunctionARN("echo")+":$LATEST" || onFailure["Destination"] != "function:failing" {
+				v["FunctionArn"] != (rpc.ARNScope{}).Function("echo", "")+":$LATEST" || onFailure["Destination"] != "function:failing" {
 				t.Errorf("event config %v", v)
 			}
 		}},

@@ -131,3 +131,13 @@ func (c *cli) printConcurrency(r *rpc.ConcurrencyResponse) {
 	}
 	fmt.Fprintf(c.stdout, "%s: reserved concurrency %d\n", r.Name, *r.Reserved)
 }
+
+// arnScope is the region and account the node's ARNs name, for the ARNs
+// the CLI prints; the default scope from a node that does not say.
+func arnScope(ctx context.Context, cl *rpc.Client) rpc.ARNScope {
+	s, err := cl.ARNScope(ctx)
+	if err != nil {
+		return rpc.ARNScope{}
+	}
+	return *s
+}

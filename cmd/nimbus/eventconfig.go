@@ -34,10 +34,10 @@ type destination struct {
 	Destination string `json:"Destination,omitempty"`
 }
 
-func newEventConfigOutput(cfg *rpc.EventConfig) eventConfigOutput {
+func newEventConfigOutput(arns rpc.ARNScope, cfg *rpc.EventConfig) eventConfigOutput {
 	return eventConfigOutput{
 		LastModified:             float64(cfg.LastModifiedMs) / 1000,
-		FunctionArn:              rpc.DefaultFunctionARN(cfg.FunctionName) + ":$LATEST",
+		FunctionArn:              arns.Function(cfg.FunctionName, rpc.LatestVersion),
 		MaximumRetryAttempts:     cfg.Retries(),
 		MaximumEventAgeInSeconds: cfg.MaxAgeSec(),
 		DestinationConfig:        destinationConfig{OnSuccess: destination{cfg.OnSuccess}, OnFailure: destination{cfg.OnFailure}},
@@ -86,7 +86,7 @@ func (c *cli) fnPutEventConfigCmd() *cobra.Command {
 				if err != nil {
 					return nil, err
 				}
-				return newEventConfigOutput(r.Config), nil
+				return newEventConfigOutput(arnScope(ctx, cl), r.Config), nil
 			})
 		},
 	}
@@ -111,7 +111,7 @@ func (c *cli) fnGetEventConfigCmd() *cobra.Command {
 				if err != nil {
 					return nil, err
 				}
-				return newEventConfigOutput(r.Config), nil
+				return newEventConfigOutput(arnScope(ctx, cl), r.Config), nil
 			})
 		},
 	}

@@ -30,10 +30,10 @@ type queueOutput struct {
 	Attributes map[string]string `json:"Attributes"`
 }
 
-func newQueueOutput(r *rpc.QueueResponse) queueOutput {
+func newQueueOutput(arns rpc.ARNScope, r *rpc.QueueResponse) queueOutput {
 	q := r.Queue
 	a := map[string]string{
-		"QueueArn":                              rpc.QueueARN(q.Name),
+		"QueueArn":                              arns.Queue(q.Name),
 		"VisibilityTimeout":                     strconv.Itoa(q.VisibilitySec),
 		"MessageRetentionPeriod":                strconv.Itoa(q.RetentionSec),
 		"DelaySeconds":                          strconv.Itoa(q.DelaySec),
@@ -48,10 +48,10 @@ func newQueueOutput(r *rpc.QueueResponse) queueOutput {
 		a["ContentBasedDeduplication"] = strconv.FormatBool(q.ContentDedup)
 	}
 	if q.DeadLetterQueue != "" {
-		p, _ := json.Marshal(map[string]any{"deadLetterTargetArn": rpc.QueueARN(q.DeadLetterQueue), "maxReceiveCount": q.MaxReceiveCount})
+		p, _ := json.Marshal(map[string]any{"deadLetterTargetArn": arns.Queue(q.DeadLetterQueue), "maxReceiveCount": q.MaxReceiveCount})
 		a["RedrivePolicy"] = string(p)
 	}
-	return queueOutput{QueueName: q.Name, QueueArn: rpc.QueueARN(q.Name), Attributes: a}
+	return queueOutput{QueueName: q.Name, QueueArn: arns.Queue(q.Name), Attributes: a}
 }
 
 func (o queueOutput) String() string {
@@ -94,7 +94,7 @@ func (c *cli) queueCreateCmd() *cobra.Command {
 				if err != nil {
 					return nil, err
 				}
-				return newQueueOutput(r), nil
+				return newQueueOutput(arnScope(ctx, cl), r), nil
 			})
 		},
 	}
@@ -284,8 +284,9 @@ func (c *cli) queueListCmd() *cobra.Command {
 					return queueList(r.Queues), nil
 				}
 				out := queueListOutput{Queues: []queueOutput{}}
+				arns := arnScope(ctx, cl)
 				for _, q := range r.Queues {
-					o := newQueueOutput(&rpc.QueueResponse{Queue: q})
+					o := newQueueOutput(arns, &rpc.QueueResponse{Queue: q})
 					for _, k := range []string{"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"} {
 						delete(o.Attributes, k) // a list does not count
 					}
@@ -311,7 +312,7 @@ func (c *cli) queueGetCmd() *cobra.Command {
 				if err != nil {
 					return nil, err
 				}
-				return newQueueOutput(r), nil
+				return newQueueOutput(arnScope(ctx, cl), r), nil
 			})
 		},
 	}

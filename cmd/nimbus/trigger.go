@@ -36,9 +36,9 @@ type scalingConfig struct {
 	MaximumConcurrency int `json:"MaximumConcurrency"`
 }
 
-func newTriggerOutput(t *rpc.Trigger) triggerOutput {
+func newTriggerOutput(arns rpc.ARNScope, t *rpc.Trigger) triggerOutput {
 	o := triggerOutput{
-		UUID: t.UUID, EventSourceArn: rpc.QueueARN(t.Queue), FunctionArn: rpc.DefaultFunctionARN(t.Function),
+		UUID: t.UUID, EventSourceArn: arns.Queue(t.Queue), FunctionArn: arns.Function(t.Function, ""),
 		BatchSize: t.BatchSize, MaximumBatchingWindowInSeconds: t.BatchWindowSec, FunctionResponseTypes: []string{},
 		State: "Enabled", LastModified: float64(t.LastModifiedMs) / 1000,
 	}
@@ -110,7 +110,7 @@ func (c *cli) triggerCreateCmd() *cobra.Command {
 					return nil, err
 				}
 				if output == "json" {
-					return newTriggerOutput(r.Trigger), nil
+					return newTriggerOutput(arnScope(ctx, cl), r.Trigger), nil
 				}
 				return r.Trigger.UUID, nil
 			})
@@ -162,7 +162,7 @@ func (c *cli) triggerUpdateCmd() *cobra.Command {
 				if err != nil {
 					return nil, err
 				}
-				return newTriggerOutput(r.Trigger), nil
+				return newTriggerOutput(arnScope(ctx, cl), r.Trigger), nil
 			})
 		},
 	}
@@ -184,7 +184,7 @@ func (c *cli) triggerGetCmd() *cobra.Command {
 				if err != nil {
 					return nil, err
 				}
-				return newTriggerOutput(r.Trigger), nil
+				return newTriggerOutput(arnScope(ctx, cl), r.Trigger), nil
 			})
 		},
 	}
@@ -223,8 +223,9 @@ func (c *cli) triggerListCmd() *cobra.Command {
 					return nil, err
 				}
 				l := triggerList{}
+				arns := arnScope(ctx, cl)
 				for _, t := range r.Triggers {
-					l = append(l, newTriggerOutput(t))
+					l = append(l, newTriggerOutput(arns, t))
 				}
 				if output == "json" {
 					return triggerListOutput{EventSourceMappings: l}, nil

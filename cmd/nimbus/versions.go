@@ -128,8 +128,8 @@ type aliasRoutingConfig struct {
 	AdditionalVersionWeights map[string]float64 `json:"AdditionalVersionWeights"`
 }
 
-func newAliasOut(a *rpc.Alias) aliasOut {
-	o := aliasOut{AliasArn: rpc.DefaultFunctionARN(a.FunctionName) + ":" + a.Name, Name: a.Name, FunctionVersion: a.FunctionVersion, Description: a.Description}
+func newAliasOut(arns rpc.ARNScope, a *rpc.Alias) aliasOut {
+	o := aliasOut{AliasArn: arns.Function(a.FunctionName, a.Name), Name: a.Name, FunctionVersion: a.FunctionVersion, Description: a.Description}
 	if w := a.Weights(); w != nil {
 		o.RoutingConfig = &aliasRoutingConfig{AdditionalVersionWeights: w}
 	}
@@ -204,7 +204,7 @@ func (c *cli) fnCreateAliasCmd() *cobra.Command {
 				if err != nil {
 					return nil, err
 				}
-				return newAliasOut(r.Alias), nil
+				return newAliasOut(arnScope(ctx, cl), r.Alias), nil
 			})
 		},
 	}
@@ -242,7 +242,7 @@ func (c *cli) fnUpdateAliasCmd() *cobra.Command {
 				if err != nil {
 					return nil, err
 				}
-				return newAliasOut(r.Alias), nil
+				return newAliasOut(arnScope(ctx, cl), r.Alias), nil
 			})
 		},
 	}
@@ -266,7 +266,7 @@ func (c *cli) fnGetAliasCmd() *cobra.Command {
 				if err != nil {
 					return nil, err
 				}
-				return newAliasOut(r.Alias), nil
+				return newAliasOut(arnScope(ctx, cl), r.Alias), nil
 			})
 		},
 	}
@@ -287,8 +287,9 @@ func (c *cli) fnListAliasesCmd() *cobra.Command {
 					return nil, err
 				}
 				out := aliasList{Aliases: []aliasOut{}}
+				arns := arnScope(ctx, cl)
 				for _, a := range r.Aliases {
-					out.Aliases = append(out.Aliases, newAliasOut(a))
+					out.Aliases = append(out.Aliases, newAliasOut(arns, a))
 				}
 				return out, nil
 			})
@@ -327,11 +328,8 @@ type urlOut struct {
 	AuthToken    string   `json:"AuthToken,omitempty"`
 }
 
-func newURLOut(u *rpc.URLResponse) urlOut {
-	arn := rpc.DefaultFunctionARN(u.Config.FunctionName)
-	if u.Config.Qualifier != "" {
-		arn += ":" + u.Config.Qualifier
-	}
+func newURLOut(arns rpc.ARNScope, u *rpc.URLResponse) urlOut {
+	arn := arns.Function(u.Config.FunctionName, u.Config.Qualifier)
 	o := urlOut{FunctionURL: u.URL, FunctionArn: arn, AuthType: u.Config.AuthType, InvokeMode: u.Config.InvokeMode, AuthToken: u.Config.Token}
 	if u.Config.Cors != nil {
 		o.AllowOrigins = u.Config.Cors.AllowOrigins
@@ -369,7 +367,7 @@ func (c *cli) fnCreateURLCmd() *cobra.Command {
 				if r.Config.Token != "" && output == "" {
 					fmt.Fprintf(c.stderr, "token: %s\n", r.Config.Token)
 				}
-				return newURLOut(r), nil
+				return newURLOut(arnScope(ctx, cl), r), nil
 			})
 		},
 	}
@@ -396,7 +394,7 @@ func (c *cli) fnGetURLCmd() *cobra.Command {
 				if err != nil {
 					return nil, err
 				}
-				return newURLOut(r), nil
+				return newURLOut(arnScope(ctx, cl), r), nil
 			})
 		},
 	}
@@ -434,8 +432,9 @@ func (c *cli) fnListURLsCmd() *cobra.Command {
 					return nil, err
 				}
 				out := urlList{FunctionURLConfigs: []urlOut{}}
+				arns := arnScope(ctx, cl)
 				for i := range r.URLs {
-					out.FunctionURLConfigs = append(out.FunctionURLConfigs, newURLOut(&r.URLs[i]))
+					out.FunctionURLConfigs = append(out.FunctionURLConfigs, newURLOut(arns, &r.URLs[i]))
 				}
 				return out, nil
 			})
