@@ -174,6 +174,7 @@ var (
 	descAPIRefused   = prometheus.NewDesc("nimbus_runtime_api_connections_refused_total", "Runtime API connections a sandbox opened past its limit, closed at once.", nil, nil)
 	descLogLines     = prometheus.NewDesc("nimbus_log_lines_total", "Function log lines this node shipped to the log store, or dropped.", []string{"outcome"}, nil)
 	descLogBuffered  = prometheus.NewDesc("nimbus_log_lines_buffered", "Function log lines waiting to be shipped.", nil, nil)
+	descLogBatches   = prometheus.NewDesc("nimbus_log_batches_total", "Batches of log lines the log store acknowledged, and those published again, one at a time, after their pipelined publish failed.", []string{"outcome"}, nil)
 	descStarts       = prometheus.NewDesc("nimbus_sandbox_starts_total", "Sandboxes started on this worker (cold starts).", nil, nil)
 	descAsyncRecv    = prometheus.NewDesc("nimbus_function_async_events_received_total", "Asynchronous invocations accepted (Lambda's AsyncEventsReceived), on the leader that committed them.", fnLabels, nil)
 	descAsyncDropped = prometheus.NewDesc("nimbus_function_async_events_dropped_total", "Asynchronous invocations that failed or expired with no destination or dead-letter queue to take them (Lambda's AsyncEventsDropped).", fnLabels, nil)
@@ -227,7 +228,7 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInvocations, descErrors, descThrottles, descColdStarts, descConcurrent,
 		descDuration, descInitDuration, descSandboxes, descMemOffered, descMemGranted, descRaftState, descRaftTerm,
 		descRaftApplied, descRaftCommit, descMembers, descSlots, descConns, descConnsRefused, descAPIConns, descAPIRefused,
-		descLogLines, descLogBuffered, descStarts, descFailures,
+		descLogLines, descLogBuffered, descLogBatches, descStarts, descFailures,
 		descAsyncRecv, descAsyncDropped, descDLQErrors, descDestFailures, descAsyncAge, descAsyncQueued, descBatchSize, descQueueMsgs, descCodeBytes, descImageBytes} {
 		ch <- d
 	}
@@ -307,6 +308,8 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descLogLines, prometheus.CounterValue, float64(ls.Published), "shipped")
 		ch <- prometheus.MustNewConstMetric(descLogLines, prometheus.CounterValue, float64(ls.Dropped), "dropped")
 		ch <- prometheus.MustNewConstMetric(descLogBuffered, prometheus.GaugeValue, float64(ls.BufferedLines))
+		ch <- prometheus.MustNewConstMetric(descLogBatches, prometheus.CounterValue, float64(ls.Batches), "acknowledged")
+		ch <- prometheus.MustNewConstMetric(descLogBatches, prometheus.CounterValue, float64(ls.Republished), "republished")
 	}
 	if n.raft != nil {
 		state := n.raft.State()

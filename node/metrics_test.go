@@ -139,6 +139,9 @@ func TestMetricsAfterKnownWork(t *testing.T) {
 	if got := value(fams, "nimbus_log_lines_total", "outcome", "dropped"); got != 0 {
 		t.Errorf("log lines dropped = %v", got)
 	}
+	if got := value(fams, "nimbus_log_batches_total", "outcome", "republished"); got != 0 {
+		t.Errorf("log batches republished = %v: a healthy store needs no second publish", got)
+	}
 	if got := value(fams, "nimbus_ledger_grants_total", "", ""); got != 3 {
 		t.Errorf("ledger grants = %v, want 3", got)
 	}
