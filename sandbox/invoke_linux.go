@@ -85,39 +85,58 @@ func (sb *sandbox) run(m *Manager, req *Request, cold bool, initLimit time.Durat
 	// that made this sandbox idle): hand it the invocation.
 	inv := newInvocation(req.RequestID, req.Payload, m.invokedARN(fn.Name, req.Qualifier), newTraceID(), timeout)
 	inv.clientContext = req.ClientContext
-	sb.api.pending <- inv
+	timer := time.NewTimer(timeout)
 	queued := time.Now()
+	delivered := sb.api.deliver(inv)
 
 	var o outcome
 	status, statusType := "", ""
-	timer := time.NewTimer(timeout)
-	select {
-	case <-inv.delivered:
-		timer.Reset(time.Until(inv.deadline))
+	if !delivered {
+		// The runtime gave up its /next: the next one it makes takes it.
 		select {
-		case <-inv.done:
-			o = inv.out
-			// Answered: the sandbox is idle again only once its runtime is
-			// back in /next. Lines written until then are this
-			// invocation's.
-			select {
-			case <-sb.api.back:
-			case <-sb.exited:
-				status, statusType = "error", rpc.ErrTypeExit
-				sb.logs.emit(sb.exitOutcome(inv.id).message)
-			case <-timer.C:
-				status, statusType = "timeout", rpc.ErrTypeTimedout
-				sb.logs.emit(timestamp() + " " + inv.id + " " + timeoutMessage(fn.TimeoutSec))
-			}
+		case <-inv.delivered:
+			delivered = true
 		case <-sb.exited:
 			o, status = sb.crashOutcome(inv)
 		case <-timer.C:
 			o, status = sb.timeoutOutcome(inv, fn.TimeoutSec)
 		}
-	case <-sb.exited:
-		o, status = sb.crashOutcome(inv)
-	case <-timer.C:
-		o, status = sb.timeoutOutcome(inv, fn.TimeoutSec)
+	}
+	if delivered {
+		timer.Reset(time.Until(inv.deadline))
+		// The invocation is over once the runtime has answered and is back
+		// in /next: the sandbox is idle again only then, and lines written
+		// until then are this invocation's. (back follows the answer.)
+		select {
+		case <-sb.api.back:
+			// A runtime can ask /next while its answer's body is read.
+			select {
+			case <-inv.done:
+				o = inv.out
+			case <-sb.exited:
+				o, status = sb.crashOutcome(inv)
+			case <-timer.C:
+				o, status = sb.timeoutOutcome(inv, fn.TimeoutSec)
+			}
+		case <-sb.exited:
+			select {
+			case <-inv.done:
+				o = inv.out
+				status, statusType = "error", rpc.ErrTypeExit
+				sb.logs.emit(sb.exitOutcome(inv.id).message)
+			default:
+				o, status = sb.crashOutcome(inv)
+			}
+		case <-timer.C:
+			select {
+			case <-inv.done:
+				o = inv.out
+				status, statusType = "timeout", rpc.ErrTypeTimedout
+				sb.logs.emit(timestamp() + " " + inv.id + " " + timeoutMessage(fn.TimeoutSec))
+			default:
+				o, status = sb.timeoutOutcome(inv, fn.TimeoutSec)
+			}
+		}
 	}
 	timer.Stop()
 	if statusType == "" {

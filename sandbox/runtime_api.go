@@ -3,8 +3,7 @@ package sandbox
 import (
 	"bytes"
 	"encoding/json"
-	"io"
-	"log"
+	"errors"
 	"net"
 	"net/http"
 	"strconv"
@@ -19,10 +18,11 @@ import (
 // headers and status codes are Lambda's, so that aws-lambda-go, a shell
 // bootstrap with curl, or any other custom runtime works unmodified.
 const (
-	pathNext     = "GET /2018-06-01/runtime/invocation/next"
-	pathResponse = "POST /2018-06-01/runtime/invocation/{id}/response"
-	pathError    = "POST /2018-06-01/runtime/invocation/{id}/error"
-	pathInitErr  = "POST /2018-06-01/runtime/init/error"
+	pathNext       = "/2018-06-01/runtime/invocation/next"
+	pathInvocation = "/2018-06-01/runtime/invocation/" // {id}/response, {id}/error
+	pathInitErr    = "/2018-06-01/runtime/init/error"
+	suffixResponse = "/response"
+	suffixError    = "/error"
 
 	headerRequestID     = "Lambda-Runtime-Aws-Request-Id"
 	headerDeadline      = "Lambda-Runtime-Deadline-Ms"
@@ -37,8 +37,8 @@ const (
 const maxResponse = rpc.MaxResponsePayload
 
 // invocation is one event handed to the runtime. done is closed exactly once,
-// by finish, after out is set; delivered is closed when /next hands it out,
-// after deadline is set.
+// by finish, after out is set; delivered is closed once the event has been
+// written to the runtime's /next, after deadline is set.
 type invocation struct {
 	id      string
 	payload []byte
@@ -103,16 +103,21 @@ const (
 	apiInitFailed
 )
 
-// runtimeAPI serves one sandbox. The invoker puts an invocation in pending
-// only once the runtime waits in /next (ready for the first, back for each
-// later one); the waiting /next takes it. There is at most one invocation
-// in flight per sandbox, as in Lambda.
+// runtimeAPI serves one sandbox. The invoker hands it an invocation only
+// once the runtime waits in /next (ready for the first, back for each later
+// one). There is at most one invocation in flight per sandbox, as in Lambda.
+//
+// The HTTP side is runtime_http.go: each connection has one goroutine that
+// reads its requests. A /next that finds no invocation leaves its
+// connection in waiters, and deliver, on the invoker's goroutine, writes
+// the event into it: handing out an invocation wakes no goroutine, and the
+// connection's own goroutine, blocked reading the runtime's next request,
+// sees the connection close if the runtime gives up its /next.
 type runtimeAPI struct {
-	pending chan *invocation // capacity 1
-	ready   chan struct{}    // closed at the runtime's first /next: init is over
-	failed  chan struct{}    // closed at the first /init/error
-	back    chan struct{}    // capacity 1: the runtime is back in /next after answering
-	closed  chan struct{}
+	ready  chan struct{} // closed at the runtime's first /next: init is over
+	failed chan struct{} // closed at the first /init/error
+	back   chan struct{} // capacity 1: the runtime is back in /next after answering
+	closed chan struct{}
 
 	closeOnce sync.Once
 
@@ -121,10 +126,15 @@ type runtimeAPI struct {
 	readyAt time.Time   // set before ready is closed
 	current *invocation // the invocation handed out and not yet answered
 	initErr *outcome    // set before failed is closed
+	// waiters are the connections whose /next waits for an invocation,
+	// the latest last; queued is an invocation given while none did.
+	waiters []*apiConn
+	queued  *invocation
+	open    map[*apiConn]struct{} // every connection, closed by close
+	ln      net.Listener
 
 	bodyTimeout time.Duration // apiBodyTimeout; shorter in tests
-	srv         *http.Server
-	conns       *apiConns // the manager's counts (nil: none kept)
+	conns       *apiConns     // the manager's counts (nil: none kept)
 }
 
 // apiConns counts the Runtime API connections of a manager's sandboxes.
@@ -134,118 +144,116 @@ type apiConns struct {
 }
 
 func newRuntimeAPI() *runtimeAPI {
-	a := &runtimeAPI{
-		pending: make(chan *invocation, 1),
-		ready:   make(chan struct{}),
-		failed:  make(chan struct{}),
-		back:    make(chan struct{}, 1),
-		closed:  make(chan struct{}),
+	return &runtimeAPI{
+		ready:  make(chan struct{}),
+		failed: make(chan struct{}),
+		back:   make(chan struct{}, 1),
+		closed: make(chan struct{}),
+		open:   make(map[*apiConn]struct{}),
 
 		bodyTimeout: apiBodyTimeout,
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc(pathNext, a.next)
-	mux.HandleFunc(pathResponse, a.response)
-	mux.HandleFunc(pathError, a.invocationError)
-	mux.HandleFunc(pathInitErr, a.initError)
-	a.srv = &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: apiHeaderTimeout,
-		IdleTimeout:       apiIdleTimeout,
-		MaxHeaderBytes:    apiMaxHeaderBytes,
-		ErrorLog:          log.New(io.Discard, "", 0), // a runtime's bad requests are its own business
-	}
-	return a
 }
 
 // Bounds of the Runtime API: a sandbox is untrusted. A runtime needs one or
-// two connections (aws-lambda-go keeps one alive), extensions a few more.
-// No ReadTimeout or WriteTimeout on the server: /next is a long poll, so the
-// deadlines are set per request where a body is read or written.
+// two connections (aws-lambda-go keeps one alive, a curl bootstrap opens one
+// per request), extensions a few more. /next is a long poll, so a
+// connection whose /next waits has no read deadline; between requests it
+// has apiIdleTimeout.
 const (
 	apiMaxConns       = 8
 	apiHeaderTimeout  = 10 * time.Second
 	apiIdleTimeout    = 60 * time.Second
 	apiMaxHeaderBytes = 16 << 10
 	apiBodyTimeout    = 30 * time.Second // to read a /response or /error body
-	apiWriteTimeout   = 30 * time.Second // to write an event to /next
+	apiWriteTimeout   = 30 * time.Second // to write an answer the runtime does not read
 )
 
+// serve accepts the runtime's connections until close. Beyond apiMaxConns
+// open ones a connection is closed at once, so a runtime that hoards them
+// gets an error instead of a hang, and the agent holds at most that many
+// descriptors per sandbox.
 func (a *runtimeAPI) serve(ln net.Listener) {
-	_ = a.srv.Serve(&limitListener{Listener: ln, max: apiMaxConns, counts: a.conns})
-}
-
-// limitListener closes connections at once beyond max open ones, so a
-// runtime that hoards them gets an error instead of a hang, and the agent
-// holds at most max descriptors per sandbox.
-type limitListener struct {
-	net.Listener
-	max    int
-	counts *apiConns // nil: not counted
-	mu     sync.Mutex
-	open   int
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
+	a.mu.Lock()
+	a.ln = ln
+	a.mu.Unlock()
+	select {
+	case <-a.closed:
+		ln.Close()
+		return
+	default:
+	}
 	for {
-		c, err := l.Listener.Accept()
+		nc, err := ln.Accept()
 		if err != nil {
-			return nil, err
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return
 		}
-		l.mu.Lock()
-		if l.open >= l.max {
-			l.mu.Unlock()
-			c.Close()
-			if l.counts != nil {
-				l.counts.refused.Add(1)
+		a.mu.Lock()
+		if len(a.open) >= apiMaxConns || a.isClosed() {
+			a.mu.Unlock()
+			nc.Close()
+			if a.conns != nil {
+				a.conns.refused.Add(1)
 			}
 			continue
 		}
-		l.open++
-		l.mu.Unlock()
-		if l.counts != nil {
-			l.counts.open.Add(1)
+		c := newAPIConn(a, nc)
+		a.open[c] = struct{}{}
+		a.mu.Unlock()
+		if a.conns != nil {
+			a.conns.open.Add(1)
 		}
-		return &limitConn{Conn: c, l: l}, nil
+		go c.serve()
 	}
 }
 
-type limitConn struct {
-	net.Conn
-	l    *limitListener
-	once sync.Once
-}
-
-func (c *limitConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(func() {
-		c.l.mu.Lock()
-		c.l.open--
-		c.l.mu.Unlock()
-		if c.l.counts != nil {
-			c.l.counts.open.Add(-1)
-		}
-	})
-	return err
-}
-
-// readBody reads a request body once, into a buffer of at most limit+1
-// bytes (sized from Content-Length when it is given), within apiBodyTimeout.
-func (a *runtimeAPI) readBody(w http.ResponseWriter, r *http.Request, limit int) ([]byte, error) {
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(a.bodyTimeout))
-	size := 512
-	if r.ContentLength > 0 {
-		size = int(min(r.ContentLength, int64(limit)+1))
+func (a *runtimeAPI) isClosed() bool {
+	select {
+	case <-a.closed:
+		return true
+	default:
+		return false
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, size))
-	_, err := buf.ReadFrom(io.LimitReader(r.Body, int64(limit)+1))
-	return buf.Bytes(), err
+}
+
+// drop forgets a connection that has ended and closes it.
+func (a *runtimeAPI) drop(c *apiConn) {
+	a.mu.Lock()
+	_, ok := a.open[c]
+	delete(a.open, c)
+	a.removeWaiter(c)
+	a.mu.Unlock()
+	c.nc.Close()
+	if ok && a.conns != nil {
+		a.conns.open.Add(-1)
+	}
+}
+
+// removeWaiter takes c out of waiters. Call with mu held.
+func (a *runtimeAPI) removeWaiter(c *apiConn) {
+	for i, w := range a.waiters {
+		if w == c {
+			a.waiters = append(a.waiters[:i], a.waiters[i+1:]...)
+			return
+		}
+	}
 }
 
 func (a *runtimeAPI) close() {
 	a.closeOnce.Do(func() {
 		close(a.closed)
-		a.srv.Close()
+		a.mu.Lock()
+		if a.ln != nil {
+			a.ln.Close()
+		}
+		for c := range a.open {
+			c.nc.Close()
+		}
+		a.mu.Unlock()
 	})
 }
 
@@ -263,7 +271,57 @@ func (a *runtimeAPI) readyTime() time.Time {
 	return a.readyAt
 }
 
-func (a *runtimeAPI) next(w http.ResponseWriter, r *http.Request) {
+// deliver hands inv to the runtime, which waits in /next. If a connection
+// waits, the event is written into it here and deliver reports true, with
+// inv.delivered closed. Otherwise (the runtime gave up its /next and has
+// not yet asked again) inv is queued for the next /next, which closes
+// inv.delivered when it has written it.
+func (a *runtimeAPI) deliver(inv *invocation) bool {
+	for {
+		a.mu.Lock()
+		n := len(a.waiters)
+		if n == 0 || a.isClosed() {
+			a.queued = inv
+			a.mu.Unlock()
+			return false
+		}
+		c := a.waiters[n-1]
+		a.waiters = a.waiters[:n-1]
+		a.handOut(inv)
+		a.mu.Unlock()
+		if c.answerNext(inv) {
+			close(inv.delivered)
+			return true
+		}
+		// The connection died under the write: the runtime never saw
+		// it. Give it to another /next.
+		a.mu.Lock()
+		a.takeBack(inv)
+		a.mu.Unlock()
+	}
+}
+
+// handOut moves to invoking with inv. Call with mu held.
+func (a *runtimeAPI) handOut(inv *invocation) {
+	inv.deadline = time.Now().Add(inv.timeout)
+	a.state = apiInvoking
+	a.current = inv
+}
+
+// takeBack undoes handOut for an event that could not be written, unless
+// the invocation was answered meanwhile (by another connection: the
+// runtime did see it). Call with mu held.
+func (a *runtimeAPI) takeBack(inv *invocation) {
+	if a.state == apiInvoking && a.current == inv {
+		a.state = apiWaiting
+		a.current = nil
+	}
+}
+
+// next is GET /next on c. It either writes an invocation queued for it, or
+// leaves c waiting for deliver. The event it writes is on this goroutine;
+// it reports whether c may go on.
+func (a *runtimeAPI) next(c *apiConn, req *apiRequest) bool {
 	a.mu.Lock()
 	switch a.state {
 	case apiInitialising:
@@ -277,140 +335,149 @@ func (a *runtimeAPI) next(w http.ResponseWriter, r *http.Request) {
 	case apiInvoking, apiInitFailed:
 		st := a.state
 		a.mu.Unlock()
-		refuseTransition(w, st, "next")
-		return
+		return c.refuseTransition(req, st, "next")
 	}
 	a.state = apiWaiting
-	a.mu.Unlock()
-
-	var inv *invocation
-	select {
-	case inv = <-a.pending:
-	case <-a.closed:
-		http.Error(w, "sandbox is shutting down", http.StatusGone)
-		return
-	case <-r.Context().Done():
-		return
+	if a.isClosed() {
+		a.mu.Unlock()
+		req.close = true
+		c.writeError(req, http.StatusGone, "", "sandbox is shutting down")
+		return false
 	}
-	inv.deadline = time.Now().Add(inv.timeout)
-	a.mu.Lock()
-	a.state = apiInvoking
-	a.current = inv
+	inv := a.queued
+	if inv == nil {
+		c.waitNext(req.close)
+		a.waiters = append(a.waiters, c)
+		a.mu.Unlock()
+		return true
+	}
+	a.queued = nil
+	a.handOut(inv)
 	a.mu.Unlock()
+	if !c.writeEvent(inv, req.close) {
+		a.mu.Lock()
+		a.takeBack(inv)
+		if a.current == nil && a.queued == nil {
+			a.queued = inv
+		}
+		a.mu.Unlock()
+		return false
+	}
 	close(inv.delivered)
-
-	h := w.Header()
-	h["Content-Type"] = []string{"application/json"}
-	h[headerRequestID] = []string{inv.id}
-	h[headerDeadline] = []string{strconv.FormatInt(inv.deadline.UnixMilli(), 10)}
-	h[headerFunctionARN] = []string{inv.arn}
-	h[headerTraceID] = []string{inv.traceID}
-	if inv.clientContext != "" {
-		h[headerClientContext] = []string{inv.clientContext}
-	}
-	h["Content-Length"] = []string{strconv.Itoa(len(inv.payload))}
-	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(apiWriteTimeout))
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(inv.payload)
+	c.invoked = true
+	return !req.close
 }
 
 // take returns the current invocation if id names it, and moves to
 // answered. It writes the refusal itself and returns nil otherwise.
-func (a *runtimeAPI) take(w http.ResponseWriter, id, call string) *invocation {
+func (a *runtimeAPI) take(c *apiConn, req *apiRequest, id []byte, call string) *invocation {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if a.state != apiInvoking {
-		refuseTransition(w, a.state, call)
+		st := a.state
+		a.mu.Unlock()
+		c.refuseTransition(req, st, call)
 		return nil
 	}
 	inv := a.current
-	if inv.id != id {
-		writeAPIError(w, http.StatusBadRequest, rpc.APIErrInvalidRequestID, "Invalid request ID")
+	if string(id) != inv.id {
+		a.mu.Unlock()
+		c.writeError(req, http.StatusBadRequest, rpc.APIErrInvalidRequestID, "Invalid request ID")
 		return nil
 	}
 	a.current = nil
 	a.state = apiAnswered
+	a.mu.Unlock()
 	return inv
 }
 
-func refuseTransition(w http.ResponseWriter, st apiState, call string) {
+func (c *apiConn) refuseTransition(req *apiRequest, st apiState, call string) bool {
 	from := [...]string{"initialising", "waiting", "invoking", "answered", "init failed"}[st]
-	writeAPIError(w, http.StatusForbidden, rpc.APIErrInvalidStateTransition,
+	return c.writeError(req, http.StatusForbidden, rpc.APIErrInvalidStateTransition,
 		"Transition from "+from+" to "+call+" is not allowed")
 }
 
-func (a *runtimeAPI) response(w http.ResponseWriter, r *http.Request) {
-	inv := a.take(w, r.PathValue("id"), "response")
+// response is POST /invocation/{id}/response.
+func (a *runtimeAPI) response(c *apiConn, req *apiRequest, id []byte) bool {
+	inv := a.take(c, req, id, "response")
 	if inv == nil {
-		return
+		return !req.close && c.discardBody(req)
 	}
-	body, err := a.readBody(w, r, maxResponse)
-	if err != nil {
+	body, tooLarge, err := c.readBody(req, maxResponse)
+	switch {
+	case err != nil:
 		inv.finish(functionError(rpc.ErrTypeResponseError, "failed to read the runtime's response: "+err.Error()))
-		writeAPIError(w, http.StatusBadRequest, rpc.APIErrInvalidRequest, err.Error())
-		return
-	}
-	if len(body) > maxResponse {
+		c.writeError(req, http.StatusBadRequest, rpc.APIErrInvalidRequest, err.Error())
+		return false
+	case tooLarge:
 		msg := "Response payload size exceeded maximum allowed payload size (" + strconv.Itoa(maxResponse) + " bytes)."
 		inv.finish(functionError(rpc.ErrTypeResponseTooLarge, msg))
-		writeAPIError(w, http.StatusRequestEntityTooLarge, rpc.APIErrRequestEntityTooLarge,
-			"Exceeded maximum allowed payload size ("+strconv.Itoa(maxResponse)+" bytes).")
-		return
+		return c.writeError(req, http.StatusRequestEntityTooLarge, rpc.APIErrRequestEntityTooLarge,
+			"Exceeded maximum allowed payload size ("+strconv.Itoa(maxResponse)+" bytes).") && c.discardBody(req)
 	}
 	inv.finish(outcome{payload: body})
-	writeAccepted(w)
+	return c.writeAccepted(req)
 }
 
-func (a *runtimeAPI) invocationError(w http.ResponseWriter, r *http.Request) {
-	inv := a.take(w, r.PathValue("id"), "error")
+// invocationError is POST /invocation/{id}/error.
+func (a *runtimeAPI) invocationError(c *apiConn, req *apiRequest, id []byte) bool {
+	inv := a.take(c, req, id, "error")
 	if inv == nil {
-		return
+		return !req.close && c.discardBody(req)
 	}
-	inv.finish(a.readRuntimeError(w, r))
-	writeAccepted(w)
+	o, ok := c.readRuntimeError(req)
+	inv.finish(o)
+	if !ok {
+		return false
+	}
+	return c.writeAccepted(req)
 }
 
 // initError records the first init error; later calls, and calls after
 // init, are refused.
-func (a *runtimeAPI) initError(w http.ResponseWriter, r *http.Request) {
+func (a *runtimeAPI) initError(c *apiConn, req *apiRequest) bool {
 	a.mu.Lock()
 	if a.state != apiInitialising {
 		st := a.state
 		a.mu.Unlock()
-		refuseTransition(w, st, "init error")
-		return
+		return c.refuseTransition(req, st, "init error") && c.discardBody(req)
 	}
 	a.state = apiInitFailed
 	a.mu.Unlock()
-	o := a.readRuntimeError(w, r)
+	o, ok := c.readRuntimeError(req)
 	a.mu.Lock()
 	a.initErr = &o
 	a.mu.Unlock()
 	close(a.failed)
-	writeAccepted(w)
+	if !ok {
+		return false
+	}
+	return c.writeAccepted(req)
 }
 
-// readRuntimeError turns an error the runtime posted into the body the
-// caller gets. A JSON object is passed through unchanged (aws-lambda-go's
-// stackTrace of frames, Node's trace, any extra field), except that a
-// missing or empty errorType is filled in, from the
-// Lambda-Runtime-Function-Error-Type header or as Runtime.Unknown. Anything
-// else (not JSON, or JSON that is not an object) becomes a Runtime.Unknown
-// error whose message is the body. The body is read once, bounded.
-func (a *runtimeAPI) readRuntimeError(w http.ResponseWriter, r *http.Request) outcome {
-	body, err := a.readBody(w, r, maxErrorBody)
-	if err != nil {
-		return functionError(rpc.ErrTypeResponseError, "failed to read the runtime's error: "+err.Error())
+// readRuntimeError reads the error a runtime posted (bounded, once) and
+// turns it into the body the caller gets (runtimeError). ok is false when
+// the connection cannot go on.
+func (c *apiConn) readRuntimeError(req *apiRequest) (o outcome, ok bool) {
+	body, tooLarge, err := c.readBody(req, maxErrorBody)
+	switch {
+	case err != nil:
+		return functionError(rpc.ErrTypeResponseError, "failed to read the runtime's error: "+err.Error()), false
+	case tooLarge:
+		return functionError(rpc.ErrTypeResponseTooLarge, "Error payload size exceeded maximum allowed payload size ("+strconv.Itoa(maxErrorBody)+" bytes)."), c.discardBody(req)
 	}
-	if len(body) > maxErrorBody {
-		return functionError(rpc.ErrTypeResponseTooLarge, "Error payload size exceeded maximum allowed payload size ("+strconv.Itoa(maxErrorBody)+" bytes).")
-	}
-	return runtimeError(r.Header.Get(headerErrorType), body)
+	return runtimeError(string(req.errType), body), true
 }
 
 // maxErrorBody bounds an error a runtime posts, as a response is bounded.
 const maxErrorBody = maxResponse
 
+// runtimeError turns an error the runtime posted into the body the caller
+// gets. A JSON object is passed through unchanged (aws-lambda-go's
+// stackTrace of frames, Node's trace, any extra field), except that a
+// missing or empty errorType is filled in, from the
+// Lambda-Runtime-Function-Error-Type header or as Runtime.Unknown. Anything
+// else (not JSON, or JSON that is not an object) becomes a Runtime.Unknown
+// error whose message is the body.
 func runtimeError(header string, body []byte) outcome {
 	var fields map[string]json.RawMessage
 	if json.Unmarshal(body, &fields) != nil || fields == nil {
@@ -445,21 +512,10 @@ func runtimeError(header string, body []byte) outcome {
 }
 
 func functionError(errType, msg string) outcome {
+	return outcome{payload: apiErrorBody(errType, msg), errType: errType}
+}
+
+func apiErrorBody(errType, msg string) []byte {
 	out, _ := json.Marshal(rpc.FunctionErrorPayload{ErrorType: errType, ErrorMessage: msg})
-	return outcome{payload: out, errType: errType}
-}
-
-var accepted = []byte(`{"status":"OK"}`)
-
-func writeAccepted(w http.ResponseWriter) {
-	w.Header()["Content-Type"] = []string{"application/json"}
-	w.WriteHeader(http.StatusAccepted)
-	_, _ = w.Write(accepted)
-}
-
-func writeAPIError(w http.ResponseWriter, code int, errType, msg string) {
-	body, _ := json.Marshal(rpc.FunctionErrorPayload{ErrorType: errType, ErrorMessage: msg})
-	w.Header()["Content-Type"] = []string{"application/json"}
-	w.WriteHeader(code)
-	_, _ = w.Write(body)
+	return out
 }

@@ -1,14 +1,13 @@
 package sandbox
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,58 +19,134 @@ import (
 // The Runtime API reads what a function sends: untrusted bytes. These tests
 // drive the handlers directly, without a container.
 
+// call makes one request with client (a Go net/http client: a runtime no
+// one here wrote) and returns its status, headers and body.
+func call(t *testing.T, client *http.Client, addr, method, path, body string) (int, http.Header, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, "http://"+addr+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the answer: %v", method, path, err)
+	}
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+func newClient(t *testing.T) *http.Client {
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 20 * time.Second}
+}
+
+const (
+	testNext = "/2018-06-01/runtime/invocation/next"
+	testInv  = "/2018-06-01/runtime/invocation/"
+)
+
 func TestRuntimeAPIRoundTrip(t *testing.T) {
 	a := newRuntimeAPI()
+	addr := serveAPI(t, a)
+	client := newClient(t)
 	inv := newInvocation("req-1", []byte(`{"k":1}`), "arn:aws:lambda:local:0:function:f", "Root=1-a-b", 3*time.Second)
-	a.pending <- inv
-
-	rec := httptest.NewRecorder()
-	a.srv.Handler.ServeHTTP(rec, httptest.NewRequest("GET", "/2018-06-01/runtime/invocation/next", nil))
-	if rec.Code != 200 || rec.Body.String() != `{"k":1}` {
-		t.Fatalf("next: %d %q", rec.Code, rec.Body)
+	inv.clientContext = `{"custom":{"a":"b"}}`
+	if a.deliver(inv) {
+		t.Fatal("delivered with no /next waiting")
 	}
-	h := rec.Header()
-	if h.Get(headerRequestID) != "req-1" || h.Get(headerFunctionARN) == "" || h.Get(headerTraceID) != "Root=1-a-b" || h.Get(headerDeadline) == "" {
+
+	code, h, body := call(t, client, addr, "GET", testNext, "")
+	if code != 200 || body != `{"k":1}` {
+		t.Fatalf("next: %d %q", code, body)
+	}
+	if h.Get(headerRequestID) != "req-1" || h.Get(headerFunctionARN) != inv.arn || h.Get(headerTraceID) != "Root=1-a-b" ||
+		h.Get(headerClientContext) != inv.clientContext || h.Get("Content-Type") != "application/json" {
 		t.Fatalf("headers %v", h)
+	}
+	if ms, err := strconv.ParseInt(h.Get(headerDeadline), 10, 64); err != nil || ms != inv.deadline.UnixMilli() {
+		t.Fatalf("deadline %q, want %d", h.Get(headerDeadline), inv.deadline.UnixMilli())
 	}
 	select {
 	case <-a.ready:
 	default:
 		t.Fatal("first /next did not mark init done")
 	}
+	select {
+	case <-inv.delivered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("delivered not closed once the event was written")
+	}
 
 	// A response for another request id is refused and changes nothing.
-	rec = httptest.NewRecorder()
-	a.srv.Handler.ServeHTTP(rec, httptest.NewRequest("POST", "/2018-06-01/runtime/invocation/other/response", strings.NewReader("x")))
-	if rec.Code != http.StatusBadRequest {
-		t.Fatalf("wrong id: %d", rec.Code)
+	if code, _, _ := call(t, client, addr, "POST", testInv+"other/response", "x"); code != http.StatusBadRequest {
+		t.Fatalf("wrong id: %d", code)
 	}
-	rec = httptest.NewRecorder()
-	a.srv.Handler.ServeHTTP(rec, httptest.NewRequest("POST", "/2018-06-01/runtime/invocation/req-1/response", strings.NewReader(`"ok"`)))
-	if rec.Code != http.StatusAccepted {
-		t.Fatalf("response: %d", rec.Code)
+	if code, _, body := call(t, client, addr, "POST", testInv+"req-1/response", `"ok"`); code != http.StatusAccepted || body != `{"status":"OK"}` {
+		t.Fatalf("response: %d %s", code, body)
 	}
 	<-inv.done
 	if string(inv.out.payload) != `"ok"` || inv.out.errType != "" {
 		t.Fatalf("outcome %+v", inv.out)
 	}
 	// A second answer to the same request is refused.
-	for _, call := range []string{"error", "response"} {
-		rec = httptest.NewRecorder()
-		a.srv.Handler.ServeHTTP(rec, httptest.NewRequest("POST", "/2018-06-01/runtime/invocation/req-1/"+call, strings.NewReader(`{}`)))
-		wantAPIError(t, rec, http.StatusForbidden, rpc.APIErrInvalidStateTransition)
+	for _, c := range []string{"error", "response"} {
+		wantAPIError(t, client, addr, "POST", testInv+"req-1/"+c, `{}`, http.StatusForbidden, rpc.APIErrInvalidStateTransition)
 	}
 	// So is an init error after init.
-	rec = httptest.NewRecorder()
-	a.srv.Handler.ServeHTTP(rec, httptest.NewRequest("POST", "/2018-06-01/runtime/init/error", strings.NewReader(`{}`)))
-	wantAPIError(t, rec, http.StatusForbidden, rpc.APIErrInvalidStateTransition)
+	wantAPIError(t, client, addr, "POST", "/2018-06-01/runtime/init/error", `{}`, http.StatusForbidden, rpc.APIErrInvalidStateTransition)
+
+	// Back in /next: the runtime's /next now waits, and the next
+	// invocation is written into it by deliver itself.
+	got := make(chan string, 1)
+	go func() {
+		_, h, body := call(t, client, addr, "GET", testNext, "")
+		got <- h.Get(headerRequestID) + " " + body
+	}()
+	select {
+	case <-a.back:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the runtime's return to /next was not signalled")
+	}
+	waitWaiting(t, a)
+	if !a.deliver(newInvocation("req-2", []byte(`2`), "arn", "trace", time.Second)) {
+		t.Fatal("not delivered to the waiting /next")
+	}
+	if g := <-got; g != "req-2 2" {
+		t.Fatalf("second event %q", g)
+	}
 }
 
-func wantAPIError(t *testing.T, rec *httptest.ResponseRecorder, code int, errType string) {
+// waitWaiting waits until a connection waits in /next.
+func waitWaiting(t *testing.T, a *runtimeAPI) {
 	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		a.mu.Lock()
+		n := len(a.waiters)
+		a.mu.Unlock()
+		if n > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no /next waits")
+		}
+	}
+}
+
+func wantAPIError(t *testing.T, client *http.Client, addr, method, path, body string, code int, errType string) {
+	t.Helper()
+	got, h, b := call(t, client, addr, method, path, body)
 	var p struct{ ErrorType, ErrorMessage string }
-	if rec.Code != code || json.Unmarshal(rec.Body.Bytes(), &p) != nil || p.ErrorType != errType || p.ErrorMessage == "" {
-		t.Fatalf("got %d %s, want %d with errorType %s", rec.Code, rec.Body, code, errType)
+	if got != code || json.Unmarshal([]byte(b), &p) != nil || p.ErrorType != errType || p.ErrorMessage == "" || h.Get("Content-Type") != "application/json" {
+		t.Fatalf("%s %s: got %d %s, want %d with errorType %s", method, path, got, b, code, errType)
 	}
 }
 
@@ -79,42 +154,46 @@ func wantAPIError(t *testing.T, rec *httptest.ResponseRecorder, code int, errTyp
 // after which /next and a second init error are refused.
 func TestRuntimeAPIStateTransitions(t *testing.T) {
 	a := newRuntimeAPI()
-	serve := func(method, path, body string) *httptest.ResponseRecorder {
-		rec := httptest.NewRecorder()
-		a.srv.Handler.ServeHTTP(rec, httptest.NewRequest(method, path, strings.NewReader(body)))
-		return rec
-	}
-	wantAPIError(t, serve("POST", "/2018-06-01/runtime/invocation/x/response", `1`), http.StatusForbidden, rpc.APIErrInvalidStateTransition)
-	wantAPIError(t, serve("POST", "/2018-06-01/runtime/invocation/x/error", `{}`), http.StatusForbidden, rpc.APIErrInvalidStateTransition)
-	if rec := serve("POST", "/2018-06-01/runtime/init/error", `{"errorType":"First","errorMessage":"a"}`); rec.Code != http.StatusAccepted {
-		t.Fatalf("init error: %d", rec.Code)
+	addr := serveAPI(t, a)
+	client := newClient(t)
+	wantAPIError(t, client, addr, "POST", testInv+"x/response", `1`, http.StatusForbidden, rpc.APIErrInvalidStateTransition)
+	wantAPIError(t, client, addr, "POST", testInv+"x/error", `{}`, http.StatusForbidden, rpc.APIErrInvalidStateTransition)
+	if code, _, _ := call(t, client, addr, "POST", "/2018-06-01/runtime/init/error", `{"errorType":"First","errorMessage":"a"}`); code != http.StatusAccepted {
+		t.Fatalf("init error: %d", code)
 	}
 	select {
 	case <-a.failed:
 	default:
 		t.Fatal("init error did not signal the invoker")
 	}
-	wantAPIError(t, serve("POST", "/2018-06-01/runtime/init/error", `{"errorType":"Second"}`), http.StatusForbidden, rpc.APIErrInvalidStateTransition)
-	wantAPIError(t, serve("GET", "/2018-06-01/runtime/invocation/next", ``), http.StatusForbidden, rpc.APIErrInvalidStateTransition)
+	wantAPIError(t, client, addr, "POST", "/2018-06-01/runtime/init/error", `{"errorType":"Second"}`, http.StatusForbidden, rpc.APIErrInvalidStateTransition)
+	wantAPIError(t, client, addr, "GET", testNext, ``, http.StatusForbidden, rpc.APIErrInvalidStateTransition)
 	if o := a.initFailure(); o == nil || o.errType != "First" {
 		t.Fatalf("init failure %+v, want the first one", o)
 	}
 }
 
+// An oversized response is refused with 413 without being read into
+// memory, and the connection goes on (its body is skipped).
 func TestRuntimeAPIResponseTooLarge(t *testing.T) {
 	a := newRuntimeAPI()
-	inv := newInvocation("big", nil, "arn", "trace", time.Second)
-	a.pending <- inv
-	a.srv.Handler.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/2018-06-01/runtime/invocation/next", nil))
-	rec := httptest.NewRecorder()
-	body := bytes.Repeat([]byte("x"), maxResponse+1)
-	a.srv.Handler.ServeHTTP(rec, httptest.NewRequest("POST", "/2018-06-01/runtime/invocation/big/response", bytes.NewReader(body)))
-	if rec.Code != http.StatusRequestEntityTooLarge {
-		t.Fatalf("status %d", rec.Code)
+	addr := serveAPI(t, a)
+	client := newClient(t)
+	inv := newInvocation("big", nil, "arn", "trace", time.Minute)
+	a.deliver(inv)
+	call(t, client, addr, "GET", testNext, "")
+	body := strings.Repeat("x", maxResponse+1)
+	if code, _, _ := call(t, client, addr, "POST", testInv+"big/response", body); code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("status %d", code)
 	}
 	<-inv.done
 	if inv.out.errType != "Function.ResponseSizeTooLarge" {
 		t.Fatalf("outcome %+v", inv.out)
+	}
+	inv2 := newInvocation("next", []byte(`{}`), "arn", "trace", time.Minute)
+	a.deliver(inv2)
+	if code, h, _ := call(t, client, addr, "GET", testNext, ""); code != 200 || h.Get(headerRequestID) != "next" {
+		t.Fatalf("next after a refused response: %d %v", code, h)
 	}
 }
 
@@ -139,11 +218,7 @@ func TestReadRuntimeError(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := httptest.NewRequest("POST", "/x", strings.NewReader(c.body))
-			if c.header != "" {
-				r.Header.Set(headerErrorType, c.header)
-			}
-			o := newRuntimeAPI().readRuntimeError(httptest.NewRecorder(), r)
+			o := runtimeError(c.header, []byte(c.body))
 			var p struct{ ErrorType, ErrorMessage string }
 			if err := json.Unmarshal(o.payload, &p); err != nil {
 				t.Fatalf("payload %q is not JSON: %v", o.payload, err)
@@ -169,12 +244,7 @@ func FuzzReadRuntimeError(f *testing.F) {
 	f.Add("", []byte(`{"errorType":1}`))
 	f.Add("T", []byte("\xff\xfe"))
 	f.Fuzz(func(t *testing.T, header string, body []byte) {
-		r := httptest.NewRequest("POST", "/x", bytes.NewReader(body))
-		if strings.ContainsAny(header, "\r\n\x00") {
-			header = ""
-		}
-		r.Header.Set(headerErrorType, header)
-		o := newRuntimeAPI().readRuntimeError(httptest.NewRecorder(), r)
+		o := runtimeError(header, body)
 		var p map[string]json.RawMessage
 		if err := json.Unmarshal(o.payload, &p); err != nil {
 			t.Fatalf("payload %q is not a JSON object: %v", o.payload, err)
@@ -224,7 +294,7 @@ func TestRuntimeAPIConnectionLimit(t *testing.T) {
 	for _, c := range conns {
 		c.Close()
 	}
-	a.pending <- newInvocation("after", []byte(`{}`), "arn", "trace", time.Second)
+	a.deliver(newInvocation("after", []byte(`{}`), "arn", "trace", time.Second))
 	var resp *http.Response
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		r, err := http.Get("http://" + addr + "/2018-06-01/runtime/invocation/next")
@@ -251,7 +321,7 @@ func TestRuntimeAPIStalledBody(t *testing.T) {
 	a.bodyTimeout = 200 * time.Millisecond
 	addr := serveAPI(t, a)
 	inv := newInvocation("stall", nil, "arn", "trace", time.Minute)
-	a.pending <- inv
+	a.deliver(inv)
 	resp, err := http.Get("http://" + addr + "/2018-06-01/runtime/invocation/next")
 	if err != nil {
 		t.Fatal(err)
