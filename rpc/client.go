@@ -198,7 +198,7 @@ func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 		addr:     c.addr,
 		conn:     conn,
 		br:       bufio.NewReaderSize(conn, readBufferSize),
-		w:        newConnWriter(conn, 0),
+		w:        newConnWriter(conn, 0, false),
 		maxFrame: c.opts.MaxFrameSize,
 		pending:  make(map[uint64]*call),
 	}

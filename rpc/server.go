@@ -345,7 +345,7 @@ func (s *Server) newConn(conn net.Conn, auth *PeerAuth) *serverConn {
 		s:      s,
 		conn:   conn,
 		br:     bufio.NewReaderSize(conn, readBufferSize),
-		w:      newConnWriter(conn, s.opts.FrameTimeout),
+		w:      newConnWriter(conn, s.opts.FrameTimeout, true),
 		auth:   auth,
 		sem:    make(chan struct{}, inflight),
 		reads:  newBudget(int64(s.opts.MaxFrameSize)),
