@@ -326,3 +326,28 @@ func TestOwnCgroupsVisible(t *testing.T) {
 		t.Errorf("/proc/self/cgroup shows host paths: %q", p.Self)
 	}
 }
+
+// Max Memory Used counts the runtime's resident memory, file-backed pages
+// (its binary) included, not only what the memory cgroup was charged: a Go
+// function's binary is in the page cache of whoever read it first.
+func TestMaxMemoryUsedCountsResidentPages(t *testing.T) {
+	t.Parallel()
+	m, _ := newTestManager(t, Config{})
+	fn := fnConfig("hwm", 1)
+	res := invoke(t, m, fn, codeDir(t, gofnBin), `{"do":"hwm"}`)
+	var p struct {
+		HWM int `json:"hwm_kb"`
+	}
+	if err := json.Unmarshal(res.Payload, &p); err != nil || p.HWM == 0 {
+		t.Fatalf("payload %s: %v", res.Payload, err)
+	}
+	if res.MaxMemoryMB*1024 < p.HWM {
+		t.Fatalf("Max Memory Used %d MB, but the runtime alone had %d kB resident", res.MaxMemoryMB, p.HWM)
+	}
+	if res.MaxMemoryMB > fn.MemoryMB {
+		t.Fatalf("Max Memory Used %d MB over the memory size %d MB", res.MaxMemoryMB, fn.MemoryMB)
+	}
+	if !strings.Contains(res.LogTail, "Max Memory Used: "+strconv.Itoa(res.MaxMemoryMB)+" MB") {
+		t.Errorf("REPORT does not say %d MB: %s", res.MaxMemoryMB, res.LogTail)
+	}
+}

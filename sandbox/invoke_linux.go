@@ -53,7 +53,7 @@ func (sb *sandbox) run(m *Manager, req *Request, cold bool, initLimit time.Durat
 			sb.logs.emit(initReportLine(res.InitDuration, status, o.errType))
 			sb.logs.begin(req.RequestID, startLine(req.RequestID, fn.VersionName()))
 			res.Payload, res.ErrorType = o.payload, o.errType
-			res.MaxMemoryMB = sb.cgroups.maxMemoryMB()
+			res.MaxMemoryMB, _ = sb.maxMemoryMB(fn.MemoryMB)
 			res.LogTail = sb.logs.end(endLine(req.RequestID), reportLine(req.RequestID, fn, res, status, o.errType))
 			return res, how
 		}
@@ -156,8 +156,7 @@ func (sb *sandbox) run(m *Manager, req *Request, cold bool, initLimit time.Durat
 		}
 	}
 	res.Payload, res.ErrorType = o.payload, o.errType
-	res.MaxMemoryMB = sb.cgroups.maxMemoryMB()
-	sb.peakMB = res.MaxMemoryMB
+	res.MaxMemoryMB, sb.peakMB = sb.maxMemoryMB(fn.MemoryMB)
 	sb.logs.sync()
 	res.LogTail = sb.logs.end(endLine(req.RequestID), reportLine(req.RequestID, fn, res, status, statusType))
 	return res, initOK

@@ -74,6 +74,10 @@ type sandbox struct {
 	// by the caller holding it, read by the reaper under mu once idle
 	// (release, under mu, orders the two).
 	peakMB int
+	// residentMB is the peak resident memory of its processes, read at
+	// residentAt (residentPeakMB); only the caller holding it touches them.
+	residentMB int
+	residentAt time.Time
 
 	mu          sync.Mutex
 	state       sbState
@@ -171,6 +175,59 @@ func (c cgroupFiles) oomKills() int64 {
 func (c cgroupFiles) maxMemoryMB() int {
 	v := preadInt(c.maxUsage)
 	return int((v + (1<<20 - 1)) >> 20)
+}
+
+// maxMemoryMB is the REPORT's Max Memory Used: the memory cgroup's peak, or
+// the peak resident memory of the sandbox's processes when that is more,
+// up to the function's memory size. The second counts the file-backed
+// pages of the runtime (its binary and libraries), whose page cache is
+// charged to whoever read the file first, often not this sandbox.
+func (sb *sandbox) maxMemoryMB(limitMB int) (report, cgroup int) {
+	cgroup = sb.cgroups.maxMemoryMB()
+	report = max(cgroup, min(sb.residentPeakMB(), limitMB))
+	return report, cgroup
+}
+
+// residentInterval is how often residentPeakMB reads /proc: an open and a
+// read per process, too much to do after every warm invocation.
+const residentInterval = time.Second
+
+// residentPeakMB sums the processes' VmHWM, at most once per
+// residentInterval (the first invocation always reads it).
+func (sb *sandbox) residentPeakMB() int {
+	if !sb.residentAt.IsZero() && time.Since(sb.residentAt) < residentInterval {
+		return sb.residentMB
+	}
+	sb.residentAt = time.Now()
+	procs, err := os.ReadFile(filepath.Join(sb.cgroups.memory, "cgroup.procs"))
+	if err != nil {
+		return sb.residentMB
+	}
+	var kb int64
+	for pid := range strings.FieldsSeq(string(procs)) {
+		kb += statusKB("/proc/"+pid+"/status", "VmHWM:")
+	}
+	sb.residentMB = max(sb.residentMB, int((kb+1023)/1024))
+	return sb.residentMB
+}
+
+// statusKB reads one "Name:   N kB" field of a /proc status file (0 when
+// it is not there).
+func statusKB(path, field string) int64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	i := bytes.Index(b, []byte("\n"+field))
+	if i < 0 {
+		return 0
+	}
+	rest := b[i+1+len(field):]
+	if j := bytes.IndexByte(rest, '\n'); j >= 0 {
+		rest = rest[:j]
+	}
+	n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(string(rest)), "kB")), 10, 64)
+	return n
 }
 
 // preadInt reads the number in an open cgroup file from its start.

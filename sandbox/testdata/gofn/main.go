@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -121,6 +122,16 @@ func handler(ctx context.Context, ev event) (map[string]any, error) {
 		cpu, _ := os.ReadFile("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
 		self, _ := os.ReadFile("/proc/self/cgroup")
 		return map[string]any{"memory_limit": strings.TrimSpace(string(limit)), "cpu_quota": strings.TrimSpace(string(cpu)), "self": string(self)}, nil
+	case "hwm":
+		// The process's peak resident memory, as /proc says it.
+		status, _ := os.ReadFile("/proc/self/status")
+		for _, l := range strings.Split(string(status), "\n") {
+			if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+				kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+				return map[string]any{"hwm_kb": kb}, nil
+			}
+		}
+		return nil, errors.New("no VmHWM in /proc/self/status")
 	case "grow":
 		// Answer, then take n MB while idle.
 		go func() {
