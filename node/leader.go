@@ -88,7 +88,13 @@ func (n *Node) isLeader() bool {
 // servers it knows from gossip.
 func (n *Node) leaderAddr(ctx context.Context) (string, error) {
 	if n.raft != nil {
-		if addr, _ := n.raft.LeaderWithID(); addr != "" {
+		addr, id := n.raft.LeaderWithID()
+		if id == raft.ServerID(n.name) {
+			// This node: its own rpc address, whatever Raft's transport
+			// calls it (a dev node's in-memory transport says "vm").
+			return n.cfg.Advertise, nil
+		}
+		if addr != "" {
 			return string(addr), nil
 		}
 		return "", errNoLeader
