@@ -183,15 +183,24 @@ func (a *runtimeAPI) serve(ln net.Listener) {
 		return
 	default:
 	}
+	backoff := 5 * time.Millisecond
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) || a.isClosed() {
+				return
 			}
-			return
+			// Descriptors exhausted, say: try again, as net/http does,
+			// rather than leave the runtime's connections in the backlog.
+			select {
+			case <-a.closed:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
 		}
+		backoff = 5 * time.Millisecond
 		a.mu.Lock()
 		if len(a.open) >= apiMaxConns || a.isClosed() {
 			a.mu.Unlock()
@@ -289,33 +298,44 @@ func (a *runtimeAPI) deliver(inv *invocation) bool {
 		a.waiters = a.waiters[:n-1]
 		a.handOut(inv)
 		a.mu.Unlock()
-		if c.answerNext(inv) {
+		ok := c.answerNext(inv)
+		if !ok {
+			// The connection died under the write: give the event to
+			// another /next, unless the runtime answered it meanwhile
+			// (it read the event and answered on another connection).
+			a.mu.Lock()
+			ok = !a.takeBack(inv)
+			a.mu.Unlock()
+		}
+		if ok {
 			close(inv.delivered)
 			return true
 		}
-		// The connection died under the write: the runtime never saw
-		// it. Give it to another /next.
-		a.mu.Lock()
-		a.takeBack(inv)
-		a.mu.Unlock()
 	}
 }
 
-// handOut moves to invoking with inv. Call with mu held.
+// handOut moves to invoking with inv. Its deadline is set at the first
+// handout: one given again after a failed write keeps it. Call with mu
+// held.
 func (a *runtimeAPI) handOut(inv *invocation) {
-	inv.deadline = time.Now().Add(inv.timeout)
+	if inv.deadline.IsZero() {
+		inv.deadline = time.Now().Add(inv.timeout)
+	}
 	a.state = apiInvoking
 	a.current = inv
 }
 
-// takeBack undoes handOut for an event that could not be written, unless
-// the invocation was answered meanwhile (by another connection: the
-// runtime did see it). Call with mu held.
-func (a *runtimeAPI) takeBack(inv *invocation) {
+// takeBack undoes handOut for an event that could not be written and
+// reports whether it did. It does not when the invocation was answered
+// meanwhile (by another connection: the runtime did see it). Call with mu
+// held.
+func (a *runtimeAPI) takeBack(inv *invocation) bool {
 	if a.state == apiInvoking && a.current == inv {
 		a.state = apiWaiting
 		a.current = nil
+		return true
 	}
+	return false
 }
 
 // next is GET /next on c. It either writes an invocation queued for it, or
@@ -356,11 +376,14 @@ func (a *runtimeAPI) next(c *apiConn, req *apiRequest) bool {
 	a.mu.Unlock()
 	if !c.writeEvent(inv, req.close) {
 		a.mu.Lock()
-		a.takeBack(inv)
-		if a.current == nil && a.queued == nil {
+		requeue := a.takeBack(inv)
+		if requeue {
 			a.queued = inv
 		}
 		a.mu.Unlock()
+		if !requeue {
+			close(inv.delivered) // answered all the same
+		}
 		return false
 	}
 	close(inv.delivered)

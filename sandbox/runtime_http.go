@@ -404,7 +404,7 @@ func (c *apiConn) continue100(req *apiRequest) error {
 		return nil
 	}
 	req.continued = true
-	_, err := c.nc.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n"))
+	_, err := c.write([]byte("HTTP/1.1 100 Continue\r\n\r\n"))
 	return err
 }
 
@@ -468,11 +468,18 @@ var (
 // connection goes on.
 func (c *apiConn) writeAccepted(req *apiRequest) bool {
 	if req.close {
-		_, _ = c.nc.Write(acceptedClose)
+		_, _ = c.write(acceptedClose)
 		return false
 	}
-	_, err := c.nc.Write(acceptedKeep)
+	_, err := c.write(acceptedKeep)
 	return err == nil
+}
+
+// write writes an answer of this goroutine's within apiWriteTimeout, so
+// that a runtime that never reads its answers does not hold the goroutine.
+func (c *apiConn) write(b []byte) (int, error) {
+	_ = c.nc.SetWriteDeadline(time.Now().Add(apiWriteTimeout))
+	return c.nc.Write(b)
 }
 
 // writeError answers code: with Lambda's JSON error body for an errType,
@@ -510,7 +517,7 @@ func (c *apiConn) writeStatus(req *apiRequest, code int, ctype string, body []by
 	}
 	b = append(b, "\r\n"...)
 	b = append(b, body...)
-	_, err := c.nc.Write(b)
+	_, err := c.write(b)
 	if cap(b) <= apiKeepBuffer {
 		c.wbuf = b
 	}
@@ -527,9 +534,12 @@ func (c *apiConn) waitNext(closing bool) {
 // answerNext writes inv to the /next this connection waits in; it runs on
 // the invoker's goroutine. It reports whether the runtime was sent it.
 func (c *apiConn) answerNext(inv *invocation) bool {
-	ok := c.writeEvent(inv, c.nextClose)
-	close(c.nextOut)
-	if !ok || c.nextClose {
+	// Both fields are read before nextOut is closed: once it is, the
+	// connection's goroutine may set them again for its next /next.
+	closing, out := c.nextClose, c.nextOut
+	ok := c.writeEvent(inv, closing)
+	close(out)
+	if !ok || closing {
 		c.nc.Close()
 	}
 	return ok

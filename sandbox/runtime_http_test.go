@@ -311,3 +311,62 @@ func TestRuntimeAPINextConnectionClose(t *testing.T) {
 		<-inv.done
 	}
 }
+
+// An event the runtime answers on another connection while its write into
+// the /next connection fails (the runtime read the headers and never the
+// rest) counts as delivered: it is not handed out a second time.
+func TestRuntimeAPIAnsweredWhileWriteFails(t *testing.T) {
+	a := newRuntimeAPI()
+	addr := serveAPI(t, a)
+	r := dialRaw(t, addr)
+	r.send("GET " + testNext + " HTTP/1.1\r\nHost: x\r\n\r\n")
+	waitWaiting(t, a)
+	// Larger than the socket buffers, with a deadline soon: the write
+	// blocks until it fails.
+	inv := newInvocation("once", bytes.Repeat([]byte("x"), maxResponse), "arn", "trace", 2*time.Second)
+	delivered := make(chan bool, 1)
+	go func() { delivered <- a.deliver(inv) }()
+	tp := textprotoHeader(t, r)
+	if tp != "once" {
+		t.Fatalf("request id %q", tp)
+	}
+	c := dialRaw(t, addr)
+	c.send("POST " + testInv + "once/response HTTP/1.1\r\nContent-Length: 2\r\n\r\nok")
+	if resp, _ := c.answer(); resp.StatusCode != 202 {
+		t.Fatalf("response: %d", resp.StatusCode)
+	}
+	select {
+	case ok := <-delivered:
+		if !ok {
+			t.Fatal("deliver reported the answered event as not delivered")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("deliver did not return")
+	}
+	a.mu.Lock()
+	queued, st := a.queued, a.state
+	a.mu.Unlock()
+	if queued != nil || st != apiAnswered {
+		t.Fatalf("after the failed write: queued %v, state %d; want nothing queued, answered", queued, st)
+	}
+}
+
+// textprotoHeader reads a response's header lines (not its body) and
+// returns its request id.
+func textprotoHeader(t *testing.T, r *raw) string {
+	t.Helper()
+	id := ""
+	for {
+		line, err := r.br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading the event's header: %v", err)
+		}
+		line = strings.TrimRight(line, "\r\n")
+		if line == "" {
+			return id
+		}
+		if v, ok := strings.CutPrefix(line, headerRequestID+": "); ok {
+			id = v
+		}
+	}
+}
