@@ -23,11 +23,12 @@ var (
 //
 // Who writes depends on the side. On a server (direct), a sender whose
 // frame finds nobody writing writes it itself, on its own goroutine, with
-// what others queue meanwhile: an answer leaves without a goroutine
-// handoff, and a handler blocked by a peer that does not read is bounded by
-// the write timeout and the connection's requests in flight. On a client,
-// the loop goroutine writes, so that a caller returns at once and its
-// context, not a blocked write, decides how long it waits.
+// what was queued before it: an answer leaves without a goroutine handoff.
+// What others queue during that write is left to the loop goroutine, and
+// so is a last frame (sendLast). A handler blocked by a peer that does not
+// read is bounded by the write timeout. On a client, the loop goroutine
+// writes, so that a caller returns at once and its context, not a blocked
+// write, decides how long it waits.
 //
 // mu guards queue, writing, closed, closeNext and err. bufs, spare and the
 // connection's write side belong to whoever set writing.
@@ -100,27 +101,36 @@ func (w *connWriter) enqueue(f *frameBuf, last bool) error {
 		w.mu.Unlock() // the writer takes it before it stops
 		return nil
 	}
-	if !w.direct {
+	if !w.direct || last {
+		// The last frame goes through the loop too, so that whoever sent
+		// it (closing a connection) waits for it no longer than it chooses.
 		first := len(w.queue) == 1
 		w.mu.Unlock()
 		// The queue only empties when the loop takes it, after taking a
 		// token, so one token per empty-to-non-empty transition is enough.
-		if first {
-			select {
-			case w.wake <- struct{}{}:
-			default:
-			}
+		if first || last {
+			w.wakeLoop()
 		}
 		return nil
 	}
 	w.writing = true
-	w.drain()
+	w.drain(true)
 	return nil
+}
+
+func (w *connWriter) wakeLoop() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
 }
 
 // drain writes the queue until it is empty or the writer closes. Call with
 // mu held and writing set; it returns with mu released and writing clear.
-func (w *connWriter) drain() {
+// A sender (once) writes one batch, the one with its own frame, and leaves
+// what was queued meanwhile to the loop: under steady load it would
+// otherwise go on writing others' answers, holding its handler's slot.
+func (w *connWriter) drain(once bool) {
 	for {
 		// Double buffering: others append to the slice written last time.
 		batch := w.queue
@@ -138,11 +148,15 @@ func (w *connWriter) drain() {
 		}
 		w.mu.Lock()
 		w.spare = batch[:0]
-		if err != nil || len(w.queue) == 0 || w.closed {
+		if err != nil || len(w.queue) == 0 || w.closed || once {
+			more := err == nil && len(w.queue) > 0 && !w.closed
 			w.writing = false
 			w.mu.Unlock()
 			if err != nil {
 				w.fail(err)
+			}
+			if more {
+				w.wakeLoop()
 			}
 			return
 		}
@@ -170,7 +184,7 @@ func (w *connWriter) loop() error {
 			continue
 		}
 		w.writing = true
-		w.drain()
+		w.drain(false)
 	}
 }
 
