@@ -91,8 +91,13 @@ func (n *Node) leaderAddr(ctx context.Context) (string, error) {
 		addr, id := n.raft.LeaderWithID()
 		if id == raft.ServerID(n.name) {
 			// This node: its own rpc address, whatever Raft's transport
-			// calls it (a dev node's in-memory transport says "vm").
-			return n.cfg.Advertise, nil
+			// calls it (a dev node's in-memory transport says "vm"), once
+			// its leadership is established; until then there is none to
+			// send to (a heartbeat or release must not dial itself).
+			if n.isLeader() {
+				return n.cfg.Advertise, nil
+			}
+			return "", errNoLeader
 		}
 		if addr != "" {
 			return string(addr), nil
