@@ -235,12 +235,19 @@ func (m *Manager) get(req *Request) (*sandbox, bool, error) {
 // startCold starts a new sandbox for req.Function and returns it acquired:
 // a ready shell of its runtime claimed (shell_linux.go), or one made now.
 func (m *Manager) startCold(req *Request) (*sandbox, error) {
+	// Close waits for a start under way: the mounts it makes must be
+	// undone before Close returns (and, in tests, before the data dir is
+	// removed).
 	m.mu.Lock()
 	closed := m.closed
+	if !closed {
+		m.wg.Add(1)
+	}
 	m.mu.Unlock()
 	if closed {
 		return nil, ErrClosed
 	}
+	defer m.wg.Done()
 	rt, root, err := m.runtimeRoot(req.Function.Runtime)
 	if err != nil {
 		return nil, err
