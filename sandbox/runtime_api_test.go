@@ -128,15 +128,22 @@ func TestRuntimeAPIRoundTrip(t *testing.T) {
 // waitWaiting waits until a connection waits in /next.
 func waitWaiting(t *testing.T, a *runtimeAPI) {
 	t.Helper()
+	waitWaiters(t, a, "a /next waiting", func(n int) bool { return n > 0 })
+}
+
+// waitWaiters waits until the number of connections waiting in /next
+// satisfies ok.
+func waitWaiters(t *testing.T, a *runtimeAPI, what string, ok func(int) bool) {
+	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 		a.mu.Lock()
 		n := len(a.waiters)
 		a.mu.Unlock()
-		if n > 0 {
+		if ok(n) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("no /next waits")
+			t.Fatalf("timed out waiting for %s (%d waiting)", what, n)
 		}
 	}
 }

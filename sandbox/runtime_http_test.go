@@ -172,17 +172,7 @@ func TestRuntimeAPINextGivenUp(t *testing.T) {
 	r.send("GET " + testNext + " HTTP/1.1\r\nHost: x\r\n\r\n")
 	waitWaiting(t, a)
 	r.c.Close()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		a.mu.Lock()
-		n := len(a.waiters)
-		a.mu.Unlock()
-		if n == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("a closed /next still waits")
-		}
-	}
+	waitWaiters(t, a, "the closed /next to stop waiting", func(n int) bool { return n == 0 })
 	inv := newInvocation("kept", []byte(`{}`), "arn", "trace", time.Minute)
 	if a.deliver(inv) {
 		t.Fatal("delivered to a connection that was closed")
