@@ -35,6 +35,8 @@ type createFunctionInput struct {
 	PackageType   string       `json:"PackageType"`
 	Architectures []string     `json:"Architectures"`
 	Layers        []string     `json:"Layers"`
+	// EphemeralStorage is the size of /tmp; nil means the default.
+	EphemeralStorage *ephemeralStorage `json:"EphemeralStorage"`
 }
 
 // roleARN is Lambda's pattern for an execution role. Roles are checked and
@@ -76,6 +78,9 @@ func (g *Gateway) createFunction(w http.ResponseWriter, r *http.Request, _ pathA
 		Role:        in.Role,
 		Description: in.Description,
 		Layers:      in.Layers,
+	}
+	if in.EphemeralStorage != nil {
+		req.EphemeralStorageMB = in.EphemeralStorage.Size
 	}
 	if in.Environment != nil {
 		req.Env = in.Environment.Variables
@@ -259,6 +264,8 @@ type updateConfigInput struct {
 	Environment *environment `json:"Environment"`
 	RevisionID  string       `json:"RevisionId"`
 	Layers      *[]string    `json:"Layers"`
+	// EphemeralStorage, when given, sets the size of /tmp.
+	EphemeralStorage *ephemeralStorage `json:"EphemeralStorage"`
 }
 
 func (g *Gateway) updateFunctionConfiguration(w http.ResponseWriter, r *http.Request, a pathArgs) error {
@@ -276,6 +283,9 @@ func (g *Gateway) updateFunctionConfiguration(w http.ResponseWriter, r *http.Req
 	req := &rpc.UpdateConfigRequest{Name: name, MemoryMB: in.MemorySize, TimeoutSec: in.Timeout, Description: in.Description, Layers: in.Layers}
 	if in.Role != "" {
 		req.Role = &in.Role
+	}
+	if in.EphemeralStorage != nil {
+		req.EphemeralStorageMB = &in.EphemeralStorage.Size
 	}
 	if in.Environment != nil {
 		req.Env = in.Environment.Variables

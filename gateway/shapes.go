@@ -68,7 +68,6 @@ const (
 	stateActive          = "Active"
 	lastUpdateSuccessful = "Successful"
 	packageTypeZip       = "Zip"
-	tmpSizeMB            = 512
 )
 
 // lambdaTimeLayout is how Lambda writes LastModified.
@@ -103,7 +102,7 @@ func (g *Gateway) configuration(f *rpc.FunctionConfig) functionConfiguration {
 		LastUpdateStatus: lastUpdateSuccessful,
 		PackageType:      packageTypeZip,
 		Architectures:    []string{hostArchitecture()},
-		EphemeralStorage: ephemeralStorage{Size: tmpSizeMB},
+		EphemeralStorage: ephemeralStorage{Size: f.TmpSizeMB()},
 		LoggingConfig:    loggingConfig{LogFormat: "Text", LogGroup: "/aws/lambda/" + f.Name},
 	}
 	if len(f.Env) > 0 {

@@ -66,6 +66,9 @@ type Config struct {
 	// ready per runtime that has had a cold start (sandbox.Config.ShellPool;
 	// 0: the default, 2; negative: none).
 	SandboxShellPool int
+	// SandboxTmpBudgetMB is the most disk all sandboxes' /tmp together may
+	// take (sandbox.Config.ScratchMaxMB; 0: half the data disk's free space).
+	SandboxTmpBudgetMB int
 	// SandboxStateDir holds container state (default DataDir/containers).
 	SandboxStateDir string
 	// RuntimeImageDir is the store of managed runtimes' images, built by

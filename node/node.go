@@ -115,6 +115,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		mgr, err := sandbox.NewManager(sandbox.Config{
 			StateDir: stateDir,
 			ImageDir: filepath.Join(cfg.DataDir, "images"),
+			// The sandboxes' /tmp disks: on the data directory's disk,
+			// whatever filesystem the state directory is on.
+			ScratchDir:   filepath.Join(cfg.DataDir, "scratch"),
+			ScratchMaxMB: cfg.SandboxTmpBudgetMB,
 			// Runtimes (issue 10): the managed runtimes' image store.
 			RuntimeImageDir: cfg.RuntimeImageDir,
 			IdleTimeout:     cfg.SandboxIdleTimeout,

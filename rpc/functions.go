@@ -23,6 +23,11 @@ type FunctionConfig struct {
 	MemoryMB   int               `msgpack:"memory_mb" json:"MemorySize"`
 	TimeoutSec int               `msgpack:"timeout_sec" json:"Timeout"`
 	Env        map[string]string `msgpack:"env,omitempty" json:"Environment,omitempty"`
+	// EphemeralStorageMB is the size of the function's /tmp (Lambda's
+	// EphemeralStorage.Size), apart from its memory. 0, in records made
+	// before it existed, means DefaultEphemeralStorageMB: read it with
+	// TmpSizeMB.
+	EphemeralStorageMB int `msgpack:"ephemeral_mb,omitempty" json:"EphemeralStorageSize,omitempty"`
 	// CodeSHA256 is the hex sha256 of the code zip: the bundle's address.
 	CodeSHA256 string `msgpack:"code_sha256" json:"CodeSha256"`
 	// CodeSize is the size of the zip in bytes.
@@ -53,6 +58,18 @@ type FunctionConfig struct {
 	// Layers (issue 10) are the layer versions the function uses, in the
 	// order they are extracted under /opt.
 	Layers []FunctionLayer `msgpack:"layers,omitempty" json:"Layers,omitempty"`
+}
+
+// DefaultEphemeralStorageMB is a function's /tmp when none is given, as
+// Lambda's.
+const DefaultEphemeralStorageMB = 512
+
+// TmpSizeMB is the size of the function's /tmp in MB.
+func (f *FunctionConfig) TmpSizeMB() int {
+	if f.EphemeralStorageMB == 0 {
+		return DefaultEphemeralStorageMB
+	}
+	return f.EphemeralStorageMB
 }
 
 // VersionName is the version as Lambda names it: "$LATEST" or a number.
@@ -88,7 +105,9 @@ type CreateFunctionRequest struct {
 	TimeoutSec int               `msgpack:"timeout_sec"` // 0 means the default (3)
 	Env        map[string]string `msgpack:"env,omitempty"`
 	ZipFile    []byte            `msgpack:"zip_file"`
-	Role       string            `msgpack:"role,omitempty"` // kept as given
+	// EphemeralStorageMB is the size of /tmp, 512 to 10240; 0 means 512.
+	EphemeralStorageMB int    `msgpack:"ephemeral_mb,omitempty"`
+	Role               string `msgpack:"role,omitempty"` // kept as given
 	// Description is the function's description (at most 256 bytes).
 	Description string `msgpack:"description,omitempty"`
 	// Layers (issue 10) names up to MaxFunctionLayers layer versions,
@@ -114,6 +133,8 @@ type UpdateConfigRequest struct {
 	MemoryMB   *int              `msgpack:"memory_mb,omitempty"`
 	TimeoutSec *int              `msgpack:"timeout_sec,omitempty"`
 	Env        map[string]string `msgpack:"env"`
+	// EphemeralStorageMB, when not nil, sets the size of /tmp.
+	EphemeralStorageMB *int `msgpack:"ephemeral_mb,omitempty"`
 	// DeadLetter, when not nil, sets the dead-letter target (queue:NAME
 	// or an SQS ARN); "" clears it.
 	DeadLetter *string `msgpack:"dead_letter,omitempty"`

@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"os"
-	"strconv"
 
 	"github.com/opencontainers/cgroups"
 	devconfig "github.com/opencontainers/cgroups/devices/config"
@@ -18,7 +17,6 @@ const (
 	mbPerVCPU        = 1792
 	minCPUQuotaUs    = 1_000 // the kernel's floor
 	pidsLimit        = 1024
-	tmpSizeMB        = 512
 	nofileLimit      = 1024
 	initCPUQuotaUs   = cpuPeriodUs // one vCPU while the runtime initialises
 	sandboxOOMScoreA = 500         // sandboxes die before the agent on host OOM
@@ -71,8 +69,7 @@ func containerConfig(s containerSpec) *configs.Config {
 	mounts := []*configs.Mount{
 		{Source: "proc", Destination: "/proc", Device: "proc", Flags: noexec},
 		{Source: "tmpfs", Destination: "/dev", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_STRICTATIME, Data: "mode=755,size=65536k"},
-		{Source: "tmpfs", Destination: "/tmp", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV,
-			Data: "mode=1777,size=" + strconv.Itoa(tmpSizeMB) + "m"},
+		// /tmp is mounted when the sandbox is claimed (scratch_linux.go).
 		// The sandbox's own cgroups, read-only, where runtimes that size
 		// their heap from their limits (JVM, Node, .NET) read them.
 		{Source: "cgroup", Destination: "/sys/fs/cgroup", Device: "cgroup",

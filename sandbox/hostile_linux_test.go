@@ -11,8 +11,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-
-	"nimbus/rpc"
 )
 
 // Hostile functions: each case asserts the function is contained, the
@@ -403,12 +401,12 @@ func TestHostileForkBombs(t *testing.T) {
 	nearBaseline(t, m, before, "after-bombs")
 }
 
-// A function writing /tmp full gets "no space left on device" at 512 MB,
-// however much memory it has; a small one is held by its memory limit
-// instead (tmpfs pages are its memory) and the caller gets
-// Runtime.OutOfMemory. The full sandbox still serves (a warm /tmp is the
-// function's, within its memory, as on Lambda), and a normal function runs
-// right after with the agent near its baseline.
+// A function writing /tmp full gets "no space left on device" once it has
+// stored its ephemeral storage's size (512 MB by default), however little
+// memory it has: /tmp is a disk of its own, not its memory
+// (scratch_linux.go). The full sandbox still serves (a warm /tmp is the
+// function's, as on Lambda), and a normal function runs right after with
+// the agent near its baseline.
 // Not parallel: the agent's baseline is its own.
 func TestHostileTmpFill(t *testing.T) {
 	m, _ := newTestManager(t, Config{})
@@ -416,33 +414,37 @@ func TestHostileTmpFill(t *testing.T) {
 	invoke(t, m, fnConfig("warmup", 1), dir, `{"do":"hello"}`)
 	before := usageNow(m)
 
-	big := fnConfig("filler", 1)
-	big.MemoryMB = 1024
-	big.TimeoutSec = 60
-	var fill struct {
-		Written int64
-		Error   string
-	}
-	res := invoke(t, m, big, dir, `{"do":"fill"}`)
-	if err := json.Unmarshal(res.Payload, &fill); err != nil || res.ErrorType != "" {
-		t.Fatalf("fill: %s %s", res.ErrorType, res.Payload)
-	}
-	if fill.Error != "no space left on device" || fill.Written > tmpSizeMB<<20 || fill.Written < (tmpSizeMB-8)<<20 {
-		t.Errorf("wrote %d bytes to /tmp before %q, want %d MB and no space left", fill.Written, fill.Error, tmpSizeMB)
-	}
-	if r := invoke(t, m, big, dir, `{"do":"hello"}`); r.ErrorType != "" || r.Cold {
-		t.Fatalf("the filler's next invocation: %s (cold %v), want its warm sandbox", r.Payload, r.Cold)
-	}
-	m.Retire(big.Name, 0)
-
-	small := fnConfig("small-filler", 1)
-	small.TimeoutSec = 60
-	res = invoke(t, m, small, dir, `{"do":"fill"}`)
-	if res.ErrorType != rpc.ErrTypeOutOfMemory {
-		t.Errorf("a 128 MB function filling /tmp: %s %s, want %s", res.ErrorType, res.Payload, rpc.ErrTypeOutOfMemory)
+	for _, c := range []struct {
+		name            string
+		memoryMB, tmpMB int
+	}{
+		{"small-filler", 128, 0}, // the default, 512 MB
+		{"big-filler", 1024, 640},
+	} {
+		fn := fnConfig(c.name, 1)
+		fn.MemoryMB, fn.EphemeralStorageMB = c.memoryMB, c.tmpMB
+		fn.TimeoutSec = 60
+		var fill struct {
+			Written int64
+			Error   string
+		}
+		res := invoke(t, m, fn, dir, `{"do":"fill"}`)
+		if err := json.Unmarshal(res.Payload, &fill); err != nil || res.ErrorType != "" {
+			t.Fatalf("%s: %s %s", c.name, res.ErrorType, res.Payload)
+		}
+		want := int64(fn.TmpSizeMB()) << 20
+		extra := int64(tmpExtraMB(fn.TmpSizeMB())) << 20
+		if fill.Error != "no space left on device" || fill.Written < want || fill.Written > want+extra {
+			t.Errorf("%s (%d MB of memory) wrote %d bytes to /tmp before %q, want %d MB (up to %d MB more) and no space left",
+				c.name, c.memoryMB, fill.Written, fill.Error, fn.TmpSizeMB(), extra>>20)
+		}
+		if r := invoke(t, m, fn, dir, `{"do":"hello"}`); r.ErrorType != "" || r.Cold {
+			t.Fatalf("%s's next invocation: %s (cold %v), want its warm sandbox", c.name, r.Payload, r.Cold)
+		}
+		m.Retire(fn.Name, 0)
 	}
 	if r := invoke(t, m, fnConfig("after-fill", 1), codeDir(t, script("echo.sh")), `1`); r.ErrorType != "" {
 		t.Fatalf("a normal function after the fill: %s", r.Payload)
 	}
-	nearBaseline(t, m, before, "filler", "small-filler", "after-fill")
+	nearBaseline(t, m, before, "small-filler", "big-filler", "after-fill")
 }

@@ -29,7 +29,8 @@ type Manager struct {
 	initBinary string // this program, mounted as every sandbox's PID 1
 	id         string // unique per manager: container ids and cgroups never clash
 	uids       *uidPool
-	overlays   *overlays // of the host folders sandboxes mount
+	overlays   *overlays  // of the host folders sandboxes mount
+	scratch    *scratches // the sandboxes' /tmp
 	log        *slog.Logger
 
 	mu      sync.Mutex
@@ -87,6 +88,13 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.ScratchDir == "" {
+		cfg.ScratchDir = filepath.Join(cfg.StateDir, scratchDirName)
+	}
+	scratch, err := openScratches(cfg.ScratchDir, cfg.ScratchMaxMB, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
 	id := randomHex(4)
 	removeOrphanCgroups(cfg.StateDir, cfg.CgroupParent, id, cfg.Logger)
 	if err := limitParentPids(cfg.CgroupParent); err != nil {
@@ -119,7 +127,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	m := &Manager{
 		cfg: cfg, image: image, images: images, shimDir: shimDir, initBinary: self, id: id, log: cfg.Logger,
-		uids: newUIDPool(cfg.SandboxUIDFirst, cfg.SandboxUIDCount), overlays: ovl,
+		uids: newUIDPool(cfg.SandboxUIDFirst, cfg.SandboxUIDCount), overlays: ovl, scratch: scratch,
 		idle: map[string][]*sandbox{},
 		all:  map[*sandbox]struct{}{},
 		pool: map[string][]*sandbox{}, filling: map[string]int{},
@@ -134,7 +142,7 @@ func NewManager(cfg Config) (*Manager, error) {
 func cleanupStale(stateDir string, log *slog.Logger) {
 	entries, _ := os.ReadDir(stateDir)
 	for _, e := range entries {
-		if e.Name() == managersFile || e.Name() == overlaysDir {
+		if e.Name() == managersFile || e.Name() == overlaysDir || e.Name() == scratchDirName {
 			continue
 		}
 		c, err := libcontainer.Load(stateDir, e.Name())
@@ -376,10 +384,12 @@ func (m *Manager) retire(sb *sandbox) {
 	}()
 }
 
-// released gives back what a destroyed sandbox held: its host uid and its
-// overlays.
+// released gives back what a destroyed sandbox held: its host uid, its
+// /tmp's disk and its overlays.
 func (m *Manager) released(sb *sandbox) {
 	m.uids.give(sb.hostUID)
+	m.scratch.give(sb.tmp)
+	sb.tmp = nil
 	for _, src := range sb.overlaid {
 		m.overlays.release(src)
 	}
@@ -554,7 +564,7 @@ func (m *Manager) Close() error {
 	m.pool = map[string][]*sandbox{}
 	m.mu.Unlock()
 	m.wg.Wait()
-	return nil
+	return m.scratch.remove()
 }
 
 func (m *Manager) functionARN(name string) string {

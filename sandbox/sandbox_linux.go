@@ -65,6 +65,7 @@ type sandbox struct {
 	start       *os.File    // PID 1's start pipe, until the sandbox is claimed
 	refill      func()      // makes its runtime's pool whole again, once its first invocation is over
 	mntns       *os.File    // its mount namespace, held from its start (claims join it)
+	tmp         *scratch    // its /tmp (scratch_linux.go): made ahead for a pooled shell, moved in at the claim
 	logsRunning bool        // its log pipe's reader was started (at the claim)
 	retired     atomic.Bool // retire ran: destroy only once
 

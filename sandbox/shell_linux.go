@@ -199,7 +199,18 @@ func (m *Manager) claim(sb *sandbox, req *Request, rt *Runtime) error {
 		sb.overlaid = append(sb.overlaid, binds[i].src)
 		binds[i].src = p
 	}
-	if err := mountInto(sb.mntns, binds); err != nil {
+	if sb.tmp == nil || sb.tmp.sizeMB != fn.TmpSizeMB() {
+		m.scratch.give(sb.tmp)
+		sb.tmp = nil
+		tmp, err := m.scratch.make(fn.TmpSizeMB())
+		if err != nil {
+			return err
+		}
+		sb.tmp = tmp
+	}
+	err := mountInto(sb.mntns, binds, detachedMount{fd: sb.tmp.mnt, dst: "/tmp"})
+	sb.tmp.close() // moved into the sandbox, or of no use
+	if err != nil {
 		return err
 	}
 	if fn.MemoryMB != sb.memoryMB {
@@ -272,12 +283,20 @@ func startBlob(argv, env []string) ([]byte, error) {
 // sandbox.
 type bindMount struct{ src, dst string }
 
+// detachedMount is a mount made with fsmount (a sandbox's /tmp), not yet
+// attached anywhere, to move to dst in a sandbox.
+type detachedMount struct {
+	fd  int
+	dst string
+}
+
 // mountInto mounts each bind's src read-only at its dst in the mount
-// namespace ns (a container's, held open since it started). Detached copies of the
+// namespace ns (a container's, held open since it started), and moves each
+// of detached to its dst there. Detached copies of the
 // sources are made here, in the agent's namespace, then moved into the
 // sandbox's by a thread that joins it and ends with its goroutine (a
 // thread's mount namespace cannot be left again once it shares nothing).
-func mountInto(ns *os.File, binds []bindMount) error {
+func mountInto(ns *os.File, binds []bindMount, detached ...detachedMount) error {
 	trees := make([]int, 0, len(binds))
 	defer func() {
 		for _, fd := range trees {
@@ -310,8 +329,11 @@ func mountInto(ns *os.File, binds []bindMount) error {
 			return
 		}
 		for i, b := range binds {
-			if err := unix.MoveMount(trees[i], "", unix.AT_FDCWD, b.dst, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-				done <- fmt.Errorf("move_mount %s: %w", b.dst, err)
+			detached = append(detached, detachedMount{fd: trees[i], dst: b.dst})
+		}
+		for _, d := range detached {
+			if err := unix.MoveMount(d.fd, "", unix.AT_FDCWD, d.dst, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+				done <- fmt.Errorf("move_mount %s: %w", d.dst, err)
 				return
 			}
 		}
@@ -394,6 +416,10 @@ func (m *Manager) refill(rt *Runtime, root string) {
 		defer m.wg.Done()
 		for ; need > 0; need-- {
 			sb, err := m.newShell(rt, root, "pool", poolShellMemoryMB)
+			if err == nil {
+				// Most functions keep the default /tmp: theirs is ready.
+				sb.tmp, err = m.scratch.make(rpc.DefaultEphemeralStorageMB)
+			}
 			m.mu.Lock()
 			m.filling[rt.Name]--
 			closed := m.closed

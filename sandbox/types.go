@@ -48,6 +48,14 @@ type Config struct {
 	// as many sandboxes at once, in one of 128 blocks from 0x60000000
 	// picked by StateDir's path).
 	SandboxUIDFirst, SandboxUIDCount int
+	// ScratchDir holds the sandboxes' /tmp images (scratch_linux.go); it
+	// belongs on a disk, not a tmpfs (default StateDir/scratch). What an
+	// earlier agent left there is removed at start.
+	ScratchDir string
+	// ScratchMaxMB is the most disk all sandboxes' /tmp together may be
+	// given (default: half the free space of ScratchDir's filesystem when
+	// the manager starts). A cold start beyond it fails.
+	ScratchMaxMB int
 	// ARNs is the region and account of function ARNs and AWS_REGION
 	// (the zero value: the default scope).
 	ARNs rpc.ARNScope

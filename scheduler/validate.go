@@ -24,9 +24,12 @@ const (
 	MinTimeoutSec     = 1
 	MaxTimeoutSec     = 900
 	DefaultTimeoutSec = 3
-	MaxNameLength     = 64
-	MaxHandlerLength  = 128
-	DefaultHandler    = "bootstrap"
+	// The size of /tmp (Lambda's ephemeral storage), apart from memory.
+	MinEphemeralStorageMB = 512
+	MaxEphemeralStorageMB = 10240
+	MaxNameLength         = 64
+	MaxHandlerLength      = 128
+	DefaultHandler        = "bootstrap"
 	// MaxEnvSize is the limit on the environment, measured as Lambda does:
 	// the length in bytes of the variables written as one JSON object.
 	MaxEnvSize = 4 * 1024
@@ -158,6 +161,8 @@ func NormalizeCreate(req *rpc.CreateFunctionRequest) (*rpc.FunctionConfig, error
 		Env:         copyEnv(req.Env),
 		Role:        req.Role,
 		Description: req.Description,
+
+		EphemeralStorageMB: req.EphemeralStorageMB,
 	}
 	if fc.Handler == "" {
 		fc.Handler = DefaultHandler
@@ -168,6 +173,9 @@ func NormalizeCreate(req *rpc.CreateFunctionRequest) (*rpc.FunctionConfig, error
 	if fc.TimeoutSec == 0 {
 		fc.TimeoutSec = DefaultTimeoutSec
 	}
+	if fc.EphemeralStorageMB == 0 {
+		fc.EphemeralStorageMB = rpc.DefaultEphemeralStorageMB
+	}
 
 	var v violations
 	v.name(fc.Name)
@@ -175,6 +183,7 @@ func NormalizeCreate(req *rpc.CreateFunctionRequest) (*rpc.FunctionConfig, error
 	v.handler(fc.Handler)
 	v.memory(fc.MemoryMB)
 	v.timeout(fc.TimeoutSec)
+	v.ephemeral(fc.EphemeralStorageMB)
 	v.envKeys(fc.Env)
 	v.description(fc.Description)
 	if err := v.err(); err != nil {
@@ -202,6 +211,9 @@ func ApplyConfigUpdate(cur *rpc.FunctionConfig, req *rpc.UpdateConfigRequest) (*
 	if req.TimeoutSec != nil {
 		v.timeout(*req.TimeoutSec)
 	}
+	if req.EphemeralStorageMB != nil {
+		v.ephemeral(*req.EphemeralStorageMB)
+	}
 	v.envKeys(req.Env)
 	if req.Description != nil {
 		v.description(*req.Description)
@@ -222,6 +234,9 @@ func ApplyConfigUpdate(cur *rpc.FunctionConfig, req *rpc.UpdateConfigRequest) (*
 	}
 	if req.TimeoutSec != nil {
 		next.TimeoutSec = *req.TimeoutSec
+	}
+	if req.EphemeralStorageMB != nil {
+		next.EphemeralStorageMB = *req.EphemeralStorageMB
 	}
 	if req.Env != nil {
 		next.Env = copyEnv(req.Env)
@@ -363,6 +378,10 @@ func (v *violations) memory(mb int) {
 
 func (v *violations) timeout(sec int) {
 	v.intRange(sec, "timeout", MinTimeoutSec, MaxTimeoutSec)
+}
+
+func (v *violations) ephemeral(mb int) {
+	v.intRange(mb, "ephemeralStorage.size", MinEphemeralStorageMB, MaxEphemeralStorageMB)
 }
 
 func (v *violations) intRange(n int, field string, lo, hi int) {

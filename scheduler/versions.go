@@ -175,6 +175,7 @@ func sameContent(v, latest *rpc.FunctionConfig) bool {
 	return v.CodeSHA256 == latest.CodeSHA256 && v.CodeSize == latest.CodeSize &&
 		v.Runtime == latest.Runtime && v.Handler == latest.Handler &&
 		v.MemoryMB == latest.MemoryMB && v.TimeoutSec == latest.TimeoutSec &&
+		v.TmpSizeMB() == latest.TmpSizeMB() &&
 		maps.Equal(v.Env, latest.Env)
 }
 

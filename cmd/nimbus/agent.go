@@ -38,6 +38,7 @@ func (c *cli) agentCmd() *cobra.Command {
 		logLevel            string
 		idleTimeout         time.Duration
 		shellPool           int
+		tmpBudgetMB         int
 		asyncRetryBase      time.Duration
 		asyncLeaseMargin    time.Duration
 		debugAddr           string
@@ -81,6 +82,7 @@ func (c *cli) agentCmd() *cobra.Command {
 				MemoryMB:           memoryMB,
 				SandboxIdleTimeout: idleTimeout,
 				SandboxShellPool:   noneIfZero(shellPool),
+				SandboxTmpBudgetMB: tmpBudgetMB,
 				AsyncRetryBase:     asyncRetryBase,
 				AsyncLeaseMargin:   asyncLeaseMargin,
 				Logger:             log,
@@ -192,6 +194,7 @@ func (c *cli) agentCmd() *cobra.Command {
 	f.StringVar(&debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (off when empty)")
 	f.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (off when empty; "+defaultDevMetricsAddr+" with --dev)")
 	f.DurationVar(&idleTimeout, "sandbox-idle-timeout", 10*time.Minute, "how long an unused warm sandbox is kept")
+	f.IntVar(&tmpBudgetMB, "sandbox-tmp-budget", 0, "MB of the data directory's disk all sandboxes' /tmp together may take (default: half its free space at start)")
 	f.IntVar(&shellPool, "sandbox-pool", 2, "sandboxes without a function kept ready per runtime in use, so that a cold start only mounts the code and starts the runtime (0: none)")
 	f.DurationVar(&asyncRetryBase, "async-retry-base", time.Minute, "an async event's function error is retried after this, then after twice it")
 	f.DurationVar(&asyncLeaseMargin, "async-lease-margin", 30*time.Second, "a dispatched async event's lease is the function's timeout plus this")

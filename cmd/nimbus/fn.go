@@ -70,6 +70,7 @@ func (c *cli) fnCreateCmd() *cobra.Command {
 		output           string
 		layers           []string // issue 10
 		description      string
+		ephemeral        int
 	)
 	cmd := &cobra.Command{
 		Use:   "create NAME",
@@ -88,7 +89,7 @@ func (c *cli) fnCreateCmd() *cobra.Command {
 				r, err := cl.CreateFunction(ctx, &rpc.CreateFunctionRequest{
 					Name: args[0], Runtime: runtime, Handler: handler,
 					MemoryMB: memory, TimeoutSec: timeout, Env: vars, ZipFile: zip,
-					Layers: layers, Description: description,
+					Layers: layers, Description: description, EphemeralStorageMB: ephemeral,
 				})
 				if err != nil {
 					return nil, err
@@ -104,6 +105,7 @@ func (c *cli) fnCreateCmd() *cobra.Command {
 	f.StringVar(&handler, "handler", "bootstrap", "handler, passed to the runtime as _HANDLER (file.function for Python and Ruby, file.export for Node.js, package.Class::method for Java)")
 	f.IntVar(&memory, "memory", 128, "memory in MB (128-10240); CPU is proportional")
 	f.IntVar(&timeout, "timeout", 3, "timeout in seconds (1-900)")
+	f.IntVar(&ephemeral, "ephemeral-storage", 512, "size of /tmp in MB (512-10240), apart from memory")
 	f.StringArrayVar(&env, "env", nil, "environment variable KEY=VALUE (repeatable)")
 	f.StringVar(&description, "description", "", "the function's description (at most 256 bytes)")
 	f.StringVarP(&output, "output", "o", "", "output format: json")
@@ -141,6 +143,7 @@ func (c *cli) fnUpdateCodeCmd() *cobra.Command {
 func (c *cli) fnUpdateConfigCmd() *cobra.Command {
 	var (
 		memory, timeout int
+		ephemeral       int
 		env             []string
 		output          string
 		deadLetter      string
@@ -149,7 +152,7 @@ func (c *cli) fnUpdateConfigCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "update-config NAME",
-		Short: "Change a function's memory, timeout, environment, description, layers or dead-letter queue",
+		Short: "Change a function's memory, timeout, /tmp size, environment, description, layers or dead-letter queue",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &rpc.UpdateConfigRequest{Name: args[0]}
@@ -158,6 +161,9 @@ func (c *cli) fnUpdateConfigCmd() *cobra.Command {
 			}
 			if cmd.Flags().Changed("timeout") {
 				req.TimeoutSec = &timeout
+			}
+			if cmd.Flags().Changed("ephemeral-storage") {
+				req.EphemeralStorageMB = &ephemeral
 			}
 			if cmd.Flags().Changed("env") {
 				vars, err := parseEnv(env)
@@ -196,6 +202,7 @@ func (c *cli) fnUpdateConfigCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.IntVar(&memory, "memory", 0, "memory in MB (128-10240)")
 	f.IntVar(&timeout, "timeout", 0, "timeout in seconds (1-900)")
+	f.IntVar(&ephemeral, "ephemeral-storage", 0, "size of /tmp in MB (512-10240)")
 	f.StringArrayVar(&env, "env", nil, "environment variable KEY=VALUE (repeatable; replaces the whole environment)")
 	f.StringVar(&deadLetter, "dead-letter", "", `dead-letter queue of failed async events (queue:NAME or an SQS ARN; "" clears it)`)
 	f.StringVar(&description, "description", "", "the function's description (at most 256 bytes)")
@@ -322,6 +329,7 @@ func printFunction(c *cli, f *rpc.FunctionConfig) {
 	fmt.Fprintf(tw, "Handler:\t%s\n", f.Handler)
 	fmt.Fprintf(tw, "Memory:\t%d MB\n", f.MemoryMB)
 	fmt.Fprintf(tw, "Timeout:\t%d s\n", f.TimeoutSec)
+	fmt.Fprintf(tw, "Ephemeral storage:\t%d MB\n", f.TmpSizeMB())
 	fmt.Fprintf(tw, "Code SHA256:\t%s\n", f.CodeSHA256)
 	fmt.Fprintf(tw, "Code size:\t%d bytes\n", f.CodeSize)
 	fmt.Fprintf(tw, "Revision:\t%d\n", f.Revision)

@@ -60,6 +60,20 @@ try:
 except client.exceptions.PreconditionFailedException as e:
     print("stale RevisionId:", e.response["Error"]["Code"])
 
+# the server validates ephemeral storage itself, not only the SDK
+unvalidated = boto3.client(
+    "lambda", endpoint_url=endpoint, region_name="us-east-1",
+    aws_access_key_id="any", aws_secret_access_key="any",
+    config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"}, parameter_validation=False),
+)
+for size in (100, 20000):
+    try:
+        unvalidated.update_function_configuration(FunctionName="hello", EphemeralStorage={"Size": size})
+        raise AssertionError("an ephemeral storage of %d MB was accepted" % size)
+    except unvalidated.exceptions.InvalidParameterValueException as e:
+        print("ephemeral storage %d:" % size, e.response["Error"]["Message"])
+assert client.get_function_configuration(FunctionName="hello")["EphemeralStorage"] == {"Size": 512}
+
 # errors arrive as the SDK's own exception classes
 try:
     client.get_function(FunctionName="missing")

@@ -196,6 +196,22 @@ func handler(ctx context.Context, ev event) (map[string]any, error) {
 	case "mountinfo":
 		b, _ := os.ReadFile("/proc/self/mountinfo")
 		return map[string]any{"mountinfo": string(b)}, nil
+	case "tmp":
+		// What /tmp is: its filesystem's magic, size and free space, and
+		// what is in it.
+		var st syscall.Statfs_t
+		if err := syscall.Statfs("/tmp", &st); err != nil {
+			return nil, err
+		}
+		entries, _ := os.ReadDir("/tmp")
+		names := []string{}
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		return map[string]any{
+			"magic": fmt.Sprintf("%#x", st.Type), "sizeMB": int64(st.Blocks) * st.Bsize >> 20,
+			"freeMB": int64(st.Bavail) * st.Bsize >> 20, "entries": names,
+		}, nil
 	case "ppid":
 		b, _ := os.ReadFile("/proc/1/cmdline")
 		return map[string]any{"pid": os.Getpid(), "ppid": os.Getppid(), "init": strings.ReplaceAll(string(b), "\x00", " ")}, nil
