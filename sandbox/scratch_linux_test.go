@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,4 +109,28 @@ func TestTmpBudget(t *testing.T) {
 		_, err := m.Invoke(t.Context(), &Request{Function: fn, CodeDir: dir, Payload: []byte(`{"do":"tmp"}`)})
 		return err == nil
 	})
+}
+
+// BenchmarkScratchMake is the cost of a new 512 MB /tmp: the template's
+// copy, the loop device and the mount (a cold start outside the pool pays
+// it).
+func BenchmarkScratchMake(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	s, err := openScratches(b.TempDir(), 0, slog.Default())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.remove()
+	for b.Loop() {
+		sc, err := s.make(512)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !sc.disk {
+			b.Fatal("no disk here")
+		}
+		s.give(sc)
+	}
 }
