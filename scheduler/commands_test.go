@@ -15,19 +15,20 @@ import (
 // through msgpack (commands, snapshots) are checked field by field.
 func fullFunction(name string) *rpc.FunctionConfig {
 	return &rpc.FunctionConfig{
-		Name:           name,
-		Runtime:        "provided.al2023",
-		Handler:        "bootstrap",
-		MemoryMB:       256,
-		TimeoutSec:     30,
-		Env:            map[string]string{"GREETING": "hello", "TABLE_NAME": "orders"},
-		CodeSHA256:     strings.Repeat("ab", 32),
-		CodeSize:       4096,
-		Revision:       999, // ignored by Apply
-		LastModifiedMs: 1_764_000_000_000,
-		Description:    "orders API",
-		DeadLetter:     "queue:dlq",
-		Role:           "arn:aws:iam::000000000000:role/fn",
+		Name:               name,
+		Runtime:            "provided.al2023",
+		Handler:            "bootstrap",
+		MemoryMB:           256,
+		TimeoutSec:         30,
+		EphemeralStorageMB: 2048,
+		Env:                map[string]string{"GREETING": "hello", "TABLE_NAME": "orders"},
+		CodeSHA256:         strings.Repeat("ab", 32),
+		CodeSize:           4096,
+		Revision:           999, // ignored by Apply
+		LastModifiedMs:     1_764_000_000_000,
+		Description:        "orders API",
+		DeadLetter:         "queue:dlq",
+		Role:               "arn:aws:iam::000000000000:role/fn",
 		// Layers (issue 10).
 		Layers: []rpc.FunctionLayer{{ARN: "arn:aws:lambda:local:000000000000:layer:l:1", CodeSHA256: strings.Repeat("cd", 32), CodeSize: 10, UnzippedSize: 20}},
 	}

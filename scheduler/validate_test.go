@@ -211,7 +211,7 @@ func TestNormalizeCreateResult(t *testing.T) {
 	}
 	want := &rpc.FunctionConfig{
 		Name: "f", Runtime: "provided", Handler: "bootstrap",
-		MemoryMB: 128, TimeoutSec: 3, Env: map[string]string{"GREETING": "hi"},
+		MemoryMB: 128, TimeoutSec: 3, Env: map[string]string{"GREETING": "hi"}, EphemeralStorageMB: 512,
 	}
 	if !reflect.DeepEqual(fc, want) {
 		t.Fatalf("NormalizeCreate = %+v, want %+v", fc, want)
