@@ -133,6 +133,12 @@ type runtimeAPI struct {
 	open    map[*apiConn]struct{} // every connection, closed by close
 	ln      net.Listener
 
+	// exts are the registered extensions (extensions_api.go); fnInfo
+	// is what a registration answers.
+	exts          []*extension
+	fnInfo        []byte
+	anyExtensions atomic.Bool // len(exts) > 0, read without mu
+
 	bodyTimeout time.Duration // apiBodyTimeout; shorter in tests
 	conns       *apiConns     // the manager's counts (nil: none kept)
 }
@@ -235,6 +241,7 @@ func (a *runtimeAPI) drop(c *apiConn) {
 	_, ok := a.open[c]
 	delete(a.open, c)
 	a.removeWaiter(c)
+	a.dropExtensionWaiter(c)
 	a.mu.Unlock()
 	c.nc.Close()
 	if ok && a.conns != nil {
@@ -309,6 +316,7 @@ func (a *runtimeAPI) deliver(inv *invocation) bool {
 		}
 		if ok {
 			close(inv.delivered)
+			a.invokeEvent(inv)
 			return true
 		}
 	}
@@ -387,6 +395,7 @@ func (a *runtimeAPI) next(c *apiConn, req *apiRequest) bool {
 		return false
 	}
 	close(inv.delivered)
+	a.invokeEvent(inv)
 	c.invoked = true
 	return !req.close
 }

@@ -51,7 +51,9 @@ type apiConn struct {
 type apiRequest struct {
 	line          []byte // a copy of the request line
 	method, path  []byte // in line
-	errType       []byte // Lambda-Runtime-Function-Error-Type
+	errType       []byte // Lambda-Runtime-Function-Error-Type (or the extensions' -Extension- one)
+	extName       []byte // Lambda-Extension-Name
+	extID         []byte // Lambda-Extension-Identifier
 	contentLength int64  // -1: none given
 	chunked       bool
 	expect        bool // Expect: 100-continue
@@ -186,6 +188,28 @@ func (c *apiConn) handle() bool {
 			return c.writeMethodNotAllowed(req, http.MethodPost)
 		}
 		return c.a.initError(c, req)
+	case string(p) == pathExtNext:
+		if string(req.method) != http.MethodGet {
+			return c.writeMethodNotAllowed(req, http.MethodGet)
+		}
+		if !c.discardBody(req) {
+			return false
+		}
+		return c.a.extNext(c, req)
+	case string(p) == pathExtRegister, string(p) == pathExtInitErr, string(p) == pathExtExitErr:
+		if !post {
+			return c.writeMethodNotAllowed(req, http.MethodPost)
+		}
+		switch string(p) {
+		case pathExtRegister:
+			return c.a.extRegister(c, req)
+		case pathExtInitErr:
+			return c.a.extInitError(c, req)
+		}
+		return c.a.extExitError(c, req)
+	case bytes.HasPrefix(p, []byte(pathTelemetry)), bytes.HasPrefix(p, []byte(pathLogsAPI)):
+		return c.writeError(req, http.StatusNotImplemented, "Telemetry.NotSupported",
+			"The Telemetry API is not supported by nimbus; function logs are in the log store") && c.discardBody(req)
 	case bytes.HasPrefix(p, []byte(pathInvocation)):
 		rest := p[len(pathInvocation):]
 		for _, call := range [...]struct {
@@ -211,7 +235,7 @@ func (c *apiConn) handle() bool {
 // readRequest reads a request line and its headers into c.req.
 func (c *apiConn) readRequest() error {
 	r := &c.req
-	*r = apiRequest{line: r.line[:0], errType: r.errType[:0], contentLength: -1}
+	*r = apiRequest{line: r.line[:0], errType: r.errType[:0], extName: r.extName[:0], extID: r.extID[:0], contentLength: -1}
 	budget := apiMaxHeaderBytes
 	line, err := c.readLine(&budget)
 	if err != nil {
@@ -290,8 +314,12 @@ func (r *apiRequest) header(line []byte, http10 bool) error {
 		}
 	case equalFold(name, "Expect"):
 		r.expect = equalFold(value, "100-continue")
-	case equalFold(name, headerErrorType):
+	case equalFold(name, headerErrorType), equalFold(name, headerExtErrorType):
 		r.errType = append(r.errType[:0], value...)
+	case equalFold(name, headerExtName):
+		r.extName = append(r.extName[:0], value...)
+	case equalFold(name, headerExtID):
+		r.extID = append(r.extID[:0], value...)
 	}
 	return nil
 }
@@ -522,6 +550,33 @@ func (c *apiConn) writeStatus(req *apiRequest, code int, ctype string, body []by
 		c.wbuf = b
 	}
 	return err == nil && !req.close
+}
+
+// answerExtension writes event (an extension event's JSON) to the
+// /event/next this connection waits in, within a short deadline: it runs
+// on the invoker's goroutine, and an extension that does not read its
+// events loses its connection rather than stall the function. It reports
+// whether the extension was sent it.
+func (c *apiConn) answerExtension(event []byte) bool {
+	closing, out := c.nextClose, c.nextOut
+	b := make([]byte, 0, 160+len(event))
+	b = append(b, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"+headerExtEventID+": "...)
+	b = append(b, newUUID()...)
+	b = append(b, "\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(event)), 10)
+	if closing {
+		b = append(b, "\r\nConnection: close"...)
+	}
+	b = append(b, "\r\n\r\n"...)
+	b = append(b, event...)
+	_ = c.nc.SetWriteDeadline(time.Now().Add(extWriteTimeout))
+	_, err := c.nc.Write(b)
+	_ = c.nc.SetWriteDeadline(time.Time{})
+	close(out)
+	if err != nil || closing {
+		c.nc.Close()
+	}
+	return err == nil
 }
 
 // waitNext leaves the connection waiting in /next. Call with the API's mu

@@ -398,6 +398,7 @@ func (sb *sandbox) markDead() bool {
 // thaw that failed (descriptors exhausted) must not leave a frozen sandbox
 // with its SIGKILL pending forever.
 func (sb *sandbox) destroy() {
+	sb.shutdown()
 	sb.api.close()
 	var err error
 	for attempt, wait := 0, 20*time.Millisecond; attempt < 12; attempt, wait = attempt+1, min(2*wait, 10*time.Second) {
@@ -435,6 +436,45 @@ func (sb *sandbox) destroy() {
 	}
 	if sb.cgroups.usage != nil {
 		sb.cgroups.usage.Close()
+	}
+}
+
+// Lambda's shutdown phase: with an extension registered, the runtime gets
+// SIGTERM and this long to exit before the SIGKILL; longer when an
+// extension asked for the SHUTDOWN event (Lambda's 500 ms and 2 s).
+const (
+	shutdownGrace          = 500 * time.Millisecond
+	shutdownGraceExtension = 2 * time.Second
+)
+
+// shutdown is Lambda's shutdown phase, for a sandbox whose runtime still
+// runs and registered an extension (aws-lambda-go does for
+// lambda.WithEnableSIGTERM): the SHUTDOWN event to the extensions that
+// asked for it, SIGTERM to the runtime (PID 1 forwards it), and a wait for
+// the runtime to exit, at most the grace. Without an extension the SIGKILL
+// comes at once, as on Lambda.
+func (sb *sandbox) shutdown() {
+	anyExt, wantsEvent := sb.api.hasExtensions()
+	if !anyExt {
+		return
+	}
+	select {
+	case <-sb.exited:
+		return
+	default:
+	}
+	grace := shutdownGrace
+	if wantsEvent {
+		grace = shutdownGraceExtension
+	}
+	if sb.cgroups.freezer != "" {
+		_ = sb.cgroups.write(sb.cgroups.freezer, "freezer.state", "THAWED")
+	}
+	sb.api.shutdownEvent("spindown", time.Now().Add(grace))
+	_ = sb.ctr.Signal(unix.SIGTERM)
+	select {
+	case <-sb.exited:
+	case <-time.After(grace):
 	}
 }
 

@@ -228,6 +228,11 @@ func (m *Manager) claim(sb *sandbox, req *Request, rt *Runtime) error {
 		return err
 	}
 	sb.fn, sb.key, sb.argv0 = fn, sandboxKey(fn), argv[0]
+	version := fn.Version
+	if version == "" {
+		version = rpc.LatestVersion
+	}
+	sb.api.setFunction(fn.Name, version, fn.Handler)
 	sb.logs.function = fn.Name
 	sb.logsRunning = true
 	go sb.logs.run()

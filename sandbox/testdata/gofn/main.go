@@ -5,9 +5,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -219,7 +222,57 @@ func handler(ctx context.Context, ev event) (map[string]any, error) {
 	return map[string]any{"ok": true, "requestId": lc.AwsRequestID}, nil
 }
 
+// extension registers an extension for INVOKE and SHUTDOWN, as an
+// in-process extension does, and prints each event it gets.
+func extension() {
+	base := "http://" + os.Getenv("AWS_LAMBDA_RUNTIME_API") + "/2020-01-01/extension/"
+	req, _ := http.NewRequest(http.MethodPost, base+"register", strings.NewReader(`{"events":["INVOKE","SHUTDOWN"]}`))
+	req.Header.Set("Lambda-Extension-Name", "gofn-extension")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Println("extension register:", err)
+		return
+	}
+	info, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	id := res.Header.Get("Lambda-Extension-Identifier")
+	fmt.Printf("extension registered: %d %s\n", res.StatusCode, info)
+	go func() {
+		for {
+			req, _ := http.NewRequest(http.MethodGet, base+"event/next", nil)
+			req.Header.Set("Lambda-Extension-Identifier", id)
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				fmt.Println("extension next:", err)
+				return
+			}
+			var ev struct {
+				EventType      string `json:"eventType"`
+				RequestID      string `json:"requestId"`
+				ShutdownReason string `json:"shutdownReason"`
+			}
+			err = json.NewDecoder(res.Body).Decode(&ev)
+			res.Body.Close()
+			if err != nil {
+				fmt.Println("extension event:", res.StatusCode, err)
+				return
+			}
+			fmt.Printf("extension got %s %s%s\n", ev.EventType, ev.RequestID, ev.ShutdownReason)
+		}
+	}()
+}
+
 func main() {
+	switch os.Getenv("GOFN_EXTENSIONS") {
+	case "sigterm":
+		// aws-lambda-go's own: an internal extension, then SIGTERM.
+		lambda.StartWithOptions(handler, lambda.WithEnableSIGTERM(func() {
+			fmt.Println("aws-lambda-go SIGTERM handler ran")
+		}))
+		return
+	case "events":
+		extension()
+	}
 	// Say so and exit when SIGTERM comes, as runtimes that clean up do.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM)
