@@ -43,7 +43,7 @@ const (
 	extErrInvalidEvent  = "Extension.InvalidEventType"
 	extErrInvalidFormat = "InvalidRequestFormat"
 
-	maxExtensions    = 10 // Lambda's limit
+	maxExtensions    = 10 // Lambda's limit; apiMaxConns leaves room for them all to wait
 	maxExtBody       = 4 << 10
 	maxExtPending    = 8 // events kept for an extension not in /event/next
 	extWriteTimeout  = 200 * time.Millisecond
@@ -174,9 +174,9 @@ func (a *runtimeAPI) extNext(c *apiConn, req *apiRequest) bool {
 	if ext == nil {
 		return ok
 	}
-	if ext.waiter != nil {
+	if ext.waiter != nil || ext.exited {
 		a.mu.Unlock()
-		return c.writeError(req, http.StatusForbidden, extErrInvalidState, "this extension waits in /event/next already")
+		return c.writeError(req, http.StatusForbidden, extErrInvalidState, "this extension waits in /event/next already, or has exited")
 	}
 	if a.isClosed() {
 		a.mu.Unlock()
@@ -200,8 +200,9 @@ func (a *runtimeAPI) extNext(c *apiConn, req *apiRequest) bool {
 // runtime's /init/error makes it, with the extension's error type.
 func (a *runtimeAPI) extInitError(c *apiConn, req *apiRequest) bool {
 	a.mu.Lock()
-	if _, ok := a.extensionOf(c, req); !ok {
-		return false
+	ext, ok := a.extensionOf(c, req)
+	if ext == nil {
+		return ok && c.discardBody(req)
 	}
 	a.mu.Unlock()
 	return a.initError(c, req)
@@ -213,11 +214,16 @@ func (a *runtimeAPI) extExitError(c *apiConn, req *apiRequest) bool {
 	a.mu.Lock()
 	ext, ok := a.extensionOf(c, req)
 	if ext == nil {
-		return ok
+		return ok && c.discardBody(req)
 	}
 	ext.exited = true
 	ext.pending = nil
+	waiter := ext.waiter
+	ext.waiter = nil
 	a.mu.Unlock()
+	if waiter != nil {
+		waiter.nc.Close() // its /event/next will get nothing more
+	}
 	if !c.discardBody(req) {
 		return false
 	}
@@ -259,12 +265,17 @@ func (a *runtimeAPI) extensionEvent(want func(*extension) bool, event []byte) {
 	}
 }
 
-// invokeEvent tells the extensions that asked for INVOKE of inv. Call
-// after inv is handed out (its deadline is set).
+// invokeEvent tells the extensions that asked for INVOKE of inv, on a
+// goroutine of its own: neither the invoker nor the runtime's connection
+// waits for their writes. Call after inv is handed out (its deadline is
+// set).
 func (a *runtimeAPI) invokeEvent(inv *invocation) {
-	if !a.anyExtensions.Load() {
-		return
+	if a.anyExtensions.Load() {
+		go a.sendInvokeEvent(inv)
 	}
+}
+
+func (a *runtimeAPI) sendInvokeEvent(inv *invocation) {
 	ev, _ := json.Marshal(struct {
 		EventType          string `json:"eventType"`
 		DeadlineMs         int64  `json:"deadlineMs"`

@@ -68,6 +68,16 @@ func TestExtensionsAPI(t *testing.T) {
 	}
 	code, _, body = extCall(t, client, addr, "GET", pathExtNext, ``, headerExtID, "nope")
 	wantExtError(t, code, body, http.StatusForbidden, extErrUnknownID)
+	// Refused error reports (a runtime is untrusted: they once unlocked a
+	// mutex twice, which ends the agent) leave the connection usable.
+	for range 2 {
+		code, _, body = extCall(t, client, addr, "POST", pathExtInitErr, `{"errorType":"X"}`)
+		wantExtError(t, code, body, http.StatusForbidden, extErrMissingHeader)
+		code, _, body = extCall(t, client, addr, "POST", pathExtInitErr, `{"errorType":"X"}`, headerExtID, "nope")
+		wantExtError(t, code, body, http.StatusForbidden, extErrUnknownID)
+		code, _, body = extCall(t, client, addr, "POST", pathExtExitErr, `{"errorType":"X"}`, headerExtID, "nope")
+		wantExtError(t, code, body, http.StatusForbidden, extErrUnknownID)
+	}
 	code, _, body = extCall(t, client, addr, "GET", "/2022-07-01/telemetry", ``)
 	wantExtError(t, code, body, http.StatusNotImplemented, "Telemetry.NotSupported")
 
@@ -109,4 +119,11 @@ func TestExtensionsAPI(t *testing.T) {
 	if err := json.Unmarshal([]byte(<-events), &ev); err != nil || ev["eventType"] != "SHUTDOWN" || ev["shutdownReason"] != "spindown" {
 		t.Fatalf("SHUTDOWN event: %v (%v)", ev, err)
 	}
+	// An extension that exits gets nothing more.
+	if code, _, body := extCall(t, client, addr, "POST", pathExtExitErr, `{"errorType":"Extension.Crash"}`, headerExtID, id,
+		headerExtErrorType, "Extension.Crash"); code != http.StatusAccepted {
+		t.Fatalf("exit error: %d %s", code, body)
+	}
+	code, _, body = extCall(t, client, addr, "GET", pathExtNext, ``, headerExtID, id)
+	wantExtError(t, code, body, http.StatusForbidden, extErrInvalidState)
 }

@@ -163,11 +163,11 @@ func newRuntimeAPI() *runtimeAPI {
 
 // Bounds of the Runtime API: a sandbox is untrusted. A runtime needs one or
 // two connections (aws-lambda-go keeps one alive, a curl bootstrap opens one
-// per request), extensions a few more. /next is a long poll, so a
+// per request), each extension one more, parked in /event/next. /next is a long poll, so a
 // connection whose /next waits has no read deadline; between requests it
 // has apiIdleTimeout.
 const (
-	apiMaxConns       = 8
+	apiMaxConns       = 16
 	apiHeaderTimeout  = 10 * time.Second
 	apiIdleTimeout    = 60 * time.Second
 	apiMaxHeaderBytes = 16 << 10
