@@ -222,6 +222,9 @@ func handler(ctx context.Context, ev event) (map[string]any, error) {
 	return map[string]any{"ok": true, "requestId": lc.AwsRequestID}, nil
 }
 
+// shutdownSeen is closed once the extension has printed its SHUTDOWN.
+var shutdownSeen = make(chan struct{})
+
 // extension registers an extension for INVOKE and SHUTDOWN, as an
 // in-process extension does, and prints each event it gets.
 func extension() {
@@ -258,6 +261,10 @@ func extension() {
 				return
 			}
 			fmt.Printf("extension got %s %s%s\n", ev.EventType, ev.RequestID, ev.ShutdownReason)
+			if ev.EventType == "SHUTDOWN" {
+				close(shutdownSeen)
+				return
+			}
 		}
 	}()
 }
@@ -278,6 +285,14 @@ func main() {
 	signal.Notify(sigs, syscall.SIGTERM)
 	go func() {
 		<-sigs
+		if os.Getenv("GOFN_EXTENSIONS") == "events" {
+			// SIGTERM follows the SHUTDOWN event at once: let the
+			// extension finish, within the sandbox's grace.
+			select {
+			case <-shutdownSeen:
+			case <-time.After(time.Second):
+			}
+		}
 		fmt.Println("runtime got SIGTERM")
 		os.Exit(0)
 	}()
