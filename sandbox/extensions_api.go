@@ -1,8 +1,6 @@
 package sandbox
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -89,15 +87,6 @@ func (a *runtimeAPI) hasExtensions() (any, shutdown bool) {
 	return len(a.exts) > 0, shutdown
 }
 
-func newUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-}
-
 // extRegister is POST /extension/register: only during init.
 func (a *runtimeAPI) extRegister(c *apiConn, req *apiRequest) bool {
 	body, tooLarge, err := c.readBody(req, maxExtBody)
@@ -139,7 +128,7 @@ func (a *runtimeAPI) extRegister(c *apiConn, req *apiRequest) bool {
 		a.mu.Unlock()
 		return c.writeError(req, http.StatusForbidden, extErrInvalidName, "an extension named "+ext.name+" is registered already")
 	}
-	ext.id = newUUID()
+	ext.id = NewRequestID()
 	a.exts = append(a.exts, ext)
 	a.anyExtensions.Store(true)
 	info := a.fnInfo
@@ -188,7 +177,7 @@ func (a *runtimeAPI) extNext(c *apiConn, req *apiRequest) bool {
 		ev := ext.pending[0]
 		ext.pending = ext.pending[1:]
 		a.mu.Unlock()
-		return c.writeStatus(req, http.StatusOK, "application/json", ev, headerExtEventID+": "+newUUID()+"\r\n")
+		return c.writeStatus(req, http.StatusOK, "application/json", ev, headerExtEventID+": "+NewRequestID()+"\r\n")
 	}
 	c.waitNext(req.close)
 	ext.waiter = c

@@ -561,7 +561,7 @@ func (c *apiConn) answerExtension(event []byte) bool {
 	closing, out := c.nextClose, c.nextOut
 	b := make([]byte, 0, 160+len(event))
 	b = append(b, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"+headerExtEventID+": "...)
-	b = append(b, newUUID()...)
+	b = append(b, NewRequestID()...)
 	b = append(b, "\r\nContent-Length: "...)
 	b = strconv.AppendInt(b, int64(len(event)), 10)
 	if closing {
