@@ -132,22 +132,31 @@ func (c *Client) Call(ctx context.Context, method string, req, resp any) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("rpc: %s: %w", method, err)
 	}
-	var timeoutMs, deadlineMs uint64
-	if dl, ok := ctx.Deadline(); ok {
-		left := time.Until(dl)
-		if left <= 0 {
-			return fmt.Errorf("rpc: %s: %w", method, context.DeadlineExceeded)
-		}
-		timeoutMs = uint64((left + time.Millisecond - 1) / time.Millisecond)
-		if c.opts.SendDeadline {
-			deadlineMs = uint64(dl.UnixMilli())
-		}
+	timeoutMs, deadlineMs, err := c.timeouts(ctx, method)
+	if err != nil {
+		return err
 	}
 	cc, err := c.conn(ctx)
 	if err != nil {
 		return err
 	}
 	return cc.call(ctx, method, timeoutMs, deadlineMs, req, resp)
+}
+
+// timeouts are the header's timeout and (with SendDeadline) deadline for
+// a call under ctx.
+func (c *Client) timeouts(ctx context.Context, method string) (timeoutMs, deadlineMs uint64, err error) {
+	if dl, ok := ctx.Deadline(); ok {
+		left := time.Until(dl)
+		if left <= 0 {
+			return 0, 0, fmt.Errorf("rpc: %s: %w", method, context.DeadlineExceeded)
+		}
+		timeoutMs = uint64((left + time.Millisecond - 1) / time.Millisecond)
+		if c.opts.SendDeadline {
+			deadlineMs = uint64(dl.UnixMilli())
+		}
+	}
+	return timeoutMs, deadlineMs, nil
 }
 
 // conn returns a live connection, dialing if the last one broke.
@@ -233,6 +242,9 @@ type call struct {
 	off  int           // body offset in f.b
 	rerr *Error        // the platform error in the answer's header
 	err  error         // a transport failure
+	// stream, for a streamed call (CallStream), holds the parts that came
+	// before the answer.
+	stream *streamParts
 }
 
 var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
@@ -314,6 +326,13 @@ func (cc *clientConn) readLoop() {
 			putBuf(f)
 			cc.fail(err)
 			return
+		}
+		if h.kind == kindPart {
+			if err := cc.part(h, f); err != nil {
+				cc.fail(err)
+				return
+			}
+			continue
 		}
 		if h.seq == 0 {
 			// A connection-level error: the server is closing the

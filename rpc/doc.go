@@ -34,6 +34,11 @@
 // any msgpack integer width, ignore header elements past the fourth and
 // unknown error keys, so fields can be appended later.
 //
+// A sixth header element, kind, marks the frames of a streamed answer
+// (stream.go): parts the server sends before the answer, and the caller's
+// credit and cancel frames, which bound each stream to a window of bytes
+// in flight so a slow caller slows only its own stream.
+//
 // A body is msgpack of the Go struct with its msgpack tags (a map keyed by
 // field name). Before a body is decoded it is checked to be one value with
 // bounded nesting whose containers announce no more elements than it has

@@ -55,6 +55,9 @@ type header struct {
 	// Unix milliseconds (0: none). Peers within a cluster send it; a server
 	// refuses a request that arrives after it (see ClientOptions.SendDeadline).
 	deadlineMs uint64
+	// kind, the optional sixth element, tells a streamed answer's frames
+	// apart (stream.go): 0 (or absent) is a request or an answer.
+	kind uint64
 }
 
 // frameBuf holds one frame. It is owned by exactly one goroutine at a time:
@@ -125,6 +128,23 @@ func startFrameDeadline(f *frameBuf, seq uint64, method string, timeoutMs uint64
 	if deadlineMs != 0 {
 		b = appendUint(b, deadlineMs)
 	}
+	f.b = b
+}
+
+// startFrameKind starts a frame of a stream (stream.go): a header of six
+// elements, [seq, "", 0, e, 0, kind].
+func startFrameKind(f *frameBuf, seq, kind uint64, e *Error) {
+	b := append(f.b[:0], 0, 0, 0, 0, 0x90|(headerFields+2))
+	b = appendUint(b, seq)
+	b = appendStr(b, "")
+	b = appendUint(b, 0)
+	if e == nil {
+		b = append(b, 0xc0)
+	} else {
+		b = appendError(b, e)
+	}
+	b = appendUint(b, 0)
+	b = appendUint(b, kind)
 	f.b = b
 }
 
@@ -290,6 +310,12 @@ func parseHeader(p []byte) (header, int, error) {
 		// field of some other encoder's, skipped below.
 		if v, rest, err := readUint(b); err == nil {
 			h.deadlineMs, b = v, rest
+			i++
+		}
+	}
+	if i == headerFields+1 && n > i {
+		if v, rest, err := readUint(b); err == nil {
+			h.kind, b = v, rest
 			i++
 		}
 	}

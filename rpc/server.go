@@ -85,6 +85,7 @@ type ServerOptions struct {
 type handler struct {
 	fn       handlerFunc
 	peerOnly bool
+	stream   bool // registered with HandleStream: its context has a *Stream
 }
 
 // handlerFunc decodes the body (f.b[off:]), releases f, and runs the handler.
@@ -177,17 +178,17 @@ func NewServer(opts ServerOptions) *Server {
 // fn runs in its own goroutine with a context that carries the caller's
 // deadline and is cancelled when the connection or the server closes.
 func Handle[Req, Resp any](s *Server, method string, fn func(ctx context.Context, req *Req) (*Resp, error)) {
-	handle(s, method, false, fn)
+	handle(s, method, handler{}, fn)
 }
 
 // HandlePeer registers fn for method as a node-to-node method: it is served
 // only on peer connections (ServePeers); a client calling it gets
 // AccessDeniedException. CallerFrom(ctx).Peer names the calling node.
 func HandlePeer[Req, Resp any](s *Server, method string, fn func(ctx context.Context, req *Req) (*Resp, error)) {
-	handle(s, method, true, fn)
+	handle(s, method, handler{peerOnly: true}, fn)
 }
 
-func handle[Req, Resp any](s *Server, method string, peerOnly bool, fn func(ctx context.Context, req *Req) (*Resp, error)) {
+func handle[Req, Resp any](s *Server, method string, hd handler, fn func(ctx context.Context, req *Req) (*Resp, error)) {
 	h := func(ctx context.Context, f *frameBuf, off int) (any, error) {
 		req := new(Req)
 		err := decodeBody(f.b[off:], req)
@@ -212,7 +213,8 @@ func handle[Req, Resp any](s *Server, method string, peerOnly bool, fn func(ctx 
 	for k, v := range old {
 		m[k] = v
 	}
-	m[method] = handler{fn: h, peerOnly: peerOnly}
+	hd.fn = h
+	m[method] = hd
 	s.handlers.Store(&m)
 }
 
@@ -333,6 +335,9 @@ type serverConn struct {
 	inflight  atomic.Int32
 	lastDone  atomic.Int64 // when a handler last finished, ns since w.epoch
 	closeOnce sync.Once
+
+	streamMu sync.Mutex
+	streams  map[uint64]*Stream // streamed answers under way, by seq
 }
 
 // newConn registers a connection, or returns nil if the server is closed.
@@ -462,6 +467,12 @@ func (sc *serverConn) serve() {
 			sc.logClose(log, err)
 			return
 		}
+		if h.kind != 0 {
+			// A caller's credit or cancel for one of its streams.
+			sc.control(h, f.b[off:])
+			putBuf(f)
+			continue
+		}
 		hd, ok := (*s.handlers.Load())[string(h.method)]
 		if !ok {
 			e := Errorf(CodeInvalidParameterValue, "unknown method %s", h.method)
@@ -475,7 +486,7 @@ func (sc *serverConn) serve() {
 			sc.reply(h.seq, nil, e)
 			continue
 		}
-		fn := hd.fn
+		fn, stream := hd.fn, hd.stream
 		if h.deadlineMs != 0 {
 			if late := time.Now().UnixMilli() - int64(h.deadlineMs); late > 0 {
 				// The caller has given up: running it now could undo what
@@ -493,7 +504,7 @@ func (sc *serverConn) serve() {
 			return
 		}
 		sc.inflight.Add(1)
-		s.dispatch(job{sc: sc, fn: fn, seq: h.seq, timeoutMs: h.timeoutMs, f: f, off: off})
+		s.dispatch(job{sc: sc, fn: fn, seq: h.seq, timeoutMs: h.timeoutMs, f: f, off: off, stream: stream})
 	}
 }
 
@@ -505,6 +516,7 @@ type job struct {
 	timeoutMs uint64
 	f         *frameBuf
 	off       int
+	stream    bool
 }
 
 // dispatch runs j on an idle worker goroutine, or on a new one if none is
@@ -671,7 +683,14 @@ func (sc *serverConn) handle(j job) {
 	if j.timeoutMs > 0 {
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(j.timeoutMs)*time.Millisecond)
 	}
+	var st *Stream
+	if j.stream {
+		ctx, st = sc.openStream(ctx, j.seq)
+	}
 	resp, err := sc.call(ctx, j.fn, j.f, j.off)
+	if st != nil {
+		sc.closeStream(st)
+	}
 	if cancel != nil {
 		cancel()
 	}
