@@ -85,6 +85,9 @@ func (sb *sandbox) run(m *Manager, req *Request, cold bool, initLimit time.Durat
 	// that made this sandbox idle): hand it the invocation.
 	inv := newInvocation(req.RequestID, req.Payload, m.invokedARN(fn.Name, req.Qualifier), newTraceID(), timeout)
 	inv.clientContext = req.ClientContext
+	if req.Stream != nil {
+		inv.stream, inv.streamEnd = req.Stream, make(chan struct{})
+	}
 	timer := time.NewTimer(timeout)
 	queued := time.Now()
 	delivered := sb.api.deliver(inv)
@@ -155,7 +158,8 @@ func (sb *sandbox) run(m *Manager, req *Request, cold bool, initLimit time.Durat
 			_ = sb.ctrKill()
 		}
 	}
-	res.Payload, res.ErrorType = o.payload, o.errType
+	sb.api.endStream(inv)
+	res.Payload, res.ErrorType, res.Streamed = o.payload, o.errType, o.streamed
 	res.MaxMemoryMB, sb.peakMB = sb.maxMemoryMB(fn.MemoryMB)
 	sb.logs.sync()
 	res.LogTail = sb.logs.end(endLine(req.RequestID), reportLine(req.RequestID, fn, res, status, statusType))

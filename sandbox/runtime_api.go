@@ -30,6 +30,7 @@ const (
 	headerTraceID       = "Lambda-Runtime-Trace-Id"
 	headerClientContext = "Lambda-Runtime-Client-Context"
 	headerErrorType     = "Lambda-Runtime-Function-Error-Type"
+	headerErrorBody     = "Lambda-Runtime-Function-Error-Body" // a trailer, base64
 )
 
 // maxResponse is the largest response a function may return (Lambda's sync
@@ -54,12 +55,25 @@ type invocation struct {
 	done chan struct{}
 	once sync.Once
 	out  outcome // set before done is closed
+
+	// stream, when set, receives the response as the runtime posts it
+	// (streamResponse). Under the API's mu: streaming is set when a
+	// /response starts streaming (then streamEnd is closed when it is
+	// done with stream), over once the invoker has its outcome (no stream
+	// starts after), and streamConn is the connection streaming.
+	stream     ResponseStream
+	streamEnd  chan struct{}
+	streaming  bool
+	over       bool
+	streamConn net.Conn
 }
 
-// outcome is what the runtime answered. errType is empty on success.
+// outcome is what the runtime answered. errType is empty on success;
+// streamed says the response went to the invocation's stream.
 type outcome struct {
-	payload []byte
-	errType string
+	payload  []byte
+	errType  string
+	streamed bool
 }
 
 func newInvocation(id string, payload []byte, arn, traceID string, timeout time.Duration) *invocation {
@@ -418,8 +432,35 @@ func (a *runtimeAPI) take(c *apiConn, req *apiRequest, id []byte, call string) *
 	}
 	a.current = nil
 	a.state = apiAnswered
+	if call == "response" && inv.stream != nil && !inv.over {
+		inv.streaming, inv.streamConn = true, c.nc
+	}
 	a.mu.Unlock()
 	return inv
+}
+
+// endStream tells a streaming /response that the invocation is over (its
+// outcome is known: answered, timed out, crashed) and waits until it is
+// done with the invocation's stream, so that nothing is written to it
+// after Invoke returns. A response still being read when the invocation
+// did not end by it (a timeout, a crash) has its connection closed.
+func (a *runtimeAPI) endStream(inv *invocation) {
+	if inv.stream == nil {
+		return
+	}
+	a.mu.Lock()
+	inv.over = true
+	streaming, nc := inv.streaming, inv.streamConn
+	a.mu.Unlock()
+	if !streaming {
+		return
+	}
+	select {
+	case <-inv.streamEnd:
+	case <-time.After(100 * time.Millisecond):
+		nc.Close()
+		<-inv.streamEnd
+	}
 }
 
 func (c *apiConn) refuseTransition(req *apiRequest, st apiState, call string) bool {
@@ -434,6 +475,14 @@ func (a *runtimeAPI) response(c *apiConn, req *apiRequest, id []byte) bool {
 	if inv == nil {
 		return !req.close && c.discardBody(req)
 	}
+	if inv.stream != nil {
+		a.mu.Lock()
+		streaming := inv.streaming
+		a.mu.Unlock()
+		if streaming {
+			return c.streamResponse(req, inv)
+		}
+	}
 	body, tooLarge, err := c.readBody(req, maxResponse)
 	switch {
 	case err != nil:
@@ -446,7 +495,11 @@ func (a *runtimeAPI) response(c *apiConn, req *apiRequest, id []byte) bool {
 		return c.writeError(req, http.StatusRequestEntityTooLarge, rpc.APIErrRequestEntityTooLarge,
 			"Exceeded maximum allowed payload size ("+strconv.Itoa(maxResponse)+" bytes).") && c.discardBody(req)
 	}
-	inv.finish(outcome{payload: body})
+	if o, ok := req.trailerError(); ok {
+		inv.finish(o)
+	} else {
+		inv.finish(outcome{payload: body})
+	}
 	return c.writeAccepted(req)
 }
 

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"io"
 	"net"
@@ -11,6 +12,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"nimbus/rpc"
 )
 
 // The Runtime API's HTTP/1.1, served on each connection by one goroutine
@@ -54,7 +57,12 @@ type apiRequest struct {
 	errType       []byte // Lambda-Runtime-Function-Error-Type (or the extensions' -Extension- one)
 	extName       []byte // Lambda-Extension-Name
 	extID         []byte // Lambda-Extension-Identifier
-	contentLength int64  // -1: none given
+	contentType   []byte // Content-Type
+	// trailerType and trailerBody are a chunked body's
+	// Lambda-Runtime-Function-Error-Type and -Error-Body trailers: an
+	// error the runtime met while it sent its response.
+	trailerType, trailerBody []byte
+	contentLength            int64 // -1: none given
 	chunked       bool
 	expect        bool // Expect: 100-continue
 	continued     bool // 100 Continue has been written
@@ -235,7 +243,8 @@ func (c *apiConn) handle() bool {
 // readRequest reads a request line and its headers into c.req.
 func (c *apiConn) readRequest() error {
 	r := &c.req
-	*r = apiRequest{line: r.line[:0], errType: r.errType[:0], extName: r.extName[:0], extID: r.extID[:0], contentLength: -1}
+	*r = apiRequest{line: r.line[:0], errType: r.errType[:0], extName: r.extName[:0], extID: r.extID[:0],
+		contentType: r.contentType[:0], trailerType: r.trailerType[:0], trailerBody: r.trailerBody[:0], contentLength: -1}
 	budget := apiMaxHeaderBytes
 	line, err := c.readLine(&budget)
 	if err != nil {
@@ -316,6 +325,8 @@ func (r *apiRequest) header(line []byte, http10 bool) error {
 		r.expect = equalFold(value, "100-continue")
 	case equalFold(name, headerErrorType), equalFold(name, headerExtErrorType):
 		r.errType = append(r.errType[:0], value...)
+	case equalFold(name, "Content-Type"):
+		r.contentType = append(r.contentType[:0], value...)
 	case equalFold(name, headerExtName):
 		r.extName = append(r.extName[:0], value...)
 	case equalFold(name, headerExtID):
@@ -412,7 +423,7 @@ func (c *apiConn) readBody(req *apiRequest, limit int) (body []byte, tooLarge bo
 			return nil, true, nil
 		}
 		req.bodyDone = true
-		return buf.Bytes(), false, c.readTrailer()
+		return buf.Bytes(), false, c.readTrailer(req)
 	}
 	n := int(req.contentLength)
 	if n > c.br.Buffered() {
@@ -437,8 +448,10 @@ func (c *apiConn) continue100(req *apiRequest) error {
 }
 
 // readTrailer reads what follows a chunked body's last chunk: trailer
-// fields, which nothing here needs, and the empty line.
-func (c *apiConn) readTrailer() error {
+// fields, of which it keeps the runtime's error (aws-lambda-go and AWS's
+// runtime interface clients report an error met mid-response there), and
+// the empty line.
+func (c *apiConn) readTrailer(req *apiRequest) error {
 	budget := apiMaxHeaderBytes
 	for {
 		line, err := c.readLine(&budget)
@@ -448,7 +461,36 @@ func (c *apiConn) readTrailer() error {
 		if len(line) == 0 {
 			return nil
 		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			continue
+		}
+		name, value := line[:colon], bytes.Trim(line[colon+1:], " \t")
+		switch {
+		case equalFold(name, headerErrorType):
+			req.trailerType = append(req.trailerType[:0], value...)
+		case equalFold(name, headerErrorBody):
+			req.trailerBody = append(req.trailerBody[:0], value...)
+		}
 	}
+}
+
+// trailerError is the error a runtime reported in its response's trailer,
+// if it did: the type from Lambda-Runtime-Function-Error-Type, the body
+// (base64 in Lambda-Runtime-Function-Error-Body) passed through as an
+// /error's is.
+func (req *apiRequest) trailerError() (outcome, bool) {
+	if len(req.trailerType) == 0 && len(req.trailerBody) == 0 {
+		return outcome{}, false
+	}
+	body, err := base64.StdEncoding.DecodeString(string(req.trailerBody))
+	if err != nil || len(body) == 0 {
+		body = req.trailerBody
+	}
+	if len(body) == 0 {
+		return functionError(string(req.trailerType), "the runtime reported an error while it sent its response"), true
+	}
+	return runtimeError(string(req.trailerType), body), true
 }
 
 // discardBody skips what is left of a body nobody reads, so that the
@@ -471,7 +513,7 @@ func (c *apiConn) discardBody(req *apiRequest) bool {
 		if n, err := io.CopyN(io.Discard, req.chunks, apiDiscardMax); err != io.EOF || n == apiDiscardMax {
 			return false
 		}
-		return c.readTrailer() == nil
+		return c.readTrailer(req) == nil
 	}
 	_, err := io.CopyN(io.Discard, c.br, req.contentLength)
 	return err == nil
@@ -637,4 +679,88 @@ func (c *apiConn) writeEvent(inv *invocation, closing bool) bool {
 		c.ebuf = nil
 	}
 	return err == nil
+}
+
+// maxStreamedResponse bounds a streamed response (Lambda's limit for
+// InvokeWithResponseStream).
+const maxStreamedResponse = 200 << 20
+
+// streamChunk is the most of a streamed response read and passed on at once.
+const streamChunk = 32 << 10
+
+// streamResponse passes a /response body to the invocation's stream as it
+// arrives, chunked or not, until it ends or the function's time is up; its
+// trailer may report an error met midway. The stream's Start and Write run
+// here, on the connection's goroutine; a stream whose Write fails is given
+// nothing more, and the body is still read to its end so that the runtime
+// goes on. It reports whether the connection goes on.
+func (c *apiConn) streamResponse(req *apiRequest, inv *invocation) bool {
+	ended := false
+	end := func() {
+		if !ended {
+			ended = true
+			close(inv.streamEnd)
+		}
+	}
+	defer end()
+	fail := func(errType, msg string) bool {
+		inv.finish(functionError(errType, msg))
+		end()
+		return false
+	}
+	if err := c.continue100(req); err != nil {
+		return fail(rpc.ErrTypeResponseError, "failed to read the runtime's response: "+err.Error())
+	}
+	// The runtime may stream for as long as the function may run.
+	_ = c.nc.SetReadDeadline(inv.deadline)
+	c.deadline = true
+	var body io.Reader = bytes.NewReader(nil)
+	switch {
+	case req.chunked:
+		req.chunks = httputil.NewChunkedReader(c.br)
+		body = req.chunks
+	case req.contentLength > 0:
+		body = io.LimitReader(c.br, req.contentLength)
+	}
+	live := inv.stream.Start(string(req.contentType)) == nil
+	buf := make([]byte, streamChunk)
+	var total int64
+	for {
+		n, err := body.Read(buf)
+		total += int64(n)
+		if total > maxStreamedResponse {
+			inv.finish(functionError(rpc.ErrTypeResponseTooLarge,
+				"Response payload size exceeded maximum allowed payload size ("+strconv.Itoa(maxStreamedResponse)+" bytes)."))
+			end()
+			req.close = true
+			c.writeError(req, http.StatusRequestEntityTooLarge, rpc.APIErrRequestEntityTooLarge,
+				"Exceeded maximum allowed payload size ("+strconv.Itoa(maxStreamedResponse)+" bytes).")
+			return false
+		}
+		if n > 0 && live && inv.stream.Write(buf[:n]) != nil {
+			live = false
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fail(rpc.ErrTypeResponseError, "failed to read the runtime's streamed response: "+err.Error())
+		}
+	}
+	if !req.chunked && total < req.contentLength {
+		return fail(rpc.ErrTypeResponseError, "failed to read the runtime's streamed response: "+io.ErrUnexpectedEOF.Error())
+	}
+	req.bodyDone = true
+	if req.chunked {
+		if err := c.readTrailer(req); err != nil {
+			return fail(rpc.ErrTypeResponseError, "failed to read the runtime's streamed response: "+err.Error())
+		}
+	}
+	if o, ok := req.trailerError(); ok {
+		inv.finish(o)
+	} else {
+		inv.finish(outcome{streamed: true})
+	}
+	end()
+	return c.writeAccepted(req)
 }

@@ -80,6 +80,25 @@ type Request struct {
 	// ClientContext is the caller's client context, one line of JSON
 	// ("" for none): the runtime's /next carries it.
 	ClientContext string
+	// Stream, when set, is given the response as the runtime posts it,
+	// up to 200 MB, instead of Result.Payload (Lambda's
+	// InvokeWithResponseStream). An error the runtime reports, before or
+	// midway, is still the Result's.
+	Stream ResponseStream
+}
+
+// ResponseStream receives a streamed response. Its methods are called on
+// one goroutine, in order, and never after Invoke returns; Write must
+// return once the invocation's time is up (or its caller is gone), since
+// Invoke waits for it.
+type ResponseStream interface {
+	// Start is called once, when the runtime starts posting its response,
+	// with the Content-Type it gave ("" for none).
+	Start(contentType string) error
+	// Write is given the response's bytes in order; p is only valid
+	// during the call. After an error it is given nothing more (the
+	// runtime's response is still read to its end).
+	Write(p []byte) error
 }
 
 // Result is an invocation's outcome. A function error (returned, crashed,
@@ -93,6 +112,9 @@ type Result struct {
 	InitDuration time.Duration
 	Duration     time.Duration
 	MaxMemoryMB  int
+	// Streamed says the response went to Request.Stream (Payload is then
+	// empty, or the error when ErrorType is set).
+	Streamed bool
 }
 
 // Stats counts the sandboxes a manager holds.
