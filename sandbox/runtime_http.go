@@ -52,23 +52,23 @@ type apiConn struct {
 // apiRequest is the request being served. Its slices point into the
 // connection's own buffers and are valid until the next request.
 type apiRequest struct {
-	line          []byte // a copy of the request line
-	method, path  []byte // in line
-	errType       []byte // Lambda-Runtime-Function-Error-Type (or the extensions' -Extension- one)
-	extName       []byte // Lambda-Extension-Name
-	extID         []byte // Lambda-Extension-Identifier
-	contentType   []byte // Content-Type
+	line         []byte // a copy of the request line
+	method, path []byte // in line
+	errType      []byte // Lambda-Runtime-Function-Error-Type (or the extensions' -Extension- one)
+	extName      []byte // Lambda-Extension-Name
+	extID        []byte // Lambda-Extension-Identifier
+	contentType  []byte // Content-Type
 	// trailerType and trailerBody are a chunked body's
 	// Lambda-Runtime-Function-Error-Type and -Error-Body trailers: an
 	// error the runtime met while it sent its response.
 	trailerType, trailerBody []byte
 	contentLength            int64 // -1: none given
-	chunked       bool
-	expect        bool // Expect: 100-continue
-	continued     bool // 100 Continue has been written
-	close         bool // the connection ends after this request
-	bodyDone      bool // the body has been read or skipped
-	chunks        io.Reader
+	chunked                  bool
+	expect                   bool // Expect: 100-continue
+	continued                bool // 100 Continue has been written
+	close                    bool // the connection ends after this request
+	bodyDone                 bool // the body has been read or skipped
+	chunks                   io.Reader
 }
 
 const (
