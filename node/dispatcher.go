@@ -297,7 +297,7 @@ func (d *dispatcher) runOne(ctx context.Context, l leased) (*rpc.InvokeResponse,
 	if l.grant.Worker == n.name {
 		return n.workerRun(ctx, run)
 	}
-	return n.runOn(ctx, &rpc.AcquireResponse{SlotID: l.grant.SlotID, Worker: l.grant.Worker, WorkerAddr: l.grant.WorkerAddr, Function: l.fn}, run)
+	return n.runOn(ctx, &rpc.AcquireResponse{SlotID: l.grant.SlotID, Worker: l.grant.Worker, WorkerAddr: l.grant.WorkerAddr, Function: l.fn}, run, nil)
 }
 
 // outcome turns a run's result into the op that records it.

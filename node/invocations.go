@@ -16,6 +16,36 @@ import (
 
 func (n *Node) registerInvoke() {
 	rpc.Handle(n.server, rpc.MethodInvoke, n.invoke)
+	rpc.HandleStream(n.server, rpc.MethodInvokeStream, n.invokeStream)
+}
+
+// partSink takes the parts of a streamed response on their way to the
+// caller (nil: the response is buffered).
+type partSink func(*rpc.InvokeStreamPart) error
+
+// sendPart sends parts on an rpc stream.
+func sendPart(out *rpc.Stream) func(context.Context, *rpc.InvokeStreamPart) error {
+	return func(ctx context.Context, p *rpc.InvokeStreamPart) error { return out.Send(ctx, p) }
+}
+
+// boundSink is sink with its sends bounded by the function's time: a
+// caller that stops taking its parts holds the invocation no longer than
+// the function may run, and streamGrace.
+func boundSink(ctx context.Context, fn *rpc.FunctionConfig, send func(context.Context, *rpc.InvokeStreamPart) error) (partSink, context.CancelFunc) {
+	sctx, cancel := context.WithTimeout(ctx, time.Duration(fn.TimeoutSec)*time.Second+streamGrace)
+	return func(p *rpc.InvokeStreamPart) error { return send(sctx, p) }, cancel
+}
+
+// invokeStream is Invoke.Stream: a synchronous invocation whose response
+// goes to the caller as the runtime sends it.
+func (n *Node) invokeStream(ctx context.Context, req *rpc.InvokeRequest, out *rpc.Stream) (*rpc.InvokeResponse, error) {
+	switch req.InvocationType {
+	case "", rpc.InvocationRequestResponse, rpc.InvocationDryRun:
+	default:
+		return nil, rpc.Errorf(rpc.CodeInvalidParameterValue,
+			"1 validation error detected: Value '%s' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [RequestResponse, DryRun]", req.InvocationType)
+	}
+	return n.invokeWith(ctx, req, sendPart(out))
 }
 
 // invoke is the frontend of a synchronous invocation, on whichever node the
@@ -24,6 +54,11 @@ func (n *Node) registerInvoke() {
 // node, or a peer), and the worker gives the slot back. Over a limit the
 // caller is throttled, never queued.
 func (n *Node) invoke(ctx context.Context, req *rpc.InvokeRequest) (*rpc.InvokeResponse, error) {
+	return n.invokeWith(ctx, req, nil)
+}
+
+// invokeWith is invoke, with the response streamed by send when it is set.
+func (n *Node) invokeWith(ctx context.Context, req *rpc.InvokeRequest, send func(context.Context, *rpc.InvokeStreamPart) error) (*rpc.InvokeResponse, error) {
 	// The function may be named `name:qualifier` or by a (qualified) ARN;
 	// the leader resolves the qualifier when it grants the slot.
 	ref, err := rpc.ParseFunctionRef(req.FunctionName, req.Qualifier)
@@ -79,12 +114,18 @@ func (n *Node) invoke(ctx context.Context, req *rpc.InvokeRequest) (*rpc.InvokeR
 		run := &rpc.RunRequest{SlotID: grant.SlotID, Function: grant.Function, Payload: payload, LogType: req.LogType, Qualifier: ref.Qualifier, ClientContext: clientContext}
 		fc := n.metrics.fns.get(ref.Name) // concurrency: the function's own key
 		fc.running(1)
+		var sink partSink
+		cancel := func() {}
+		if send != nil {
+			sink, cancel = boundSink(ctx, grant.Function, send)
+		}
 		var resp *rpc.InvokeResponse
 		if grant.Worker == n.name {
-			resp, err = n.workerRun(ctx, run)
+			resp, err = n.workerRunWith(ctx, run, sink)
 		} else {
-			resp, err = n.runOn(ctx, grant, run)
+			resp, err = n.runOn(ctx, grant, run, sink)
 		}
+		cancel()
 		fc.running(-1)
 		if err == nil {
 			n.metrics.countInvocation(ref.Name, ref.Qualifier, resp)
@@ -101,11 +142,16 @@ func (n *Node) invoke(ctx context.Context, req *rpc.InvokeRequest) (*rpc.InvokeR
 
 // runOn sends an invocation to a worker, failing it at once if gossip
 // declares the worker dead meanwhile.
-func (n *Node) runOn(ctx context.Context, grant *rpc.AcquireResponse, run *rpc.RunRequest) (*rpc.InvokeResponse, error) {
+func (n *Node) runOn(ctx context.Context, grant *rpc.AcquireResponse, run *rpc.RunRequest, sink partSink) (*rpc.InvokeResponse, error) {
 	wctx, done := n.watch.track(ctx, grant.Worker)
 	defer done()
 	var resp rpc.InvokeResponse
-	err := n.peers.call(wctx, grant.WorkerAddr, rpc.MethodWorkerRun, run, &resp)
+	var err error
+	if sink == nil {
+		err = n.peers.call(wctx, grant.WorkerAddr, rpc.MethodWorkerRun, run, &resp)
+	} else {
+		err = n.peers.callStream(wctx, grant.WorkerAddr, rpc.MethodWorkerRunStream, run, &resp, sink)
+	}
 	if err == nil {
 		return &resp, nil
 	}

@@ -65,6 +65,15 @@ func (p *peerPool) call(ctx context.Context, addr, method string, req, resp any)
 	return c.Call(ctx, method, req, resp)
 }
 
+// callStream runs one streamed rpc on a peer (parts as Invoke.Stream's).
+func (p *peerPool) callStream(ctx context.Context, addr, method string, req, resp any, onPart partSink) error {
+	c, err := p.get(ctx, addr)
+	if err != nil {
+		return err
+	}
+	return rpc.CallStream(c, ctx, method, req, resp, onPart)
+}
+
 func (p *peerPool) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -206,6 +206,16 @@ func (n *Node) releaseLoop() {
 
 // workerRun runs one invocation in a slot the leader granted to this node.
 func (n *Node) workerRun(ctx context.Context, req *rpc.RunRequest) (*rpc.InvokeResponse, error) {
+	return n.workerRunWith(ctx, req, nil)
+}
+
+// streamGrace is how long past its function's timeout a streamed response
+// may wait for its caller to take it before the stream gives up.
+const streamGrace = 10 * time.Second
+
+// workerRunWith is workerRun, with the response streamed to sink when it
+// is set.
+func (n *Node) workerRunWith(ctx context.Context, req *rpc.RunRequest, sink partSink) (*rpc.InvokeResponse, error) {
 	if n.sandboxes == nil {
 		return nil, rpc.Errorf(rpc.CodeService, "node %s is not a worker", n.name)
 	}
@@ -243,6 +253,11 @@ func (n *Node) workerRun(ctx context.Context, req *rpc.RunRequest) (*rpc.InvokeR
 		// Checked and compacted by the frontend (one line of JSON).
 		ClientContext: string(req.ClientContext),
 	}
+	var stream *responseStream
+	if sink != nil {
+		stream = &responseStream{sink: sink}
+		sreq.Stream = stream
+	}
 	res, err := n.sandboxes.Invoke(ctx, sreq)
 	// Issue 10: a managed runtime's image this worker lacks is copied from
 	// a peer that has it (checked against its digest), once.
@@ -277,5 +292,42 @@ func (n *Node) workerRun(ctx context.Context, req *rpc.RunRequest) (*rpc.InvokeR
 	if req.LogType == rpc.LogTypeTail {
 		out.LogResult = []byte(res.LogTail)
 	}
+	if stream != nil && !res.Streamed && res.ErrorType == "" {
+		// Answered without a body to stream (nothing was posted to it).
+		if err := stream.Start(""); err != nil {
+			return nil, rpc.Errorf(rpc.CodeService, "the caller of the stream is gone: %v", err)
+		}
+	}
 	return out, nil
 }
+
+// responseStream passes a sandbox's streamed response to a caller's rpc
+// stream, in parts of at most rpc.MaxStreamPart.
+type responseStream struct {
+	sink    partSink // bounded by the function's time (boundSink)
+	started bool
+}
+
+func (s *responseStream) Start(contentType string) error {
+	if s.started {
+		return nil
+	}
+	s.started = true
+	if contentType == "" {
+		contentType = "application/octet-stream"
+	}
+	return s.send(&rpc.InvokeStreamPart{ContentType: contentType})
+}
+
+func (s *responseStream) Write(p []byte) error {
+	for len(p) > 0 {
+		k := min(len(p), rpc.MaxStreamPart)
+		if err := s.send(&rpc.InvokeStreamPart{Data: p[:k]}); err != nil {
+			return err
+		}
+		p = p[k:]
+	}
+	return nil
+}
+
+func (s *responseStream) send(part *rpc.InvokeStreamPart) error { return s.sink(part) }

@@ -43,6 +43,17 @@ func (c *Client) Invoke(ctx context.Context, req *InvokeRequest) (*InvokeRespons
 	return callTyped[InvokeResponse](ctx, c, MethodInvoke, req)
 }
 
+// InvokeStream runs a function and hands its response to onPart as it
+// comes (MethodInvokeStream). An error from onPart stops the stream (the
+// function is not stopped) and is returned.
+func (c *Client) InvokeStream(ctx context.Context, req *InvokeRequest, onPart func(*InvokeStreamPart) error) (*InvokeResponse, error) {
+	var resp InvokeResponse
+	if err := CallStream(c, ctx, MethodInvokeStream, req, &resp, onPart); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
 // ReadLogs reads a function's log after a cursor, long-polling when
 // req.WaitMs is set (MethodLogsRead).
 func (c *Client) ReadLogs(ctx context.Context, req *ReadLogsRequest) (*ReadLogsResponse, error) {

@@ -17,6 +17,9 @@ const (
 	MethodLedgerRelease   = "Ledger.Release"
 	MethodWorkerHeartbeat = "Ledger.Heartbeat"
 	MethodWorkerRun       = "Worker.Run"
+	// MethodWorkerRunStream is Worker.Run with the response streamed
+	// (parts as MethodInvokeStream's).
+	MethodWorkerRunStream = "Worker.RunStream"
 	MethodCodeFetch       = "Code.Fetch"
 	MethodCodePut         = "Code.Put"
 )

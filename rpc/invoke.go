@@ -3,6 +3,24 @@ package rpc
 // MethodInvoke runs a function.
 const MethodInvoke = "Invoke.Invoke"
 
+// MethodInvokeStream runs a function and streams its response as the
+// runtime sends it (Lambda's InvokeWithResponseStream, up to 200 MB): a
+// streamed method (HandleStream) whose parts are InvokeStreamPart, then an
+// InvokeResponse whose Payload is empty, or the error's body when
+// FunctionError is set (a function may fail midway, after parts).
+const MethodInvokeStream = "Invoke.Stream"
+
+// InvokeStreamPart is one part of a streamed response. The first part
+// comes when the runtime starts its response and carries its Content-Type
+// ("" when it gave none); Data may be empty.
+type InvokeStreamPart struct {
+	ContentType string `msgpack:"content_type,omitempty"`
+	Data        []byte `msgpack:"data"`
+}
+
+// MaxStreamedResponse is Lambda's limit on a streamed response.
+const MaxStreamedResponse = 200 << 20
+
 // Invocation types, as Lambda names them.
 const (
 	InvocationRequestResponse = "RequestResponse"

@@ -683,7 +683,7 @@ func (c *apiConn) writeEvent(inv *invocation, closing bool) bool {
 
 // maxStreamedResponse bounds a streamed response (Lambda's limit for
 // InvokeWithResponseStream).
-const maxStreamedResponse = 200 << 20
+const maxStreamedResponse = rpc.MaxStreamedResponse
 
 // streamChunk is the most of a streamed response read and passed on at once.
 const streamChunk = 32 << 10

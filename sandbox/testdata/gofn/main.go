@@ -45,10 +45,30 @@ type event struct {
 	N   int      `json:"n"`
 }
 
-func handler(ctx context.Context, ev event) (map[string]any, error) {
+// handler returns any: a map for most behaviours, an io.Reader for the
+// streamed ones, which aws-lambda-go posts as it reads it (chunked, with
+// the error in the trailer if the reader fails).
+func handler(ctx context.Context, ev event) (any, error) {
 	lc, _ := lambdacontext.FromContext(ctx)
 	fmt.Printf("handling %s in %s\n", ev.Do, lc.AwsRequestID)
 	switch ev.Do {
+	case "stream", "streamfail":
+		// ev.N lines, a second apart; streamfail then fails.
+		pr, pw := io.Pipe()
+		go func() {
+			for i := range ev.N {
+				if i > 0 {
+					time.Sleep(time.Second)
+				}
+				fmt.Fprintf(pw, "line %d\n", i)
+			}
+			if ev.Do == "streamfail" {
+				pw.CloseWithError(errors.New("the stream broke midway"))
+				return
+			}
+			pw.Close()
+		}()
+		return pr, nil
 	case "panic":
 		panic("boom")
 	case "error":
