@@ -16,30 +16,39 @@ import (
 	"nimbus/rpc"
 )
 
-var sqsfn struct {
-	once sync.Once
-	zip  []byte
-	err  error
+var testFns struct {
+	mu   sync.Mutex
+	zips map[string][]byte
 }
 
 // sqsfnZip is testdata/sqsfn built once per test binary, zipped.
-func sqsfnZip(t testing.TB) []byte {
+func sqsfnZip(t testing.TB) []byte { return testFnZip(t, "sqsfn") }
+
+// testFnZip is the Go function in testdata/NAME built once per test
+// binary, zipped.
+func testFnZip(t testing.TB, name string) []byte {
 	t.Helper()
 	requireRoot(t)
-	sqsfn.once.Do(func() {
-		dir := filepath.Join(filepath.Dir(filepath.Dir(helloBin)), "sqsfn")
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "bootstrap"), "./testdata/sqsfn")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			sqsfn.err = fmt.Errorf("build testdata/sqsfn: %v\n%s", err, out)
-			return
-		}
-		sqsfn.zip, sqsfn.err = bundle.ZipDir(dir)
-	})
-	if sqsfn.err != nil {
-		t.Fatal(sqsfn.err)
+	testFns.mu.Lock()
+	defer testFns.mu.Unlock()
+	if z, ok := testFns.zips[name]; ok {
+		return z
 	}
-	return sqsfn.zip
+	dir := filepath.Join(filepath.Dir(filepath.Dir(helloBin)), name)
+	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "bootstrap"), "./testdata/"+name)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build testdata/%s: %v\n%s", name, err, out)
+	}
+	z, err := bundle.ZipDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if testFns.zips == nil {
+		testFns.zips = map[string][]byte{}
+	}
+	testFns.zips[name] = z
+	return z
 }
 
 // recordLines returns the function's "record" log lines as field maps.

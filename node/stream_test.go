@@ -1,0 +1,106 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"nimbus/rpc"
+)
+
+// streamCall invokes fn with Invoke.Stream through cl and returns the
+// parts' data, their content type, the answer, and how long before the
+// answer the first data came.
+func streamCall(t *testing.T, cl *rpc.Client, fn, payload string) (string, string, *rpc.InvokeResponse, time.Duration) {
+	t.Helper()
+	var data strings.Builder
+	var ctype string
+	var first time.Time
+	res, err := cl.InvokeStream(ctxT(t), &rpc.InvokeRequest{FunctionName: fn, Payload: []byte(payload)}, func(p *rpc.InvokeStreamPart) error {
+		if p.ContentType != "" {
+			ctype = p.ContentType
+		}
+		if len(p.Data) > 0 && first.IsZero() {
+			first = time.Now()
+		}
+		data.Write(p.Data)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("stream %s: %v", fn, err)
+	}
+	var lead time.Duration
+	if !first.IsZero() {
+		lead = time.Since(first)
+	}
+	return data.String(), ctype, res, lead
+}
+
+// TestInvokeStream: a function's streamed response reaches the caller as
+// it is written, from a worker on another node through the node the
+// caller called, and from a local one; an error midway comes after what
+// was sent, an error before anything as the answer alone; Invoke of the
+// same function buffers it whole; a caller that stops taking parts
+// cancels only its own stream.
+func TestInvokeStream(t *testing.T) {
+	tc := startCluster(t, 2, func(i int, cfg *Config) { cfg.Worker = i != 0 })
+	create(t, tc.clients[0], "streamer", testFnZip(t, "streamfn"), func(r *rpc.CreateFunctionRequest) { r.TimeoutSec = 60 })
+
+	for i, cl := range tc.clients {
+		// Through n1 the worker is n2's (n1 runs no sandboxes); through n2 it is local.
+		data, ctype, res, lead := streamCall(t, cl, "streamer", `{"lines":3,"gap_ms":1000}`)
+		if data != "line 0 \nline 1 \nline 2 \n" || res.FunctionError != "" || res.StatusCode != 200 || ctype != "application/octet-stream" {
+			t.Fatalf("via n%d: %q (%s) %+v", i+1, data, ctype, res)
+		}
+		if lead < time.Second {
+			t.Fatalf("via n%d: the first line came %v before the answer: not streamed", i+1, lead)
+		}
+	}
+
+	// 8 MB, past Invoke's 6 MB limit, in parts.
+	data, _, res, _ := streamCall(t, tc.clients[0], "streamer", `{"lines":1024,"size":8192}`)
+	if res.FunctionError != "" || len(data) < 8<<20 || strings.Count(data, "\n") != 1024 || !strings.HasSuffix(data, "line 1023 "+strings.Repeat("x", 8192)+"\n") {
+		t.Fatalf("8 MB streamed: %d bytes, %+v", len(data), res)
+	}
+
+	data, _, res, _ = streamCall(t, tc.clients[0], "streamer", `{"lines":2,"fail_end":"broke midway"}`)
+	if data != "line 0 \nline 1 \n" || res.FunctionError != rpc.FunctionErrorUnhandled || !strings.Contains(string(res.Payload), "broke midway") {
+		t.Fatalf("failed midway: %q %+v %s", data, res, res.Payload)
+	}
+	data, _, res, _ = streamCall(t, tc.clients[0], "streamer", `{"fail_now":"no stream"}`)
+	if data != "" || res.FunctionError != rpc.FunctionErrorUnhandled || !strings.Contains(string(res.Payload), "no stream") {
+		t.Fatalf("failed at once: %q %+v %s", data, res, res.Payload)
+	}
+
+	// Buffered.
+	res = invoke(t, tc.clients[0], "streamer", `{"lines":2}`)
+	if string(res.Payload) != "line 0 \nline 1 \n" || res.FunctionError != "" {
+		t.Fatalf("buffered: %+v %s", res, res.Payload)
+	}
+
+	// A caller that gives up after the first line: its call ends with its
+	// own error, the connection serves the next call.
+	stop := errors.New("seen enough")
+	_, err := tc.clients[0].InvokeStream(ctxT(t), &rpc.InvokeRequest{FunctionName: "streamer", Payload: []byte(`{"lines":50,"gap_ms":100}`)}, func(p *rpc.InvokeStreamPart) error {
+		if len(p.Data) > 0 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) {
+		t.Fatalf("giving up: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(ctxT(t), time.Minute)
+	defer cancel()
+	if res, err := tc.clients[0].InvokeStream(ctx, &rpc.InvokeRequest{FunctionName: "streamer", Payload: []byte(`{"lines":1}`)}, func(*rpc.InvokeStreamPart) error { return nil }); err != nil || res.FunctionError != "" {
+		t.Fatalf("after a caller gave up: %+v %v", res, err)
+	}
+
+	// An Event invocation cannot be streamed.
+	_, err = tc.clients[0].InvokeStream(ctxT(t), &rpc.InvokeRequest{FunctionName: "streamer", InvocationType: rpc.InvocationEvent}, func(*rpc.InvokeStreamPart) error { return nil })
+	if !errors.Is(err, rpc.ErrInvalidParameterValue) {
+		t.Fatalf("streamed Event: %v", err)
+	}
+}
