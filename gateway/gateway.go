@@ -26,6 +26,9 @@ type Operations struct {
 	DeleteFunction       func(context.Context, *rpc.GetFunctionRequest) (*rpc.DeleteFunctionResponse, error)
 	ListFunctions        func(context.Context, *rpc.ListFunctionsRequest) (*rpc.ListFunctionsResponse, error)
 	Invoke               func(context.Context, *rpc.InvokeRequest) (*rpc.InvokeResponse, error)
+	// InvokeStream is a synchronous invocation whose response is given to
+	// onPart as the function streams it (rpc.MethodInvokeStream's parts).
+	InvokeStream func(ctx context.Context, req *rpc.InvokeRequest, onPart func(*rpc.InvokeStreamPart) error) (*rpc.InvokeResponse, error)
 	PutConcurrency       func(context.Context, *rpc.PutConcurrencyRequest) (*rpc.ConcurrencyResponse, error)
 	GetConcurrency       func(context.Context, *rpc.GetFunctionRequest) (*rpc.ConcurrencyResponse, error)
 	DeleteConcurrency    func(context.Context, *rpc.GetFunctionRequest) (*rpc.ConcurrencyResponse, error)
@@ -275,6 +278,8 @@ func (g *Gateway) handler(op string) handlerFunc {
 		return g.listFunctions
 	case opInvoke:
 		return g.invoke
+	case opInvokeWithResponseStream:
+		return g.invokeWithResponseStream
 	case opPutFunctionConcurrency:
 		return g.putConcurrency
 	case opGetFunctionConcurrency:

@@ -17,6 +17,7 @@ const (
 	opDeleteFunction              = "DeleteFunction"
 	opListFunctions               = "ListFunctions"
 	opInvoke                      = "Invoke"
+	opInvokeWithResponseStream    = "InvokeWithResponseStream"
 	opPutFunctionConcurrency      = "PutFunctionConcurrency"
 	opGetFunctionConcurrency      = "GetFunctionConcurrency"
 	opDeleteFunctionConcurrency   = "DeleteFunctionConcurrency"
@@ -59,7 +60,7 @@ var routes = []struct {
 	{"GET", "/2021-10-31/functions/{F}/urls", opListFunctionURLConfigs},
 	// Asynchronous invocation and event sources.
 	{"POST", "/2014-11-13/functions/{F}/invoke-async", "InvokeAsync"},
-	{"POST", "/2021-11-15/functions/{F}/response-streaming-invocations", "InvokeWithResponseStream"},
+	{"POST", "/2021-11-15/functions/{F}/response-streaming-invocations", opInvokeWithResponseStream},
 	{"PUT", "/2019-09-25/functions/{F}/event-invoke-config", opPutEventInvokeConfig},
 	{"POST", "/2019-09-25/functions/{F}/event-invoke-config", opUpdateEventInvokeConfig},
 	{"GET", "/2019-09-25/functions/{F}/event-invoke-config", opGetEventInvokeConfig},
@@ -159,8 +160,6 @@ func notImplementedWhy(op string) string {
 	switch op {
 	case "InvokeAsync":
 		return ": use Invoke with InvocationType Event"
-	case "InvokeWithResponseStream":
-		return ": response streaming is not built yet"
 	}
 	return ""
 }

@@ -23,6 +23,9 @@ func (n *Node) startGateway() error {
 			DeleteFunction:       n.deleteFunction,
 			ListFunctions:        n.listFunctions,
 			Invoke:               n.invoke,
+			InvokeStream: func(ctx context.Context, req *rpc.InvokeRequest, onPart func(*rpc.InvokeStreamPart) error) (*rpc.InvokeResponse, error) {
+				return n.invokeStreamTo(ctx, req, func(_ context.Context, p *rpc.InvokeStreamPart) error { return onPart(p) })
+			},
 			PutConcurrency:       n.putConcurrency,
 			GetConcurrency:       n.getConcurrency,
 			DeleteConcurrency:    n.deleteConcurrency,

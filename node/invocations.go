@@ -39,13 +39,19 @@ func boundSink(ctx context.Context, fn *rpc.FunctionConfig, send func(context.Co
 // invokeStream is Invoke.Stream: a synchronous invocation whose response
 // goes to the caller as the runtime sends it.
 func (n *Node) invokeStream(ctx context.Context, req *rpc.InvokeRequest, out *rpc.Stream) (*rpc.InvokeResponse, error) {
+	return n.invokeStreamTo(ctx, req, sendPart(out))
+}
+
+// invokeStreamTo is Invoke.Stream with the parts given to send (the
+// gateway's InvokeWithResponseStream calls it in the process).
+func (n *Node) invokeStreamTo(ctx context.Context, req *rpc.InvokeRequest, send func(context.Context, *rpc.InvokeStreamPart) error) (*rpc.InvokeResponse, error) {
 	switch req.InvocationType {
 	case "", rpc.InvocationRequestResponse, rpc.InvocationDryRun:
 	default:
 		return nil, rpc.Errorf(rpc.CodeInvalidParameterValue,
 			"1 validation error detected: Value '%s' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [RequestResponse, DryRun]", req.InvocationType)
 	}
-	return n.invokeWith(ctx, req, sendPart(out))
+	return n.invokeWith(ctx, req, send)
 }
 
 // invoke is the frontend of a synchronous invocation, on whichever node the

@@ -2,10 +2,15 @@ package node
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"nimbus/rpc"
 )
@@ -102,5 +107,68 @@ func TestInvokeStream(t *testing.T) {
 	_, err = tc.clients[0].InvokeStream(ctxT(t), &rpc.InvokeRequest{FunctionName: "streamer", InvocationType: rpc.InvocationEvent}, func(*rpc.InvokeStreamPart) error { return nil })
 	if !errors.Is(err, rpc.ErrInvalidParameterValue) {
 		t.Fatalf("streamed Event: %v", err)
+	}
+}
+
+// TestGatewayStreamGoSDK: aws-sdk-go-v2's InvokeWithResponseStream reads
+// nimbus's event stream: PayloadChunk events as the function writes them,
+// then InvokeComplete, with the function's error when it fails midway and
+// the log tail when asked.
+func TestGatewayStreamGoSDK(t *testing.T) {
+	_, cl, url := startGatewayNode(t)
+	ctx := ctxT(t)
+	create(t, cl, "streamer", testFnZip(t, "streamfn"), func(r *rpc.CreateFunctionRequest) { r.TimeoutSec = 60 })
+	c := sdkClient(url)
+
+	read := func(payload string, tail bool) (string, int, *types.InvokeWithResponseStreamCompleteEvent, *lambda.InvokeWithResponseStreamOutput) {
+		t.Helper()
+		in := &lambda.InvokeWithResponseStreamInput{FunctionName: aws.String("streamer"), Payload: []byte(payload)}
+		if tail {
+			in.LogType = types.LogTypeTail
+		}
+		out, err := c.InvokeWithResponseStream(ctx, in)
+		if err != nil {
+			t.Fatalf("InvokeWithResponseStream: %v", err)
+		}
+		st := out.GetStream()
+		defer st.Close()
+		var data strings.Builder
+		chunks := 0
+		var done *types.InvokeWithResponseStreamCompleteEvent
+		for ev := range st.Events() {
+			switch v := ev.(type) {
+			case *types.InvokeWithResponseStreamResponseEventMemberPayloadChunk:
+				data.Write(v.Value.Payload)
+				chunks++
+			case *types.InvokeWithResponseStreamResponseEventMemberInvokeComplete:
+				done = &v.Value
+			}
+		}
+		if err := st.Err(); err != nil {
+			t.Fatalf("the event stream: %v", err)
+		}
+		if done == nil {
+			t.Fatal("no InvokeComplete event")
+		}
+		return data.String(), chunks, done, out
+	}
+
+	data, chunks, done, out := read(`{"lines":3,"gap_ms":300}`, false)
+	if data != "line 0 \nline 1 \nline 2 \n" || chunks < 2 || done.ErrorCode != nil || out.StatusCode != 200 || aws.ToString(out.ExecutedVersion) != "$LATEST" {
+		t.Fatalf("streamed: %q in %d chunks, %+v, %d %v", data, chunks, done, out.StatusCode, aws.ToString(out.ExecutedVersion))
+	}
+	data, _, done, _ = read(`{"lines":1,"fail_end":"broke midway"}`, true)
+	if data != "line 0 \n" || aws.ToString(done.ErrorCode) == "" || !strings.Contains(aws.ToString(done.ErrorDetails), "broke midway") {
+		t.Fatalf("failed midway: %q %+v", data, done)
+	}
+	logs, err := base64.StdEncoding.DecodeString(aws.ToString(done.LogResult))
+	if err != nil || !strings.Contains(string(logs), "REPORT RequestId:") {
+		t.Fatalf("LogResult %q (%v)", logs, err)
+	}
+	// A missing function is the SDK's typed error, before any stream.
+	_, err = c.InvokeWithResponseStream(ctx, &lambda.InvokeWithResponseStreamInput{FunctionName: aws.String("nope")})
+	var nf *types.ResourceNotFoundException
+	if !errors.As(err, &nf) {
+		t.Fatalf("a missing function: %T %v", err, err)
 	}
 }

@@ -255,7 +255,7 @@ func (n *Node) workerRunWith(ctx context.Context, req *rpc.RunRequest, sink part
 	}
 	var stream *responseStream
 	if sink != nil {
-		stream = &responseStream{sink: sink}
+		stream = &responseStream{sink: sink, version: fn.VersionName()}
 		sreq.Stream = stream
 	}
 	res, err := n.sandboxes.Invoke(ctx, sreq)
@@ -305,6 +305,7 @@ func (n *Node) workerRunWith(ctx context.Context, req *rpc.RunRequest, sink part
 // stream, in parts of at most rpc.MaxStreamPart.
 type responseStream struct {
 	sink    partSink // bounded by the function's time (boundSink)
+	version string
 	started bool
 }
 
@@ -316,7 +317,7 @@ func (s *responseStream) Start(contentType string) error {
 	if contentType == "" {
 		contentType = "application/octet-stream"
 	}
-	return s.send(&rpc.InvokeStreamPart{ContentType: contentType})
+	return s.send(&rpc.InvokeStreamPart{ContentType: contentType, ExecutedVersion: s.version})
 }
 
 func (s *responseStream) Write(p []byte) error {

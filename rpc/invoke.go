@@ -12,10 +12,12 @@ const MethodInvokeStream = "Invoke.Stream"
 
 // InvokeStreamPart is one part of a streamed response. The first part
 // comes when the runtime starts its response and carries its Content-Type
-// ("" when it gave none); Data may be empty.
+// (application/octet-stream when it gave none); Data may be empty.
 type InvokeStreamPart struct {
 	ContentType string `msgpack:"content_type,omitempty"`
-	Data        []byte `msgpack:"data"`
+	// ExecutedVersion, on the first part, is the version that runs.
+	ExecutedVersion string `msgpack:"executed_version,omitempty"`
+	Data            []byte `msgpack:"data"`
 }
 
 // MaxStreamedResponse is Lambda's limit on a streamed response.

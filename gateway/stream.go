@@ -1,0 +1,162 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws/protocol/eventstream"
+
+	"nimbus/rpc"
+)
+
+// InvokeWithResponseStream answers with Lambda's event stream
+// (application/vnd.amazon.eventstream, encoded by the SDK's own
+// eventstream package): a PayloadChunk event for each part of the
+// response as the function sends it, then one InvokeComplete event with
+// the function's error, if any (ErrorCode its type, ErrorDetails its error
+// body) and the log tail when asked. A platform error before the stream
+// starts is an ordinary error answer; one after it is an exception event.
+
+// eventStreamType is the Content-Type of an event stream.
+const eventStreamType = "application/vnd.amazon.eventstream"
+
+func (g *Gateway) invokeWithResponseStream(w http.ResponseWriter, r *http.Request, a pathArgs) error {
+	ref, err := g.target(r.URL.Query(), a)
+	if err != nil {
+		return err
+	}
+	hdr, err := parseInvokeHeaders(r.Header)
+	if err != nil {
+		return err
+	}
+	if hdr.InvocationType == rpc.InvocationEvent {
+		return rpc.Errorf(rpc.CodeInvalidParameterValue,
+			"1 validation error detected: Value 'Event' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [RequestResponse, DryRun]")
+	}
+	payload, release, err := g.readBody(w, r, rpc.MaxSyncPayload, func() error {
+		return rpc.Errorf(rpc.CodeRequestTooLarge, "Request must be smaller than %d bytes for the InvokeWithResponseStream operation", rpc.MaxSyncPayload)
+	})
+	if err != nil {
+		return err
+	}
+	defer release()
+	es := &eventWriter{w: w, rc: http.NewResponseController(w), enc: eventstream.NewEncoder(), timeout: g.opts.BodyTimeout}
+	resp, err := g.opts.Ops.InvokeStream(r.Context(), &rpc.InvokeRequest{
+		FunctionName:   ref.Name,
+		Qualifier:      ref.Qualifier,
+		InvocationType: hdr.InvocationType,
+		LogType:        hdr.LogType,
+		Payload:        payload,
+		ClientContext:  hdr.ClientContext,
+	}, func(p *rpc.InvokeStreamPart) error {
+		if !es.started {
+			es.start(http.StatusOK, p.ExecutedVersion)
+		}
+		if len(p.Data) == 0 {
+			return es.flush()
+		}
+		return es.event("PayloadChunk", "application/octet-stream", p.Data)
+	})
+	if err != nil {
+		if !es.started {
+			return err // an ordinary error answer
+		}
+		e := rpc.AsError(err)
+		body, _ := json.Marshal(map[string]string{"message": e.Message})
+		_ = es.exception(e.Code, body)
+		return nil
+	}
+	if !es.started {
+		status := resp.StatusCode
+		if status == 0 {
+			status = http.StatusOK
+		}
+		if status == http.StatusNoContent { // DryRun
+			w.WriteHeader(status)
+			return nil
+		}
+		es.start(status, resp.ExecutedVersion)
+	}
+	var done struct {
+		ErrorCode    string `json:"ErrorCode,omitempty"`
+		ErrorDetails string `json:"ErrorDetails,omitempty"`
+		LogResult    string `json:"LogResult,omitempty"`
+	}
+	if resp.FunctionError != "" {
+		var fe struct {
+			ErrorType string `json:"errorType"`
+		}
+		_ = json.Unmarshal(resp.Payload, &fe)
+		done.ErrorCode, done.ErrorDetails = fe.ErrorType, string(resp.Payload)
+		if done.ErrorCode == "" {
+			done.ErrorCode = resp.FunctionError
+		}
+	}
+	if hdr.LogType == rpc.LogTypeTail && len(resp.LogResult) > 0 {
+		done.LogResult = base64.StdEncoding.EncodeToString(resp.LogResult)
+	}
+	body, _ := json.Marshal(done)
+	_ = es.event("InvokeComplete", "application/json", body)
+	return nil
+}
+
+// eventWriter writes an event stream response, flushing each message.
+type eventWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	enc     *eventstream.Encoder
+	buf     bytes.Buffer
+	timeout time.Duration // for each message's write
+	started bool
+}
+
+func (e *eventWriter) start(status int, version string) {
+	e.started = true
+	h := e.w.Header()
+	h.Set("Content-Type", eventStreamType)
+	if version != "" {
+		h.Set("X-Amz-Executed-Version", version)
+	}
+	e.w.WriteHeader(status)
+}
+
+func (e *eventWriter) event(eventType, contentType string, payload []byte) error {
+	var hs eventstream.Headers
+	hs.Set(":message-type", eventstream.StringValue("event"))
+	hs.Set(":event-type", eventstream.StringValue(eventType))
+	hs.Set(":content-type", eventstream.StringValue(contentType))
+	return e.write(eventstream.Message{Headers: hs, Payload: payload})
+}
+
+func (e *eventWriter) exception(code string, payload []byte) error {
+	var hs eventstream.Headers
+	hs.Set(":message-type", eventstream.StringValue("exception"))
+	hs.Set(":exception-type", eventstream.StringValue(code))
+	hs.Set(":content-type", eventstream.StringValue("application/json"))
+	return e.write(eventstream.Message{Headers: hs, Payload: payload})
+}
+
+// write writes one message within the write timeout: a client that stops
+// reading its stream loses it, and the function's sends give up.
+func (e *eventWriter) write(m eventstream.Message) error {
+	e.buf.Reset()
+	if err := e.enc.Encode(&e.buf, m); err != nil {
+		return err
+	}
+	_ = e.rc.SetWriteDeadline(time.Now().Add(e.timeout))
+	if _, err := e.w.Write(e.buf.Bytes()); err != nil {
+		return err
+	}
+	return e.flush()
+}
+
+func (e *eventWriter) flush() error {
+	err := e.rc.Flush()
+	if err == http.ErrNotSupported {
+		return nil
+	}
+	return err
+}
