@@ -28,11 +28,11 @@ type Operations struct {
 	Invoke               func(context.Context, *rpc.InvokeRequest) (*rpc.InvokeResponse, error)
 	// InvokeStream is a synchronous invocation whose response is given to
 	// onPart as the function streams it (rpc.MethodInvokeStream's parts).
-	InvokeStream func(ctx context.Context, req *rpc.InvokeRequest, onPart func(*rpc.InvokeStreamPart) error) (*rpc.InvokeResponse, error)
-	PutConcurrency       func(context.Context, *rpc.PutConcurrencyRequest) (*rpc.ConcurrencyResponse, error)
-	GetConcurrency       func(context.Context, *rpc.GetFunctionRequest) (*rpc.ConcurrencyResponse, error)
-	DeleteConcurrency    func(context.Context, *rpc.GetFunctionRequest) (*rpc.ConcurrencyResponse, error)
-	AccountSettings      func(context.Context, *rpc.AccountSettingsRequest) (*rpc.AccountSettingsResponse, error)
+	InvokeStream      func(ctx context.Context, req *rpc.InvokeRequest, onPart func(*rpc.InvokeStreamPart) error) (*rpc.InvokeResponse, error)
+	PutConcurrency    func(context.Context, *rpc.PutConcurrencyRequest) (*rpc.ConcurrencyResponse, error)
+	GetConcurrency    func(context.Context, *rpc.GetFunctionRequest) (*rpc.ConcurrencyResponse, error)
+	DeleteConcurrency func(context.Context, *rpc.GetFunctionRequest) (*rpc.ConcurrencyResponse, error)
+	AccountSettings   func(context.Context, *rpc.AccountSettingsRequest) (*rpc.AccountSettingsResponse, error)
 
 	// Versions and aliases.
 	PublishVersion func(context.Context, *rpc.PublishVersionRequest) (*rpc.FunctionResponse, error)

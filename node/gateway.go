@@ -26,10 +26,10 @@ func (n *Node) startGateway() error {
 			InvokeStream: func(ctx context.Context, req *rpc.InvokeRequest, onPart func(*rpc.InvokeStreamPart) error) (*rpc.InvokeResponse, error) {
 				return n.invokeStreamTo(ctx, req, func(_ context.Context, p *rpc.InvokeStreamPart) error { return onPart(p) })
 			},
-			PutConcurrency:       n.putConcurrency,
-			GetConcurrency:       n.getConcurrency,
-			DeleteConcurrency:    n.deleteConcurrency,
-			AccountSettings:      n.accountSettings,
+			PutConcurrency:    n.putConcurrency,
+			GetConcurrency:    n.getConcurrency,
+			DeleteConcurrency: n.deleteConcurrency,
+			AccountSettings:   n.accountSettings,
 
 			// Versions, aliases, function URLs and event configuration: the
 			// rpc handlers (onLeader forwards from a node that does not lead).
