@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"time"
 
@@ -159,4 +160,133 @@ func (e *eventWriter) flush() error {
 		return nil
 	}
 	return err
+}
+
+// A function URL in RESPONSE_STREAM mode passes the function's response
+// to the client as it comes, chunked. A response whose Content-Type is
+// urlIntegrationType starts with a prelude, JSON of the status code,
+// headers and cookies, ended by eight NUL bytes (what aws-lambda-go's
+// LambdaFunctionURLStreamingResponse and Node's HttpResponseStream
+// write); any other is the body itself, with its Content-Type and 200.
+const (
+	urlIntegrationType = "application/vnd.awslambda.http-integration-response"
+	maxURLPrelude      = 64 << 10
+)
+
+var preludeEnd = []byte{0, 0, 0, 0, 0, 0, 0, 0}
+
+// urlStream writes one streamed function URL response.
+type urlStream struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	head    bool // a HEAD request: no body
+	cors    func(http.Header)
+	timeout time.Duration
+
+	prelude bool // the response starts with a prelude, not yet all read
+	pbuf    []byte
+	started bool
+}
+
+func (s *urlStream) begin(status int, headers map[string]string, cookies []string, contentType string) {
+	s.started = true
+	h := s.w.Header()
+	if contentType != "" {
+		h.Set("Content-Type", contentType)
+	}
+	for k, v := range headers {
+		h.Set(k, v)
+	}
+	for _, c := range cookies {
+		h.Add("Set-Cookie", c)
+	}
+	s.cors(h)
+	s.w.WriteHeader(status)
+}
+
+func (s *urlStream) write(p []byte) error {
+	if s.head || len(p) == 0 {
+		return nil
+	}
+	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
+	if _, err := s.w.Write(p); err != nil {
+		return err
+	}
+	if err := s.rc.Flush(); err != nil && err != http.ErrNotSupported {
+		return err
+	}
+	return nil
+}
+
+// part takes one part of the function's response.
+func (s *urlStream) part(p *rpc.InvokeStreamPart) error {
+	if !s.started && !s.prelude {
+		if p.ContentType != urlIntegrationType {
+			s.begin(http.StatusOK, nil, nil, p.ContentType)
+			return s.write(p.Data)
+		}
+		s.prelude = true
+	}
+	if !s.prelude {
+		return s.write(p.Data)
+	}
+	s.pbuf = append(s.pbuf, p.Data...)
+	i := bytes.Index(s.pbuf, preludeEnd)
+	if i < 0 {
+		if len(s.pbuf) > maxURLPrelude {
+			return errBadPrelude
+		}
+		return nil
+	}
+	var pre struct {
+		StatusCode int               `json:"statusCode"`
+		Headers    map[string]string `json:"headers"`
+		Cookies    []string          `json:"cookies"`
+	}
+	if json.Unmarshal(s.pbuf[:i], &pre) != nil || pre.StatusCode < 100 || pre.StatusCode > 599 {
+		return errBadPrelude
+	}
+	s.prelude = false
+	s.begin(pre.StatusCode, pre.Headers, pre.Cookies, "")
+	rest := s.pbuf[i+len(preludeEnd):]
+	s.pbuf = nil
+	return s.write(rest)
+}
+
+var errBadPrelude = &rpc.Error{Code: rpc.CodeService, Message: "the function's streamed response has a malformed prelude"}
+
+func (g *Gateway) serveURLStream(w http.ResponseWriter, r *http.Request, cfg *rpc.FunctionURL, event []byte, origin, reqID string) {
+	s := &urlStream{
+		w: w, rc: http.NewResponseController(w), head: r.Method == http.MethodHead, timeout: g.opts.BodyTimeout,
+		cors: func(h http.Header) {
+			if cfg.Cors != nil && origin != "" {
+				corsHeaders(h, cfg.Cors, origin)
+			}
+		},
+	}
+	var bad bool
+	out, err := g.opts.Ops.InvokeStream(r.Context(), &rpc.InvokeRequest{FunctionName: cfg.FunctionName, Qualifier: cfg.Qualifier, Payload: event},
+		func(p *rpc.InvokeStreamPart) error {
+			if err := s.part(p); err != nil {
+				bad = errors.Is(err, errBadPrelude)
+				return err
+			}
+			return nil
+		})
+	switch {
+	case s.started:
+		// Once the status is sent, an error can only cut the body short.
+		if err != nil || out.FunctionError != "" {
+			g.log.Debug("function URL stream ended early", "function", cfg.FunctionName, "request_id", reqID, "err", err)
+		}
+	case bad || (err == nil && (out.FunctionError != "" || s.prelude)):
+		if out != nil && out.RequestID != "" {
+			w.Header().Set("X-Amzn-RequestId", out.RequestID)
+		}
+		urlError(w, http.StatusBadGateway, "Internal Server Error")
+	case err != nil:
+		g.urlInvokeError(w, cfg, reqID, err)
+	default:
+		s.begin(http.StatusOK, nil, nil, "")
+	}
 }

@@ -112,19 +112,13 @@ func (g *Gateway) serveURL(w http.ResponseWriter, r *http.Request, id, path, req
 		urlError(w, http.StatusRequestEntityTooLarge, errURLTooLarge.Message)
 		return
 	}
+	if cfg.InvokeMode == rpc.URLInvokeStreaming {
+		g.serveURLStream(w, r, cfg, event, origin, reqID)
+		return
+	}
 	out, err := g.opts.Ops.Invoke(r.Context(), &rpc.InvokeRequest{FunctionName: cfg.FunctionName, Qualifier: cfg.Qualifier, Payload: event})
 	if err != nil {
-		e := rpc.AsError(err)
-		status := statusOf(e.Code)
-		if status == http.StatusInternalServerError {
-			g.log.Warn("function URL invoke failed", "function", cfg.FunctionName, "request_id", reqID, "err", err)
-			urlError(w, http.StatusInternalServerError, "Internal Server Error")
-			return
-		}
-		if e.Code == rpc.CodeTooManyRequests {
-			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
-		}
-		urlError(w, status, e.Message)
+		g.urlInvokeError(w, cfg, reqID, err)
 		return
 	}
 	if out.RequestID != "" {
@@ -155,6 +149,22 @@ func (g *Gateway) serveURL(w http.ResponseWriter, r *http.Request, id, path, req
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(res.Body)
 	}
+}
+
+// urlInvokeError answers a function URL's invocation that failed on the
+// platform's side.
+func (g *Gateway) urlInvokeError(w http.ResponseWriter, cfg *rpc.FunctionURL, reqID string, err error) {
+	e := rpc.AsError(err)
+	status := statusOf(e.Code)
+	if status == http.StatusInternalServerError {
+		g.log.Warn("function URL invoke failed", "function", cfg.FunctionName, "request_id", reqID, "err", err)
+		urlError(w, http.StatusInternalServerError, "Internal Server Error")
+		return
+	}
+	if e.Code == rpc.CodeTooManyRequests {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+	}
+	urlError(w, status, e.Message)
 }
 
 var errURLTooLarge = &rpc.Error{Code: rpc.CodeRequestTooLarge, Message: "Request must be smaller than 6291456 bytes for the InvokeFunction operation"}

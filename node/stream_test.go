@@ -1,9 +1,14 @@
 package node
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
 	"errors"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
+	"nimbus/gateway"
 	"nimbus/rpc"
 )
 
@@ -170,5 +176,62 @@ func TestGatewayStreamGoSDK(t *testing.T) {
 	var nf *types.ResourceNotFoundException
 	if !errors.As(err, &nf) {
 		t.Fatalf("a missing function: %T %v", err, err)
+	}
+}
+
+// TestFunctionURLStream: a function URL in RESPONSE_STREAM mode sends the
+// status, headers and cookies of aws-lambda-go's streaming URL response
+// (its prelude), then the body as the function writes it; a function that
+// fails before it sends anything is a 502.
+func TestFunctionURLStream(t *testing.T) {
+	requireRoot(t)
+	hln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataDir := t.TempDir()
+	if err := linkTree(sharedImage, filepath.Join(dataDir, "images")); err != nil {
+		t.Fatal(err)
+	}
+	n, cl := startNodeConfig(t, Config{DataDir: dataDir, HTTPListener: hln, URLDomain: "urls.test"})
+	ctx := ctxT(t)
+	create(t, cl, "streamer", testFnZip(t, "streamfn"), func(r *rpc.CreateFunctionRequest) { r.TimeoutSec = 60 })
+	u, err := cl.CreateURL(ctx, &rpc.CreateURLRequest{FunctionName: "streamer", InvokeMode: rpc.URLInvokeStreaming})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + n.HTTPAddr() + gateway.URLPathPrefix + u.Config.ID + "/"
+
+	resp, err := http.Post(url, "application/json", strings.NewReader(`{"lines":3,"gap_ms":700}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 201 || resp.Header.Get("X-Streamed") != "yes" || resp.Header.Get("Content-Type") != "text/plain" ||
+		!strings.HasPrefix(resp.Header.Get("Set-Cookie"), "flavour=oat") {
+		t.Fatalf("streamed URL answered %d %v", resp.StatusCode, resp.Header)
+	}
+	br := bufio.NewReader(resp.Body)
+	first, err := br.ReadString('\n')
+	if err != nil || first != "line 0 \n" {
+		t.Fatalf("first line %q (%v)", first, err)
+	}
+	firstAt := time.Now()
+	rest, err := io.ReadAll(br)
+	if err != nil || string(rest) != "line 1 \nline 2 \n" {
+		t.Fatalf("the rest %q (%v)", rest, err)
+	}
+	if lead := time.Since(firstAt); lead < 700*time.Millisecond {
+		t.Fatalf("the first line came %v before the last: not streamed", lead)
+	}
+
+	// A function that fails before it sends anything: 502.
+	resp, err = http.Post(url, "application/json", strings.NewReader(`{"fail_now":"nope"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("a failed function: %d", resp.StatusCode)
 	}
 }

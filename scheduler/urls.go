@@ -193,9 +193,7 @@ func ValidateURL(u *rpc.FunctionURL) error {
 			"1 validation error detected: Value '%s' at 'authType' failed to satisfy constraint: Member must satisfy enum value set: [NONE, TOKEN]", u.AuthType)
 	}
 	switch u.InvokeMode {
-	case rpc.URLInvokeBuffered:
-	case rpc.URLInvokeStreaming:
-		return rpc.Errorf(rpc.CodeInvalidParameterValue, "InvokeMode RESPONSE_STREAM needs response streaming, which this release does not have: use BUFFERED")
+	case rpc.URLInvokeBuffered, rpc.URLInvokeStreaming:
 	default:
 		return rpc.Errorf(rpc.CodeInvalidParameterValue,
 			"1 validation error detected: Value '%s' at 'invokeMode' failed to satisfy constraint: Member must satisfy enum value set: [BUFFERED, RESPONSE_STREAM]", u.InvokeMode)

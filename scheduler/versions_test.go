@@ -388,11 +388,15 @@ func TestValidateQualifierAndURL(t *testing.T) {
 	if err := ValidateURL(good); err != nil {
 		t.Fatal(err)
 	}
+	streamed := testURL("f", "live", urlID1)
+	streamed.InvokeMode = rpc.URLInvokeStreaming
+	if err := ValidateURL(streamed); err != nil {
+		t.Fatalf("RESPONSE_STREAM: %v", err)
+	}
 	mutations := map[string]func(u *rpc.FunctionURL){
 		"version qualifier": func(u *rpc.FunctionURL) { u.Qualifier = "3" },
 		"AWS_IAM":           func(u *rpc.FunctionURL) { u.AuthType = "AWS_IAM" },
 		"bad auth":          func(u *rpc.FunctionURL) { u.AuthType = "open" },
-		"streaming":         func(u *rpc.FunctionURL) { u.InvokeMode = rpc.URLInvokeStreaming },
 		"bad mode":          func(u *rpc.FunctionURL) { u.InvokeMode = "fast" },
 		"bad method":        func(u *rpc.FunctionURL) { u.Cors.AllowMethods = []string{"BREW"} },
 		"header injection":  func(u *rpc.FunctionURL) { u.Cors.AllowOrigins = []string{"https://a\r\nX: y"} },

@@ -5,16 +5,23 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
 )
 
 type event struct {
+	// A function URL's event: its body is the event, and the answer is
+	// aws-lambda-go's streaming URL response (a prelude, then the lines).
+	RawPath string `json:"rawPath"`
+	Body    string `json:"body"`
+
 	Lines   int    `json:"lines"`    // lines to write
 	GapMs   int    `json:"gap_ms"`   // between them
 	Size    int    `json:"size"`     // bytes of padding in each line
@@ -23,6 +30,22 @@ type event struct {
 }
 
 func handler(ctx context.Context, ev event) (io.Reader, error) {
+	if ev.RawPath != "" {
+		var inner event
+		if err := json.Unmarshal([]byte(ev.Body), &inner); err != nil {
+			return nil, err
+		}
+		body, err := handler(ctx, inner)
+		if err != nil {
+			return nil, err
+		}
+		return &events.LambdaFunctionURLStreamingResponse{
+			StatusCode: 201,
+			Headers:    map[string]string{"Content-Type": "text/plain", "X-Streamed": "yes"},
+			Cookies:    []string{"flavour=oat"},
+			Body:       body,
+		}, nil
+	}
 	if ev.FailNow != "" {
 		return nil, errors.New(ev.FailNow)
 	}
