@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"nimbus/rpc"
 )
@@ -51,6 +52,22 @@ const ricCallback = `exports.handler = (event, context, callback) => {
 };
 `
 
+// ricStream are streaming handlers, as Lambda's Node.js users write them
+// with the runtime's awslambda.streamifyResponse.
+const ricStream = `export const handler = awslambda.streamifyResponse(async (event, responseStream, context) => {
+  responseStream.setContentType("text/plain");
+  responseStream.write("one\n");
+  await new Promise((r) => setTimeout(r, 1000));
+  responseStream.write("two " + context.awsRequestId + "\n");
+  responseStream.end();
+});
+export const broken = awslambda.streamifyResponse(async (event, responseStream) => {
+  responseStream.write("partial\n");
+  await new Promise((r) => setTimeout(r, 100));
+  throw new RangeError("the ric stream broke");
+});
+`
+
 // TestAWSNodeRuntimeInterfaceClient runs AWS's own Node.js runtime
 // interface client (npm aws-lambda-ric, which no one here wrote) as a custom
 // runtime on the provided image, node and all in the function's zip, as
@@ -75,6 +92,7 @@ func TestAWSNodeRuntimeInterfaceClient(t *testing.T) {
 		exe("bin/node", string(nodeBody)),
 		file("index.mjs", ricHandlers),
 		file("cb.js", ricCallback),
+		file("stream.mjs", ricStream),
 	}
 	err = filepath.WalkDir(ric, func(p string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -98,7 +116,8 @@ func TestAWSNodeRuntimeInterfaceClient(t *testing.T) {
 	zip := mkzip(t, ents...)
 	_, cl := startNode(t, t.TempDir())
 
-	for _, fn := range []struct{ name, handler string }{{"ric", "index.handler"}, {"ric-fail", "index.fail"}, {"ric-cb", "cb.handler"}} {
+	for _, fn := range []struct{ name, handler string }{{"ric", "index.handler"}, {"ric-fail", "index.fail"}, {"ric-cb", "cb.handler"},
+		{"ric-stream", "stream.handler"}, {"ric-broken", "stream.broken"}} {
 		create(t, cl, fn.name, zip, func(r *rpc.CreateFunctionRequest) {
 			r.Handler, r.MemoryMB, r.TimeoutSec = fn.handler, 512, 20
 		})
@@ -150,5 +169,25 @@ func TestAWSNodeRuntimeInterfaceClient(t *testing.T) {
 	res = invoke(t, cl, "ric-cb", `{"n":7}`)
 	if res.FunctionError != "" || string(res.Payload) != `{"callback":true,"n":7}` {
 		t.Fatalf("the callback handler answered %q %s", res.FunctionError, res.Payload)
+	}
+
+	// Response streaming with the client's own streamifyResponse: the
+	// first write reaches the caller a second before the second, with
+	// the Content-Type it set; a handler that throws midway is the
+	// invocation's error after what it wrote; a plain Invoke buffers it.
+	data, ctype, sres, lead := streamCall(t, cl, "ric-stream", `{}`)
+	if data != "one\ntwo "+sres.RequestID+"\n" || ctype != "text/plain" || sres.FunctionError != "" {
+		t.Fatalf("streamed: %q (%s) %+v %s", data, ctype, sres, sres.Payload)
+	}
+	if lead < 500*time.Millisecond {
+		t.Fatalf("the first write came %v before the answer: not streamed", lead)
+	}
+	data, _, sres, _ = streamCall(t, cl, "ric-broken", `{}`)
+	if data != "partial\n" || sres.FunctionError == "" || !strings.Contains(string(sres.Payload), "the ric stream broke") {
+		t.Fatalf("broken midway: %q %+v %s", data, sres, sres.Payload)
+	}
+	res = invoke(t, cl, "ric-stream", `{}`)
+	if res.FunctionError != "" || !strings.HasPrefix(string(res.Payload), "one\ntwo ") {
+		t.Fatalf("buffered: %q %s", res.FunctionError, res.Payload)
 	}
 }
