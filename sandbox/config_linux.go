@@ -42,6 +42,9 @@ type containerSpec struct {
 	memoryMB   int
 	hostname   string
 	initBinary string // the agent's own executable, the sandbox's PID 1
+	// procViews are lxcfs's files, by /proc name, mounted over the
+	// kernel's (procviews_linux.go); empty where there is no lxcfs.
+	procViews map[string]string
 }
 
 var memswSupported = func() bool {
@@ -80,6 +83,12 @@ func containerConfig(s containerSpec) *configs.Config {
 	const roBind = unix.MS_BIND | unix.MS_REC | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV
 	if s.runtimeDir != "" {
 		mounts = append(mounts, &configs.Mount{Source: s.runtimeDir, Destination: "/var/runtime", Device: "bind", Flags: roBind})
+	}
+	for _, name := range procViewFiles {
+		if src, ok := s.procViews[name]; ok {
+			mounts = append(mounts, &configs.Mount{Source: src, Destination: "/proc/" + name, Device: "bind",
+				Flags: unix.MS_BIND | unix.MS_RDONLY | noexec})
+		}
 	}
 	return &configs.Config{
 		Rootfs:          s.rootfs,

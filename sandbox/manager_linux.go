@@ -25,9 +25,10 @@ type Manager struct {
 	cfg        Config
 	image      string // the default image, of the custom runtimes
 	images     *ImageStore
-	shimDir    string // the embedded shims, written out: shimDir/<Runtime.Shim>
-	initBinary string // this program, mounted as every sandbox's PID 1
-	id         string // unique per manager: container ids and cgroups never clash
+	shimDir    string     // the embedded shims, written out: shimDir/<Runtime.Shim>
+	initBinary string     // this program, mounted as every sandbox's PID 1
+	procViews  *procViews // lxcfs for the sandboxes' /proc views (nil: none)
+	id         string     // unique per manager: container ids and cgroups never clash
 	uids       *uidPool
 	overlays   *overlays  // of the host folders sandboxes mount
 	scratch    *scratches // the sandboxes' /tmp
@@ -127,7 +128,8 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	m := &Manager{
 		cfg: cfg, image: image, images: images, shimDir: shimDir, initBinary: self, id: id, log: cfg.Logger,
-		uids: newUIDPool(cfg.SandboxUIDFirst, cfg.SandboxUIDCount), overlays: ovl, scratch: scratch,
+		procViews: startProcViews(cfg.StateDir, cfg.Logger),
+		uids:      newUIDPool(cfg.SandboxUIDFirst, cfg.SandboxUIDCount), overlays: ovl, scratch: scratch,
 		idle: map[string][]*sandbox{},
 		all:  map[*sandbox]struct{}{},
 		pool: map[string][]*sandbox{}, filling: map[string]int{},
@@ -142,7 +144,8 @@ func NewManager(cfg Config) (*Manager, error) {
 func cleanupStale(stateDir string, log *slog.Logger) {
 	entries, _ := os.ReadDir(stateDir)
 	for _, e := range entries {
-		if e.Name() == managersFile || e.Name() == overlaysDir || e.Name() == scratchDirName {
+		if e.Name() == managersFile || e.Name() == overlaysDir || e.Name() == scratchDirName ||
+			e.Name() == procViewsDirName || e.Name() == procViewsDirName+".pid" {
 			continue
 		}
 		c, err := libcontainer.Load(stateDir, e.Name())
@@ -584,6 +587,7 @@ func (m *Manager) Close() error {
 	m.pool = map[string][]*sandbox{}
 	m.mu.Unlock()
 	m.wg.Wait()
+	m.procViews.close()
 	return m.scratch.remove()
 }
 

@@ -408,6 +408,9 @@ func TestIsolation(t *testing.T) {
 		CapEff        string `json:"cap_eff"`
 		NoNewPrivs    int    `json:"no_new_privs"`
 		TmpKB         int    `json:"tmp_kb"`
+		MemKB         int    `json:"mem_kb"`
+		CPUs          int    `json:"cpus"`
+		Uptime        int    `json:"uptime"`
 	}
 	if err := json.Unmarshal(res.Payload, &p); err != nil {
 		t.Fatalf("probe answered %q: %v", res.Payload, err)
@@ -429,6 +432,23 @@ func TestIsolation(t *testing.T) {
 	}
 	if p.TmpKB < 512*1024 || p.TmpKB > (512+tmpExtraMB(512))*1024 {
 		t.Errorf("/tmp is %d KB, want 512 MB (up to %d MB more for the filesystem)", p.TmpKB, tmpExtraMB(512))
+	}
+	// /proc's views of memory, CPUs and uptime are the sandbox's (lxcfs),
+	// where the machine has it; CI's must.
+	if m.procViews == nil {
+		if _, err := os.Stat("/dev/fuse"); err == nil && os.Getenv("CI") != "" {
+			t.Error("no lxcfs for the sandboxes' /proc views on a machine with /dev/fuse (scripts/install-deps.sh installs it)")
+		}
+		t.Logf("no lxcfs: /proc/meminfo shows %d kB", p.MemKB)
+		return
+	}
+	t.Logf("/proc shows %d kB, %d CPUs, %d s up", p.MemKB, p.CPUs, p.Uptime)
+	hostUp, _ := os.ReadFile("/proc/uptime")
+	var hostUptime float64
+	fmt.Sscanf(string(hostUp), "%f", &hostUptime)
+	if p.MemKB != fn.MemoryMB*1024 || p.CPUs != 1 || (hostUptime > 120 && float64(p.Uptime) > hostUptime-60) {
+		t.Errorf("/proc shows %d kB of memory, %d CPUs and %d s of uptime (host: %.0f s); want %d kB, 1 CPU and the sandbox's own",
+			p.MemKB, p.CPUs, p.Uptime, hostUptime, fn.MemoryMB*1024)
 	}
 }
 

@@ -109,6 +109,7 @@ func (m *Manager) makeShell(rt *Runtime, root, id string, hostUID, memoryMB int)
 		overlaid = append(overlaid, f.src)
 	}
 	spec.initBinary = filepath.Join(initDir, filepath.Base(m.initBinary))
+	spec.procViews = m.procViews.files()
 	ctr, err := libcontainer.Create(m.cfg.StateDir, id, containerConfig(spec))
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)

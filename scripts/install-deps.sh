@@ -3,7 +3,7 @@
 # gcc for cgo (libcontainer's nsenter), curl and the coreutils the default
 # sandbox image is assembled from, iproute2 and util-linux (nsenter, flock)
 # for the network-namespace cluster, e2fsprogs for the sandboxes' disk-backed
-# /tmp, awscli and python3-boto3 for the REST
+# /tmp, lxcfs for their views of /proc, awscli and python3-boto3 for the REST
 # gateway's tests, mmdebstrap for the managed runtimes' images, and the Go
 # modules. Safe to run again; installs only what is missing. (The test
 # command, scripts/test.sh, also builds the runtime images the tests use and
@@ -19,6 +19,9 @@ done
 if [ ! -e /usr/include/stdio.h ]; then need+=(libc6-dev); fi
 # mkfs.ext4 and debugfs make the template of each sandbox's disk-backed /tmp.
 { [ -x /usr/sbin/mkfs.ext4 ] || [ -x /sbin/mkfs.ext4 ]; } && { [ -x /usr/sbin/debugfs ] || [ -x /sbin/debugfs ]; } || need+=(e2fsprogs)
+# lxcfs gives each sandbox its own /proc/meminfo, cpuinfo and uptime
+# (sandbox/procviews_linux.go).
+command -v lxcfs >/dev/null 2>&1 || need+=(lxcfs)
 # Debian's AWS CLI and boto3: the REST gateway's tests drive it with clients
 # no one here wrote (the system ones, whatever else is on PATH).
 [ -x /usr/bin/aws ] || need+=(awscli)

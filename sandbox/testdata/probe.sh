@@ -18,6 +18,9 @@ while true; do
   caps=$(grep CapEff /proc/self/status | cut -f2)
   nnp=$(grep NoNewPrivs /proc/self/status | cut -f2)
   tmpsize=$(df -k /tmp | tail -1 | awk '{print $2}')
-  body="{\"uid\":$uid,\"root_writable\":$root_w,\"task_writable\":$task_w,\"tmp_writable\":$tmp_w,\"pids\":$pids,\"ifaces\":\"$ifaces\",\"routes\":$routes,\"host_reachable\":$host,\"cap_eff\":\"$caps\",\"no_new_privs\":$nnp,\"tmp_kb\":$tmpsize}"
+  memkb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)
+  cpus=$(grep -c '^processor' /proc/cpuinfo)
+  up=$(cut -d. -f1 /proc/uptime)
+  body="{\"uid\":$uid,\"root_writable\":$root_w,\"task_writable\":$task_w,\"tmp_writable\":$tmp_w,\"pids\":$pids,\"ifaces\":\"$ifaces\",\"routes\":$routes,\"host_reachable\":$host,\"cap_eff\":\"$caps\",\"no_new_privs\":$nnp,\"tmp_kb\":$tmpsize,\"mem_kb\":$memkb,\"cpus\":$cpus,\"uptime\":$up}"
   curl -sS -o /dev/null -X POST "$API/invocation/$REQUEST_ID/response" -d "$body"
 done
