@@ -118,7 +118,7 @@ func (a *runtimeAPI) extRegister(c *apiConn, req *apiRequest) bool {
 	}
 	a.mu.Lock()
 	switch {
-	case a.state != apiInitialising:
+	case a.initOver || a.state == apiInitFailed:
 		a.mu.Unlock()
 		return c.writeError(req, http.StatusForbidden, extErrRegClosed, "extensions register during init only")
 	case len(a.exts) >= maxExtensions:
@@ -166,6 +166,11 @@ func (a *runtimeAPI) extNext(c *apiConn, req *apiRequest) bool {
 	if ext.waiter != nil || ext.exited {
 		a.mu.Unlock()
 		return c.writeError(req, http.StatusForbidden, extErrInvalidState, "this extension waits in /event/next already, or has exited")
+	}
+	if a.expected[ext.name] {
+		// An external extension is ready: init may end.
+		delete(a.expected, ext.name)
+		a.endInit()
 	}
 	if a.isClosed() {
 		a.mu.Unlock()

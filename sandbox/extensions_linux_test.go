@@ -1,6 +1,10 @@
 package sandbox
 
 import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -45,6 +49,72 @@ func TestExtensionsInASandbox(t *testing.T) {
 	}
 	for _, id := range ids {
 		if !strings.Contains(lines, "extension got INVOKE "+id) {
+			t.Errorf("no INVOKE event for %s:\n%s", id, lines)
+		}
+	}
+}
+
+// extLogger is an external extension, as a layer ships one in
+// /opt/extensions: it registers late (after the runtime is ready, so init
+// must wait for it), then prints each event it gets.
+const extLogger = `#!/bin/sh
+sleep 0.5
+API="http://${AWS_LAMBDA_RUNTIME_API}/2020-01-01/extension"
+H=$(mktemp)
+code=$(curl -sS -D "$H" -o /dev/null -w '%{http_code}' -X POST "$API/register" -H "Lambda-Extension-Name: ext-logger" -d '{"events":["INVOKE","SHUTDOWN"]}')
+ID=$(grep -i Lambda-Extension-Identifier "$H" | tr -d '[:space:]' | cut -d: -f2)
+echo "ext-logger registered: $code"
+while true; do
+  EV=$(curl -sS -H "Lambda-Extension-Identifier: $ID" "$API/event/next")
+  echo "ext-logger got $EV"
+  case "$EV" in *SHUTDOWN*) exit 0;; esac
+done
+`
+
+// An executable in the layers' /opt/extensions is started with the
+// runtime; init waits until it has registered and asked for its first
+// event, and it gets INVOKE and SHUTDOWN like an extension in the
+// runtime's process.
+func TestExternalExtensions(t *testing.T) {
+	t.Parallel()
+	m, sink := newTestManager(t, Config{})
+	opt := t.TempDir()
+	if err := os.Chmod(opt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(opt, "extensions"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(opt, "extensions", "ext-logger"), []byte(extLogger), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(opt, "extensions", "notes.txt"), []byte("not executable"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fn := fnConfig("extexternal", 1)
+	code := codeDir(t, script("echo.sh"))
+	var ids []string
+	for i := range 2 {
+		res, err := m.Invoke(context.Background(), &Request{Function: fn, CodeDir: code, OptDir: opt, Payload: []byte(strconv.Itoa(i))})
+		if err != nil || res.ErrorType != "" {
+			t.Fatalf("invoke %d: %v %s", i, err, res.Payload)
+		}
+		ids = append(ids, res.RequestID)
+	}
+	m.Retire("extexternal", 0)
+	defer func() { t.Logf("log:\n%s", strings.Join(sink.lines("extexternal"), "\n")) }()
+	waitFor(t, "the external extension's SHUTDOWN", func() bool {
+		return strings.Contains(strings.Join(sink.lines("extexternal"), "\n"), `"eventType":"SHUTDOWN"`)
+	})
+	lines := strings.Join(sink.lines("extexternal"), "\n")
+	if !strings.Contains(lines, "ext-logger registered: 200") {
+		t.Fatalf("the extension did not register during init:\n%s", lines)
+	}
+	if strings.Index(lines, "ext-logger registered") > strings.Index(lines, "START RequestId: "+ids[0]) {
+		t.Errorf("the first invocation started before the extension was ready:\n%s", lines)
+	}
+	for _, id := range ids {
+		if !strings.Contains(lines, `"requestId":"`+id+`"`) {
 			t.Errorf("no INVOKE event for %s:\n%s", id, lines)
 		}
 	}

@@ -117,10 +117,15 @@ static size_t nimbus_read_filter(void) {
 static char nimbus_start[NIMBUS_START_MAX + 1];
 static char *nimbus_strings[NIMBUS_START_STRINGS + 2];
 
+// nimbus_exts is the index in nimbus_strings of the first external
+// extension's name (a NULL-ended list), or -1 for none.
+static int nimbus_exts = -1;
+
 // nimbus_read_start reads the runtime's argv and environment from fd 5 into
-// nimbus_strings: argv, NULL, envp, NULL. It returns the index of the
-// environment's first string, or -1 (nothing, over a bound, or no
-// arguments).
+// nimbus_strings: argv, NULL, envp, NULL, and when a second empty string
+// follows the environment, the external extensions' names, NULL. It
+// returns the index of the environment's first string, or -1 (nothing,
+// over a bound, or no arguments).
 static int nimbus_read_start(void) {
 	size_t got = 0;
 	for (;;) {
@@ -152,6 +157,11 @@ static int nimbus_read_start(void) {
 		if (len == 0 && env < 0) {
 			nimbus_strings[count++] = NULL;
 			env = count;
+		} else if (len == 0 && nimbus_exts < 0) {
+			nimbus_strings[count++] = NULL;
+			nimbus_exts = count;
+		} else if (len == 0) {
+			return -1;
 		} else {
 			nimbus_strings[count++] = nimbus_start + i;
 		}
@@ -242,6 +252,22 @@ __attribute__((constructor)) static void nimbus_sandbox_init(int argc, char **ar
 	struct timespec zero = {0, 0};
 	while (sigtimedwait(&handled, NULL, &zero) > 0) {
 	}
+	// External extensions start first, as Lambda starts them, each as the
+	// runtime is (its own user namespace, the filter) from
+	// /opt/extensions; one that cannot is reaped like an orphan, and the
+	// agent's init waits for the ones it expects to call /event/next.
+	if (nimbus_exts > 0) {
+		static char path[512];
+		for (int i = nimbus_exts; nimbus_strings[i] != NULL; i++) {
+			snprintf(path, sizeof path, "/opt/extensions/%s", nimbus_strings[i]);
+			char *ext_argv[] = {path, NULL};
+			pid_t ext = fork();
+			if (ext == 0) {
+				close(NIMBUS_STATUS_FD);
+				nimbus_start_runtime(-1, filter_len, &old, ext_argv, nimbus_strings + env);
+			}
+		}
+	}
 	int errp[2];
 	if (pipe2(errp, O_CLOEXEC) != 0) {
 		char msg[64];
@@ -278,6 +304,11 @@ __attribute__((constructor)) static void nimbus_sandbox_init(int argc, char **ar
 	}
 	why[got] = 0;
 	close(errp[0]);
+	// After the runtime's end, with external extensions, PID 1 reports it
+	// at once but stays until every other process has ended, so that the
+	// extensions can finish their SHUTDOWN (the agent kills the sandbox
+	// after the grace).
+	int ended = 0, code = 0;
 	for (;;) {
 		siginfo_t info;
 		int sig = sigwaitinfo(&handled, &info);
@@ -285,7 +316,9 @@ __attribute__((constructor)) static void nimbus_sandbox_init(int argc, char **ar
 			continue; // EINTR
 		}
 		if (sig != SIGCHLD) {
-			kill(child, sig);
+			if (!ended) {
+				kill(child, sig);
+			}
 			continue;
 		}
 		for (;;) {
@@ -293,6 +326,9 @@ __attribute__((constructor)) static void nimbus_sandbox_init(int argc, char **ar
 			pid_t pid = waitpid(-1, &ws, WNOHANG);
 			if (pid < 0 && errno == EINTR) {
 				continue;
+			}
+			if (pid < 0 && ended) {
+				_exit(code); // ECHILD: the last process has ended
 			}
 			if (pid <= 0) {
 				break; // none left to reap now (ECHILD cannot come before the runtime's end)
@@ -303,14 +339,20 @@ __attribute__((constructor)) static void nimbus_sandbox_init(int argc, char **ar
 			char msg[96];
 			if (got > 0) {
 				snprintf(msg, sizeof msg, "error %s", why);
-				nimbus_report_exit(msg, 127);
-			}
-			if (WIFSIGNALED(ws)) {
+				code = 127;
+			} else if (WIFSIGNALED(ws)) {
 				snprintf(msg, sizeof msg, "signal %d", WTERMSIG(ws));
-				nimbus_report_exit(msg, 128 + WTERMSIG(ws));
+				code = 128 + WTERMSIG(ws);
+			} else {
+				snprintf(msg, sizeof msg, "exit %d", WEXITSTATUS(ws));
+				code = WEXITSTATUS(ws);
 			}
-			snprintf(msg, sizeof msg, "exit %d", WEXITSTATUS(ws));
-			nimbus_report_exit(msg, WEXITSTATUS(ws));
+			if (nimbus_exts < 0) {
+				nimbus_report_exit(msg, code);
+			}
+			nimbus_report(msg);
+			close(NIMBUS_STATUS_FD);
+			ended = 1;
 		}
 	}
 }

@@ -147,6 +147,14 @@ type runtimeAPI struct {
 	open    map[*apiConn]struct{} // every connection, closed by close
 	ln      net.Listener
 
+	// expected are the external extensions started before the runtime
+	// that have not yet called /event/next: init ends once the runtime
+	// and each of them has (endInit), and until then extensions may
+	// register. runtimeReady: the runtime has called its first /next.
+	expected     map[string]bool
+	runtimeReady bool
+	initOver     bool
+
 	// exts are the registered extensions (extensions_api.go); fnInfo
 	// is what a registration answers.
 	exts          []*extension
@@ -287,6 +295,38 @@ func (a *runtimeAPI) close() {
 	})
 }
 
+// expectExtensions names the external extensions started with the
+// runtime (before it calls /next).
+func (a *runtimeAPI) expectExtensions(names []string) {
+	if len(names) == 0 {
+		return
+	}
+	a.mu.Lock()
+	a.expected = make(map[string]bool, len(names))
+	for _, n := range names {
+		a.expected[n] = true
+	}
+	a.mu.Unlock()
+}
+
+// externalExtensions reports whether external extensions were started.
+func (a *runtimeAPI) externalExtensions() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.expected != nil
+}
+
+// endInit ends init once the runtime and every external extension are
+// ready: the invoker waits for ready. Call with mu held.
+func (a *runtimeAPI) endInit() {
+	if a.initOver || !a.runtimeReady || len(a.expected) > 0 {
+		return
+	}
+	a.initOver = true
+	a.readyAt = time.Now()
+	close(a.ready)
+}
+
 // initFailure returns the error the runtime reported from /init/error, if any.
 func (a *runtimeAPI) initFailure() *outcome {
 	a.mu.Lock()
@@ -367,8 +407,8 @@ func (a *runtimeAPI) next(c *apiConn, req *apiRequest) bool {
 	a.mu.Lock()
 	switch a.state {
 	case apiInitialising:
-		a.readyAt = time.Now()
-		close(a.ready)
+		a.runtimeReady = true
+		a.endInit()
 	case apiAnswered:
 		select {
 		case a.back <- struct{}{}:

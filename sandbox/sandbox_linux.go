@@ -56,8 +56,10 @@ type sandbox struct {
 	cgroups  cgroupFiles
 	started  time.Time
 
-	exited      chan struct{}
-	exitState   *os.ProcessState // set before exited is closed
+	exited      chan struct{} // the runtime has ended (PID 1 reported it, or PID 1 exited)
+	pid1Done    chan struct{} // PID 1 has exited: every process of the sandbox has ended
+	waitMu      sync.Mutex
+	exitState   *os.ProcessState // PID 1's; under waitMu
 	exitErr     error
 	pid1Report  []byte      // what PID 1 wrote about the runtime's end; set before exited is closed
 	argv0       string      // the runtime's program, set when the sandbox is claimed
@@ -410,7 +412,7 @@ func (sb *sandbox) destroy() {
 		}
 		_ = sb.ctr.Signal(unix.SIGKILL)
 		select {
-		case <-sb.exited:
+		case <-sb.pid1Done:
 		case <-time.After(5 * time.Second):
 			continue
 		}
@@ -472,8 +474,14 @@ func (sb *sandbox) shutdown() {
 	}
 	sb.api.shutdownEvent("spindown", time.Now().Add(grace))
 	_ = sb.ctr.Signal(unix.SIGTERM)
+	// With external extensions, PID 1 outlives the runtime until they
+	// have finished their SHUTDOWN and ended.
+	done := sb.exited
+	if sb.api.externalExtensions() {
+		done = sb.pid1Done
+	}
 	select {
-	case <-sb.exited:
+	case <-done:
 	case <-time.After(grace):
 	}
 }
@@ -491,10 +499,12 @@ func (sb *sandbox) exitDescription() string {
 	if st := sb.runtimeStatus(); st.reported {
 		return st.description()
 	}
-	st := sb.exitState
+	sb.waitMu.Lock()
+	st, exitErr := sb.exitState, sb.exitErr
+	sb.waitMu.Unlock()
 	if st == nil {
-		if sb.exitErr != nil {
-			return sb.exitErr.Error()
+		if exitErr != nil {
+			return exitErr.Error()
 		}
 		return "unknown"
 	}

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
@@ -118,6 +119,7 @@ func (m *Manager) makeShell(rt *Runtime, root, id string, hostUID, memoryMB int)
 		id: id, hostUID: hostUID, overlaid: overlaid, ctr: ctr, ns: ns, logs: logs,
 		api:      newRuntimeAPI(),
 		exited:   make(chan struct{}),
+		pid1Done: make(chan struct{}),
 		memoryMB: memoryMB,
 		start:    startW,
 	}
@@ -156,17 +158,32 @@ func (m *Manager) makeShell(rt *Runtime, root, id string, hostUID, memoryMB int)
 		logs.r.Close()
 		return nil, fmt.Errorf("the sandbox's mount namespace: %w", err)
 	}
+	// The runtime has ended once PID 1 reports it (with external
+	// extensions it reports before it exits itself) or once PID 1 has
+	// exited. pid1Done closes when PID 1 has.
+	var endOnce sync.Once
+	end := func() { endOnce.Do(func() { close(sb.exited) }) }
+	reported := make(chan struct{})
 	go func() {
-		sb.exitState, sb.exitErr = sb.proc.Wait()
-		// PID 1 wrote the runtime's status before it exited.
+		defer close(reported)
 		var buf [256]byte
-		_ = unix.SetNonblock(int(status.Fd()), true)
-		n, _ := unix.Read(int(status.Fd()), buf[:])
-		status.Close()
+		n, _ := status.Read(buf[:]) // one write of PID 1's; EOF or the deadline below otherwise
 		if n > 0 {
 			sb.pid1Report = bytes.Clone(buf[:n])
+			end()
 		}
-		close(sb.exited)
+	}()
+	go func() {
+		st, err := sb.proc.Wait()
+		// Whatever PID 1 wrote is in the pipe by now.
+		_ = status.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		<-reported
+		status.Close()
+		sb.waitMu.Lock()
+		sb.exitState, sb.exitErr = st, err
+		sb.waitMu.Unlock()
+		close(sb.pid1Done)
+		end()
 	}()
 	if st, err := ctr.State(); err == nil {
 		sb.cgroups = cgroupFiles{
@@ -224,10 +241,12 @@ func (m *Manager) claim(sb *sandbox, req *Request, rt *Runtime) error {
 	if argv == nil {
 		argv = []string{bootstrapPath}
 	}
-	blob, err := startBlob(argv, m.environment(fn, rt, sb.id))
+	exts := externalExtensions(req.OptDir)
+	blob, err := startBlob(argv, m.environment(fn, rt, sb.id), exts)
 	if err != nil {
 		return err
 	}
+	sb.api.expectExtensions(exts)
 	sb.fn, sb.key, sb.argv0 = fn, sandboxKey(fn), argv[0]
 	version := fn.Version
 	if version == "" {
@@ -246,6 +265,31 @@ func (m *Manager) claim(sb *sandbox, req *Request, rt *Runtime) error {
 	return err
 }
 
+// externalExtensions are the function's external extensions: the
+// executable regular files in its layers' /opt/extensions (optDir on the
+// host), by name, at most maxExtensions, as Lambda starts them.
+func externalExtensions(optDir string) []string {
+	if optDir == "" {
+		return nil
+	}
+	ents, err := os.ReadDir(filepath.Join(optDir, "extensions"))
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, e := range ents {
+		info, err := e.Info()
+		if err != nil || !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0 {
+			continue
+		}
+		names = append(names, e.Name())
+		if len(names) == maxExtensions {
+			break
+		}
+	}
+	return names
+}
+
 // startMax and startStrings bound what PID 1 reads on its start pipe
 // (pid1init_linux.go's NIMBUS_START_MAX and NIMBUS_START_STRINGS); Lambda's
 // environment is at most 4 KB.
@@ -255,11 +299,14 @@ const (
 )
 
 // startBlob is what PID 1 reads on its start pipe: argv's strings, an empty
-// one, then env's, each NUL-terminated. A string holding a NUL (it would
+// one, then env's, each NUL-terminated, and when there are external
+// extensions to start before the runtime, another empty string and their
+// names (executables in /opt/extensions). A string holding a NUL (it would
 // split into two, the second past the reserved-key check), an empty
-// argument, or more than PID 1 reads is refused.
-func startBlob(argv, env []string) ([]byte, error) {
-	if len(argv) == 0 || len(argv)+len(env)+1 > startStrings {
+// argument, or more than PID 1 reads is refused; empty environment strings
+// are dropped.
+func startBlob(argv, env, exts []string) ([]byte, error) {
+	if len(argv) == 0 || len(argv)+len(env)+len(exts)+2 > startStrings {
 		return nil, fmt.Errorf("the runtime's arguments and environment: %d strings, at most %d", len(argv)+len(env), startStrings-1)
 	}
 	var b bytes.Buffer
@@ -276,8 +323,21 @@ func startBlob(argv, env []string) ([]byte, error) {
 			k, _, _ := strings.Cut(s, "=")
 			return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "the environment variable %s holds a NUL byte", k)
 		}
+		if s == "" {
+			continue
+		}
 		b.WriteString(s)
 		b.WriteByte(0)
+	}
+	if len(exts) > 0 {
+		b.WriteByte(0)
+		for _, e := range exts {
+			if e == "" || strings.ContainsAny(e, "/\x00") {
+				return nil, fmt.Errorf("the extension name %q is empty or holds a slash or NUL", e)
+			}
+			b.WriteString(e)
+			b.WriteByte(0)
+		}
 	}
 	if b.Len() >= startMax {
 		return nil, fmt.Errorf("the runtime's arguments and environment: %d bytes, at most %d", b.Len(), startMax-1)

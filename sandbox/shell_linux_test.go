@@ -113,9 +113,16 @@ func TestShellPool(t *testing.T) {
 // The start pipe's contents: argv, an empty string, the environment; and
 // what PID 1 could not read back as sent is refused.
 func TestStartBlob(t *testing.T) {
-	got, err := startBlob([]string{"/var/task/bootstrap", "-x"}, []string{"A=1", "B="})
+	got, err := startBlob([]string{"/var/task/bootstrap", "-x"}, []string{"A=1", "B=", ""}, nil)
 	if want := "/var/task/bootstrap\x00-x\x00\x00A=1\x00B=\x00"; err != nil || string(got) != want {
 		t.Errorf("got %q (%v), want %q", got, err, want)
+	}
+	got, err = startBlob([]string{"/var/task/bootstrap"}, []string{"A=1"}, []string{"ext-a", "ext-b"})
+	if want := "/var/task/bootstrap\x00\x00A=1\x00\x00ext-a\x00ext-b\x00"; err != nil || string(got) != want {
+		t.Errorf("with extensions: got %q (%v), want %q", got, err, want)
+	}
+	if _, err := startBlob([]string{"/b"}, nil, []string{"../escape"}); err == nil {
+		t.Error("an extension name with a slash was accepted")
 	}
 	many := make([]string, startStrings)
 	for i := range many {
@@ -129,7 +136,7 @@ func TestStartBlob(t *testing.T) {
 		"too many strings":   {[]string{"/bootstrap"}, many},
 		"too many bytes":     {[]string{"/bootstrap"}, []string{"A=" + strings.Repeat("x", startMax)}},
 	} {
-		if b, err := startBlob(c.argv, c.env); err == nil {
+		if b, err := startBlob(c.argv, c.env, nil); err == nil {
 			t.Errorf("%s: accepted (%d bytes)", name, len(b))
 		}
 	}
