@@ -118,4 +118,18 @@ func TestExternalExtensions(t *testing.T) {
 			t.Errorf("no INVOKE event for %s:\n%s", id, lines)
 		}
 	}
+	if !strings.Contains(lines, `"shutdownReason":"spindown"`) {
+		t.Errorf("a retired sandbox's SHUTDOWN is not spindown:\n%s", lines)
+	}
+
+	// A function that times out: its extension hears why.
+	slow := fnConfig("extslow", 1)
+	slow.TimeoutSec = 1
+	res, err := m.Invoke(context.Background(), &Request{Function: slow, CodeDir: codeDir(t, script("sleep.sh")), OptDir: opt, Payload: []byte(`{}`)})
+	if err != nil || res.ErrorType != "Sandbox.Timedout" {
+		t.Fatalf("the slow function: %v %+v", err, res)
+	}
+	waitFor(t, "the timed-out sandbox's SHUTDOWN", func() bool {
+		return strings.Contains(strings.Join(sink.lines("extslow"), "\n"), `"shutdownReason":"timeout"`)
+	})
 }

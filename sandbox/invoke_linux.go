@@ -153,8 +153,13 @@ func (sb *sandbox) run(m *Manager, req *Request, cold bool, initLimit time.Durat
 		res.Duration = time.Since(queued)
 	}
 	if status != "" {
+		if status == "timeout" && sb.api.anyExtensions.Load() {
+			// Its extensions get SHUTDOWN (timeout) before the kill
+			// (destroy's shutdown phase), as on Lambda.
+			sb.endReason = shutdownTimeout
+		}
 		sb.markDead()
-		if status == "timeout" {
+		if status == "timeout" && sb.endReason == "" {
 			_ = sb.ctrKill()
 		}
 	}

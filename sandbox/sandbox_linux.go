@@ -56,6 +56,9 @@ type sandbox struct {
 	cgroups  cgroupFiles
 	started  time.Time
 
+	// endReason is the SHUTDOWN reason its extensions get when it is
+	// destroyed ("" for spindown); set before it is marked dead.
+	endReason   string
 	exited      chan struct{} // the runtime has ended (PID 1 reported it, or PID 1 exited)
 	pid1Done    chan struct{} // PID 1 has exited: every process of the sandbox has ended
 	waitMu      sync.Mutex
@@ -455,15 +458,36 @@ const (
 // asked for it, SIGTERM to the runtime (PID 1 forwards it), and a wait for
 // the runtime to exit, at most the grace. Without an extension the SIGKILL
 // comes at once, as on Lambda.
+// Lambda's SHUTDOWN reasons.
+const (
+	shutdownSpindown = "spindown"
+	shutdownTimeout  = "timeout"
+	shutdownFailure  = "failure"
+)
+
 func (sb *sandbox) shutdown() {
 	anyExt, wantsEvent := sb.api.hasExtensions()
 	if !anyExt {
 		return
 	}
+	reason := sb.endReason
 	select {
 	case <-sb.exited:
-		return
+		// The runtime has gone (crashed, or killed); external extensions
+		// may still run, and hear why.
+		if !sb.api.externalExtensions() {
+			return
+		}
+		select {
+		case <-sb.pid1Done:
+			return
+		default:
+		}
+		reason = shutdownFailure
 	default:
+	}
+	if reason == "" {
+		reason = shutdownSpindown
 	}
 	grace := shutdownGrace
 	if wantsEvent {
@@ -472,7 +496,7 @@ func (sb *sandbox) shutdown() {
 	if sb.cgroups.freezer != "" {
 		_ = sb.cgroups.write(sb.cgroups.freezer, "freezer.state", "THAWED")
 	}
-	sb.api.shutdownEvent("spindown", time.Now().Add(grace))
+	sb.api.shutdownEvent(reason, time.Now().Add(grace))
 	_ = sb.ctr.Signal(unix.SIGTERM)
 	// With external extensions, PID 1 outlives the runtime until they
 	// have finished their SHUTDOWN and ended.
