@@ -212,17 +212,25 @@ func TestRuntimeAPILongHeader(t *testing.T) {
 // Bodies are bounded by the payload limits and headers by
 // apiMaxHeaderBytes, so nothing it allocates grows with the input beyond
 // those.
+// FuzzRuntimeAPIConn feeds a connection arbitrary bytes, with a buffered
+// or a streamed invocation handed out.
 func FuzzRuntimeAPIConn(f *testing.F) {
-	f.Add([]byte("GET " + testNext + " HTTP/1.1\r\n\r\n"))
-	f.Add([]byte("POST " + testInv + "id/response HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"))
-	f.Add([]byte("POST " + testInv + "id/response HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"))
-	f.Add([]byte("POST /2018-06-01/runtime/init/error HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n{}"))
-	f.Add([]byte("GET /%zz HTTP/1.0\n\nGET http://h" + testNext + "?x HTTP/1.1\n\n"))
-	f.Add([]byte("POST " + testInv + "x/error HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n"))
-	f.Fuzz(func(t *testing.T, in []byte) {
+	f.Add([]byte("GET "+testNext+" HTTP/1.1\r\n\r\n"), false)
+	f.Add([]byte("POST "+testInv+"id/response HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"), false)
+	f.Add([]byte("POST "+testInv+"id/response HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"), false)
+	f.Add([]byte("POST /2018-06-01/runtime/init/error HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n{}"), false)
+	f.Add([]byte("GET /%zz HTTP/1.0\n\nGET http://h"+testNext+"?x HTTP/1.1\n\n"), false)
+	f.Add([]byte("POST "+testInv+"x/error HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n"), false)
+	f.Add([]byte("POST "+testInv+"id/response HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\nLambda-Runtime-Function-Error-Type: X\r\nLambda-Runtime-Function-Error-Body: e30=\r\n\r\n"), true)
+	f.Add([]byte("POST "+testInv+"id/response HTTP/1.1\r\nContent-Length: 5\r\n\r\nab"), true)
+	f.Fuzz(func(t *testing.T, in []byte, streamed bool) {
 		a := newRuntimeAPI()
 		a.bodyTimeout = 100 * time.Millisecond
-		a.deliver(newInvocation("id", []byte(`{}`), "arn", "trace", time.Second))
+		inv := newInvocation("id", []byte(`{}`), "arn", "trace", time.Second)
+		if streamed {
+			inv.stream, inv.streamEnd = discardStream{}, make(chan struct{})
+		}
+		a.deliver(inv)
 		client, server := net.Pipe()
 		c := newAPIConn(a, server)
 		a.open[c] = struct{}{}
@@ -256,6 +264,14 @@ func FuzzRuntimeAPIConn(f *testing.F) {
 		// A request pipelined behind a /next that no invocation answers
 		// waits for one, or for the sandbox to end.
 		a.close()
+		inv.finish(outcome{})
+		ended := make(chan struct{})
+		go func() { a.endStream(inv); close(ended) }()
+		select {
+		case <-ended:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("endStream did not return for %q", in)
+		}
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
@@ -266,6 +282,12 @@ func FuzzRuntimeAPIConn(f *testing.F) {
 		}
 	})
 }
+
+// discardStream is a ResponseStream that keeps nothing.
+type discardStream struct{}
+
+func (discardStream) Start(string) error { return nil }
+func (discardStream) Write([]byte) error { return nil }
 
 // A /next that asks to close (Node's http without an agent does) gets its
 // event, and then the connection ends.
