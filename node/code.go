@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -158,7 +159,9 @@ func (n *Node) fetchCode(ctx context.Context, sha string) error {
 // unreferenced and from the zip's last upload, covers an upload not yet
 // committed, a follower's FSM behind the leader's, and invocations still
 // running on code their function no longer names (15 minutes at most). A
-// worker-only node has no FSM and collects nothing yet.
+// worker-only node has no FSM: it keeps what its invocations used within
+// codeGCGrace (usedCode), and fetches anything else again from a peer
+// when an invocation needs it.
 const (
 	codeGCEvery = 10 * time.Minute
 	codeGCGrace = time.Hour
@@ -184,11 +187,75 @@ func (n *Node) runCodeGC() {
 	}
 }
 
+// codeUses is when a worker-only node's invocations last used each code
+// digest and layer list.
+type codeUses struct {
+	mu     sync.Mutex
+	code   map[string]time.Time
+	layers map[string]codeUse // by the list's key
+}
+
+type codeUse struct {
+	shas []string
+	at   time.Time
+}
+
+// usedCode records that an invocation of fn runs on this worker-only node
+// now. Servers, whose FSM names what is live, keep no record.
+func (n *Node) usedCode(fn *rpc.FunctionConfig) {
+	if n.fsm != nil {
+		return
+	}
+	now := time.Now()
+	u := &n.codeUses
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.code == nil {
+		u.code, u.layers = map[string]time.Time{}, map[string]codeUse{}
+	}
+	u.code[fn.CodeSHA256] = now
+	if len(fn.Layers) == 0 {
+		return
+	}
+	shas := make([]string, len(fn.Layers))
+	for i, l := range fn.Layers {
+		shas[i] = l.CodeSHA256
+		u.code[l.CodeSHA256] = now
+	}
+	u.layers[strings.Join(shas, ",")] = codeUse{shas, now}
+}
+
+// recentCode is what a worker-only node's invocations used within grace;
+// older records are forgotten.
+func (n *Node) recentCode(grace time.Duration) bundle.Live {
+	live := bundle.Live{Code: map[string]bool{}}
+	cut := time.Now().Add(-grace)
+	u := &n.codeUses
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for sha, at := range u.code {
+		if at.Before(cut) {
+			delete(u.code, sha)
+			continue
+		}
+		live.Code[sha] = true
+	}
+	for k, l := range u.layers {
+		if l.at.Before(cut) {
+			delete(u.layers, k)
+			continue
+		}
+		live.LayerSets = append(live.LayerSets, l.shas)
+	}
+	return live
+}
+
 // liveCode is every digest the FSM names, and every function version's
-// layer list; false without an FSM.
+// layer list; on a worker-only node, what its invocations used within
+// codeGCGrace.
 func (n *Node) liveCode() (bundle.Live, bool) {
 	if n.fsm == nil {
-		return bundle.Live{}, false
+		return n.recentCode(codeGCGrace), true
 	}
 	live := bundle.Live{Code: map[string]bool{}}
 	addFn := func(fn *rpc.FunctionConfig) {

@@ -1,8 +1,10 @@
 package node
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"nimbus/bundle"
 	"nimbus/rpc"
@@ -52,5 +54,33 @@ func TestCodeCollected(t *testing.T) {
 	collect()
 	if has(z1) || has(z3) {
 		t.Errorf("after the delete: v1 %v, v3 %v still stored", has(z1), has(z3))
+	}
+}
+
+// A worker-only node (no FSM) keeps the code its invocations used within
+// the grace and collects the rest: a tree it needs again is fetched from a
+// peer.
+func TestWorkerOnlyCodeCollected(t *testing.T) {
+	store, err := bundle.OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &Node{code: store, log: slog.New(slog.DiscardHandler)}
+	used, old := behaveZip(t, "used"), behaveZip(t, "old")
+	for _, z := range [][]byte{used, old} {
+		if _, _, err := store.Put(z); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fn := &rpc.FunctionConfig{Name: "f", CodeSHA256: bundle.Digest(used)}
+	n.usedCode(fn)
+	n.usedCode(&rpc.FunctionConfig{Name: "g", CodeSHA256: bundle.Digest(old)})
+	n.codeUses.mu.Lock()
+	n.codeUses.code[bundle.Digest(old)] = time.Now().Add(-2 * codeGCGrace) // used long ago
+	n.codeUses.mu.Unlock()
+	n.collectCode(0)
+	n.collectCode(0)
+	if !store.Has(bundle.Digest(used)) || store.Has(bundle.Digest(old)) {
+		t.Fatalf("after collection: recently used %v, used long ago %v; want true, false", store.Has(bundle.Digest(used)), store.Has(bundle.Digest(old)))
 	}
 }

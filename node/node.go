@@ -64,6 +64,8 @@ type Node struct {
 	// trees caches the extracted code trees this worker has ready, by
 	// digest.
 	trees sync.Map
+	// codeUses is what a worker-only node's invocations used (code.go).
+	codeUses codeUses
 
 	stopping  chan struct{}
 	closeOnce sync.Once

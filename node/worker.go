@@ -242,6 +242,7 @@ func (n *Node) workerRunWith(ctx context.Context, req *rpc.RunRequest, sink part
 	if err != nil {
 		return nil, err
 	}
+	n.usedCode(fn)
 	sreq := &sandbox.Request{
 		Function:  fn,
 		CodeDir:   codeDir,
