@@ -5,8 +5,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // tmpInfo is what gofn's "tmp" says of the sandbox's /tmp.
@@ -109,6 +112,94 @@ func TestTmpBudget(t *testing.T) {
 		_, err := m.Invoke(t.Context(), &Request{Function: fn, CodeDir: dir, Payload: []byte(`{"do":"tmp"}`)})
 		return err == nil
 	})
+}
+
+// withMounted attaches sc's detached mount at a folder in a mount namespace
+// of its own (a thread's, which ends with it: nothing reaches the host's
+// mounts) and calls f there with the folder and the mount's line of
+// mountinfo. sc's mount is moved: it goes when f returns.
+func withMounted(t *testing.T, sc *scratch, f func(dir, mountinfo string)) {
+	t.Helper()
+	dir := t.TempDir()
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread and its namespace end with this goroutine
+		if err := unix.Unshare(unix.CLONE_NEWNS | unix.CLONE_FS); err != nil {
+			done <- err
+			return
+		}
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			done <- err
+			return
+		}
+		if err := unix.MoveMount(sc.mnt, "", unix.AT_FDCWD, dir, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+			done <- err
+			return
+		}
+		sc.close()
+		var line string
+		for _, l := range strings.Split(readFile("/proc/thread-self/mountinfo"), "\n") {
+			if fields := strings.Fields(l); len(fields) > 4 && fields[4] == dir {
+				line = l
+			}
+		}
+		f(dir, line)
+		done <- nil
+	}()
+	if err := <-done; err != nil {
+		t.Fatalf("mount the /tmp disk at %s: %v", dir, err)
+	}
+}
+
+// A /tmp disk is an ext4 of its size, mounted nosuid, nodev, discard and
+// without barriers (nothing on it need survive a crash, so it never waits
+// for the host's disk to flush), 1777 and empty; what one sandbox writes
+// is not on the next disk.
+func TestScratchDisk(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loop devices and mounts")
+	}
+	t.Parallel()
+	dir := t.TempDir()
+	s, err := openScratches(dir, 0, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.remove()
+	for i := 0; i < 2; i++ {
+		sc, err := s.make(512)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sc.disk {
+			t.Skip("no /tmp disks here (no loop devices or mkfs.ext4): tmpfs")
+		}
+		withMounted(t, sc, func(tmp, mountinfo string) {
+			for _, opt := range []string{" ext4 ", "nosuid", "nodev", "discard", "nobarrier"} {
+				if !strings.Contains(mountinfo, opt) {
+					t.Errorf("disk %d: %q not in its mountinfo: %s", i, opt, mountinfo)
+				}
+			}
+			var st unix.Statfs_t
+			if err := unix.Statfs(tmp, &st); err != nil {
+				t.Fatal(err)
+			}
+			if free := st.Bavail * uint64(st.Bsize) >> 20; free < 512 {
+				t.Errorf("disk %d: %d MB free, want 512", i, free)
+			}
+			if fi, err := os.Stat(tmp); err != nil || fi.Mode()&os.ModePerm != 0o777 || fi.Mode()&os.ModeSticky == 0 {
+				t.Errorf("disk %d: root %v %v, want 1777", i, fi.Mode(), err)
+			}
+			if entries, _ := os.ReadDir(tmp); len(entries) != 0 {
+				t.Errorf("disk %d is not empty: %v", i, entries)
+			}
+			if err := os.WriteFile(filepath.Join(tmp, "secret"), []byte("of the sandbox before"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		})
+		s.give(sc)
+	}
+	waitFor(t, "the disks' loop devices to go", func() bool { return len(loopsOf(t, dir)) == 0 })
 }
 
 // BenchmarkScratchMake is the cost of a new 512 MB /tmp: the template's
