@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"encoding/json"
 	"log/slog"
 	"os"
@@ -82,11 +83,26 @@ func TestTmpIsADiskOfItsOwn(t *testing.T) {
 	if r := invoke(t, m, fn, dir, `{"do":"fill"}`); r.ErrorType != "" {
 		t.Fatalf("fill: %s", r.Payload)
 	}
+	// Their disks are reset and kept for the next sandboxes: the next one
+	// of 512 MB gets the filled one's, empty.
 	m.Retire("tmp-default", 0)
 	m.Retire("tmp-2g", 0)
-	waitFor(t, "the retired sandboxes' loop devices to go", func() bool { return len(loopsOf(t, scratchDir)) == 0 })
+	waitFor(t, "the retired sandboxes' disks to be spare", func() bool {
+		m.scratch.mu.Lock()
+		defer m.scratch.mu.Unlock()
+		return m.scratch.nspare == 2
+	})
+	if n := len(loopsOf(t, scratchDir)); n != 2 {
+		t.Errorf("%d loop devices on the scratch folder with two spare disks, want 2", n)
+	}
 	if again := probeTmp(t, m, "tmp-default", 0, dir); len(again.Entries) != 0 || again.FreeMB < 512 {
 		t.Errorf("a new sandbox's /tmp after the last one filled its own: %+v, want it empty", again)
+	}
+	m.scratch.mu.Lock()
+	spare := len(m.scratch.spare[512])
+	m.scratch.mu.Unlock()
+	if spare != 0 {
+		t.Errorf("%d spare 512 MB disks after a sandbox of that size started, want 0 (it took the spare)", spare)
 	}
 	m.Close()
 	if l := loopsOf(t, scratchDir); len(l) != 0 {
@@ -153,8 +169,10 @@ func withMounted(t *testing.T, sc *scratch, f func(dir, mountinfo string)) {
 
 // A /tmp disk is an ext4 of its size, mounted nosuid, nodev, discard and
 // without barriers (nothing on it need survive a crash, so it never waits
-// for the host's disk to flush), 1777 and empty; what one sandbox writes
-// is not on the next disk.
+// for the host's disk to flush), 1777 and empty. A given disk is reset and
+// made again for the next sandbox: the same loop device, with nothing of
+// what the sandbox before wrote, neither its files nor their bytes on the
+// image, and all its space free again.
 func TestScratchDisk(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: loop devices and mounts")
@@ -165,14 +183,23 @@ func TestScratchDisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.remove()
-	for i := 0; i < 2; i++ {
+	t.Cleanup(func() { s.remove() }) // after a failure too: no loop device left
+	secret := []byte("what the sandbox before wrote, 0123456789abcdef")
+	var lastDev string
+	for i := 0; i < 3; i++ {
 		sc, err := s.make(512)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !sc.disk {
 			t.Skip("no /tmp disks here (no loop devices or mkfs.ext4): tmpfs")
+		}
+		if i > 0 && sc.dev.Name() != lastDev {
+			t.Errorf("disk %d is on %s, not the reset %s", i, sc.dev.Name(), lastDev)
+		}
+		lastDev = sc.dev.Name()
+		if i > 0 && imageHolds(t, sc.img, secret) {
+			t.Errorf("disk %d: the image still holds what the sandbox before wrote", i)
 		}
 		withMounted(t, sc, func(tmp, mountinfo string) {
 			for _, opt := range []string{" ext4 ", "nosuid", "nodev", "discard", "nobarrier"} {
@@ -193,13 +220,69 @@ func TestScratchDisk(t *testing.T) {
 			if entries, _ := os.ReadDir(tmp); len(entries) != 0 {
 				t.Errorf("disk %d is not empty: %v", i, entries)
 			}
-			if err := os.WriteFile(filepath.Join(tmp, "secret"), []byte("of the sandbox before"), 0o600); err != nil {
+			// Files, a folder, a big file and one deleted (its blocks
+			// discarded), each holding the secret.
+			big := make([]byte, 0, 64<<20)
+			for len(big) < 64<<20 {
+				big = append(big, secret...)
+			}
+			if err := os.Mkdir(filepath.Join(tmp, "d"), 0o700); err != nil {
 				t.Fatal(err)
 			}
+			for name, data := range map[string][]byte{"secret": secret, "d/big": big, "gone": secret} {
+				f, err := os.Create(filepath.Join(tmp, name))
+				if err == nil {
+					_, err = f.Write(data)
+				}
+				if err == nil {
+					err = f.Sync() // onto the image, through the loop device
+				}
+				if err == nil {
+					err = f.Close()
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			os.Remove(filepath.Join(tmp, "gone"))
 		})
 		s.give(sc)
+		s.resets.Wait()
+		s.mu.Lock()
+		spare := s.nspare
+		s.mu.Unlock()
+		if spare != 1 {
+			t.Fatalf("after disk %d was given: %d spare disks, want 1", i, spare)
+		}
+	}
+	if err := s.remove(); err != nil {
+		t.Fatal(err)
 	}
 	waitFor(t, "the disks' loop devices to go", func() bool { return len(loopsOf(t, dir)) == 0 })
+}
+
+// imageHolds reports whether the image's data holds b (or its first 16
+// bytes, which a block boundary cannot split off b in the big file).
+func imageHolds(t *testing.T, img *os.File, b []byte) bool {
+	t.Helper()
+	st, err := img.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := dataExtents(img, st.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range data {
+		buf := make([]byte, e.end-e.off)
+		if _, err := img.ReadAt(buf, e.off); err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(buf, b[:16]) {
+			return true
+		}
+	}
+	return false
 }
 
 // BenchmarkScratchMake is the cost of a new 512 MB /tmp: the template's
