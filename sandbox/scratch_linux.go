@@ -23,13 +23,21 @@ import (
 // in Config.ScratchDir, copied from a template made once per size by
 // mkfs.ext4, attached to a loop device (direct I/O, so the image's pages
 // are not cached a second time on the host; auto-clear, so the device goes
-// when the filesystem is unmounted), and unlinked at once: the loop device
-// holds the only reference, so the storage is given back when the sandbox's
-// mount namespace and the agent's descriptor are gone, even if the agent
-// dies. The filesystem's own size is the limit, and mounted with discard,
-// files the function deletes give their blocks back to the host's disk.
+// with the last descriptor of it), and unlinked at once: the loop device
+// and the agent's descriptors hold the only references, so the storage is
+// given back when the agent lets them go, even if it dies. The filesystem's
+// own size is the limit; mounted with discard, files the function deletes
+// give their blocks back to the host's disk; mounted without barriers, it
+// never has the host's disk flush (nothing on /tmp outlives its sandbox).
 // The detached mount (fsmount) is moved onto /tmp when the sandbox is
 // claimed (shell_linux.go), as the code's overlays are.
+//
+// When the sandbox is gone its disk is reset, off any cold start's path
+// (reset, below), and kept as a spare for the next sandbox of its size:
+// a new filesystem on the same device and image, wiped back to the
+// template, so that a cold start pays no loop device, image or mount, and
+// no sandbox's end frees an image (on a host filesystem mounted with
+// discard, that waited for the host's disk).
 //
 // Where the kernel or the machine cannot do it (no loop devices, no
 // mkfs.ext4, an unprivileged agent), /tmp is a tmpfs of the function's
