@@ -100,6 +100,7 @@ type scratches struct {
 	templates map[int]*template  // by size in MB
 	spare     map[int][]*scratch // reset disks, mounted, by size
 	nspare    int
+	live      int // disks made and not released: in sandboxes, given, spare
 	seq       uint64
 	disabled  error // why /tmp is a tmpfs, once found
 	closed    bool  // remove has begun: given disks are released
@@ -201,7 +202,7 @@ func (s *scratches) give(sc *scratch) {
 	}
 	s.mu.Unlock()
 	if closed {
-		sc.release()
+		s.drop(sc)
 		return
 	}
 	go func() {
@@ -223,7 +224,7 @@ func (s *scratches) recycle(sc *scratch) {
 		} else {
 			s.log.Debug("a /tmp disk could not be reset for reuse", "err", err)
 		}
-		sc.release()
+		s.drop(sc)
 		return
 	}
 	s.mu.Lock()
@@ -234,7 +235,7 @@ func (s *scratches) recycle(sc *scratch) {
 	}
 	s.mu.Unlock()
 	if !keep {
-		sc.release()
+		s.drop(sc)
 	}
 }
 
@@ -357,6 +358,7 @@ func (s *scratches) remove() error {
 			sc.release()
 		}
 	}
+	s.live -= s.nspare
 	s.spare, s.nspare = map[int][]*scratch{}, 0
 	s.templates = map[int]*template{}
 	return os.RemoveAll(s.dir)
@@ -406,7 +408,18 @@ func (s *scratches) makeDisk(sizeMB int) (_ *scratch, err error) {
 	if sc.mnt, err = mountDisk(sc.dev.Name()); err != nil {
 		return nil, err
 	}
+	s.mu.Lock()
+	s.live++
+	s.mu.Unlock()
 	return sc, nil
+}
+
+// drop releases a disk made by makeDisk.
+func (s *scratches) drop(sc *scratch) {
+	sc.release()
+	s.mu.Lock()
+	s.live--
+	s.mu.Unlock()
 }
 
 // mountDisk mounts the ext4 of /tmp on the loop device dev and returns
