@@ -203,7 +203,15 @@ type agentUsage struct {
 
 func usageNow(m *Manager) agentUsage {
 	s := m.Stats()
-	u := agentUsage{fds: openFDs(), sandboxes: s.Idle + s.Busy}
+	// The /tmp disks' descriptors (the loop device and the image of each,
+	// the mount of a spare one) are not counted: spare disks outlive their
+	// sandboxes by design (at most spareDisks of them), and a retired
+	// sandbox's disk is given only once its destroy is over.
+	m.scratch.resets.Wait()
+	m.scratch.mu.Lock()
+	diskFDs := 2*m.scratch.live + m.scratch.nspare
+	m.scratch.mu.Unlock()
+	u := agentUsage{fds: openFDs() - diskFDs, sandboxes: s.Idle + s.Busy}
 	b, _ := os.ReadFile("/proc/self/status")
 	for _, l := range strings.Split(string(b), "\n") {
 		f := strings.Fields(l)

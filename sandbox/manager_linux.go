@@ -279,32 +279,13 @@ func (m *Manager) startCold(req *Request) (*sandbox, error) {
 		}
 	}
 	if sb == nil {
-		// The /tmp disk is made while the shell starts: both wait mostly
-		// on the kernel (a loop device, a mount; a container's start).
-		type madeTmp struct {
-			sc  *scratch
-			err error
-		}
-		tmpc := make(chan madeTmp, 1)
-		go func() {
-			sc, err := m.scratch.make(req.Function.TmpSizeMB())
-			tmpc <- madeTmp{sc, err}
-		}()
-		if sb, err = m.newShell(rt, root, req.Function.Name, req.Function.MemoryMB); err != nil {
-			if t := <-tmpc; t.err == nil {
-				m.scratch.give(t.sc)
-			}
-			m.refill(rt, root)
-			return nil, rpc.Errorf(rpc.CodeService, "cannot start sandbox for %s: %v", req.Function.Name, err)
-		}
-		t := <-tmpc
-		sb.tmp = t.sc
-		err := t.err
-		if err == nil {
+		if sb, err = m.newShellWithTmp(rt, root, req.Function.Name, req.Function.MemoryMB, req.Function.TmpSizeMB()); err == nil {
 			err = m.claim(sb, req, rt)
+			if err != nil {
+				m.retire(sb)
+			}
 		}
 		if err != nil {
-			m.retire(sb)
 			m.refill(rt, root)
 			var re *rpc.Error
 			if errors.As(err, &re) {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -22,13 +23,21 @@ import (
 // in Config.ScratchDir, copied from a template made once per size by
 // mkfs.ext4, attached to a loop device (direct I/O, so the image's pages
 // are not cached a second time on the host; auto-clear, so the device goes
-// when the filesystem is unmounted), and unlinked at once: the loop device
-// holds the only reference, so the storage is given back when the sandbox's
-// mount namespace and the agent's descriptor are gone, even if the agent
-// dies. The filesystem's own size is the limit, and mounted with discard,
-// files the function deletes give their blocks back to the host's disk.
+// with the last descriptor of it), and unlinked at once: the loop device
+// and the agent's descriptors hold the only references, so the storage is
+// given back when the agent lets them go, even if it dies. The filesystem's
+// own size is the limit; mounted with discard, files the function deletes
+// give their blocks back to the host's disk; mounted without barriers, it
+// never has the host's disk flush (nothing on /tmp outlives its sandbox).
 // The detached mount (fsmount) is moved onto /tmp when the sandbox is
 // claimed (shell_linux.go), as the code's overlays are.
+//
+// When the sandbox is gone its disk is reset, off any cold start's path
+// (reset, below), and kept as a spare for the next sandbox of its size:
+// a new filesystem on the same device and image, wiped back to the
+// template, so that a cold start pays no loop device, image or mount, and
+// no sandbox's end frees an image (on a host filesystem mounted with
+// discard, that waited for the host's disk).
 //
 // Where the kernel or the machine cannot do it (no loop devices, no
 // mkfs.ext4, an unprivileged agent), /tmp is a tmpfs of the function's
@@ -37,11 +46,18 @@ import (
 // scratchDirName is Config.ScratchDir's default, in the state dir.
 const scratchDirName = "scratch"
 
-// scratch is one sandbox's /tmp before it is moved into the sandbox.
+// spareDisks is how many reset /tmp disks are kept ready for the next
+// sandboxes, of all sizes together.
+const spareDisks = 4
+
+// scratch is one sandbox's /tmp before it is moved into the sandbox, and,
+// for a disk, what it takes to reset and reuse it once the sandbox is gone.
 type scratch struct {
 	sizeMB int
-	mnt    int  // the detached mount's descriptor; -1 once moved or closed
-	disk   bool // ext4 on a loop device (else a tmpfs)
+	mnt    int      // the detached mount's descriptor; -1 once moved or closed
+	disk   bool     // ext4 on a loop device (else a tmpfs)
+	dev    *os.File // the loop device, held open: it stays bound to img (auto-clear waits for its last close)
+	img    *os.File // the image, unlinked
 }
 
 // close gives up the detached mount (a moved one lives on in the sandbox).
@@ -52,19 +68,54 @@ func (s *scratch) close() {
 	}
 }
 
+// release gives up the disk for good: once no filesystem holds the loop
+// device, auto-clear frees it, and the unlinked image's blocks go back.
+func (s *scratch) release() {
+	s.close()
+	if s.dev != nil {
+		s.dev.Close()
+	}
+	if s.img != nil {
+		s.img.Close()
+	}
+}
+
 // scratches makes the sandboxes' /tmp filesystems and counts the disk they
 // may take.
+//
+// A disk goes, in a sandbox, from made (or taken from spare) to given; a
+// given disk is reset off the sandboxes' path (its last filesystem gone,
+// its image wiped back to the template, mounted anew) and kept in spare
+// for the next make of its size, or released if it cannot be reset, spare
+// is full, or the agent is closing. usedMB counts the disks made or taken
+// and not yet given; spare disks hold only the template's few hundred KB.
 type scratches struct {
 	dir      string
 	budgetMB int // the most all live sandboxes' /tmp may add up to
 	log      *slog.Logger
+	resets   sync.WaitGroup // disks being reset
 
 	mu        sync.Mutex
 	usedMB    int
-	templates map[int]string // size in MB -> template image
+	templates map[int]*template  // by size in MB
+	spare     map[int][]*scratch // reset disks, mounted, by size
+	nspare    int
+	live      int // disks made and not released: in sandboxes, given, spare
 	seq       uint64
 	disabled  error // why /tmp is a tmpfs, once found
+	closed    bool  // remove has begun: given disks are released
+	resetErr  bool  // a failed reset was logged at warn level
 }
+
+// template is the image every /tmp of one size starts as.
+type template struct {
+	path string
+	size int64
+	data []extent // where it holds data; holes elsewhere
+}
+
+// extent is a range of bytes of an image file: [off, end).
+type extent struct{ off, end int64 }
 
 // openScratches prepares dir for /tmp images, removing what an earlier
 // agent left there. budgetMB <= 0 means half the free space of dir's
@@ -83,14 +134,15 @@ func openScratches(dir string, budgetMB int, log *slog.Logger) (*scratches, erro
 		}
 		budgetMB = int(st.Bavail * uint64(st.Bsize) >> 20 / 2)
 	}
-	return &scratches{dir: dir, budgetMB: budgetMB, log: log, templates: map[int]string{}}, nil
+	return &scratches{dir: dir, budgetMB: budgetMB, log: log, templates: map[int]*template{}, spare: map[int][]*scratch{}}, nil
 }
 
 // ErrNoScratchSpace: the node's disk budget for /tmp is spent.
 var errNoScratchSpace = errors.New("sandbox: no disk left in this node's budget for /tmp")
 
-// make returns a /tmp of sizeMB, not yet in any sandbox. Its disk counts
-// against the budget until give is called for it.
+// make returns a /tmp of sizeMB, not yet in any sandbox: a spare disk if
+// one of that size is ready, else a new one. Its disk counts against the
+// budget until give is called for it.
 func (s *scratches) make(sizeMB int) (*scratch, error) {
 	s.mu.Lock()
 	disabled := s.disabled
@@ -101,12 +153,19 @@ func (s *scratches) make(sizeMB int) (*scratch, error) {
 			return nil, fmt.Errorf("%w: %d MB of %d MB in use, %d MB asked", errNoScratchSpace, used, s.budgetMB, sizeMB)
 		}
 		s.usedMB += sizeMB
+		if ready := s.spare[sizeMB]; len(ready) > 0 {
+			sc := ready[len(ready)-1]
+			s.spare[sizeMB] = ready[:len(ready)-1]
+			s.nspare--
+			s.mu.Unlock()
+			return sc, nil
+		}
 	}
 	s.mu.Unlock()
 	if disabled == nil {
-		fd, err := s.makeDisk(sizeMB)
+		sc, err := s.makeDisk(sizeMB)
 		if err == nil {
-			return &scratch{sizeMB: sizeMB, mnt: fd, disk: true}, nil
+			return sc, nil
 		}
 		s.mu.Lock()
 		s.usedMB -= sizeMB
@@ -123,25 +182,185 @@ func (s *scratches) make(sizeMB int) (*scratch, error) {
 	return &scratch{sizeMB: sizeMB, mnt: fd}, nil
 }
 
-// give returns sc's disk to the budget (its sandbox is gone).
+// give returns sc's disk to the budget (its sandbox is gone, or it never
+// went into one) and has it reset for reuse in the background: the unmount
+// of a mount never moved into a sandbox, the wipe and the new mount are
+// never on a cold start's path.
 func (s *scratches) give(sc *scratch) {
 	if sc == nil {
 		return
 	}
+	if !sc.disk {
+		sc.close()
+		return
+	}
+	s.mu.Lock()
+	s.usedMB -= sc.sizeMB
+	closed := s.closed
+	if !closed {
+		s.resets.Add(1)
+	}
+	s.mu.Unlock()
+	if closed {
+		s.drop(sc)
+		return
+	}
+	go func() {
+		defer s.resets.Done()
+		s.recycle(sc)
+	}()
+}
+
+// recycle resets a given disk and keeps it in spare, or releases it.
+func (s *scratches) recycle(sc *scratch) {
 	sc.close()
-	if sc.disk {
+	if err := s.reset(sc); err != nil {
 		s.mu.Lock()
-		s.usedMB -= sc.sizeMB
+		warn := !s.resetErr
+		s.resetErr = true
 		s.mu.Unlock()
+		if warn {
+			s.log.Warn("a /tmp disk could not be reset for reuse; it is released and a new one made", "err", err)
+		} else {
+			s.log.Debug("a /tmp disk could not be reset for reuse", "err", err)
+		}
+		s.drop(sc)
+		return
+	}
+	s.mu.Lock()
+	keep := !s.closed && s.nspare < spareDisks
+	if keep {
+		s.spare[sc.sizeMB] = append(s.spare[sc.sizeMB], sc)
+		s.nspare++
+	}
+	s.mu.Unlock()
+	if !keep {
+		s.drop(sc)
 	}
 }
 
-// remove deletes the templates and the folder, once no sandbox is left
-// (the sandboxes' images are unlinked already).
+// reset makes a given disk as new: once no filesystem holds its loop
+// device any more, every byte of its image outside the template's data is
+// made a hole (read as zeros) and the template's data is written over the
+// rest, which is then checked; the device's cache is dropped before and
+// after, and a new filesystem mounted. Nothing of the sandbox before can
+// be read from it: its files, their blocks and the filesystem's own
+// tables are all gone or the template's again.
+func (s *scratches) reset(sc *scratch) error {
+	// An exclusive open fails while a filesystem still has the device (a
+	// sandbox's namespace not yet gone).
+	var excl *os.File
+	for attempt := 0; ; attempt++ {
+		var err error
+		excl, err = os.OpenFile(sc.dev.Name(), os.O_RDWR|unix.O_EXCL, 0)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EBUSY) || attempt >= 10 {
+			return fmt.Errorf("%s still in use: %w", sc.dev.Name(), err)
+		}
+		time.Sleep(time.Duration(attempt+1) * 10 * time.Millisecond)
+	}
+	defer excl.Close()
+	s.mu.Lock()
+	tpl := s.templates[sc.sizeMB]
+	s.mu.Unlock()
+	if tpl == nil {
+		return errors.New("no template")
+	}
+	// The last filesystem's blocks still cached for the device are written
+	// now (before the wipe, never after it) and dropped.
+	if _, err := unix.IoctlRetInt(int(excl.Fd()), unix.BLKFLSBUF); err != nil {
+		return fmt.Errorf("flush %s: %w", sc.dev.Name(), err)
+	}
+	if err := wipeImage(sc.img, tpl); err != nil {
+		return err
+	}
+	if _, err := unix.IoctlRetInt(int(excl.Fd()), unix.BLKFLSBUF); err != nil {
+		return fmt.Errorf("flush %s: %w", sc.dev.Name(), err)
+	}
+	excl.Close()
+	mnt, err := mountDisk(sc.dev.Name())
+	if err != nil {
+		return err
+	}
+	sc.mnt = mnt
+	return nil
+}
+
+// wipeImage makes img the template tpl again: holes outside tpl's data,
+// tpl's bytes in it. It fails if img then holds data anywhere else.
+func wipeImage(img *os.File, tpl *template) error {
+	fd := int(img.Fd())
+	punch := func(off, end int64) error {
+		if end <= off {
+			return nil
+		}
+		if err := unix.Fallocate(fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, end-off); err != nil {
+			return fmt.Errorf("wipe the /tmp image: %w", err)
+		}
+		return nil
+	}
+	prev := int64(0)
+	for _, e := range tpl.data {
+		if err := punch(prev, e.off); err != nil {
+			return err
+		}
+		prev = e.end
+	}
+	if err := punch(prev, tpl.size); err != nil {
+		return err
+	}
+	if err := copyExtents(img, tpl); err != nil {
+		return fmt.Errorf("copy the /tmp template: %w", err)
+	}
+	left, err := dataExtents(img, tpl.size)
+	if err != nil {
+		return err
+	}
+	for _, e := range left {
+		if !within(e, tpl.data) {
+			return fmt.Errorf("the wiped /tmp image still holds data at %d-%d", e.off, e.end)
+		}
+	}
+	return nil
+}
+
+// within reports whether e lies inside one of the sorted extents of data
+// (or across adjacent ones).
+func within(e extent, data []extent) bool {
+	for _, d := range data {
+		if e.off >= d.end {
+			continue
+		}
+		if e.off < d.off {
+			return false
+		}
+		if e.end <= d.end {
+			return true
+		}
+		e.off = d.end
+	}
+	return false
+}
+
+// remove releases the spare disks, deletes the templates and the folder,
+// once no sandbox is left (the sandboxes' images are unlinked already).
 func (s *scratches) remove() error {
 	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.resets.Wait()
+	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.templates = map[int]string{}
+	for _, ready := range s.spare {
+		for _, sc := range ready {
+			sc.release()
+		}
+	}
+	s.live -= s.nspare
+	s.spare, s.nspare = map[int][]*scratch{}, 0
+	s.templates = map[int]*template{}
 	return os.RemoveAll(s.dir)
 }
 
@@ -156,11 +375,11 @@ func imageBytes(sizeMB int) int64 {
 // tmpExtraMB is what a /tmp of sizeMB has on top for the filesystem.
 func tmpExtraMB(sizeMB int) int { return sizeMB/32 + 24 }
 
-// makeDisk makes a new ext4 /tmp of sizeMB and returns its detached mount.
-func (s *scratches) makeDisk(sizeMB int) (int, error) {
+// makeDisk makes a new ext4 /tmp of sizeMB, mounted and detached.
+func (s *scratches) makeDisk(sizeMB int) (_ *scratch, err error) {
 	tpl, err := s.template(sizeMB)
 	if err != nil {
-		return -1, err
+		return nil, err
 	}
 	s.mu.Lock()
 	s.seq++
@@ -168,25 +387,51 @@ func (s *scratches) makeDisk(sizeMB int) (int, error) {
 	s.mu.Unlock()
 	img, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return -1, err
+		return nil, err
 	}
-	defer img.Close()
-	defer os.Remove(path) // the loop device holds the file from now on
-	if err := copySparse(img, tpl); err != nil {
-		return -1, fmt.Errorf("copy the /tmp template: %w", err)
+	defer os.Remove(path) // the loop device and img hold the file from now on
+	sc := &scratch{sizeMB: sizeMB, mnt: -1, disk: true, img: img}
+	defer func() {
+		if err != nil {
+			sc.release()
+		}
+	}()
+	if err := img.Truncate(tpl.size); err != nil {
+		return nil, err
 	}
-	loop, err := attachLoop(img)
-	if err != nil {
-		return -1, err
+	if err := copyExtents(img, tpl); err != nil {
+		return nil, fmt.Errorf("copy the /tmp template: %w", err)
 	}
-	defer loop.Close() // the filesystem holds the device once mounted
+	if sc.dev, err = attachLoop(img); err != nil {
+		return nil, err
+	}
+	if sc.mnt, err = mountDisk(sc.dev.Name()); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.live++
+	s.mu.Unlock()
+	return sc, nil
+}
+
+// drop releases a disk made by makeDisk.
+func (s *scratches) drop(sc *scratch) {
+	sc.release()
+	s.mu.Lock()
+	s.live--
+	s.mu.Unlock()
+}
+
+// mountDisk mounts the ext4 of /tmp on the loop device dev and returns
+// the detached mount.
+func mountDisk(dev string) (int, error) {
 	fs, err := unix.Fsopen("ext4", unix.FSOPEN_CLOEXEC)
 	if err != nil {
 		return -1, fmt.Errorf("fsopen ext4: %w", err)
 	}
 	defer unix.Close(fs)
-	if err := unix.FsconfigSetString(fs, "source", loop.Name()); err != nil {
-		return -1, fmt.Errorf("ext4 source %s: %w", loop.Name(), err)
+	if err := unix.FsconfigSetString(fs, "source", dev); err != nil {
+		return -1, fmt.Errorf("ext4 source %s: %w", dev, err)
 	}
 	if err := unix.FsconfigSetFlag(fs, "discard"); err != nil {
 		return -1, fmt.Errorf("ext4 option discard: %w", err)
@@ -195,6 +440,13 @@ func (s *scratches) makeDisk(sizeMB int) (int, error) {
 	// them out after the mount (mkfs marks them zeroed; this makes sure).
 	if err := unix.FsconfigSetFlag(fs, "noinit_itable"); err != nil {
 		return -1, fmt.Errorf("ext4 option noinit_itable: %w", err)
+	}
+	// Nothing on /tmp outlives its sandbox, so no write need be durable:
+	// without barriers the filesystem never asks the host's disk to flush
+	// (the sync at unmount did, through the loop device, and waited for
+	// the host's disk behind everyone's writes: 10-90 ms a sandbox here).
+	if err := unix.FsconfigSetFlag(fs, "nobarrier"); err != nil {
+		return -1, fmt.Errorf("ext4 option nobarrier: %w", err)
 	}
 	if err := unix.FsconfigSetString(fs, "errors", "remount-ro"); err != nil {
 		return -1, fmt.Errorf("ext4 option errors: %w", err)
@@ -248,29 +500,28 @@ func attachLoop(img *os.File) (*os.File, error) {
 // sandbox), its root 1777 as /tmp is, and no lost+found. mkfs punches the
 // file's holes itself (its discard) and so marks the inode tables zeroed:
 // the template is a few hundred KB of data.
-func (s *scratches) template(sizeMB int) (string, error) {
+func (s *scratches) template(sizeMB int) (*template, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if p, ok := s.templates[sizeMB]; ok {
-		return p, nil
+	if t, ok := s.templates[sizeMB]; ok {
+		return t, nil
 	}
 	mkfs, err := findTool("mkfs.ext4")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	debugfs, err := findTool("debugfs")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	p := filepath.Join(s.dir, "template-"+strconv.Itoa(sizeMB)+".img")
 	f, err := os.Create(p)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	err = f.Truncate(imageBytes(sizeMB))
-	f.Close()
-	if err != nil {
-		return "", err
+	defer f.Close()
+	if err := f.Truncate(imageBytes(sizeMB)); err != nil {
+		return nil, err
 	}
 	for _, args := range [][]string{
 		{mkfs, "-q", "-F", "-b", "4096", "-m", "0", "-O", "^has_journal", "-L", "tmp",
@@ -280,11 +531,17 @@ func (s *scratches) template(sizeMB int) (string, error) {
 	} {
 		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
 			os.Remove(p)
-			return "", fmt.Errorf("%s: %w: %s", filepath.Base(args[0]), err, out)
+			return nil, fmt.Errorf("%s: %w: %s", filepath.Base(args[0]), err, out)
 		}
 	}
-	s.templates[sizeMB] = p
-	return p, nil
+	data, err := dataExtents(f, imageBytes(sizeMB))
+	if err != nil {
+		os.Remove(p)
+		return nil, err
+	}
+	t := &template{path: p, size: imageBytes(sizeMB), data: data}
+	s.templates[sizeMB] = t
+	return t, nil
 }
 
 // findTool finds one of e2fsprogs' programs, in PATH or where Debian puts
@@ -302,34 +559,41 @@ func findTool(name string) (string, error) {
 	return "", fmt.Errorf("%s not found (Debian's e2fsprogs)", name)
 }
 
-// copySparse makes dst a copy of the file at src, writing only its data
-// (an empty filesystem image is a few hundred KB of data in its holes).
-func copySparse(dst *os.File, src string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	st, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	size := st.Size()
+// dataExtents lists where f holds data (SEEK_DATA, SEEK_HOLE) in its first
+// size bytes, in order.
+func dataExtents(f *os.File, size int64) ([]extent, error) {
+	var out []extent
+	fd := int(f.Fd())
 	for off := int64(0); off < size; {
-		data, err := unix.Seek(int(in.Fd()), off, unix.SEEK_DATA)
+		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
 		if errors.Is(err, unix.ENXIO) {
 			break // holes to the end
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
-		hole, err := unix.Seek(int(in.Fd()), data, unix.SEEK_HOLE)
+		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		for pos := data; pos < hole; {
+		out = append(out, extent{data, min(hole, size)})
+		off = hole
+	}
+	return out, nil
+}
+
+// copyExtents writes tpl's data into dst at the same offsets (an empty
+// filesystem image is a few hundred KB of data in its holes).
+func copyExtents(dst *os.File, tpl *template) error {
+	in, err := os.Open(tpl.path)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	for _, e := range tpl.data {
+		for pos := e.off; pos < e.end; {
 			roff, woff := pos, pos
-			n, err := unix.CopyFileRange(int(in.Fd()), &roff, int(dst.Fd()), &woff, int(hole-pos), 0)
+			n, err := unix.CopyFileRange(int(in.Fd()), &roff, int(dst.Fd()), &woff, int(e.end-pos), 0)
 			if err != nil {
 				return err
 			}
@@ -338,9 +602,8 @@ func copySparse(dst *os.File, src string) error {
 			}
 			pos += int64(n)
 		}
-		off = hole
 	}
-	return dst.Truncate(size)
+	return nil
 }
 
 // tmpfsMount makes a detached tmpfs of sizeMB for /tmp.

@@ -481,11 +481,8 @@ func (m *Manager) refill(rt *Runtime, root string) {
 	go func() {
 		defer m.wg.Done()
 		for ; need > 0; need-- {
-			sb, err := m.newShell(rt, root, "pool", poolShellMemoryMB)
-			if err == nil {
-				// Most functions keep the default /tmp: theirs is ready.
-				sb.tmp, err = m.scratch.make(rpc.DefaultEphemeralStorageMB)
-			}
+			// Most functions keep the default /tmp: theirs is ready.
+			sb, err := m.newShellWithTmp(rt, root, "pool", poolShellMemoryMB, rpc.DefaultEphemeralStorageMB)
 			m.mu.Lock()
 			m.filling[rt.Name]--
 			closed := m.closed
@@ -510,6 +507,35 @@ func (m *Manager) refill(rt *Runtime, root string) {
 			}
 		}
 	}()
+}
+
+// newShellWithTmp makes a shell as newShell does, with a /tmp of tmpMB
+// made while the shell starts: both wait mostly on the kernel (a loop
+// device and a mount; a container's start), and a refill made the disk
+// after the shell, which kept the pool empty that much longer. On error
+// nothing is left: a shell whose /tmp could not be made is retired.
+func (m *Manager) newShellWithTmp(rt *Runtime, root, purpose string, memoryMB, tmpMB int) (*sandbox, error) {
+	type madeTmp struct {
+		sc  *scratch
+		err error
+	}
+	tmpc := make(chan madeTmp, 1)
+	go func() {
+		sc, err := m.scratch.make(tmpMB)
+		tmpc <- madeTmp{sc, err}
+	}()
+	sb, err := m.newShell(rt, root, purpose, memoryMB)
+	t := <-tmpc
+	if err != nil {
+		m.scratch.give(t.sc)
+		return nil, err
+	}
+	if t.err != nil {
+		m.retire(sb)
+		return nil, t.err
+	}
+	sb.tmp = t.sc
+	return sb, nil
 }
 
 // newShell makes a shell with a new id (named after what it is for) and a
