@@ -169,6 +169,35 @@ func (s *Server) SetRoutes(routes []string) error {
 	return nil
 }
 
+// excludeTag is the server tag JetStream places no new stream or replica
+// on (its jsExcludePlacement).
+const excludeTag = "!jetstream"
+
+// Leave takes the server out of JetStream's placement before it stops: a
+// stream or replica created from now on goes to another server. The tag
+// that says so reaches the other servers at once, in the statistics the
+// server sends on a reload, while its routes are still up (a server that
+// is leaving stops soon after, and an R1 group placed on it then would
+// have its one replica gone). What the server holds already stays and
+// moves with the leaderships its Shutdown hands over.
+func (s *Server) Leave() error {
+	if s.opts.DontListen {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if slices.Contains(s.opts.Tags, excludeTag) {
+		return nil
+	}
+	opts := s.opts.Clone()
+	opts.Tags = append(slices.Clone(opts.Tags), excludeTag)
+	if err := s.srv.ReloadOptions(opts); err != nil {
+		return fmt.Errorf("logstore: leave: %w", err)
+	}
+	s.opts = opts
+	return nil
+}
+
 // Connect opens an in-process client connection to the server.
 func (s *Server) Connect(name string) (*nats.Conn, error) {
 	return nats.Connect("", clientOptions(name, s.token, nats.InProcessServer(s.srv))...)
@@ -263,10 +292,11 @@ func (s *Server) MetaLeader() (leader string, size int) {
 }
 
 // ClusterState describes the server's view of the JetStream cluster for
-// logs and tests: the meta leader, the meta group's size and peers, and
-// the routes this server has.
+// logs and tests: the meta leader, the meta group's size and peers, the
+// routes this server has, and the leader and replicas of each stream it
+// holds.
 func (s *Server) ClusterState() string {
-	info, err := s.srv.Jsz(&server.JSzOptions{})
+	info, err := s.srv.Jsz(&server.JSzOptions{Accounts: true, Streams: true, Config: true})
 	if err != nil {
 		return "jsz: " + err.Error()
 	}
@@ -275,6 +305,20 @@ func (s *Server) ClusterState() string {
 		out += fmt.Sprintf(", meta leader %q, size %d, quorum %d, pending %d, peers", m.Leader, m.Size, m.QuorumNeeded, m.Pending)
 		for _, p := range m.Replicas {
 			out += fmt.Sprintf(" [%s current=%v offline=%v active=%v lag=%d]", p.Name, p.Current, p.Offline, p.Active, p.Lag)
+		}
+	}
+	for _, a := range info.AccountDetails {
+		for _, st := range a.Streams {
+			out += fmt.Sprintf("; stream %s", st.Name)
+			if st.Config != nil {
+				out += fmt.Sprintf(" R%d", st.Config.Replicas)
+			}
+			if c := st.Cluster; c != nil {
+				out += fmt.Sprintf(" leader %q, replicas", c.Leader)
+				for _, p := range c.Replicas {
+					out += fmt.Sprintf(" [%s current=%v offline=%v active=%v lag=%d]", p.Name, p.Current, p.Offline, p.Active, p.Lag)
+				}
+			}
 		}
 	}
 	return out
