@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -99,6 +100,7 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 	token := Credentials(cfg.Secret)
 	opts := &server.Options{
 		ServerName:         cfg.Name,
+		Tags:               []string{PinTag(cfg.Name)},
 		JetStream:          true,
 		StoreDir:           cfg.Dir,
 		JetStreamMaxMemory: cfg.MaxMemory,
@@ -168,6 +170,11 @@ func (s *Server) SetRoutes(routes []string) error {
 	s.routes = routes
 	return nil
 }
+
+// PinTag is the tag every server carries with its name, which a placement
+// names to put a group on that server (Options.Pin). JetStream compares
+// tags in lower case.
+func PinTag(server string) string { return "nimbus-server:" + strings.ToLower(server) }
 
 // excludeTag is the server tag JetStream places no new stream or replica
 // on (its jsExcludePlacement).

@@ -92,6 +92,7 @@ func (n *Node) openLogs() error {
 		Node:          n.name,
 		Connect:       n.connectLogs,
 		Replicas:      n.logReplicas,
+		Pin:           n.logPin,
 		BufferBytes:   n.cfg.LogBufferBytes,
 		GroupMaxBytes: n.cfg.LogGroupMaxBytes,
 		Logger:        n.log.With("component", "logs"),
@@ -287,6 +288,23 @@ func (n *Node) connectLogs() (*nats.Conn, error) {
 		}
 	}
 	return logstore.ConnectURLs(n.name, addrs, n.cfg.EncryptKey)
+}
+
+// logPin is where a new R1 log group goes: a cluster server's own
+// JetStream, which is alive while it writes (JetStream's own choice may be
+// a server that has just left, see leaveLogs), but not once this node is
+// stopping (its server has left placement); a worker-only node or a dev
+// node lets JetStream choose.
+func (n *Node) logPin() string {
+	if !n.cfg.Server || n.cfg.Dev {
+		return ""
+	}
+	select {
+	case <-n.stopping:
+		return ""
+	default:
+		return n.name
+	}
 }
 
 // logReplicas is the replication of a new log group: 3 once three servers

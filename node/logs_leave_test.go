@@ -18,7 +18,11 @@ import (
 // for minutes and placed some of the new groups on it, whose lines then
 // timed out for ever.)
 func TestLogsGroupsAfterGracefulStop(t *testing.T) {
-	tc := startCluster(t, 3, func(i int, c *Config) { c.FastTimings = false })
+	cfgs := make([]Config, 3)
+	tc := startCluster(t, 3, func(i int, c *Config) {
+		c.FastTimings = false
+		cfgs[i] = *c
+	})
 	for _, nd := range tc.nodes {
 		if err := nd.logs.WaitReady(ctxT(t)); err != nil {
 			t.Fatalf("%s's log store: %v", nd.Name(), err)
@@ -63,5 +67,20 @@ func TestLogsGroupsAfterGracefulStop(t *testing.T) {
 			}
 		}
 		return tc.nodes[1].logs.Stats().Published == want[1] && tc.nodes[2].logs.Stats().Published == want[2]
+	})
+
+	// The stopped server returns: a group created R1 meanwhile (placed on
+	// the server that created it) is scaled to R3 when its publisher next
+	// writes, its pin dropped in the same update.
+	cfg := cfgs[0]
+	cfg.Join = []string{tc.nodes[1].members.ml.LocalNode().Address()}
+	tc.start(0, cfg)
+	fn := fmt.Sprintf("leave-%d", groups-2) // n2's last new group
+	waitLong(t, 2*time.Minute, fn+" scaled to three replicas", func() bool {
+		if err := tc.nodes[1].logs.Append(fn, rpc.LogEvent{TimeMs: time.Now().UnixMilli(), Line: "again"}); err != nil {
+			t.Fatal(err)
+		}
+		g, err := tc.nodes[1].logs.Group(ctxT(t), fn)
+		return err == nil && g.Replicas == 3
 	})
 }
