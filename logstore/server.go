@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -99,6 +100,7 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 	token := Credentials(cfg.Secret)
 	opts := &server.Options{
 		ServerName:         cfg.Name,
+		Tags:               []string{PinTag(cfg.Name)},
 		JetStream:          true,
 		StoreDir:           cfg.Dir,
 		JetStreamMaxMemory: cfg.MaxMemory,
@@ -166,6 +168,40 @@ func (s *Server) SetRoutes(routes []string) error {
 	}
 	s.opts = opts
 	s.routes = routes
+	return nil
+}
+
+// PinTag is the tag every server carries with its name, which a placement
+// names to put a group on that server (Options.Pin). JetStream compares
+// tags in lower case.
+func PinTag(server string) string { return "nimbus-server:" + strings.ToLower(server) }
+
+// excludeTag is the server tag JetStream places no new stream or replica
+// on (its jsExcludePlacement).
+const excludeTag = "!jetstream"
+
+// Leave takes the server out of JetStream's placement before it stops: a
+// stream or replica created from now on goes to another server. The tag
+// that says so reaches the other servers at once, in the statistics the
+// server sends on a reload, while its routes are still up (a server that
+// is leaving stops soon after, and an R1 group placed on it then would
+// have its one replica gone). What the server holds already stays and
+// moves with the leaderships its Shutdown hands over.
+func (s *Server) Leave() error {
+	if s.opts.DontListen {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if slices.Contains(s.opts.Tags, excludeTag) {
+		return nil
+	}
+	opts := s.opts.Clone()
+	opts.Tags = append(slices.Clone(opts.Tags), excludeTag)
+	if err := s.srv.ReloadOptions(opts); err != nil {
+		return fmt.Errorf("logstore: leave: %w", err)
+	}
+	s.opts = opts
 	return nil
 }
 
@@ -263,10 +299,11 @@ func (s *Server) MetaLeader() (leader string, size int) {
 }
 
 // ClusterState describes the server's view of the JetStream cluster for
-// logs and tests: the meta leader, the meta group's size and peers, and
-// the routes this server has.
+// logs and tests: the meta leader, the meta group's size and peers, the
+// routes this server has, and the leader and replicas of each stream it
+// holds.
 func (s *Server) ClusterState() string {
-	info, err := s.srv.Jsz(&server.JSzOptions{})
+	info, err := s.srv.Jsz(&server.JSzOptions{Accounts: true, Streams: true, Config: true})
 	if err != nil {
 		return "jsz: " + err.Error()
 	}
@@ -275,6 +312,20 @@ func (s *Server) ClusterState() string {
 		out += fmt.Sprintf(", meta leader %q, size %d, quorum %d, pending %d, peers", m.Leader, m.Size, m.QuorumNeeded, m.Pending)
 		for _, p := range m.Replicas {
 			out += fmt.Sprintf(" [%s current=%v offline=%v active=%v lag=%d]", p.Name, p.Current, p.Offline, p.Active, p.Lag)
+		}
+	}
+	for _, a := range info.AccountDetails {
+		for _, st := range a.Streams {
+			out += fmt.Sprintf("; stream %s", st.Name)
+			if st.Config != nil {
+				out += fmt.Sprintf(" R%d", st.Config.Replicas)
+			}
+			if c := st.Cluster; c != nil {
+				out += fmt.Sprintf(" leader %q, replicas", c.Leader)
+				for _, p := range c.Replicas {
+					out += fmt.Sprintf(" [%s current=%v offline=%v active=%v lag=%d]", p.Name, p.Current, p.Offline, p.Active, p.Lag)
+				}
+			}
 		}
 	}
 	return out

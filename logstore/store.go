@@ -49,6 +49,12 @@ type Options struct {
 	// three servers exist); nil means 1. A group with fewer is scaled up
 	// when the publisher next ensures it.
 	Replicas func() int
+	// Pin names the server a new R1 group is placed on ("" lets JetStream
+	// choose): a server's Store pins to its own server, which is alive as
+	// long as it writes, where JetStream's choice may be a server that is
+	// stopping (see Server.Leave). A group scaled up to more replicas is
+	// unpinned. nil means no pin.
+	Pin func() string
 	// BufferBytes bounds the lines waiting to be published, those in
 	// batches awaiting their acknowledgement included (default 16 MiB);
 	// lines past it are dropped and counted.
@@ -186,6 +192,9 @@ func Open(opts Options) (*Store, error) {
 	}
 	if opts.Replicas == nil {
 		opts.Replicas = func() int { return 1 }
+	}
+	if opts.Pin == nil {
+		opts.Pin = func() string { return "" }
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -499,7 +508,9 @@ func (s *Store) ensureStream(ctx context.Context, js jetstream.JetStream, fn str
 		}
 		cur := st.CachedInfo().Config
 		if cur.Replicas < want {
-			cur.Replicas = want
+			// The pin is dropped in the same update: JetStream refuses a
+			// move and a scale at once, and a nil placement is no move.
+			cur.Replicas, cur.Placement = want, nil
 			if _, err := js.UpdateStream(ctx, cur); err != nil {
 				return err
 			}
@@ -512,12 +523,17 @@ func (s *Store) ensureStream(ctx context.Context, js jetstream.JetStream, fn str
 }
 
 func (s *Store) streamConfig(fn string, replicas int) jetstream.StreamConfig {
+	var placement *jetstream.Placement
+	if pin := s.opts.Pin(); pin != "" && replicas == 1 {
+		placement = &jetstream.Placement{Tags: []string{PinTag(pin)}}
+	}
 	return jetstream.StreamConfig{
 		Name:        streamOf(fn),
 		Description: logGroupOf(fn),
 		Subjects:    []string{subjectOf(fn)},
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
+		Placement:   placement,
 		MaxBytes:    s.opts.GroupMaxBytes,
 		Discard:     jetstream.DiscardOld,
 		Duplicates:  dedupWindow,

@@ -304,10 +304,24 @@ func TestAsyncFailover(t *testing.T) {
 	var seen map[string][]time.Time
 	missing := 0
 	deadline := time.Now().Add(3 * time.Minute)
+	var lastState time.Time
 	for {
+		// Each read has a context of its own: the test's (ctx, two minutes
+		// from the start) can run out within this loop's deadline on a
+		// loaded machine, and every read would then fail at once.
+		rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		var err error
-		if seen, err = tryStarts(ctx, tc.clients[lead], "async-fo"); err != nil {
+		seen, err = tryStarts(rctx, tc.clients[lead], "async-fo")
+		cancel()
+		if err != nil {
 			// The log store is electing a leader after the stop: read again.
+			if time.Since(lastState) > 10*time.Second || time.Now().After(deadline) {
+				lastState = time.Now()
+				t.Logf("reading the logs: %v", err)
+				for _, nd := range tc.nodes[1:] {
+					t.Log(nd.logRole.server().ClusterState())
+				}
+			}
 			if time.Now().After(deadline) {
 				t.Fatalf("reading the logs: %v", err)
 			}
@@ -340,7 +354,7 @@ func TestAsyncFailover(t *testing.T) {
 	// alone is no quorum, so no 202.
 	survivor := 3 - lead // the other of n2 (1) and n3 (2)
 	crash(tc.nodes[lead])
-	_, err := invokeEvent(ctx, tc.clients[survivor], "async-fo", `{}`)
+	_, err := invokeEvent(ctxT(t), tc.clients[survivor], "async-fo", `{}`)
 	if !errors.Is(err, rpc.ErrService) {
 		t.Fatalf("accept without quorum: %v, want ServiceException", err)
 	}

@@ -92,6 +92,7 @@ func (n *Node) openLogs() error {
 		Node:          n.name,
 		Connect:       n.connectLogs,
 		Replicas:      n.logReplicas,
+		Pin:           n.logPin,
 		BufferBytes:   n.cfg.LogBufferBytes,
 		GroupMaxBytes: n.cfg.LogGroupMaxBytes,
 		Logger:        n.log.With("component", "logs"),
@@ -164,9 +165,19 @@ func (n *Node) startLogs() {
 	}()
 }
 
+// leftRouteGrace is how long a server that left keeps its routes from the
+// others. A stopping server announces its leave first and shuts its
+// JetStream down only after its rpc, Raft and sandboxes stopped and its
+// Store published their last lines; through these routes its shutdown
+// hands its leaderships over and tells the others it is gone. Routes
+// dropped at its leave lose both: the others then wait out elections, and
+// count it online for minutes (JetStream's orphan check).
+const leftRouteGrace = 30 * time.Second
+
 // logsLoop starts the embedded server when it may, then sets its routes to
 // the route addresses of every server gossip knows (a dead one too, so
-// that it is reconnected when it comes back; not one that left).
+// that it is reconnected when it comes back; one that left only for
+// leftRouteGrace).
 //
 // A server with no JetStream state waits, as Raft's bootstrap does, for
 // BootstrapExpect servers (2 without it: it joins a running cluster) so
@@ -206,6 +217,20 @@ func (n *Node) logsLoop() {
 	}
 }
 
+// leaveLogs takes a stopping server's JetStream out of placement before
+// the node announces its leave (logstore.Server.Leave): the others create
+// groups R1 once it has left, and one placed on it would be lost with it.
+func (n *Node) leaveLogs() {
+	if n.logRole == nil {
+		return
+	}
+	if srv := n.logRole.server(); srv != nil {
+		if err := srv.Leave(); err != nil {
+			n.log.Warn("log store leave", "err", err)
+		}
+	}
+}
+
 func (n *Node) raftHasLeader() bool {
 	if n.raft == nil {
 		return true
@@ -215,11 +240,13 @@ func (n *Node) raftHasLeader() bool {
 }
 
 // logRoutes returns the route addresses of the servers gossip knows
-// (this one's included), sorted.
+// (this one's included), but not those that left more than
+// leftRouteGrace ago.
 func (n *Node) logRoutes() []string {
 	var out []string
 	for _, st := range n.members.snapshot() {
-		if st.meta.LogsRoute != "" && st.status != rpc.MemberLeft && st.meta.has(rpc.RoleServer) {
+		gone := st.status == rpc.MemberLeft && time.Since(st.since) > leftRouteGrace
+		if st.meta.LogsRoute != "" && !gone && st.meta.has(rpc.RoleServer) {
 			out = append(out, st.meta.LogsRoute)
 		}
 	}
@@ -261,6 +288,23 @@ func (n *Node) connectLogs() (*nats.Conn, error) {
 		}
 	}
 	return logstore.ConnectURLs(n.name, addrs, n.cfg.EncryptKey)
+}
+
+// logPin is where a new R1 log group goes: a cluster server's own
+// JetStream, which is alive while it writes (JetStream's own choice may be
+// a server that has just left, see leaveLogs), but not once this node is
+// stopping (its server has left placement); a worker-only node or a dev
+// node lets JetStream choose.
+func (n *Node) logPin() string {
+	if !n.cfg.Server || n.cfg.Dev {
+		return ""
+	}
+	select {
+	case <-n.stopping:
+		return ""
+	default:
+		return n.name
+	}
 }
 
 // logReplicas is the replication of a new log group: 3 once three servers

@@ -256,6 +256,7 @@ func (n *Node) Close() error {
 	var errs []error
 	n.closeOnce.Do(func() {
 		close(n.stopping)
+		n.leaveLogs()
 		n.leaveRaft()
 		for i := len(n.closers) - 1; i >= 0; i-- {
 			if err := n.closers[i](); err != nil && !errors.Is(err, raft.ErrRaftShutdown) {

@@ -1,0 +1,86 @@
+package node
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"nimbus/rpc"
+)
+
+// TestLogsGroupsAfterGracefulStop: while a server of three stops
+// gracefully, and right after, the two others create new log groups
+// (functions that never logged), R1 since only two servers are left in
+// gossip: every group's line is acknowledged, so none was placed on the
+// server that stopped. (Before the fix, the survivors dropped the routes
+// to a server as soon as it announced its leave, before its JetStream
+// stopped: its shutdown notice never reached them, they counted it online
+// for minutes and placed some of the new groups on it, whose lines then
+// timed out for ever.)
+func TestLogsGroupsAfterGracefulStop(t *testing.T) {
+	cfgs := make([]Config, 3)
+	tc := startCluster(t, 3, func(i int, c *Config) {
+		c.FastTimings = false
+		cfgs[i] = *c
+	})
+	for _, nd := range tc.nodes {
+		if err := nd.logs.WaitReady(ctxT(t)); err != nil {
+			t.Fatalf("%s's log store: %v", nd.Name(), err)
+		}
+	}
+	t.Log(tc.nodes[1].logRole.server().ClusterState())
+	var want [3]uint64
+	groups := 0
+	newGroup := func() {
+		nd := 1 + groups%2
+		fn := fmt.Sprintf("leave-%d", groups)
+		groups++
+		if err := tc.nodes[nd].logs.Append(fn, rpc.LogEvent{TimeMs: time.Now().UnixMilli(), Line: "hello " + fn}); err != nil {
+			t.Fatal(err)
+		}
+		want[nd]++
+	}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tc.stop(0)
+	}()
+	for done := false; !done; {
+		select {
+		case <-stopped:
+			done = true
+		case <-time.After(50 * time.Millisecond):
+			newGroup()
+		}
+	}
+	for i := 0; i < 6; i++ {
+		newGroup()
+	}
+	t.Logf("%d new groups", groups)
+	last := time.Now()
+	waitLong(t, 2*time.Minute, "every new group's line acknowledged", func() bool {
+		if time.Since(last) > 10*time.Second {
+			last = time.Now()
+			for i := 1; i < 3; i++ {
+				nd := tc.nodes[i]
+				t.Logf("%s: %d of %d acknowledged; %s", nd.Name(), nd.logs.Stats().Published, want[i], nd.logRole.server().ClusterState())
+			}
+		}
+		return tc.nodes[1].logs.Stats().Published == want[1] && tc.nodes[2].logs.Stats().Published == want[2]
+	})
+
+	// The stopped server returns: a group created R1 meanwhile (placed on
+	// the server that created it) is scaled to R3 when its publisher next
+	// writes, its pin dropped in the same update.
+	cfg := cfgs[0]
+	cfg.Join = []string{tc.nodes[1].members.ml.LocalNode().Address()}
+	tc.start(0, cfg)
+	fn := fmt.Sprintf("leave-%d", groups-2) // n2's last new group
+	waitLong(t, 2*time.Minute, fn+" scaled to three replicas", func() bool {
+		if err := tc.nodes[1].logs.Append(fn, rpc.LogEvent{TimeMs: time.Now().UnixMilli(), Line: "again"}); err != nil {
+			t.Fatal(err)
+		}
+		g, err := tc.nodes[1].logs.Group(ctxT(t), fn)
+		return err == nil && g.Replicas == 3
+	})
+}
