@@ -699,7 +699,9 @@ func (sc *serverConn) handle(j job) {
 	// see that this answer is recent (its write may not have happened yet).
 	sc.lastDone.Store(int64(time.Since(sc.w.epoch)))
 	sc.inflight.Add(-1)
-	<-sc.sem
+	if st == nil || !st.released {
+		<-sc.sem
+	}
 }
 
 func (sc *serverConn) call(ctx context.Context, fn handlerFunc, f *frameBuf, off int) (resp any, err error) {

@@ -48,6 +48,10 @@ type Stream struct {
 
 	mu      sync.Mutex
 	unacked int64 // bytes of parts sent and not yet credited
+
+	// released: the handler gave up its slot of the connection's
+	// MaxInflight while it waits for credit (the handler's goroutine's).
+	released bool
 }
 
 type streamKey struct{}
@@ -138,23 +142,9 @@ func (st *Stream) Send(ctx context.Context, v any) error {
 		return Errorf(CodeService, "rpc: part too large: %v", err)
 	}
 	n := int64(len(f.b))
-	for {
-		st.mu.Lock()
-		if st.unacked == 0 || st.unacked+n <= streamWindow {
-			st.unacked += n
-			st.mu.Unlock()
-			break
-		}
-		st.mu.Unlock()
-		select {
-		case <-st.room:
-		case <-ctx.Done():
-			putBuf(f)
-			return ctx.Err()
-		case <-st.sc.ctx.Done():
-			putBuf(f)
-			return errStreamGone
-		}
+	if err := st.await(ctx, n); err != nil {
+		putBuf(f)
+		return err
 	}
 	st.sc.writes.add(n)
 	st.sc.s.writes.add(n)
@@ -162,6 +152,80 @@ func (st *Stream) Send(ctx context.Context, v any) error {
 		return errStreamGone
 	}
 	return nil
+}
+
+// await waits until n more bytes fit the stream's window and the
+// connection's unwritten answers are under their limit, and takes them
+// from the window. While it waits for credit the handler does not hold its
+// slot of the connection's MaxInflight: the reader, blocked for a slot,
+// would otherwise never read the credit that frees it.
+func (st *Stream) await(ctx context.Context, n int64) error {
+	if st.released {
+		if err := st.reacquire(ctx); err != nil {
+			return err
+		}
+	}
+	for {
+		st.mu.Lock()
+		fits := st.unacked == 0 || st.unacked+n <= streamWindow
+		if fits {
+			st.unacked += n
+		}
+		st.mu.Unlock()
+		if fits {
+			break
+		}
+		if !st.released {
+			<-st.sc.sem
+			st.released = true
+		}
+		select {
+		case <-st.room:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-st.sc.ctx.Done():
+			return errStreamGone
+		}
+	}
+	if st.released {
+		if err := st.reacquire(ctx); err != nil {
+			return err
+		}
+	}
+	// Unwritten answers of this connection (a caller that credits but
+	// does not read its socket): wait for them to drain below the limit.
+	w := st.sc.writes
+	if !w.over() {
+		return nil
+	}
+	w.waiters.Add(1)
+	defer w.waiters.Add(-1)
+	for {
+		ch := w.changed()
+		if !w.over() {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-st.sc.ctx.Done():
+			return errStreamGone
+		}
+	}
+}
+
+// reacquire takes back the handler's slot.
+func (st *Stream) reacquire(ctx context.Context) error {
+	select {
+	case st.sc.sem <- struct{}{}:
+		st.released = false
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-st.sc.ctx.Done():
+		return errStreamGone
+	}
 }
 
 // CallStream calls a streamed method: onPart is given each part, decoded

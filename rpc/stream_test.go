@@ -194,3 +194,46 @@ func TestStreamMethodCalledPlainly(t *testing.T) {
 	}
 	mustEcho(t, c, 2)
 }
+
+// TestStreamsAtTheInflightLimit: streams whose callers take their parts
+// slowly, as many as the connection's MaxInflight, do not keep their
+// credits from being read: they finish, and so does a plain call queued
+// behind them.
+func TestStreamsAtTheInflightLimit(t *testing.T) {
+	ss := &streamServer{ended: make(chan error, 16)}
+	ss.testServer = startServer(t, ServerOptions{MaxInflight: 2}, func(s *Server) {
+		HandleStream(s, methodStream, func(ctx context.Context, req *streamReq, out *Stream) (*echoResp, error) {
+			ss.sent.Add(1) // started
+			for i := range req.Parts {
+				if err := out.Send(ctx, &streamPart{I: i, Data: make([]byte, req.Size)}); err != nil {
+					return nil, err
+				}
+			}
+			return &echoResp{N: req.Parts}, nil
+		})
+	})
+	c := dialTest(t, ss.addr, ClientOptions{})
+	errs := make(chan error, 3)
+	for range 2 {
+		go func() {
+			var resp echoResp
+			errs <- CallStream(c, testCtx(t), methodStream, &streamReq{Parts: 64, Size: 64 << 10}, &resp, func(p *streamPart) error {
+				if p.I%8 == 0 {
+					time.Sleep(time.Millisecond)
+				}
+				return nil
+			})
+		}()
+	}
+	// Both streams hold the connection's two slots before the call comes.
+	waitFor(t, "both streams to run", func() bool { return ss.sent.Load() == 2 })
+	go func() {
+		var resp echoResp
+		errs <- c.Call(testCtx(t), methodEcho, &echoReq{N: 1}, &resp)
+	}()
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
