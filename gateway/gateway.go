@@ -27,8 +27,9 @@ type Operations struct {
 	ListFunctions        func(context.Context, *rpc.ListFunctionsRequest) (*rpc.ListFunctionsResponse, error)
 	Invoke               func(context.Context, *rpc.InvokeRequest) (*rpc.InvokeResponse, error)
 	// InvokeStream is a synchronous invocation whose response is given to
-	// onPart as the function streams it (rpc.MethodInvokeStream's parts).
-	InvokeStream      func(ctx context.Context, req *rpc.InvokeRequest, onPart func(*rpc.InvokeStreamPart) error) (*rpc.InvokeResponse, error)
+	// onPart as the function streams it (rpc.MethodInvokeStream's parts);
+	// onPart gives up when its ctx ends.
+	InvokeStream      func(ctx context.Context, req *rpc.InvokeRequest, onPart func(context.Context, *rpc.InvokeStreamPart) error) (*rpc.InvokeResponse, error)
 	PutConcurrency    func(context.Context, *rpc.PutConcurrencyRequest) (*rpc.ConcurrencyResponse, error)
 	GetConcurrency    func(context.Context, *rpc.GetFunctionRequest) (*rpc.ConcurrencyResponse, error)
 	DeleteConcurrency func(context.Context, *rpc.GetFunctionRequest) (*rpc.ConcurrencyResponse, error)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -52,7 +53,8 @@ func (g *Gateway) invokeWithResponseStream(w http.ResponseWriter, r *http.Reques
 		LogType:        hdr.LogType,
 		Payload:        payload,
 		ClientContext:  hdr.ClientContext,
-	}, func(p *rpc.InvokeStreamPart) error {
+	}, func(ctx context.Context, p *rpc.InvokeStreamPart) error {
+		defer es.until(ctx)()
 		if !es.started {
 			es.start(http.StatusOK, p.ExecutedVersion)
 		}
@@ -112,6 +114,12 @@ type eventWriter struct {
 	buf     bytes.Buffer
 	timeout time.Duration // for each message's write
 	started bool
+}
+
+// until makes a write under way fail once ctx ends (the invocation gave
+// up on a client that does not read); call the result when done.
+func (e *eventWriter) until(ctx context.Context) func() bool {
+	return context.AfterFunc(ctx, func() { _ = e.rc.SetWriteDeadline(time.Now()) })
 }
 
 func (e *eventWriter) start(status int, version string) {
@@ -266,7 +274,8 @@ func (g *Gateway) serveURLStream(w http.ResponseWriter, r *http.Request, cfg *rp
 	}
 	var bad bool
 	out, err := g.opts.Ops.InvokeStream(r.Context(), &rpc.InvokeRequest{FunctionName: cfg.FunctionName, Qualifier: cfg.Qualifier, Payload: event},
-		func(p *rpc.InvokeStreamPart) error {
+		func(ctx context.Context, p *rpc.InvokeStreamPart) error {
+			defer context.AfterFunc(ctx, func() { _ = s.rc.SetWriteDeadline(time.Now()) })()
 			if err := s.part(p); err != nil {
 				bad = errors.Is(err, errBadPrelude)
 				return err
@@ -275,9 +284,12 @@ func (g *Gateway) serveURLStream(w http.ResponseWriter, r *http.Request, cfg *rp
 		})
 	switch {
 	case s.started:
-		// Once the status is sent, an error can only cut the body short.
+		// Once the status is sent, an error can only cut the body short:
+		// the connection is broken off, so the client does not take the
+		// body for whole.
 		if err != nil || out.FunctionError != "" {
 			g.log.Debug("function URL stream ended early", "function", cfg.FunctionName, "request_id", reqID, "err", err)
+			panic(http.ErrAbortHandler)
 		}
 	case bad || (err == nil && (out.FunctionError != "" || s.prelude)):
 		if out != nil && out.RequestID != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"nimbus/bundle"
@@ -188,10 +189,11 @@ func (n *Node) runCodeGC() {
 }
 
 // codeUses is when a worker-only node's invocations last used each code
-// digest and layer list.
+// digest (Unix seconds, updated at most once a minute, without a lock on
+// the invoke path) and each layer list.
 type codeUses struct {
+	code   sync.Map // digest → *atomic.Int64
 	mu     sync.Mutex
-	code   map[string]time.Time
 	layers map[string]codeUse // by the list's key
 }
 
@@ -201,26 +203,36 @@ type codeUse struct {
 }
 
 // usedCode records that an invocation of fn runs on this worker-only node
-// now. Servers, whose FSM names what is live, keep no record.
+// now; call it before the code is made ready, so that a collection in
+// between keeps it. Servers, whose FSM names what is live, keep no record.
 func (n *Node) usedCode(fn *rpc.FunctionConfig) {
 	if n.fsm != nil {
 		return
 	}
 	now := time.Now()
 	u := &n.codeUses
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.code == nil {
-		u.code, u.layers = map[string]time.Time{}, map[string]codeUse{}
+	touch := func(sha string) {
+		v, ok := u.code.Load(sha)
+		if !ok {
+			v, _ = u.code.LoadOrStore(sha, new(atomic.Int64))
+		}
+		if at := v.(*atomic.Int64); now.Unix()-at.Load() >= 60 {
+			at.Store(now.Unix())
+		}
 	}
-	u.code[fn.CodeSHA256] = now
+	touch(fn.CodeSHA256)
 	if len(fn.Layers) == 0 {
 		return
 	}
 	shas := make([]string, len(fn.Layers))
 	for i, l := range fn.Layers {
 		shas[i] = l.CodeSHA256
-		u.code[l.CodeSHA256] = now
+		touch(l.CodeSHA256)
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.layers == nil {
+		u.layers = map[string]codeUse{}
 	}
 	u.layers[strings.Join(shas, ",")] = codeUse{shas, now}
 }
@@ -231,15 +243,17 @@ func (n *Node) recentCode(grace time.Duration) bundle.Live {
 	live := bundle.Live{Code: map[string]bool{}}
 	cut := time.Now().Add(-grace)
 	u := &n.codeUses
+	// A minute of slack: uses are recorded at most once a minute.
+	u.code.Range(func(k, v any) bool {
+		if time.Unix(v.(*atomic.Int64).Load(), 0).Add(time.Minute).Before(cut) {
+			u.code.Delete(k)
+		} else {
+			live.Code[k.(string)] = true
+		}
+		return true
+	})
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	for sha, at := range u.code {
-		if at.Before(cut) {
-			delete(u.code, sha)
-			continue
-		}
-		live.Code[sha] = true
-	}
 	for k, l := range u.layers {
 		if l.at.Before(cut) {
 			delete(u.layers, k)

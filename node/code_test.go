@@ -3,6 +3,7 @@ package node
 import (
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,9 +76,8 @@ func TestWorkerOnlyCodeCollected(t *testing.T) {
 	fn := &rpc.FunctionConfig{Name: "f", CodeSHA256: bundle.Digest(used)}
 	n.usedCode(fn)
 	n.usedCode(&rpc.FunctionConfig{Name: "g", CodeSHA256: bundle.Digest(old)})
-	n.codeUses.mu.Lock()
-	n.codeUses.code[bundle.Digest(old)] = time.Now().Add(-2 * codeGCGrace) // used long ago
-	n.codeUses.mu.Unlock()
+	v, _ := n.codeUses.code.Load(bundle.Digest(old))
+	v.(*atomic.Int64).Store(time.Now().Add(-2 * codeGCGrace).Unix()) // used long ago
 	n.collectCode(0)
 	n.collectCode(0)
 	if !store.Has(bundle.Digest(used)) || store.Has(bundle.Digest(old)) {

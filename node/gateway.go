@@ -23,8 +23,8 @@ func (n *Node) startGateway() error {
 			DeleteFunction:       n.deleteFunction,
 			ListFunctions:        n.listFunctions,
 			Invoke:               n.invoke,
-			InvokeStream: func(ctx context.Context, req *rpc.InvokeRequest, onPart func(*rpc.InvokeStreamPart) error) (*rpc.InvokeResponse, error) {
-				return n.invokeStreamTo(ctx, req, func(_ context.Context, p *rpc.InvokeStreamPart) error { return onPart(p) })
+			InvokeStream: func(ctx context.Context, req *rpc.InvokeRequest, onPart func(context.Context, *rpc.InvokeStreamPart) error) (*rpc.InvokeResponse, error) {
+				return n.invokeStreamTo(ctx, req, onPart)
 			},
 			PutConcurrency:    n.putConcurrency,
 			GetConcurrency:    n.getConcurrency,

@@ -17,12 +17,7 @@ func (n *Node) registerInternal() {
 	rpc.HandlePeer(n.server, rpc.MethodWorkerHeartbeat, n.ledgerHeartbeat)
 	rpc.HandlePeer(n.server, rpc.MethodWorkerRun, n.workerRun)
 	rpc.HandlePeerStream(n.server, rpc.MethodWorkerRunStream, func(ctx context.Context, req *rpc.RunRequest, out *rpc.Stream) (*rpc.InvokeResponse, error) {
-		if req.Function == nil {
-			return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "Worker.RunStream without a function")
-		}
-		sink, cancel := boundSink(ctx, req.Function, sendPart(out))
-		defer cancel()
-		return n.workerRunWith(ctx, req, sink)
+		return n.workerRunWith(ctx, req, sendPart(out))
 	})
 	rpc.HandlePeer(n.server, rpc.MethodCodeFetch, n.codeFetch)
 	rpc.HandlePeer(n.server, rpc.MethodCodePut, n.codePut)

@@ -19,21 +19,19 @@ func (n *Node) registerInvoke() {
 	rpc.HandleStream(n.server, rpc.MethodInvokeStream, n.invokeStream)
 }
 
-// partSink takes the parts of a streamed response on their way to the
-// caller (nil: the response is buffered).
-type partSink func(*rpc.InvokeStreamPart) error
+// sendFunc sends a part of a streamed response on its way to the caller
+// (nil: the response is buffered), giving up when ctx ends.
+type sendFunc func(context.Context, *rpc.InvokeStreamPart) error
 
 // sendPart sends parts on an rpc stream.
-func sendPart(out *rpc.Stream) func(context.Context, *rpc.InvokeStreamPart) error {
+func sendPart(out *rpc.Stream) sendFunc {
 	return func(ctx context.Context, p *rpc.InvokeStreamPart) error { return out.Send(ctx, p) }
 }
 
-// boundSink is sink with its sends bounded by the function's time: a
-// caller that stops taking its parts holds the invocation no longer than
-// the function may run, and streamGrace.
-func boundSink(ctx context.Context, fn *rpc.FunctionConfig, send func(context.Context, *rpc.InvokeStreamPart) error) (partSink, context.CancelFunc) {
-	sctx, cancel := context.WithTimeout(ctx, time.Duration(fn.TimeoutSec)*time.Second+streamGrace)
-	return func(p *rpc.InvokeStreamPart) error { return send(sctx, p) }, cancel
+// streamTime is how long a streamed response may take to reach a caller
+// that takes its parts slowly: the function's timeout and streamGrace.
+func streamTime(fn *rpc.FunctionConfig) time.Duration {
+	return time.Duration(fn.TimeoutSec)*time.Second + streamGrace
 }
 
 // invokeStream is Invoke.Stream: a synchronous invocation whose response
@@ -44,7 +42,7 @@ func (n *Node) invokeStream(ctx context.Context, req *rpc.InvokeRequest, out *rp
 
 // invokeStreamTo is Invoke.Stream with the parts given to send (the
 // gateway's InvokeWithResponseStream calls it in the process).
-func (n *Node) invokeStreamTo(ctx context.Context, req *rpc.InvokeRequest, send func(context.Context, *rpc.InvokeStreamPart) error) (*rpc.InvokeResponse, error) {
+func (n *Node) invokeStreamTo(ctx context.Context, req *rpc.InvokeRequest, send sendFunc) (*rpc.InvokeResponse, error) {
 	switch req.InvocationType {
 	case "", rpc.InvocationRequestResponse, rpc.InvocationDryRun:
 	default:
@@ -64,7 +62,7 @@ func (n *Node) invoke(ctx context.Context, req *rpc.InvokeRequest) (*rpc.InvokeR
 }
 
 // invokeWith is invoke, with the response streamed by send when it is set.
-func (n *Node) invokeWith(ctx context.Context, req *rpc.InvokeRequest, send func(context.Context, *rpc.InvokeStreamPart) error) (*rpc.InvokeResponse, error) {
+func (n *Node) invokeWith(ctx context.Context, req *rpc.InvokeRequest, send sendFunc) (*rpc.InvokeResponse, error) {
 	// The function may be named `name:qualifier` or by a (qualified) ARN;
 	// the leader resolves the qualifier when it grants the slot.
 	ref, err := rpc.ParseFunctionRef(req.FunctionName, req.Qualifier)
@@ -120,18 +118,12 @@ func (n *Node) invokeWith(ctx context.Context, req *rpc.InvokeRequest, send func
 		run := &rpc.RunRequest{SlotID: grant.SlotID, Function: grant.Function, Payload: payload, LogType: req.LogType, Qualifier: ref.Qualifier, ClientContext: clientContext}
 		fc := n.metrics.fns.get(ref.Name) // concurrency: the function's own key
 		fc.running(1)
-		var sink partSink
-		cancel := func() {}
-		if send != nil {
-			sink, cancel = boundSink(ctx, grant.Function, send)
-		}
 		var resp *rpc.InvokeResponse
 		if grant.Worker == n.name {
-			resp, err = n.workerRunWith(ctx, run, sink)
+			resp, err = n.workerRunWith(ctx, run, send)
 		} else {
-			resp, err = n.runOn(ctx, grant, run, sink)
+			resp, err = n.runOn(ctx, grant, run, send)
 		}
-		cancel()
 		fc.running(-1)
 		if err == nil {
 			n.metrics.countInvocation(ref.Name, ref.Qualifier, resp)
@@ -148,15 +140,19 @@ func (n *Node) invokeWith(ctx context.Context, req *rpc.InvokeRequest, send func
 
 // runOn sends an invocation to a worker, failing it at once if gossip
 // declares the worker dead meanwhile.
-func (n *Node) runOn(ctx context.Context, grant *rpc.AcquireResponse, run *rpc.RunRequest, sink partSink) (*rpc.InvokeResponse, error) {
+func (n *Node) runOn(ctx context.Context, grant *rpc.AcquireResponse, run *rpc.RunRequest, send sendFunc) (*rpc.InvokeResponse, error) {
 	wctx, done := n.watch.track(ctx, grant.Worker)
 	defer done()
 	var resp rpc.InvokeResponse
 	var err error
-	if sink == nil {
+	if send == nil {
 		err = n.peers.call(wctx, grant.WorkerAddr, rpc.MethodWorkerRun, run, &resp)
 	} else {
-		err = n.peers.callStream(wctx, grant.WorkerAddr, rpc.MethodWorkerRunStream, run, &resp, sink)
+		// The worker bounds its own sends; this bounds passing them on.
+		sctx, cancel := context.WithTimeout(ctx, streamTime(grant.Function))
+		defer cancel()
+		err = n.peers.callStream(wctx, grant.WorkerAddr, rpc.MethodWorkerRunStream, run, &resp,
+			func(p *rpc.InvokeStreamPart) error { return send(sctx, p) })
 	}
 	if err == nil {
 		return &resp, nil

@@ -66,7 +66,7 @@ func (p *peerPool) call(ctx context.Context, addr, method string, req, resp any)
 }
 
 // callStream runs one streamed rpc on a peer (parts as Invoke.Stream's).
-func (p *peerPool) callStream(ctx context.Context, addr, method string, req, resp any, onPart partSink) error {
+func (p *peerPool) callStream(ctx context.Context, addr, method string, req, resp any, onPart func(*rpc.InvokeStreamPart) error) error {
 	c, err := p.get(ctx, addr)
 	if err != nil {
 		return err

@@ -215,7 +215,7 @@ const streamGrace = 10 * time.Second
 
 // workerRunWith is workerRun, with the response streamed to sink when it
 // is set.
-func (n *Node) workerRunWith(ctx context.Context, req *rpc.RunRequest, sink partSink) (*rpc.InvokeResponse, error) {
+func (n *Node) workerRunWith(ctx context.Context, req *rpc.RunRequest, send sendFunc) (*rpc.InvokeResponse, error) {
 	if n.sandboxes == nil {
 		return nil, rpc.Errorf(rpc.CodeService, "node %s is not a worker", n.name)
 	}
@@ -234,6 +234,7 @@ func (n *Node) workerRunWith(ctx context.Context, req *rpc.RunRequest, sink part
 		n.sandboxes.Retire(fn.Name, fn.Revision)
 	}
 
+	n.usedCode(fn)
 	codeDir, err := n.ensureCode(ctx, fn.CodeSHA256)
 	if err != nil {
 		return nil, err
@@ -242,7 +243,6 @@ func (n *Node) workerRunWith(ctx context.Context, req *rpc.RunRequest, sink part
 	if err != nil {
 		return nil, err
 	}
-	n.usedCode(fn)
 	sreq := &sandbox.Request{
 		Function:  fn,
 		CodeDir:   codeDir,
@@ -255,8 +255,9 @@ func (n *Node) workerRunWith(ctx context.Context, req *rpc.RunRequest, sink part
 		ClientContext: string(req.ClientContext),
 	}
 	var stream *responseStream
-	if sink != nil {
-		stream = &responseStream{sink: sink, version: fn.VersionName()}
+	if send != nil {
+		stream = newResponseStream(ctx, send, fn)
+		defer stream.Abort()
 		sreq.Stream = stream
 	}
 	res, err := n.sandboxes.Invoke(ctx, sreq)
@@ -303,11 +304,27 @@ func (n *Node) workerRunWith(ctx context.Context, req *rpc.RunRequest, sink part
 }
 
 // responseStream passes a sandbox's streamed response to a caller's rpc
-// stream, in parts of at most rpc.MaxStreamPart.
+// stream, in parts of at most rpc.MaxStreamPart. Its sends give up when
+// the sandbox aborts the stream (the invocation ended while it streamed)
+// or streamTime after the response started: a caller that stops taking
+// its parts holds no sandbox or slot past that.
 type responseStream struct {
-	sink    partSink // bounded by the function's time (boundSink)
+	send    sendFunc
 	version string
+	limit   time.Duration
+
+	ctx    context.Context // ended by Abort
+	cancel context.CancelFunc
+
 	started bool
+	sctx    context.Context // ctx with the limit, from Start; Start's and Write's goroutine's
+	stop    context.CancelFunc
+}
+
+func newResponseStream(ctx context.Context, send sendFunc, fn *rpc.FunctionConfig) *responseStream {
+	s := &responseStream{send: send, version: fn.VersionName(), limit: streamTime(fn)}
+	s.ctx, s.cancel = context.WithCancel(ctx)
+	return s
 }
 
 func (s *responseStream) Start(contentType string) error {
@@ -315,16 +332,17 @@ func (s *responseStream) Start(contentType string) error {
 		return nil
 	}
 	s.started = true
+	s.sctx, s.stop = context.WithTimeout(s.ctx, s.limit)
 	if contentType == "" {
 		contentType = "application/octet-stream"
 	}
-	return s.send(&rpc.InvokeStreamPart{ContentType: contentType, ExecutedVersion: s.version})
+	return s.send(s.sctx, &rpc.InvokeStreamPart{ContentType: contentType, ExecutedVersion: s.version})
 }
 
 func (s *responseStream) Write(p []byte) error {
 	for len(p) > 0 {
 		k := min(len(p), rpc.MaxStreamPart)
-		if err := s.send(&rpc.InvokeStreamPart{Data: p[:k]}); err != nil {
+		if err := s.send(s.sctx, &rpc.InvokeStreamPart{Data: p[:k]}); err != nil {
 			return err
 		}
 		p = p[k:]
@@ -332,4 +350,7 @@ func (s *responseStream) Write(p []byte) error {
 	return nil
 }
 
-func (s *responseStream) send(part *rpc.InvokeStreamPart) error { return s.sink(part) }
+// Abort ends the stream's sends; safe from any goroutine, and again.
+func (s *responseStream) Abort() {
+	s.cancel()
+}

@@ -499,6 +499,7 @@ func (a *runtimeAPI) endStream(inv *invocation) {
 	case <-inv.streamEnd:
 	case <-time.After(100 * time.Millisecond):
 		nc.Close()
+		inv.stream.Abort()
 		<-inv.streamEnd
 	}
 }

@@ -485,7 +485,7 @@ func (req *apiRequest) trailerError() (outcome, bool) {
 	}
 	body, err := base64.StdEncoding.DecodeString(string(req.trailerBody))
 	if err != nil || len(body) == 0 {
-		body = req.trailerBody
+		body = bytes.Clone(req.trailerBody) // the connection's buffer is reused
 	}
 	if len(body) == 0 {
 		return functionError(string(req.trailerType), "the runtime reported an error while it sent its response"), true
@@ -711,8 +711,10 @@ func (c *apiConn) streamResponse(req *apiRequest, inv *invocation) bool {
 	if err := c.continue100(req); err != nil {
 		return fail(rpc.ErrTypeResponseError, "failed to read the runtime's response: "+err.Error())
 	}
-	// The runtime may stream for as long as the function may run.
-	_ = c.nc.SetReadDeadline(inv.deadline)
+	// The runtime may stream for as long as the function may run (a
+	// little more: the invoker's timer, not this read, says it timed out,
+	// and endStream then closes the connection).
+	_ = c.nc.SetReadDeadline(inv.deadline.Add(time.Second))
 	c.deadline = true
 	var body io.Reader = bytes.NewReader(nil)
 	switch {

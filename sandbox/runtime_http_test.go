@@ -288,6 +288,7 @@ type discardStream struct{}
 
 func (discardStream) Start(string) error { return nil }
 func (discardStream) Write([]byte) error { return nil }
+func (discardStream) Abort()             {}
 
 // A /next that asks to close (Node's http without an agent does) gets its
 // event, and then the connection ends.

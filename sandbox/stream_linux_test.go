@@ -62,6 +62,19 @@ func TestStreamedResponseInASandbox(t *testing.T) {
 		t.Fatalf("a failed stream: %q %s", res.ErrorType, res.Payload)
 	}
 
+	// A function that streams past its timeout: Sandbox.Timedout, after
+	// the lines it sent in time.
+	slow := fnConfig("slowstreamer", 1)
+	slow.TimeoutSec = 2
+	st = &timedStream{recordStream: *newRecordStream()}
+	res, err = m.Invoke(context.Background(), &Request{Function: slow, CodeDir: code, Payload: []byte(`{"do":"stream","n":10}`), Stream: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, data, _ := st.got(); res.ErrorType != "Sandbox.Timedout" || !strings.HasPrefix(data, "line 0\n") || strings.Contains(data, "line 5") {
+		t.Fatalf("streamed past its timeout: %q %s, after %q", res.ErrorType, res.Payload, data)
+	}
+
 	res = invoke(t, m, fn, code, `{"do":"stream","n":2}`)
 	if res.ErrorType != "" || string(res.Payload) != "line 0\nline 1\n" || res.Streamed {
 		t.Fatalf("buffered: %+v %q", res, res.Payload)

@@ -45,6 +45,8 @@ func (s *recordStream) Write(p []byte) error {
 	return nil
 }
 
+func (s *recordStream) Abort() {}
+
 func (s *recordStream) got() (string, string, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

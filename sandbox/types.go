@@ -87,10 +87,11 @@ type Request struct {
 	Stream ResponseStream
 }
 
-// ResponseStream receives a streamed response. Its methods are called on
-// one goroutine, in order, and never after Invoke returns; Write must
-// return once the invocation's time is up (or its caller is gone), since
-// Invoke waits for it.
+// ResponseStream receives a streamed response. Start and Write are called
+// on one goroutine, in order, and never after Invoke returns; Invoke waits
+// for a Write under way, so Write must return once Abort is called (from
+// another goroutine, when the invocation ended while the response was
+// still streaming: a timeout, a crash).
 type ResponseStream interface {
 	// Start is called once, when the runtime starts posting its response,
 	// with the Content-Type it gave ("" for none).
@@ -99,6 +100,8 @@ type ResponseStream interface {
 	// during the call. After an error it is given nothing more (the
 	// runtime's response is still read to its end).
 	Write(p []byte) error
+	// Abort makes a Write under way, and later ones, fail at once.
+	Abort()
 }
 
 // Result is an invocation's outcome. A function error (returned, crashed,
