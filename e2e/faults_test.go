@@ -652,8 +652,9 @@ func (c *cluster) containers(t testing.TB, node string) []string {
 	var ids []string
 	for _, e := range entries {
 		// Sandboxes are folders; files there are the manager's own records,
-		// and the folder mnt holds its overlays (sandbox/overlays_linux.go).
-		if e.IsDir() && e.Name() != "mnt" {
+		// the folder mnt holds its overlays (sandbox/overlays_linux.go) and
+		// procviews its lxcfs (sandbox/procviews_linux.go).
+		if e.IsDir() && e.Name() != "mnt" && e.Name() != "procviews" {
 			ids = append(ids, e.Name())
 		}
 	}
