@@ -605,7 +605,13 @@ func TestRestartDestroysKilledWorkersSandboxes(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.invoke(leader, hold+20*time.Second, heldFn, fmt.Sprint(hold.Seconds()))
+			// The outcome is not the point (the victim's dies with it),
+			// but an early failure explains a wait below that times out.
+			start := time.Now()
+			res, err := c.invoke(leader, hold+20*time.Second, heldFn, fmt.Sprint(hold.Seconds()))
+			if took := time.Since(start); took < hold {
+				t.Logf("a held invocation ended after %v: %+v %v", took, res, err)
+			}
 		}()
 	}
 	waitFor(t, "a held invocation running on "+victim, 15*time.Second, func() (bool, string) {
