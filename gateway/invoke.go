@@ -50,34 +50,46 @@ func parseInvokeHeaders(h http.Header) (invokeHeaders, error) {
 	return out, nil
 }
 
-func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, a pathArgs) error {
+// invokeRequest reads an invocation: the function from the path and the
+// Qualifier, the X-Amz-* headers, and the payload within its invocation
+// type's limit (op names the operation in that error). The payload is
+// the caller's until release.
+func (g *Gateway) invokeRequest(w http.ResponseWriter, r *http.Request, a pathArgs, op string) (_ *rpc.InvokeRequest, release func(), err error) {
 	ref, err := g.target(r.URL.Query(), a)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	hdr, err := parseInvokeHeaders(r.Header)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	limit := int64(rpc.MaxSyncPayload)
 	if hdr.InvocationType == rpc.InvocationEvent {
 		limit = rpc.MaxAsyncPayload
 	}
 	payload, release, err := g.readBody(w, r, limit, func() error {
-		return rpc.Errorf(rpc.CodeRequestTooLarge, "Request must be smaller than %d bytes for the InvokeFunction operation", limit)
+		return rpc.Errorf(rpc.CodeRequestTooLarge, "Request must be smaller than %d bytes for the %s operation", limit, op)
 	})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer release()
-	resp, err := g.opts.Ops.Invoke(r.Context(), &rpc.InvokeRequest{
+	return &rpc.InvokeRequest{
 		FunctionName:   ref.Name,
 		Qualifier:      ref.Qualifier,
 		InvocationType: hdr.InvocationType,
 		LogType:        hdr.LogType,
 		Payload:        payload,
 		ClientContext:  hdr.ClientContext,
-	})
+	}, release, nil
+}
+
+func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, a pathArgs) error {
+	req, release, err := g.invokeRequest(w, r, a, "InvokeFunction")
+	if err != nil {
+		return err
+	}
+	defer release()
+	resp, err := g.opts.Ops.Invoke(r.Context(), req)
 	if err != nil {
 		return err
 	}
@@ -91,7 +103,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, a pathArgs) err
 	if resp.FunctionError != "" {
 		h.Set("X-Amz-Function-Error", resp.FunctionError)
 	}
-	if hdr.LogType == rpc.LogTypeTail && resp.LogResult != nil {
+	if req.LogType == rpc.LogTypeTail && resp.LogResult != nil {
 		h.Set("X-Amz-Log-Result", base64.StdEncoding.EncodeToString(resp.LogResult))
 	}
 	status := resp.StatusCode

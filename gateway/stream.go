@@ -26,34 +26,14 @@ import (
 const eventStreamType = "application/vnd.amazon.eventstream"
 
 func (g *Gateway) invokeWithResponseStream(w http.ResponseWriter, r *http.Request, a pathArgs) error {
-	ref, err := g.target(r.URL.Query(), a)
-	if err != nil {
-		return err
-	}
-	hdr, err := parseInvokeHeaders(r.Header)
-	if err != nil {
-		return err
-	}
-	if hdr.InvocationType == rpc.InvocationEvent {
-		return rpc.Errorf(rpc.CodeInvalidParameterValue,
-			"1 validation error detected: Value 'Event' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [RequestResponse, DryRun]")
-	}
-	payload, release, err := g.readBody(w, r, rpc.MaxSyncPayload, func() error {
-		return rpc.Errorf(rpc.CodeRequestTooLarge, "Request must be smaller than %d bytes for the InvokeWithResponseStream operation", rpc.MaxSyncPayload)
-	})
+	// An Event invocation is refused by the node, as over rpc.
+	req, release, err := g.invokeRequest(w, r, a, "InvokeWithResponseStream")
 	if err != nil {
 		return err
 	}
 	defer release()
 	es := &eventWriter{w: w, rc: http.NewResponseController(w), enc: eventstream.NewEncoder(), timeout: g.opts.BodyTimeout}
-	resp, err := g.opts.Ops.InvokeStream(r.Context(), &rpc.InvokeRequest{
-		FunctionName:   ref.Name,
-		Qualifier:      ref.Qualifier,
-		InvocationType: hdr.InvocationType,
-		LogType:        hdr.LogType,
-		Payload:        payload,
-		ClientContext:  hdr.ClientContext,
-	}, func(ctx context.Context, p *rpc.InvokeStreamPart) error {
+	resp, err := g.opts.Ops.InvokeStream(r.Context(), req, func(ctx context.Context, p *rpc.InvokeStreamPart) error {
 		defer es.until(ctx)()
 		if !es.started {
 			es.start(http.StatusOK, p.ExecutedVersion)
@@ -98,7 +78,7 @@ func (g *Gateway) invokeWithResponseStream(w http.ResponseWriter, r *http.Reques
 			done.ErrorCode = resp.FunctionError
 		}
 	}
-	if hdr.LogType == rpc.LogTypeTail && len(resp.LogResult) > 0 {
+	if req.LogType == rpc.LogTypeTail && len(resp.LogResult) > 0 {
 		done.LogResult = base64.StdEncoding.EncodeToString(resp.LogResult)
 	}
 	body, _ := json.Marshal(done)

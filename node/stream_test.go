@@ -6,9 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
-	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -185,15 +183,7 @@ func TestGatewayStreamGoSDK(t *testing.T) {
 // fails before it sends anything is a 502.
 func TestFunctionURLStream(t *testing.T) {
 	requireRoot(t)
-	hln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dataDir := t.TempDir()
-	if err := linkTree(sharedImage, filepath.Join(dataDir, "images")); err != nil {
-		t.Fatal(err)
-	}
-	n, cl := startNodeConfig(t, Config{DataDir: dataDir, HTTPListener: hln, URLDomain: "urls.test"})
+	n, cl := startHTTPNode(t, "urls.test")
 	ctx := ctxT(t)
 	create(t, cl, "streamer", testFnZip(t, "streamfn"), func(r *rpc.CreateFunctionRequest) { r.TimeoutSec = 60 })
 	u, err := cl.CreateURL(ctx, &rpc.CreateURLRequest{FunctionName: "streamer", InvokeMode: rpc.URLInvokeStreaming})

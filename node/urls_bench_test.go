@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -60,15 +59,7 @@ func roundTrips(b *testing.B, client *http.Client, url string) {
 func BenchmarkFunctionURL(b *testing.B) {
 	requireRoot(b)
 	zip := buildURLHello(b)
-	hln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	dataDir := b.TempDir()
-	if err := linkTree(sharedImage, filepath.Join(dataDir, "images")); err != nil {
-		b.Fatal(err)
-	}
-	n, cl := startNodeConfig(b, Config{DataDir: dataDir, HTTPListener: hln})
+	n, cl := startHTTPNode(b, "")
 	create(b, cl, "web", zip, func(r *rpc.CreateFunctionRequest) { r.MemoryMB = 1792 })
 	u, err := cl.CreateURL(ctxT(b), &rpc.CreateURLRequest{FunctionName: "web"})
 	if err != nil {

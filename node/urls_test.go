@@ -78,10 +78,10 @@ func (r curlResult) header(name string) string {
 // of the response, CORS preflight, a bearer token on an alias's URL, and
 // the bad input (an unknown URL, a body over 6 MB, a missing or wrong
 // token).
-func TestFunctionURLCurl(t *testing.T) {
-	requireTool(t, "/usr/bin/curl", "--version")
-	requireRoot(t)
-	zip := buildURLHello(t)
+// startHTTPNode starts a dev node that serves the REST API and function
+// URLs (under domain, when set) on a loopback port of its own.
+func startHTTPNode(t testing.TB, domain string) (*Node, *rpc.Client) {
+	t.Helper()
 	hln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +90,14 @@ func TestFunctionURLCurl(t *testing.T) {
 	if err := linkTree(sharedImage, filepath.Join(dataDir, "images")); err != nil {
 		t.Fatal(err)
 	}
-	n, cl := startNodeConfig(t, Config{DataDir: dataDir, HTTPListener: hln, URLDomain: "urls.test"})
+	return startNodeConfig(t, Config{DataDir: dataDir, HTTPListener: hln, URLDomain: domain})
+}
+
+func TestFunctionURLCurl(t *testing.T) {
+	requireTool(t, "/usr/bin/curl", "--version")
+	requireRoot(t)
+	zip := buildURLHello(t)
+	n, cl := startHTTPNode(t, "urls.test")
 	ctx := ctxT(t)
 	create(t, cl, "web", zip, nil)
 	if _, err := cl.PublishVersion(ctx, &rpc.PublishVersionRequest{Name: "web"}); err != nil {

@@ -129,34 +129,32 @@ func (c *Client) Close() error {
 // once and the late answer is discarded. A platform error from the node is
 // returned as *Error; a transport failure wraps ErrConnClosed.
 func (c *Client) Call(ctx context.Context, method string, req, resp any) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("rpc: %s: %w", method, err)
-	}
-	timeoutMs, deadlineMs, err := c.timeouts(ctx, method)
-	if err != nil {
-		return err
-	}
-	cc, err := c.conn(ctx)
+	cc, timeoutMs, deadlineMs, err := c.begin(ctx, method)
 	if err != nil {
 		return err
 	}
 	return cc.call(ctx, method, timeoutMs, deadlineMs, req, resp)
 }
 
-// timeouts are the header's timeout and (with SendDeadline) deadline for
-// a call under ctx.
-func (c *Client) timeouts(ctx context.Context, method string) (timeoutMs, deadlineMs uint64, err error) {
+// begin is what every call does first: it checks ctx, works out the
+// header's timeout and (with SendDeadline) deadline, and finds a live
+// connection.
+func (c *Client) begin(ctx context.Context, method string) (cc *clientConn, timeoutMs, deadlineMs uint64, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, 0, 0, fmt.Errorf("rpc: %s: %w", method, err)
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		left := time.Until(dl)
 		if left <= 0 {
-			return 0, 0, fmt.Errorf("rpc: %s: %w", method, context.DeadlineExceeded)
+			return nil, 0, 0, fmt.Errorf("rpc: %s: %w", method, context.DeadlineExceeded)
 		}
 		timeoutMs = uint64((left + time.Millisecond - 1) / time.Millisecond)
 		if c.opts.SendDeadline {
 			deadlineMs = uint64(dl.UnixMilli())
 		}
 	}
-	return timeoutMs, deadlineMs, nil
+	cc, err = c.conn(ctx)
+	return cc, timeoutMs, deadlineMs, err
 }
 
 // conn returns a live connection, dialing if the last one broke.
@@ -251,15 +249,9 @@ var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}
 
 func (cc *clientConn) call(ctx context.Context, method string, timeoutMs, deadlineMs uint64, req, resp any) error {
 	seq := cc.seq.Add(1)
-	f := getBuf()
-	startFrameDeadline(f, seq, method, timeoutMs, nil, deadlineMs)
-	if err := encodeBody(f, req); err != nil {
-		putBuf(f)
-		return fmt.Errorf("rpc: encode %s request: %w", method, err)
-	}
-	if err := finishFrame(f, cc.maxFrame); err != nil {
-		putBuf(f)
-		return &Error{Code: CodeRequestTooLarge, Message: fmt.Sprintf("%s request: %v", method, err)}
+	f, err := cc.requestFrame(seq, method, timeoutMs, deadlineMs, req)
+	if err != nil {
+		return err
 	}
 
 	cl := callPool.Get().(*call)
@@ -310,6 +302,21 @@ func (cc *clientConn) call(ctx context.Context, method string, timeoutMs, deadli
 		return fmt.Errorf("rpc: decode %s response: %w", method, err)
 	}
 	return nil
+}
+
+// requestFrame encodes request seq of method into a frame ready to send.
+func (cc *clientConn) requestFrame(seq uint64, method string, timeoutMs, deadlineMs uint64, req any) (*frameBuf, error) {
+	f := getBuf()
+	startFrameDeadline(f, seq, method, timeoutMs, nil, deadlineMs)
+	if err := encodeBody(f, req); err != nil {
+		putBuf(f)
+		return nil, fmt.Errorf("rpc: encode %s request: %w", method, err)
+	}
+	if err := finishFrame(f, cc.maxFrame); err != nil {
+		putBuf(f)
+		return nil, &Error{Code: CodeRequestTooLarge, Message: fmt.Sprintf("%s request: %v", method, err)}
+	}
+	return f, nil
 }
 
 // readLoop routes answers to their calls until the connection fails.

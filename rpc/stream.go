@@ -244,14 +244,7 @@ func CallStream[Part any](c *Client, ctx context.Context, method string, req, re
 }
 
 func (c *Client) callStream(ctx context.Context, method string, req, resp any, onPart func([]byte) error) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("rpc: %s: %w", method, err)
-	}
-	timeoutMs, deadlineMs, err := c.timeouts(ctx, method)
-	if err != nil {
-		return err
-	}
-	cc, err := c.conn(ctx)
+	cc, timeoutMs, deadlineMs, err := c.begin(ctx, method)
 	if err != nil {
 		return err
 	}
@@ -267,15 +260,9 @@ type streamParts struct {
 
 func (cc *clientConn) callStream(ctx context.Context, method string, timeoutMs, deadlineMs uint64, req, resp any, onPart func([]byte) error) error {
 	seq := cc.seq.Add(1)
-	f := getBuf()
-	startFrameDeadline(f, seq, method, timeoutMs, nil, deadlineMs)
-	if err := encodeBody(f, req); err != nil {
-		putBuf(f)
-		return fmt.Errorf("rpc: encode %s request: %w", method, err)
-	}
-	if err := finishFrame(f, cc.maxFrame); err != nil {
-		putBuf(f)
-		return &Error{Code: CodeRequestTooLarge, Message: fmt.Sprintf("%s request: %v", method, err)}
+	f, err := cc.requestFrame(seq, method, timeoutMs, deadlineMs, req)
+	if err != nil {
+		return err
 	}
 	sp := &streamParts{ready: make(chan struct{}, 1)}
 	cl := &call{done: make(chan struct{}, 1), stream: sp}
