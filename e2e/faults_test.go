@@ -588,20 +588,39 @@ func TestRestartDestroysKilledWorkersSandboxes(t *testing.T) {
 	c := useCluster(t)
 	leader := c.waitHealthy(t)
 	c.ensureFunctions(t, leader)
-	victim := c.others(leader)[0]
 	const hold = 10 * time.Second
 
-	// Three held invocations at once on a revision without warm sandboxes:
-	// placement by free memory puts one on each node, so the victim has a
-	// busy sandbox when it is killed.
+	// Held invocations, one at a time, on a revision without warm
+	// sandboxes, until one runs on a node other than the leader: that node
+	// is the victim, with a busy sandbox when it is killed. Placement is by
+	// free memory, which earlier tests' warm sandboxes change, so the test
+	// does not foresee it.
+	const attempts = 4
 	c.restoreHeldReserved(t)
-	if err := c.putConcurrency(leader, heldFn, 3); err != nil {
+	if err := c.putConcurrency(leader, heldFn, attempts); err != nil {
 		t.Fatal(err)
 	}
 	c.newHeldRevision(t, leader)
 	var wg sync.WaitGroup
 	t.Cleanup(wg.Wait)
-	for i := 0; i < 3; i++ {
+	busy := func() (map[string]int, int, string, error) {
+		ms, err := c.members(leader)
+		if err != nil {
+			return nil, 0, err.Error(), err
+		}
+		by := map[string]int{}
+		for _, m := range ms.Members {
+			by[m.Name] = m.InFlight
+		}
+		total, per := inFlight(ms)
+		return by, total, per, nil
+	}
+	victim := ""
+	for i := 0; i < attempts && victim == ""; i++ {
+		_, before, _, err := busy()
+		if err != nil {
+			t.Fatal(err)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -614,26 +633,33 @@ func TestRestartDestroysKilledWorkersSandboxes(t *testing.T) {
 			for {
 				res, err := c.invoke(leader, hold+20*time.Second, heldFn, fmt.Sprint(hold.Seconds()))
 				took := time.Since(start)
-				if err != nil && strings.Contains(err.Error(), rpc.CodeTooManyRequests) && took < hold {
+				if err != nil && strings.Contains(err.Error(), rpc.CodeTooManyRequests) && took < 2*hold {
 					time.Sleep(200 * time.Millisecond)
 					continue
 				}
-				if took < hold {
+				if took < hold || err != nil {
 					t.Logf("a held invocation ended after %v: %+v %v", took, res, err)
 				}
 				return
 			}
 		}()
+		waitFor(t, "one more held invocation in flight", 25*time.Second, func() (bool, string) {
+			by, total, per, err := busy()
+			if err != nil || total <= before {
+				return false, per
+			}
+			for _, n := range c.others(leader) {
+				if by[n] > 0 {
+					victim = n
+				}
+			}
+			t.Logf("attempt %d: in flight %s", i+1, per)
+			return true, ""
+		})
 	}
-	waitFor(t, "a held invocation running on "+victim, 15*time.Second, func() (bool, string) {
-		ms, err := c.members(leader)
-		if err != nil {
-			return false, err.Error()
-		}
-		m := findMember(ms, victim)
-		_, per := inFlight(ms)
-		return m != nil && m.InFlight > 0, per
-	})
+	if victim == "" {
+		t.Fatalf("%d held invocations, none on a node other than the leader %s", attempts, leader)
+	}
 	// The leader counts the slot as soon as it grants it; the worker creates
 	// the sandbox a moment later.
 	var stale []string
