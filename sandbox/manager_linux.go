@@ -37,8 +37,8 @@ type Manager struct {
 	mu      sync.Mutex
 	idle    map[string][]*sandbox // by function@revision, most recent last
 	all     map[*sandbox]struct{}
-	pool    map[string][]*sandbox // ready shells, by runtime (shell_linux.go)
-	filling map[string]int        // shells being made for the pool, by runtime
+	pool    map[string][]*sandbox // ready shells, by poolKey (shell_linux.go)
+	filling map[string]int        // shells being made for the pool, by poolKey
 	seq     uint64
 	closed  bool
 
@@ -268,7 +268,11 @@ func (m *Manager) startCold(req *Request) (*sandbox, error) {
 			return nil, &entrypointError{err}
 		}
 	}
-	sb := m.takeShell(rt.Name)
+	primeMB := 0
+	if primeable(req.Function, rt, req.OptDir) {
+		primeMB = req.Function.MemoryMB
+	}
+	sb := m.takeShell(poolKey(rt, primeMB))
 	if sb != nil {
 		if err := m.claim(sb, req, rt); err != nil {
 			// A pooled shell that cannot be claimed (its PID 1 died
@@ -286,7 +290,7 @@ func (m *Manager) startCold(req *Request) (*sandbox, error) {
 			}
 		}
 		if err != nil {
-			m.refill(rt, root)
+			m.refill(rt, root, primeMB)
 			var re *rpc.Error
 			if errors.As(err, &re) {
 				return nil, err
@@ -294,7 +298,7 @@ func (m *Manager) startCold(req *Request) (*sandbox, error) {
 			return nil, rpc.Errorf(rpc.CodeService, "cannot start sandbox for %s: %v", req.Function.Name, err)
 		}
 	}
-	sb.refill = func() { m.refill(rt, root) }
+	sb.refill = func() { m.refill(rt, root, primeMB) }
 	sb.acquire()
 	m.mu.Lock()
 	closed = m.closed

@@ -21,6 +21,9 @@ const (
 	pathNext       = "/2018-06-01/runtime/invocation/next"
 	pathInvocation = "/2018-06-01/runtime/invocation/" // {id}/response, {id}/error
 	pathInitErr    = "/2018-06-01/runtime/init/error"
+	// pathPrime is nimbus's own: a primed shell's shim asks it for its
+	// function's environment, which the claim gives (expectPrime).
+	pathPrime      = "/2018-06-01/runtime/nimbus/prime"
 	suffixResponse = "/response"
 	suffixError    = "/error"
 
@@ -160,6 +163,12 @@ type runtimeAPI struct {
 	exts          []*extension
 	fnInfo        []byte
 	anyExtensions atomic.Bool // len(exts) > 0, read without mu
+
+	// prime carries a primed shell's function environment from the claim
+	// to the shim's one GET pathPrime (nil: not a primed shell); under mu,
+	// primeAsked says the shim has asked.
+	prime      chan []byte
+	primeAsked bool
 
 	bodyTimeout time.Duration // apiBodyTimeout; shorter in tests
 	conns       *apiConns     // the manager's counts (nil: none kept)
@@ -307,6 +316,49 @@ func (a *runtimeAPI) expectExtensions(names []string) {
 		a.expected[n] = true
 	}
 	a.mu.Unlock()
+}
+
+// expectPrime makes the API answer a primed shim's GET pathPrime, once,
+// with what givePrime gives. Call before the shim starts.
+func (a *runtimeAPI) expectPrime() {
+	a.mu.Lock()
+	a.prime = make(chan []byte, 1)
+	a.mu.Unlock()
+}
+
+// givePrime hands the shim its function's environment (NUL-terminated
+// strings, as on PID 1's start pipe). Call once, after expectPrime.
+func (a *runtimeAPI) givePrime(env []byte) {
+	a.mu.Lock()
+	ch := a.prime
+	a.mu.Unlock()
+	ch <- env
+}
+
+// primeEnv answers GET pathPrime once the claim has given the
+// environment, holding the connection's goroutine until then (or until the
+// sandbox closes). Only a primed shell's runtime may ask, once, before its
+// first /next.
+func (a *runtimeAPI) primeEnv(c *apiConn, req *apiRequest) bool {
+	a.mu.Lock()
+	ch := a.prime
+	ok := ch != nil && !a.primeAsked && a.state == apiInitialising
+	if ok {
+		a.primeAsked = true
+	}
+	a.mu.Unlock()
+	if !ok {
+		return c.writeError(req, http.StatusForbidden, rpc.APIErrInvalidStateTransition, "not a primed sandbox, or it asked already") && c.discardBody(req)
+	}
+	if !c.discardBody(req) {
+		return false
+	}
+	select {
+	case env := <-ch:
+		return c.writeStatus(req, http.StatusOK, "application/octet-stream", env, "")
+	case <-a.closed:
+		return false
+	}
 }
 
 // externalExtensions reports whether external extensions were started.

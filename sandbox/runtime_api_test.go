@@ -349,3 +349,47 @@ func TestRuntimeAPIStalledBody(t *testing.T) {
 		t.Fatalf("outcome %+v, want Runtime.ResponseError", inv.out)
 	}
 }
+
+// A primed shim's GET of its environment waits for the claim's, is
+// answered once, and is refused to a sandbox that is not primed or after
+// the first; a sandbox that closes while it waits closes the connection.
+func TestRuntimeAPIPrime(t *testing.T) {
+	const testPrime = "/2018-06-01/runtime/nimbus/prime"
+	plain := newRuntimeAPI()
+	client := newClient(t)
+	if code, _, body := call(t, client, serveAPI(t, plain), "GET", testPrime, ""); code != http.StatusForbidden {
+		t.Errorf("a plain sandbox's prime: %d %s, want 403", code, body)
+	}
+
+	a := newRuntimeAPI()
+	a.expectPrime()
+	addr := serveAPI(t, a)
+	env := []byte("FOO=bar\x00TZ=EST+5\x00")
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		a.givePrime(env)
+	}()
+	code, _, body := call(t, client, addr, "GET", testPrime, "")
+	if code != http.StatusOK || body != string(env) {
+		t.Errorf("prime: %d %q, want 200 %q", code, body, env)
+	}
+	if code, _, body := call(t, client, addr, "GET", testPrime, ""); code != http.StatusForbidden {
+		t.Errorf("a second prime: %d %s, want 403", code, body)
+	}
+	if code, _, _ := call(t, client, addr, "POST", testPrime, "x"); code != http.StatusMethodNotAllowed {
+		t.Errorf("POST prime: %d, want 405", code)
+	}
+
+	closing := newRuntimeAPI()
+	closing.expectPrime()
+	caddr := serveAPI(t, closing)
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		closing.close()
+	}()
+	req, _ := http.NewRequest("GET", "http://"+caddr+testPrime, nil)
+	if resp, err := client.Do(req); err == nil {
+		resp.Body.Close()
+		t.Errorf("prime of a closed sandbox: %d, want the connection closed", resp.StatusCode)
+	}
+}

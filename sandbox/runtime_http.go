@@ -191,6 +191,11 @@ func (c *apiConn) handle() bool {
 			return false
 		}
 		return c.a.next(c, req)
+	case string(p) == pathPrime:
+		if string(req.method) != http.MethodGet {
+			return c.writeMethodNotAllowed(req, http.MethodGet)
+		}
+		return c.a.primeEnv(c, req)
 	case string(p) == pathInitErr:
 		if !post {
 			return c.writeMethodNotAllowed(req, http.MethodPost)

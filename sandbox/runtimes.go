@@ -33,6 +33,36 @@ type Runtime struct {
 	// Shim is the folder of embedded shims mounted at /var/runtime ("" for
 	// none): shims/<Shim>/.
 	Shim string
+	// Primed says the runtime's shim can start before its function is
+	// known (a primed shell, shell_linux.go): started with primeEnv, it
+	// loads itself, asks the Runtime API for its function's environment
+	// (pathPrime), puts it in place of its own, and only then loads the
+	// handler.
+	Primed bool
+	// StartEnv names the variables the interpreter reads as it starts (a
+	// trailing * for a prefix), besides startEnvCommon: a function that
+	// sets one to other than its primed value starts its runtime the
+	// plain way, with its own environment from the first instruction.
+	StartEnv []string
+}
+
+// startEnvCommon are the variables read when any process starts: the
+// dynamic loader's, the C library's locale and allocator, and Lambda's
+// wrapper script (which changes the command itself).
+var startEnvCommon = []string{"LD_*", "LANG", "LANGUAGE", "LC_*", "GLIBC_TUNABLES", "MALLOC_*", "AWS_LAMBDA_EXEC_WRAPPER"}
+
+// startVar reports whether the interpreter of rt reads variable k as it
+// starts.
+func (rt *Runtime) startVar(k string) bool {
+	match := func(pats []string) bool {
+		for _, p := range pats {
+			if prefix, ok := strings.CutSuffix(p, "*"); ok && strings.HasPrefix(k, prefix) || p == k {
+				return true
+			}
+		}
+		return false
+	}
+	return match(startEnvCommon) || match(rt.StartEnv)
 }
 
 // ImageRecipe is how a managed runtime's image is built: mmdebstrap's
@@ -120,7 +150,9 @@ var runtimeTable = map[string]*Runtime{
 			{"PYTHONUNBUFFERED", "1"},
 			{"PYTHONDONTWRITEBYTECODE", "1"},
 		},
-		Shim: "python",
+		Shim:     "python",
+		Primed:   true,
+		StartEnv: []string{"PYTHON*"},
 	},
 	rpc.RuntimeNodejs20: {
 		Name: rpc.RuntimeNodejs20,
@@ -133,7 +165,11 @@ var runtimeTable = map[string]*Runtime{
 		Env: [][2]string{
 			{"NODE_PATH", "/opt/nodejs/node20/node_modules:/opt/nodejs/node_modules:/var/runtime/node_modules:/var/runtime:/var/task"},
 		},
-		Shim: "node",
+		Shim:   "node",
+		Primed: true,
+		// Node's options, its CA and OpenSSL settings and libuv's pool
+		// size are read as it starts; NODE_PATH sets the module paths then.
+		StartEnv: []string{"NODE_*", "UV_*", "OPENSSL_*", "SSL_CERT_*"},
 	},
 	rpc.RuntimeRuby33: {
 		Name: rpc.RuntimeRuby33,
@@ -147,7 +183,11 @@ var runtimeTable = map[string]*Runtime{
 			{"GEM_PATH", "/var/task/vendor/bundle/ruby/3.3.0:/opt/ruby/gems/3.3.0"},
 			{"RUBYLIB", "/var/task:/var/runtime/lib:/opt/ruby/lib"},
 		},
-		Shim: "ruby",
+		Shim:   "ruby",
+		Primed: true,
+		// RUBYOPT and RUBYLIB as the interpreter starts, RubyGems' paths
+		// as it loads.
+		StartEnv: []string{"RUBY*", "GEM_*"},
 	},
 	rpc.RuntimeJava21: {
 		Name: rpc.RuntimeJava21,

@@ -67,7 +67,8 @@ type sandbox struct {
 	pid1Report  []byte      // what PID 1 wrote about the runtime's end; set before exited is closed
 	argv0       string      // the runtime's program, set when the sandbox is claimed
 	memoryMB    int         // its memory limit now
-	start       *os.File    // PID 1's start pipe, until the sandbox is claimed
+	start       *os.File    // PID 1's start pipe, until the sandbox is claimed (or primed)
+	primed      bool        // its shim was started before its function was known (shell_linux.go)
 	refill      func()      // makes its runtime's pool whole again, once its first invocation is over
 	mntns       *os.File    // its mount namespace, held from its start (claims join it)
 	tmp         *scratch    // its /tmp (scratch_linux.go): made ahead for a pooled shell, moved in at the claim

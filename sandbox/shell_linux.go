@@ -241,12 +241,18 @@ func (m *Manager) claim(sb *sandbox, req *Request, rt *Runtime) error {
 	if argv == nil {
 		argv = []string{bootstrapPath}
 	}
-	exts := externalExtensions(req.OptDir)
-	blob, err := startBlob(argv, m.environment(fn, rt, sb.id), exts)
+	var blob []byte
+	if sb.primed {
+		// Its shim runs already and waits for the environment.
+		blob, err = envBlob(m.environment(fn, rt, sb.id))
+	} else {
+		exts := externalExtensions(req.OptDir)
+		blob, err = startBlob(argv, m.environment(fn, rt, sb.id), exts)
+		sb.api.expectExtensions(exts)
+	}
 	if err != nil {
 		return err
 	}
-	sb.api.expectExtensions(exts)
 	sb.fn, sb.key, sb.argv0 = fn, sandboxKey(fn), argv[0]
 	version := fn.Version
 	if version == "" {
@@ -259,10 +265,132 @@ func (m *Manager) claim(sb *sandbox, req *Request, rt *Runtime) error {
 	sb.logs.collectTail(req.Tail) // a failed init's lines are in the invocation's tail
 	sb.logs.emit(initStartLine(fn.Runtime))
 	sb.started = time.Now()
+	if sb.primed {
+		sb.api.givePrime(blob)
+		return nil
+	}
 	_, err = sb.start.Write(blob) // PID 1 reads it whole; a pipe holds 64 KB, PID 1 drains the rest
 	sb.start.Close()
 	sb.start = nil
 	return err
+}
+
+// Primed shells. A managed runtime's interpreter starting and loading its
+// shim is most of its cold start (tens to hundreds of milliseconds), and
+// none of it depends on the function but its environment. So the pool of
+// a runtime whose row is Primed holds shells whose shim runs already: PID
+// 1 started it with primeEnv, it loaded itself and waits in GET pathPrime;
+// the claim mounts the code and answers that GET with the function's
+// environment, which the shim puts in place of its own before it loads
+// the handler. What the interpreter reads only as it starts must then be
+// the same for every function: a function that sets a variable of its
+// runtime's StartEnv (or startEnvCommon) to its own value, or has external
+// extensions (started by PID 1 before the runtime), gets a shell that
+// starts its runtime the plain way. The heap of some runtimes is sized at
+// their start from the memory limit, so primed shells are pooled per
+// runtime and memory size.
+
+// primeable reports whether fn can run in a primed shell of rt, with its
+// layers at optDir.
+func primeable(fn *rpc.FunctionConfig, rt *Runtime, optDir string) bool {
+	if !rt.Primed || len(externalExtensions(optDir)) > 0 {
+		return false
+	}
+	for k, v := range fn.Env {
+		if rpc.IsReservedEnvKey(k) || !rt.startVar(k) {
+			continue
+		}
+		if d, ok := rt.defaultEnv(k); !ok || d != v {
+			return false
+		}
+	}
+	return true
+}
+
+// defaultEnv returns the value a function of rt gets for k unless it sets
+// its own.
+func (rt *Runtime) defaultEnv(k string) (string, bool) {
+	for _, kv := range rt.Env {
+		if kv[0] == k {
+			return kv[1], true
+		}
+	}
+	for _, kv := range defaultEnv {
+		if kv[0] == k {
+			return kv[1], true
+		}
+	}
+	return "", false
+}
+
+// primeVar is set in a primed shim's first environment: it asks for its
+// function's before it loads anything of the function's.
+const primeVar = "_NIMBUS_PRIME=1"
+
+// primeEnv is what a primed shell's shim starts with: the defaults and the
+// runtime's variables, the platform's that name no function, and primeVar.
+func primeEnv(rt *Runtime) []string {
+	env := make([]string, 0, len(defaultEnv)+len(rt.Env)+5)
+	for _, kv := range defaultEnv {
+		env = append(env, kv[0]+"="+kv[1])
+	}
+	for _, kv := range rt.Env {
+		env = append(env, kv[0]+"="+kv[1])
+	}
+	return append(env,
+		"AWS_EXECUTION_ENV=AWS_Lambda_"+rt.Name,
+		"AWS_LAMBDA_RUNTIME_API="+RuntimeAPIAddr,
+		"LAMBDA_TASK_ROOT=/var/task",
+		"LAMBDA_RUNTIME_DIR=/var/runtime",
+		primeVar,
+	)
+}
+
+// prime starts rt's shim in shell sb, before any function is known: it
+// loads itself and waits for the claim.
+func (m *Manager) prime(sb *sandbox, rt *Runtime) error {
+	blob, err := startBlob(rt.Command, primeEnv(rt), nil)
+	if err != nil {
+		return err
+	}
+	sb.api.expectPrime()
+	sb.primed = true
+	_, err = sb.start.Write(blob)
+	sb.start.Close()
+	sb.start = nil
+	return err
+}
+
+// maxPrimedShells bounds the primed shells pooled (and being made) in
+// all: a primed shell holds its interpreter's memory (10 to 50 MB), which
+// the worker's memory offer does not count, and there is a pool per
+// runtime and memory size.
+const maxPrimedShells = 8
+
+// primedShells counts the primed shells pooled and being made. The caller
+// holds m.mu.
+func (m *Manager) primedShells() int {
+	n := 0
+	for key, stack := range m.pool {
+		if strings.Contains(key, "@") {
+			n += len(stack)
+		}
+	}
+	for key, k := range m.filling {
+		if strings.Contains(key, "@") {
+			n += k
+		}
+	}
+	return n
+}
+
+// poolKey names the pool of rt's shells: primed ones (primeMB > 0) per
+// memory size.
+func poolKey(rt *Runtime, primeMB int) string {
+	if primeMB == 0 {
+		return rt.Name
+	}
+	return rt.Name + "@" + strconv.Itoa(primeMB)
 }
 
 // externalExtensions are the function's external extensions: the
@@ -318,16 +446,8 @@ func startBlob(argv, env, exts []string) ([]byte, error) {
 		b.WriteByte(0)
 	}
 	b.WriteByte(0)
-	for _, s := range env {
-		if strings.IndexByte(s, 0) >= 0 {
-			k, _, _ := strings.Cut(s, "=")
-			return nil, rpc.Errorf(rpc.CodeInvalidParameterValue, "the environment variable %s holds a NUL byte", k)
-		}
-		if s == "" {
-			continue
-		}
-		b.WriteString(s)
-		b.WriteByte(0)
+	if err := appendEnv(&b, env); err != nil {
+		return nil, err
 	}
 	if len(exts) > 0 {
 		b.WriteByte(0)
@@ -343,6 +463,36 @@ func startBlob(argv, env, exts []string) ([]byte, error) {
 		return nil, fmt.Errorf("the runtime's arguments and environment: %d bytes, at most %d", b.Len(), startMax-1)
 	}
 	return b.Bytes(), nil
+}
+
+// envBlob is env as a primed shim reads it: each string NUL-terminated.
+func envBlob(env []string) ([]byte, error) {
+	var b bytes.Buffer
+	if err := appendEnv(&b, env); err != nil {
+		return nil, err
+	}
+	if b.Len() >= startMax {
+		return nil, fmt.Errorf("the runtime's environment: %d bytes, at most %d", b.Len(), startMax-1)
+	}
+	return b.Bytes(), nil
+}
+
+// appendEnv writes env's strings to b, each NUL-terminated, the empty ones
+// dropped. A string holding a NUL (it would split into two, the second
+// past the reserved-key check) is refused.
+func appendEnv(b *bytes.Buffer, env []string) error {
+	for _, s := range env {
+		if strings.IndexByte(s, 0) >= 0 {
+			k, _, _ := strings.Cut(s, "=")
+			return rpc.Errorf(rpc.CodeInvalidParameterValue, "the environment variable %s holds a NUL byte", k)
+		}
+		if s == "" {
+			continue
+		}
+		b.WriteString(s)
+		b.WriteByte(0)
+	}
+	return nil
 }
 
 // bindMount is a host folder (an overlay's mount) to show at dst in a
@@ -443,7 +593,8 @@ func (sb *sandbox) takeRefill() func() {
 	return f
 }
 
-// takeShell returns a ready shell of runtime name from the pool, or nil.
+// takeShell returns a ready shell from the pool named name (poolKey), or
+// nil.
 func (m *Manager) takeShell(name string) *sandbox {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -464,35 +615,50 @@ func (m *Manager) takeShell(name string) *sandbox {
 }
 
 // refill makes shells of runtime rt in the background until the pool
-// holds Config.ShellPool of them.
-func (m *Manager) refill(rt *Runtime, root string) {
+// holds Config.ShellPool of them: primed shells of primeMB when that is
+// not 0 (see primeable).
+func (m *Manager) refill(rt *Runtime, root string, primeMB int) {
 	if m.cfg.ShellPool <= 0 {
 		return
 	}
+	key := poolKey(rt, primeMB)
 	m.mu.Lock()
-	need := m.cfg.ShellPool - len(m.pool[rt.Name]) - m.filling[rt.Name]
+	need := m.cfg.ShellPool - len(m.pool[key]) - m.filling[key]
+	if primeMB > 0 {
+		need = min(need, maxPrimedShells-m.primedShells())
+	}
 	if need <= 0 || m.closed {
 		m.mu.Unlock()
 		return
 	}
-	m.filling[rt.Name] += need
+	m.filling[key] += need
 	m.wg.Add(1)
 	m.mu.Unlock()
+	memoryMB := poolShellMemoryMB
+	if primeMB > 0 {
+		memoryMB = primeMB
+	}
 	go func() {
 		defer m.wg.Done()
 		for ; need > 0; need-- {
 			// Most functions keep the default /tmp: theirs is ready.
-			sb, err := m.newShellWithTmp(rt, root, "pool", poolShellMemoryMB, rpc.DefaultEphemeralStorageMB)
+			sb, err := m.newShellWithTmp(rt, root, "pool", memoryMB, rpc.DefaultEphemeralStorageMB)
+			if err == nil && primeMB > 0 {
+				if err = m.prime(sb, rt); err != nil {
+					m.retire(sb)
+					sb = nil
+				}
+			}
 			m.mu.Lock()
-			m.filling[rt.Name]--
+			m.filling[key]--
 			closed := m.closed
 			if err == nil && !closed {
 				sb.lastUsed = time.Now() // pooled since; the reaper expires it like an idle sandbox
-				m.pool[rt.Name] = append(m.pool[rt.Name], sb)
+				m.pool[key] = append(m.pool[key], sb)
 			}
 			m.mu.Unlock()
 			if err != nil {
-				m.log.Warn("cannot make a sandbox shell for the pool", "runtime", rt.Name, "err", err)
+				m.log.Warn("cannot make a sandbox shell for the pool", "runtime", rt.Name, "primed", primeMB > 0, "err", err)
 			}
 			if err != nil || closed {
 				if sb != nil {
@@ -501,7 +667,7 @@ func (m *Manager) refill(rt *Runtime, root string) {
 					m.released(sb)
 				}
 				m.mu.Lock()
-				m.filling[rt.Name] -= need - 1
+				m.filling[key] -= need - 1
 				m.mu.Unlock()
 				return
 			}

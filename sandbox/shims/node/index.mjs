@@ -249,7 +249,27 @@ function runOne(handler, inv) {
   });
 }
 
+// In a primed shell this process started before its function was known,
+// with the platform's environment and _NIMBUS_PRIME set: wait for the
+// function's environment and put it in place of this one (process.env is
+// the process's own: child processes and TZ follow it), before anything of
+// the function's is loaded.
+async function prime() {
+  if (process.env._NIMBUS_PRIME !== "1") return;
+  const r = await call("GET", "/nimbus/prime");
+  if (r.status !== 200) {
+    process.stderr.write(`runtime API /nimbus/prime answered ${r.status}: ${r.body.slice(0, 200)}\n`);
+    process.exit(1);
+  }
+  for (const k of Object.keys(process.env)) delete process.env[k];
+  for (const kv of r.body.split("\0")) {
+    const i = kv.indexOf("=");
+    if (i > 0) process.env[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+}
+
 async function main() {
+  await prime();
   patchConsole();
   let handler;
   try {

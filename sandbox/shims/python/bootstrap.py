@@ -292,8 +292,35 @@ def _post_init_error(err):
     api.request("POST", "/init/error", json.dumps(body), {"Lambda-Runtime-Function-Error-Type": err.error_type})
 
 
+def _prime():
+    """In a primed shell this process started before its function was
+    known, with the platform's environment and _NIMBUS_PRIME set: wait for
+    the function's environment and put it in place of this one, before
+    anything of the function's is loaded."""
+    if os.environ.get("_NIMBUS_PRIME") != "1":
+        return
+    resp, body = api.request("GET", "/nimbus/prime")
+    if resp.status != 200:
+        sys.stderr.write("runtime API /nimbus/prime answered %d: %r\n" % (resp.status, body[:200]))
+        sys.exit(1)
+    env = {}
+    for kv in body.split(b"\0"):
+        k, sep, v = kv.partition(b"=")
+        if sep:
+            env[os.fsdecode(k)] = os.fsdecode(v)
+    os.environ.clear()
+    os.environ.update(env)
+    time.tzset()
+    # /var/task and the layers are mounted now: forget what the imports
+    # so far found (or did not find) there.
+    sys.path_importer_cache.clear()
+    import importlib
+    importlib.invalidate_caches()
+
+
 def main():
     global _current_request_id
+    _prime()
     sys.meta_path.insert(0, _LoggingHook())
     try:
         handler = _load_handler(os.environ.get("_HANDLER", ""))

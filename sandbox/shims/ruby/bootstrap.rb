@@ -119,8 +119,30 @@ module NimbusRuntime
     }
   end
 
+  # In a primed shell this process started before its function was known,
+  # with the platform's environment and _NIMBUS_PRIME set: wait for the
+  # function's environment and put it in place of this one (ENV is the
+  # process's own), before anything of the function's is loaded.
+  def self.prime(api)
+    return unless ENV["_NIMBUS_PRIME"] == "1"
+    resp = api.request(:get, "/nimbus/prime")
+    unless resp.code == "200"
+      $stderr.puts("runtime API /nimbus/prime answered #{resp.code}: #{resp.body.to_s[0, 200]}")
+      exit(1)
+    end
+    env = {}
+    resp.body.to_s.b.split("\0".b).each do |kv|
+      k, sep, v = kv.partition("=".b)
+      env[k] = v unless sep.empty?
+    end
+    ENV.replace(env)
+    # RubyGems looked for gems before /var/task and the layers were there.
+    Gem.clear_paths if defined?(Gem)
+  end
+
   def self.run
     api = API.new(ENV.fetch("AWS_LAMBDA_RUNTIME_API"))
+    prime(api)
     begin
       handler = load_handler(ENV.fetch("_HANDLER", ""))
     rescue InitError => e

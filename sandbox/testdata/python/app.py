@@ -45,3 +45,12 @@ def sleep(event, context):
 
 def unserializable(event, context):
     return {"s": {1, 2}}
+
+
+def environ(event, context):
+    return {
+        "value": os.environ.get(event["name"]),
+        "prime": os.environ.get("_NIMBUS_PRIME"),
+        "tz": time.strftime("%Z", time.localtime(0)),
+        "function": os.environ.get("AWS_LAMBDA_FUNCTION_NAME"),
+    }

@@ -37,3 +37,12 @@ module Outer
     end
   end
 end
+
+def environ(event:, context:)
+  {
+    "value" => ENV[event["name"]],
+    "prime" => ENV["_NIMBUS_PRIME"],
+    "tz" => Time.at(0).zone,
+    "function" => ENV["AWS_LAMBDA_FUNCTION_NAME"],
+  }
+end

@@ -41,3 +41,10 @@ exports.sleep = async (event) => {
   await new Promise((r) => setTimeout(r, event.ms));
   return "woke";
 };
+
+exports.environ = async (event) => ({
+  value: process.env[event.name] ?? null,
+  prime: process.env._NIMBUS_PRIME ?? null,
+  tz: String(new Date(0).getTimezoneOffset()),
+  function: process.env.AWS_LAMBDA_FUNCTION_NAME ?? null,
+});
