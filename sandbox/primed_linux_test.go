@@ -14,7 +14,7 @@ import (
 // A managed runtime's cold start after the first claims a primed shell,
 // whose shim started before the function was known: the function sees its
 // own environment and none of the shell's (its variables, its name, a TZ
-// of its own), and finds a layer's library. A function that sets a
+// of its own), its code in its working directory, and a layer's library. A function that sets a
 // variable its interpreter reads as it starts gets a shell started the
 // plain way, and sees its value.
 func TestPrimedShells(t *testing.T) {
@@ -46,7 +46,17 @@ func TestPrimedShells(t *testing.T) {
 			key := poolKey(rt, memoryMB)
 			primedNext := func() {
 				t.Helper()
-				waitFor(t, "a primed shell in the pool "+key, func() bool { return len(m.pooled(key)) == 1 })
+				// Its shim waits for the claim: it started before the code
+				// was mounted.
+				waitFor(t, "a primed shell in the pool "+key+" whose shim waits", func() bool {
+					p := m.pooled(key)
+					if len(p) != 1 {
+						return false
+					}
+					p[0].api.mu.Lock()
+					defer p[0].api.mu.Unlock()
+					return p[0].api.primeAsked
+				})
 			}
 			ranIn := func(fn *rpc.FunctionConfig) *sandbox {
 				t.Helper()
@@ -60,6 +70,7 @@ func TestPrimedShells(t *testing.T) {
 			}
 			type environ struct {
 				Value, Prime, TZ, Function *string
+				Relative                   bool // a file of the code found by a relative path
 			}
 			call := func(fn *rpc.FunctionConfig, opt, name string) environ {
 				t.Helper()
@@ -98,9 +109,9 @@ func TestPrimedShells(t *testing.T) {
 			fn.MemoryMB = memoryMB
 			fn.Env = map[string]string{"FOO": "bar", "TZ": c.tz}
 			e := call(fn, "", "FOO")
-			if str(e.Value) != "bar" || e.Prime != nil || str(e.TZ) != c.wantTZ || str(e.Function) != "primed" {
-				t.Errorf("in a primed shell: FOO %s, _NIMBUS_PRIME %s, TZ %s, AWS_LAMBDA_FUNCTION_NAME %s; want bar, <unset>, %s, primed",
-					str(e.Value), str(e.Prime), str(e.TZ), str(e.Function), c.wantTZ)
+			if str(e.Value) != "bar" || e.Prime != nil || str(e.TZ) != c.wantTZ || str(e.Function) != "primed" || !e.Relative {
+				t.Errorf("in a primed shell: FOO %s, _NIMBUS_PRIME %s, TZ %s, AWS_LAMBDA_FUNCTION_NAME %s, code found from the working directory %v; want bar, <unset>, %s, primed, true",
+					str(e.Value), str(e.Prime), str(e.TZ), str(e.Function), e.Relative, c.wantTZ)
 			}
 			if sb := ranIn(fn); !sb.primed || !strings.Contains(sb.id, "-pool-") {
 				t.Errorf("%s ran in %s (primed %v), want a primed shell of the pool", fn.Name, sb.id, sb.primed)

@@ -266,6 +266,9 @@ async function prime() {
     const i = kv.indexOf("=");
     if (i > 0) process.env[kv.slice(0, i)] = kv.slice(i + 1);
   }
+  // The working directory was /var/task before the code was mounted on
+  // it: enter the mount.
+  process.chdir(TASK_ROOT);
 }
 
 async function main() {

@@ -311,6 +311,9 @@ def _prime():
     os.environ.clear()
     os.environ.update(env)
     time.tzset()
+    # The working directory was /var/task before the code was mounted on
+    # it: enter the mount.
+    os.chdir(TASK_ROOT)
     # /var/task and the layers are mounted now: forget what the imports
     # so far found (or did not find) there.
     sys.path_importer_cache.clear()

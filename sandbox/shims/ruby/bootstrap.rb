@@ -136,6 +136,9 @@ module NimbusRuntime
       env[k] = v unless sep.empty?
     end
     ENV.replace(env)
+    # The working directory was /var/task before the code was mounted on
+    # it: enter the mount.
+    Dir.chdir(TASK_ROOT)
     # RubyGems looked for gems before /var/task and the layers were there.
     Gem.clear_paths if defined?(Gem)
   end

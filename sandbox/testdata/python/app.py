@@ -53,4 +53,5 @@ def environ(event, context):
         "prime": os.environ.get("_NIMBUS_PRIME"),
         "tz": time.strftime("%Z", time.localtime(0)),
         "function": os.environ.get("AWS_LAMBDA_FUNCTION_NAME"),
+        "relative": os.path.exists("app.py"),
     }

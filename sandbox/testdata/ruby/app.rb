@@ -44,5 +44,6 @@ def environ(event:, context:)
     "prime" => ENV["_NIMBUS_PRIME"],
     "tz" => Time.at(0).zone,
     "function" => ENV["AWS_LAMBDA_FUNCTION_NAME"],
+    "relative" => File.exist?("app.rb"),
   }
 end

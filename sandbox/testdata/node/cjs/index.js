@@ -47,4 +47,5 @@ exports.environ = async (event) => ({
   prime: process.env._NIMBUS_PRIME ?? null,
   tz: String(new Date(0).getTimezoneOffset()),
   function: process.env.AWS_LAMBDA_FUNCTION_NAME ?? null,
+  relative: require("fs").existsSync("index.js"),
 });
