@@ -122,7 +122,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	self, err := os.Executable()
+	self, err := selfPath()
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: find this program for the sandboxes' init: %w", err)
 	}

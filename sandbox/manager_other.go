@@ -5,6 +5,7 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"log/slog"
 
 	"nimbus/rpc"
 )
@@ -37,3 +38,6 @@ func (*Manager) HasWarm(*rpc.FunctionConfig) bool { return false }
 
 // Close does nothing.
 func (*Manager) Close() error { return nil }
+
+// SealSelf does nothing: there are no containers to start.
+func SealSelf(string, *slog.Logger) error { return nil }

@@ -29,6 +29,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if args := os.Getenv(sealSelfChild); args != "" {
+		os.Exit(runSealChild(args))
+	}
 	if dir := os.Getenv(ensureImageChild); dir != "" {
 		if _, err := EnsureImage(dir); err != nil {
 			fmt.Fprintln(os.Stderr, err)

@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -66,6 +67,12 @@ func (c *cli) agentCmd() *cobra.Command {
 				return fmt.Errorf("--log-level: %w", err)
 			}
 			log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: level}))
+			if dev || worker {
+				// Before anything starts: it may re-execute the agent.
+				if err := sandbox.SealSelf(filepath.Join(dataDir, "containers"), log); err != nil {
+					log.Warn("the agent's binary is copied at every sandbox start", "err", err)
+				}
+			}
 			arns, err := rpc.NewARNScope(region, account)
 			if err != nil {
 				return fmt.Errorf("--region, --account-id: %w", err)
