@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -188,5 +189,34 @@ func TestPrimeable(t *testing.T) {
 	provided, _ := LookupRuntime(rpc.RuntimeProvided)
 	if primeable(&rpc.FunctionConfig{}, provided, "") {
 		t.Error("provided: primeable")
+	}
+}
+
+// Primed shells are at most maxPrimedShells in all; a pool that needs
+// room takes it from the shell pooled longest in another.
+func TestPrimedShellsBounded(t *testing.T) {
+	t.Parallel()
+	requireImage(t, rpc.RuntimePython313)
+	rt, _ := LookupRuntime(rpc.RuntimePython313)
+	m, _ := newTestManager(t, Config{ShellPool: 1, FreezeAfter: -1})
+	dir := copyTree(t, "python")
+	sizes := maxPrimedShells + 1
+	for i := 0; i < sizes; i++ {
+		fn := managedFn("size"+strconv.Itoa(i), rpc.RuntimePython313, "app.handler")
+		fn.MemoryMB = 128 + 64*i
+		if res := invoke(t, m, fn, dir, `{}`); res.ErrorType != "" {
+			t.Fatalf("%s: %s %s", fn.Name, res.ErrorType, res.Payload)
+		}
+		key := poolKey(rt, fn.MemoryMB)
+		waitFor(t, "a primed shell in "+key, func() bool { return len(m.pooled(key)) == 1 })
+	}
+	m.mu.Lock()
+	n := m.primedShells()
+	m.mu.Unlock()
+	if n != maxPrimedShells {
+		t.Errorf("%d primed shells, want %d", n, maxPrimedShells)
+	}
+	if p := m.pooled(poolKey(rt, 128)); len(p) != 0 {
+		t.Errorf("the oldest pool still holds %d shells", len(p))
 	}
 }

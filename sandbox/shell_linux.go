@@ -384,6 +384,28 @@ func (m *Manager) primedShells() int {
 	return n
 }
 
+// evictPrimed retires the primed shell pooled longest outside the pool
+// named keep, and reports whether there was one. The caller holds m.mu.
+func (m *Manager) evictPrimed(keep string) bool {
+	var oldest *sandbox
+	var from string
+	for key, stack := range m.pool {
+		if key == keep || !strings.Contains(key, "@") || len(stack) == 0 {
+			continue
+		}
+		// Stacks are pushed in time order: the first is the oldest.
+		if oldest == nil || stack[0].lastUsed.Before(oldest.lastUsed) {
+			oldest, from = stack[0], key
+		}
+	}
+	if oldest == nil {
+		return false
+	}
+	m.pool[from] = m.pool[from][1:]
+	m.retire(oldest)
+	return true
+}
+
 // poolKey names the pool of rt's shells: primed ones (primeMB > 0) per
 // memory size.
 func poolKey(rt *Runtime, primeMB int) string {
@@ -625,7 +647,16 @@ func (m *Manager) refill(rt *Runtime, root string, primeMB int) {
 	m.mu.Lock()
 	need := m.cfg.ShellPool - len(m.pool[key]) - m.filling[key]
 	if primeMB > 0 {
-		need = min(need, maxPrimedShells-m.primedShells())
+		// Room for them: the shells pooled longest in other primed pools
+		// give theirs (a runtime or size no longer used would hold it
+		// until the reaper's IdleTimeout).
+		room := maxPrimedShells - m.primedShells()
+		for ; room < need; room++ {
+			if !m.evictPrimed(key) {
+				break
+			}
+		}
+		need = min(need, room)
 	}
 	if need <= 0 || m.closed {
 		m.mu.Unlock()
