@@ -21,17 +21,19 @@ import (
 func TestPrimedShells(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
-		runtime, tree, module string
-		tz, wantTZ            string // a TZ the image can resolve, and what the function then reports
-		startVar, startVal    string
-		layerFile, layerCode  string
+		runtime, tree, handler string
+		tz, wantTZ             string // a TZ the image can resolve, and what the function then reports
+		startVar, startVal     string
+		layerFile, layerCode   string
 	}{
-		{rpc.RuntimePython313, "python", "app", "EST+5", "EST", "PYTHONHASHSEED", "7",
+		{rpc.RuntimePython313, "python", "app.environ", "EST+5", "EST", "PYTHONHASHSEED", "7",
 			"python/layerlib.py", "NAME = 'py-layer'\n"},
-		{rpc.RuntimeNodejs20, "node/cjs", "index", "America/New_York", "300", "NODE_OPTIONS", "--no-deprecation",
+		{rpc.RuntimeNodejs20, "node/cjs", "index.environ", "America/New_York", "300", "NODE_OPTIONS", "--no-deprecation",
 			"nodejs/node_modules/layerlib/index.js", "exports.name = 'node-layer';\n"},
-		{rpc.RuntimeRuby33, "ruby", "app", "EST+5", "EST", "RUBYOPT", "-W0",
+		{rpc.RuntimeRuby33, "ruby", "app.environ", "EST+5", "EST", "RUBYOPT", "-W0",
 			"ruby/lib/layerlib.rb", "module LayerLib\n  NAME = 'ruby-layer'\nend\n"},
+		// (No layer for Java: its libraries there are jars.)
+		{rpc.RuntimeJava21, "java", "example.Env", "America/New_York", "America/New_York", "JAVA_TOOL_OPTIONS", "-Dx=1", "", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.runtime, func(t *testing.T) {
@@ -42,7 +44,12 @@ func TestPrimedShells(t *testing.T) {
 				t.Fatalf("%s is not primed", c.runtime)
 			}
 			m, _ := newTestManager(t, Config{ShellPool: 1, FreezeAfter: -1})
-			dir := copyTree(t, c.tree)
+			var dir string
+			if c.tree == "java" {
+				dir = javaClasses(t)
+			} else {
+				dir = copyTree(t, c.tree)
+			}
 			const memoryMB = 256
 			key := poolKey(rt, memoryMB)
 			primedNext := func() {
@@ -96,7 +103,7 @@ func TestPrimedShells(t *testing.T) {
 			}
 
 			// The first cold start of the runtime finds no pool.
-			first := managedFn("first", c.runtime, c.module+".environ")
+			first := managedFn("first", c.runtime, c.handler)
 			first.MemoryMB = memoryMB
 			if e := call(first, "", "FOO"); e.Prime != nil || e.Value != nil {
 				t.Errorf("first: %+v", e)
@@ -106,7 +113,7 @@ func TestPrimedShells(t *testing.T) {
 			}
 
 			primedNext()
-			fn := managedFn("primed", c.runtime, c.module+".environ")
+			fn := managedFn("primed", c.runtime, c.handler)
 			fn.MemoryMB = memoryMB
 			fn.Env = map[string]string{"FOO": "bar", "TZ": c.tz}
 			e := call(fn, "", "FOO")
@@ -118,7 +125,25 @@ func TestPrimedShells(t *testing.T) {
 				t.Errorf("%s ran in %s (primed %v), want a primed shell of the pool", fn.Name, sb.id, sb.primed)
 			}
 
+			// A variable read as the interpreter starts: a plain start.
+			primedNext()
+			plain := managedFn("plain", c.runtime, c.handler)
+			plain.MemoryMB = memoryMB
+			plain.Env = map[string]string{c.startVar: c.startVal}
+			if e := call(plain, "", c.startVar); str(e.Value) != c.startVal {
+				t.Errorf("%s = %s in the function, want %s", c.startVar, str(e.Value), c.startVal)
+			}
+			if sb := ranIn(plain); sb.primed {
+				t.Errorf("a function that sets %s ran in a primed shell %s", c.startVar, sb.id)
+			}
+			if n := len(m.pooled(key)); n != 1 {
+				t.Errorf("%d primed shells left in the pool, want the one a plain start did not take", n)
+			}
+
 			// A layer's library, mounted at the claim, is found.
+			if c.layerFile == "" {
+				return
+			}
 			primedNext()
 			opt := t.TempDir()
 			full := filepath.Join(opt, c.layerFile)
@@ -142,21 +167,6 @@ func TestPrimedShells(t *testing.T) {
 			}
 			if sb := ranIn(layered); !sb.primed {
 				t.Errorf("%s ran in %s, not primed", layered.Name, sb.id)
-			}
-
-			// A variable read as the interpreter starts: a plain start.
-			primedNext()
-			plain := managedFn("plain", c.runtime, c.module+".environ")
-			plain.MemoryMB = memoryMB
-			plain.Env = map[string]string{c.startVar: c.startVal}
-			if e := call(plain, "", c.startVar); str(e.Value) != c.startVal {
-				t.Errorf("%s = %s in the function, want %s", c.startVar, str(e.Value), c.startVal)
-			}
-			if sb := ranIn(plain); sb.primed {
-				t.Errorf("a function that sets %s ran in a primed shell %s", c.startVar, sb.id)
-			}
-			if n := len(m.pooled(key)); n != 1 {
-				t.Errorf("%d primed shells left in the pool, want the one a plain start did not take", n)
 			}
 		})
 	}

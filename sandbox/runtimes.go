@@ -121,6 +121,11 @@ const javaHome = "/usr/lib/jvm/java-21-openjdk-amd64"
 // /var/runtime, where the interpreted shims are mounted).
 const javaShimDir = "/usr/lib/nimbus-java"
 
+// javaPreview are the flags of the foreign function API (a preview in Java
+// 21) that a primed shim's chdir uses; the class-data archive is made with
+// them too, or the JVM refuses it.
+const javaPreview = "--enable-preview --enable-native-access=ALL-UNNAMED"
+
 // jacksonJars are Debian's Jackson, and javaClassPath the shim's class
 // path: the shim's jar, then Jackson.
 const (
@@ -198,17 +203,23 @@ var runtimeTable = map[string]*Runtime{
 			Packages: []string{"openjdk-21-jre-headless", "openjdk-21-jdk-headless", "libjackson2-databind-java"},
 			Files:    map[string]string{javaShimDir + "/src/Bootstrap.java": "java/Bootstrap.java"},
 			Hooks: []string{
-				"mkdir -p " + javaShimDir + "/classes && " + javaHome + "/bin/javac -nowarn -d " + javaShimDir + "/classes -cp " + jacksonJars + " " + javaShimDir + "/src/Bootstrap.java" +
+				"mkdir -p " + javaShimDir + "/classes && " + javaHome + "/bin/javac -nowarn -XDsuppressNotes --release 21 --enable-preview -d " + javaShimDir + "/classes -cp " + jacksonJars + " " + javaShimDir + "/src/Bootstrap.java" +
 					" && " + javaHome + "/bin/jar cf " + javaShimDir + "/shim.jar -C " + javaShimDir + "/classes . && rm -rf " + javaShimDir + "/classes",
 				"dpkg --purge openjdk-21-jdk-headless",
 				// The JVM's class-data sharing archive of the shim's and
 				// Jackson's classes (CDS takes jars only): a cold start maps
 				// them instead of loading and verifying them.
-				javaHome + "/bin/java -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:ArchiveClassesAtExit=" + javaShimDir + "/shim.jsa -cp " + javaClassPath + " nimbus.Bootstrap --selftest >/dev/null 2>&1 || true",
+				javaHome + "/bin/java -XX:+UseSerialGC -XX:TieredStopAtLevel=1 " + javaPreview + " -XX:ArchiveClassesAtExit=" + javaShimDir + "/shim.jsa -cp " + javaClassPath + " nimbus.Bootstrap --selftest >/dev/null 2>&1 || true",
 			},
 			Version: 2,
 		},
+		Primed: true,
+		// The JVM's options and class path as it starts.
+		StartEnv: []string{"JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "JAVA_HOME", "CLASSPATH"},
 		Command: []string{javaHome + "/bin/java",
+			// The shim's prime calls chdir(2) through the foreign function
+			// API, a preview in Java 21.
+			"--enable-preview", "--enable-native-access=ALL-UNNAMED",
 			// The heap is sized from the sandbox's cgroup memory limit, which
 			// the JVM reads from the mounted cgroup (a 256 MB sandbox gets a
 			// heap under 256 MB, not three quarters of the host).

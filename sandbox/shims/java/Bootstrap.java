@@ -145,7 +145,7 @@ public final class Bootstrap {
         }
     }
 
-    public static void main(String[] args) throws Exception {
+    public static void main(String[] args) throws Throwable {
         if (args.length > 0 && args[0].equals("--selftest")) {
             // Used by the image build to record the classes a start loads.
             JSON.readTree("{\"a\":[1,2,{\"b\":null}]}");
@@ -153,7 +153,70 @@ public final class Bootstrap {
             JSON.readValue("{\"a\":1}".getBytes(StandardCharsets.UTF_8), JSON.getTypeFactory().constructType(Map.class));
             return;
         }
-        new Bootstrap(System.getenv("AWS_LAMBDA_RUNTIME_API")).run(System.getenv("_HANDLER"));
+        Bootstrap b = new Bootstrap(System.getenv("AWS_LAMBDA_RUNTIME_API"));
+        if ("1".equals(System.getenv("_NIMBUS_PRIME"))) b.prime();
+        b.run(System.getenv("_HANDLER"));
+    }
+
+    /**
+     * In a primed shell this JVM started before its function was known,
+     * with the platform's environment and _NIMBUS_PRIME set: load what every
+     * start uses, wait for the function's environment and put it in place
+     * of this one, and enter /var/task again (the working directory was the
+     * folder the code was then mounted over), before anything of the
+     * function's is loaded.
+     */
+    private void prime() throws Throwable {
+        JSON.readTree("{\"a\":[1,2,{\"b\":null}]}");
+        JSON.writeValueAsBytes(Map.of("ok", true));
+        Response r = call("GET", "/nimbus/prime", null);
+        if (r.status() != 200) {
+            System.err.println("runtime API /nimbus/prime answered " + r.status());
+            System.exit(1);
+        }
+        Map<String, String> env = new HashMap<>();
+        for (String kv : new String(r.body(), StandardCharsets.UTF_8).split("\0")) {
+            int i = kv.indexOf('=');
+            if (i > 0) env.put(kv.substring(0, i), kv.substring(i + 1));
+        }
+        replaceEnvironment(env);
+        chdir(env.getOrDefault("LAMBDA_TASK_ROOT", "/var/task"));
+        // The default zone is read from TZ when first asked for: ask with the
+        // function's (the C library's environment is still the first one).
+        String tz = env.get("TZ");
+        if (tz != null) {
+            java.util.TimeZone.setDefault(java.util.TimeZone.getTimeZone(tz.startsWith(":") ? tz.substring(1) : tz));
+        }
+    }
+
+    /**
+     * Makes System.getenv and ProcessBuilder's environment env: the JVM
+     * reads the environment once, into a map that the JDK keeps behind an
+     * unmodifiable view; the view's own map is changed in place.
+     */
+    @SuppressWarnings("unchecked")
+    private static void replaceEnvironment(Map<String, String> env) throws Exception {
+        java.lang.reflect.Field f = sun.misc.Unsafe.class.getDeclaredField("theUnsafe");
+        f.setAccessible(true);
+        sun.misc.Unsafe u = (sun.misc.Unsafe) f.get(null);
+        java.lang.reflect.Field view = Class.forName("java.lang.ProcessEnvironment").getDeclaredField("theUnmodifiableEnvironment");
+        Object unmodifiable = u.getObject(u.staticFieldBase(view), u.staticFieldOffset(view));
+        java.lang.reflect.Field inner = Class.forName("java.util.Collections$UnmodifiableMap").getDeclaredField("m");
+        Map<String, String> live = (Map<String, String>) u.getObject(unmodifiable, u.objectFieldOffset(inner));
+        live.clear();
+        live.putAll(env);
+    }
+
+    /** chdir(2), through the foreign function API: Java has none of its own. */
+    private static void chdir(String dir) throws Throwable {
+        java.lang.foreign.Linker linker = java.lang.foreign.Linker.nativeLinker();
+        java.lang.invoke.MethodHandle h = linker.downcallHandle(
+                linker.defaultLookup().find("chdir").orElseThrow(),
+                java.lang.foreign.FunctionDescriptor.of(java.lang.foreign.ValueLayout.JAVA_INT, java.lang.foreign.ValueLayout.ADDRESS));
+        try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofConfined()) {
+            int rc = (int) h.invokeExact(arena.allocateUtf8String(dir));
+            if (rc != 0) throw new IOException("chdir " + dir + " failed");
+        }
     }
 
     private void run(String handler) throws Exception {
