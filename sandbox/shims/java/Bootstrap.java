@@ -167,8 +167,10 @@ public final class Bootstrap {
      * function's is loaded.
      */
     private void prime() throws Throwable {
-        JSON.readTree("{\"a\":[1,2,{\"b\":null}]}");
-        JSON.writeValueAsBytes(Map.of("ok", true));
+        warm();
+        java.lang.invoke.MethodHandle chdir = chdirHandle();
+        chdir(chdir, "."); // its first call links it
+        Map<String, String> live = environmentMap();
         Response r = call("GET", "/nimbus/prime", null);
         if (r.status() != 200) {
             System.err.println("runtime API /nimbus/prime answered " + r.status());
@@ -179,8 +181,9 @@ public final class Bootstrap {
             int i = kv.indexOf('=');
             if (i > 0) env.put(kv.substring(0, i), kv.substring(i + 1));
         }
-        replaceEnvironment(env);
-        chdir(env.getOrDefault("LAMBDA_TASK_ROOT", "/var/task"));
+        live.clear();
+        live.putAll(env);
+        chdir(chdir, env.getOrDefault("LAMBDA_TASK_ROOT", "/var/task"));
         // The default zone is read from TZ when first asked for: ask with the
         // function's (the C library's environment is still the first one).
         String tz = env.get("TZ");
@@ -190,29 +193,50 @@ public final class Bootstrap {
     }
 
     /**
-     * Makes System.getenv and ProcessBuilder's environment env: the JVM
-     * reads the environment once, into a map that the JDK keeps behind an
-     * unmodifiable view; the view's own map is changed in place.
+     * What a primed JVM does before its function is known so that the
+     * function's init need not: Jackson's first reads and writes, and the
+     * reflection, proxies and class loader that load() and context() use
+     * (each links and generates classes on its first use).
+     */
+    private static void warm() throws Throwable {
+        JSON.readTree("{\"a\":[1,2,{\"b\":null}]}");
+        JSON.writeValueAsBytes(Map.of("ok", true));
+        JSON.readValue("{\"a\":1}".getBytes(StandardCharsets.UTF_8), JSON.getTypeFactory().constructType(Map.class));
+        Method m = Bootstrap.class.getDeclaredMethod("first", Map.class, String.class, String.class);
+        m.invoke(null, new HashMap<String, List<String>>(), "k", "v");
+        Object p = Proxy.newProxyInstance(Bootstrap.class.getClassLoader(), new Class<?>[] {Runnable.class}, (px, mm, a) -> null);
+        ((Runnable) p).run();
+        try (URLClassLoader l = new URLClassLoader(new URL[] {new File("/").toURI().toURL()}, Bootstrap.class.getClassLoader())) {
+            l.getResource("nothing-here");
+        }
+    }
+
+    /**
+     * The map behind System.getenv(): the JVM reads the environment once,
+     * into a map that the JDK keeps behind an unmodifiable view (and that
+     * ProcessBuilder copies); changing the view's own map in place changes
+     * both. sun.misc.Unsafe reaches it without --add-opens.
      */
     @SuppressWarnings("unchecked")
-    private static void replaceEnvironment(Map<String, String> env) throws Exception {
+    private static Map<String, String> environmentMap() throws Exception {
         java.lang.reflect.Field f = sun.misc.Unsafe.class.getDeclaredField("theUnsafe");
         f.setAccessible(true);
         sun.misc.Unsafe u = (sun.misc.Unsafe) f.get(null);
         java.lang.reflect.Field view = Class.forName("java.lang.ProcessEnvironment").getDeclaredField("theUnmodifiableEnvironment");
         Object unmodifiable = u.getObject(u.staticFieldBase(view), u.staticFieldOffset(view));
         java.lang.reflect.Field inner = Class.forName("java.util.Collections$UnmodifiableMap").getDeclaredField("m");
-        Map<String, String> live = (Map<String, String>) u.getObject(unmodifiable, u.objectFieldOffset(inner));
-        live.clear();
-        live.putAll(env);
+        return (Map<String, String>) u.getObject(unmodifiable, u.objectFieldOffset(inner));
     }
 
     /** chdir(2), through the foreign function API: Java has none of its own. */
-    private static void chdir(String dir) throws Throwable {
+    private static java.lang.invoke.MethodHandle chdirHandle() {
         java.lang.foreign.Linker linker = java.lang.foreign.Linker.nativeLinker();
-        java.lang.invoke.MethodHandle h = linker.downcallHandle(
+        return linker.downcallHandle(
                 linker.defaultLookup().find("chdir").orElseThrow(),
                 java.lang.foreign.FunctionDescriptor.of(java.lang.foreign.ValueLayout.JAVA_INT, java.lang.foreign.ValueLayout.ADDRESS));
+    }
+
+    private static void chdir(java.lang.invoke.MethodHandle h, String dir) throws Throwable {
         try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofConfined()) {
             int rc = (int) h.invokeExact(arena.allocateUtf8String(dir));
             if (rc != 0) throw new IOException("chdir " + dir + " failed");
