@@ -26,6 +26,8 @@ const (
 	ErrTypeResponseError     = "Runtime.ResponseError"
 	ErrTypeTimedout          = "Sandbox.Timedout"
 	ErrTypeResponseTooLarge  = "Function.ResponseSizeTooLarge"
+	ErrTypeExtensionLaunch   = "Extension.LaunchError" // an external extension could not be started
+	ErrTypeExtensionCrash    = "Extension.Crash"       // an external extension ended during init
 )
 
 // Runtime API errors: the errorType of the body the Runtime API answers a

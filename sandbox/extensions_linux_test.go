@@ -133,3 +133,88 @@ func TestExternalExtensions(t *testing.T) {
 		return strings.Contains(strings.Join(sink.lines("extslow"), "\n"), `"shutdownReason":"timeout"`)
 	})
 }
+
+// slowEcho answers each event after half a second.
+const slowEcho = `#!/bin/sh
+set -eu
+API="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime"
+while true; do
+  H="$(mktemp)"
+  curl -sS -o /dev/null -LD "$H" "$API/invocation/next"
+  ID=$(grep -Fi Lambda-Runtime-Aws-Request-Id "$H" | tr -d '[:space:]' | cut -d: -f2)
+  sleep 0.5
+  curl -sS -o /dev/null -X POST "$API/invocation/$ID/response" -d '"ok"'
+done
+`
+
+// crashOnInvoke registers, and exits when it gets its first INVOKE.
+const crashOnInvoke = `#!/bin/sh
+API="http://${AWS_LAMBDA_RUNTIME_API}/2020-01-01/extension"
+H=$(mktemp)
+curl -sS -D "$H" -o /dev/null -X POST "$API/register" -H "Lambda-Extension-Name: crasher" -d '{"events":["INVOKE"]}'
+ID=$(grep -i Lambda-Extension-Identifier "$H" | tr -d '[:space:]' | cut -d: -f2)
+curl -sS -o /dev/null -H "Lambda-Extension-Identifier: $ID" "$API/event/next"
+exit 1
+`
+
+// An external extension that cannot be started fails the init with
+// Extension.LaunchError, one that exits during the init with
+// Extension.Crash, and one that exits after it leaves the invocation in
+// flight alone but its sandbox is not used again.
+func TestExternalExtensionFailures(t *testing.T) {
+	t.Parallel()
+	m, sink := newTestManager(t, Config{})
+	layer := func(name, script string) string {
+		opt := t.TempDir()
+		if err := os.Chmod(opt, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(opt, "extensions"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(opt, "extensions", name), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return opt
+	}
+	code := codeDir(t, script("echo.sh"))
+	for _, c := range []struct {
+		name, script, errType, msg string
+	}{
+		{"badext", "#!/nonexistent/interpreter\n", "Extension.LaunchError", "Extension badext could not be started: no such file or directory"},
+		{"quitter", "#!/bin/sh\nexit 3\n", "Extension.Crash", "Extension quitter exited: exit status 3"},
+	} {
+		fn := fnConfig("ext-"+c.name, 1)
+		res, err := m.Invoke(context.Background(), &Request{Function: fn, CodeDir: code, OptDir: layer(c.name, c.script), Payload: []byte(`{}`), Tail: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := decodeError(t, res)
+		if res.ErrorType != c.errType || e.ErrorType != c.errType || !strings.Contains(e.ErrorMessage, c.msg) {
+			t.Errorf("%s: %s %s, want %s %q\n%s", c.name, res.ErrorType, res.Payload, c.errType, c.msg, res.LogTail)
+		}
+		if !strings.Contains(res.LogTail, "INIT_REPORT") || !strings.Contains(res.LogTail, "Error Type: "+c.errType) {
+			t.Errorf("%s: the log tail has no INIT_REPORT with %s:\n%s", c.name, c.errType, res.LogTail)
+		}
+	}
+
+	fn := fnConfig("ext-crasher", 1)
+	opt := layer("crasher", crashOnInvoke)
+	slow := filepath.Join(t.TempDir(), "slow.sh")
+	if err := os.WriteFile(slow, []byte(slowEcho), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	slowCode := codeDir(t, slow)
+	for i, wantCold := range []bool{true, true} {
+		res, err := m.Invoke(context.Background(), &Request{Function: fn, CodeDir: slowCode, OptDir: opt, Payload: []byte(`{}`)})
+		if err != nil || res.ErrorType != "" || string(res.Payload) != `"ok"` {
+			t.Fatalf("invocation %d with an extension that crashes during it: %v %s %s", i, err, res.ErrorType, res.Payload)
+		}
+		if res.Cold != wantCold {
+			t.Errorf("invocation %d: cold %v, want %v (a sandbox whose extension crashed is not used again)", i, res.Cold, wantCold)
+		}
+	}
+	if lines := strings.Join(sink.lines("ext-crasher"), "\n"); !strings.Contains(lines, "EXTENSION\tName: crasher\tState: Crashed\tError Type: Extension.Crash\tError: Extension crasher exited: exit status 1") {
+		t.Errorf("no EXTENSION line for the crash:\n%s", lines)
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"nimbus/rpc"
 )
 
 // The sandbox's PID 1 is a small init of ours: the nimbus binary itself,
@@ -133,3 +135,58 @@ func (s pid1Status) description() string {
 	}
 	return fmt.Sprintf("exit status %d", s.code)
 }
+
+// extensionFailure is an external extension's failure as PID 1 reports it
+// (pid1init_linux.go): "extension KIND N NAME".
+type extensionFailure struct {
+	name string
+	// launch: it could not be executed (n is the errno); else it ended
+	// before the runtime, with exit status n, or signal n when signaled.
+	launch, signaled bool
+	n                int
+}
+
+// parseExtensionFailure reads one record of PID 1's status pipe; ok is
+// false for any other record.
+func parseExtensionFailure(line []byte) (extensionFailure, bool) {
+	f := strings.SplitN(strings.TrimSuffix(string(line), "\n"), " ", 4)
+	if len(f) != 4 || f[0] != "extension" || f[3] == "" {
+		return extensionFailure{}, false
+	}
+	n, err := strconv.Atoi(f[2])
+	if err != nil || n < 0 {
+		return extensionFailure{}, false
+	}
+	e := extensionFailure{name: f[3], n: n}
+	switch f[1] {
+	case "error":
+		e.launch = true
+	case "signal":
+		e.signaled = true
+	case "exit":
+	default:
+		return extensionFailure{}, false
+	}
+	return e, true
+}
+
+// errType and message are the error Lambda gives for the failure:
+// Extension.LaunchError or Extension.Crash.
+func (e extensionFailure) errType() string {
+	if e.launch {
+		return rpc.ErrTypeExtensionLaunch
+	}
+	return rpc.ErrTypeExtensionCrash
+}
+
+func (e extensionFailure) message() string {
+	switch {
+	case e.launch:
+		return fmt.Sprintf("Extension %s could not be started: %s", e.name, unix.Errno(e.n).Error())
+	case e.signaled:
+		return fmt.Sprintf("Extension %s exited: signal: %s", e.name, unix.Signal(e.n).String())
+	}
+	return fmt.Sprintf("Extension %s exited: exit status %d", e.name, e.n)
+}
+
+func (e extensionFailure) outcome() outcome { return functionError(e.errType(), e.message()) }

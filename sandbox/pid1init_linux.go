@@ -54,8 +54,18 @@ package sandbox
 
 static const int nimbus_forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
 
+// nimbus_report writes one record, a line, to the status pipe: the
+// runtime's end (the last record), or an external extension's failure
+// ("extension ...", before it).
 static void nimbus_report(const char *s) {
-	if (write(NIMBUS_STATUS_FD, s, strlen(s)) < 0) {
+	char line[600];
+	size_t n = strlen(s);
+	if (n > sizeof line - 1) {
+		n = sizeof line - 1;
+	}
+	memcpy(line, s, n);
+	line[n++] = '\n';
+	if (write(NIMBUS_STATUS_FD, line, n) < 0) {
 		// the agent is gone; nothing more to say
 	}
 }
@@ -116,6 +126,21 @@ static size_t nimbus_read_filter(void) {
 
 static char nimbus_start[NIMBUS_START_MAX + 1];
 static char *nimbus_strings[NIMBUS_START_STRINGS + 2];
+
+// The external extensions started: their pids (0 once reaped) and the
+// index of each one's name in nimbus_strings.
+#define NIMBUS_MAX_EXTS 10
+static pid_t nimbus_ext_pids[NIMBUS_MAX_EXTS];
+static int nimbus_ext_names[NIMBUS_MAX_EXTS];
+static int nimbus_ext_count = 0;
+
+// nimbus_report_ext reports an external extension's failure: "extension
+// KIND N NAME", KIND error (N an errno), exit (N its status) or signal.
+static void nimbus_report_ext(const char *kind, int n, const char *name) {
+	char msg[400];
+	snprintf(msg, sizeof msg, "extension %s %d %s", kind, n, name);
+	nimbus_report(msg);
+}
 
 // nimbus_exts is the index in nimbus_strings of the first external
 // extension's name (a NULL-ended list), or -1 for none.
@@ -256,16 +281,47 @@ __attribute__((constructor)) static void nimbus_sandbox_init(int argc, char **ar
 	// runtime is (its own user namespace, the filter) from
 	// /opt/extensions; one that cannot is reaped like an orphan, and the
 	// agent's init waits for the ones it expects to call /event/next.
+	// One that cannot be executed fails the init (Extension.LaunchError);
+	// one that exits before the runtime's end is reported
+	// (Extension.Crash).
 	if (nimbus_exts > 0) {
 		static char path[512];
-		for (int i = nimbus_exts; nimbus_strings[i] != NULL; i++) {
+		for (int i = nimbus_exts; nimbus_strings[i] != NULL && nimbus_ext_count < NIMBUS_MAX_EXTS; i++) {
 			snprintf(path, sizeof path, "/opt/extensions/%s", nimbus_strings[i]);
 			char *ext_argv[] = {path, NULL};
-			pid_t ext = fork();
-			if (ext == 0) {
-				close(NIMBUS_STATUS_FD);
-				nimbus_start_runtime(-1, filter_len, &old, ext_argv, nimbus_strings + env);
+			int ep[2];
+			if (pipe2(ep, O_CLOEXEC) != 0) {
+				nimbus_report_ext("error", errno, nimbus_strings[i]);
+				_exit(127);
 			}
+			pid_t ext = fork();
+			int fork_err = errno;
+			if (ext == 0) {
+				close(ep[0]);
+				close(NIMBUS_STATUS_FD);
+				nimbus_start_runtime(ep[1], filter_len, &old, ext_argv, nimbus_strings + env);
+			}
+			close(ep[1]);
+			char why[64];
+			ssize_t n;
+			do {
+				n = read(ep[0], why, sizeof why - 1);
+			} while (n < 0 && errno == EINTR);
+			close(ep[0]);
+			if (ext < 0 || n > 0) {
+				// "what errno" from nimbus_child_fail, or fork's errno.
+				int err = fork_err;
+				if (n > 0) {
+					why[n] = 0;
+					char *sp = strrchr(why, ' ');
+					err = sp != NULL ? atoi(sp + 1) : 0;
+				}
+				nimbus_report_ext("error", err, nimbus_strings[i]);
+				_exit(127); // the extensions started so far end with PID 1
+			}
+			nimbus_ext_pids[nimbus_ext_count] = ext;
+			nimbus_ext_names[nimbus_ext_count] = i;
+			nimbus_ext_count++;
 		}
 	}
 	int errp[2];
@@ -334,7 +390,22 @@ __attribute__((constructor)) static void nimbus_sandbox_init(int argc, char **ar
 				break; // none left to reap now (ECHILD cannot come before the runtime's end)
 			}
 			if (pid != child) {
-				continue; // an orphan, reaped
+				// An orphan, reaped; an extension that ends before the
+				// runtime has crashed.
+				for (int e = 0; e < nimbus_ext_count; e++) {
+					if (nimbus_ext_pids[e] != pid) {
+						continue;
+					}
+					nimbus_ext_pids[e] = 0;
+					if (!ended) {
+						if (WIFSIGNALED(ws)) {
+							nimbus_report_ext("signal", WTERMSIG(ws), nimbus_strings[nimbus_ext_names[e]]);
+						} else {
+							nimbus_report_ext("exit", WEXITSTATUS(ws), nimbus_strings[nimbus_ext_names[e]]);
+						}
+					}
+				}
+				continue;
 			}
 			char msg[96];
 			if (got > 0) {

@@ -318,6 +318,24 @@ func (a *runtimeAPI) expectExtensions(names []string) {
 	a.mu.Unlock()
 }
 
+// failInit fails an init that is not over with o, as the runtime's
+// /init/error would (a failure of the init's first wins). It reports false
+// once the init is over.
+func (a *runtimeAPI) failInit(o outcome) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.state == apiInitFailed {
+		return true
+	}
+	if a.initOver {
+		return false
+	}
+	a.state = apiInitFailed
+	a.initErr = &o
+	close(a.failed)
+	return true
+}
+
 // expectPrime makes the API answer a primed shim's GET pathPrime, once,
 // with what givePrime gives. Call before the shim starts.
 func (a *runtimeAPI) expectPrime() {

@@ -74,6 +74,9 @@ type sandbox struct {
 	tmp         *scratch    // its /tmp (scratch_linux.go): made ahead for a pooled shell, moved in at the claim
 	logsRunning bool        // its log pipe's reader was started (at the claim)
 	retired     atomic.Bool // retire ran: destroy only once
+	// extFailed is an external extension's failure after the init: the
+	// sandbox is not used again (Lambda resets such an environment).
+	extFailed atomic.Pointer[extensionFailure]
 
 	initDone     bool          // only the caller holding the sandbox touches it
 	initDuration time.Duration // reported on the first invocation only
@@ -318,7 +321,7 @@ func logStreamName(now time.Time, version, sandboxID string) string {
 func (sb *sandbox) acquire() bool {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
-	if sb.retiring {
+	if sb.retiring || sb.extFailed.Load() != nil {
 		return false
 	}
 	select {
@@ -340,6 +343,10 @@ func (sb *sandbox) acquire() bool {
 func (sb *sandbox) release(freezeAfter time.Duration) bool {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
+	if e := sb.extFailed.Load(); e != nil {
+		sb.logs.emit(extensionCrashLine(*e))
+		return false
+	}
 	if sb.retiring || sb.cgroups.pidsCurrent() > idlePidsLimit || !sb.to(stateIdle) {
 		return false
 	}
@@ -540,3 +547,20 @@ func (sb *sandbox) exitDescription() string {
 }
 
 func killPid(pid int) error { return unix.Kill(pid, unix.SIGKILL) }
+
+// extensionFailed handles an external extension's failure that PID 1
+// reported: during the init it fails the init with Lambda's error; after
+// it, the sandbox is not used again once the invocation in flight, if any,
+// has ended (release and acquire refuse it).
+func (sb *sandbox) extensionFailed(e extensionFailure) {
+	if sb.api.failInit(e.outcome()) {
+		return
+	}
+	sb.extFailed.CompareAndSwap(nil, &e)
+}
+
+// extensionCrashLine is the platform's log line for an extension that
+// ended after the init.
+func extensionCrashLine(e extensionFailure) string {
+	return "EXTENSION\tName: " + e.name + "\tState: Crashed\tError Type: " + e.errType() + "\tError: " + e.message()
+}

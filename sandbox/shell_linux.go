@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"os"
@@ -166,11 +167,21 @@ func (m *Manager) makeShell(rt *Runtime, root, id string, hostUID, memoryMB int)
 	reported := make(chan struct{})
 	go func() {
 		defer close(reported)
-		var buf [256]byte
-		n, _ := status.Read(buf[:]) // one write of PID 1's; EOF or the deadline below otherwise
-		if n > 0 {
-			sb.pid1Report = bytes.Clone(buf[:n])
+		// Records of PID 1's, a line each: external extensions' failures,
+		// then the runtime's end; EOF or the deadline below otherwise.
+		r := bufio.NewReaderSize(status, 1024)
+		for {
+			line, err := r.ReadSlice('\n')
+			if err != nil {
+				return // EOF, the deadline, or a record longer than PID 1 writes
+			}
+			if ext, ok := parseExtensionFailure(line); ok {
+				sb.extensionFailed(ext)
+				continue
+			}
+			sb.pid1Report = bytes.Clone(line)
 			end()
+			return
 		}
 	}()
 	go func() {
