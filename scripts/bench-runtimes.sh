@@ -59,6 +59,9 @@ for rt in $RUNTIMES; do
     # 300 ms apart (untimed): the node's pool of this runtime's sandbox
     # shells fills again between them.
     bin/nimbus bench cold --function "$name" --count "$COUNT" --interval 300ms | sed 's/^cold /cold, 300 ms apart, /'
+    # 1 s apart: time for a primed shell (the interpreter started ahead)
+    # to be ready again, even for the JVM.
+    bin/nimbus bench cold --function "$name" --count "$COUNT" --interval 1s | sed 's/^cold /cold, 1 s apart, /'
   done
   bin/nimbus fn delete "$name" >/dev/null
 done
