@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Cold starts of a hello handler in each managed runtime (and provided, for
 # reference) at 128 MB and 1024 MB: p50/p90 of invoke to response with no warm
-# sandbox (`nimbus bench cold`, back to back and 300 ms apart), and each
+# sandbox (`nimbus bench cold`, back to back, 300 ms and 1 s apart), and each
 # image's size. Prints what goes into
 # docs/BENCHMARKS.md. Needs root and the images (scripts/build-images.sh).
 # Starts its own dev node on a scratch data dir.
