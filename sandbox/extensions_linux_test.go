@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // aws-lambda-go's lambda.WithEnableSIGTERM registers its internal
@@ -216,5 +217,56 @@ func TestExternalExtensionFailures(t *testing.T) {
 	}
 	if lines := strings.Join(sink.lines("ext-crasher"), "\n"); !strings.Contains(lines, "EXTENSION\tName: crasher\tState: Crashed\tError Type: Extension.Crash\tError: Extension crasher exited: exit status 1") {
 		t.Errorf("no EXTENSION line for the crash:\n%s", lines)
+	}
+}
+
+// answerThenExit answers one event, asks for the next (so its sandbox goes
+// idle), then exits while idle.
+const answerThenExit = `#!/bin/sh
+set -eu
+API="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime"
+H="$(mktemp)"
+curl -sS -o /dev/null -LD "$H" "$API/invocation/next"
+ID=$(grep -Fi Lambda-Runtime-Aws-Request-Id "$H" | tr -d '[:space:]' | cut -d: -f2)
+curl -sS -o /dev/null -X POST "$API/invocation/$ID/response" -d '"ok"'
+curl -sS -o /dev/null "$API/invocation/next" &
+sleep 0.5
+exit 0
+`
+
+// A sandbox whose runtime ends while it is idle is destroyed by the
+// reaper, not kept (with its external extensions, which PID 1 waits for)
+// until an invocation finds it dead.
+func TestIdleSandboxWhoseRuntimeEndedIsReaped(t *testing.T) {
+	t.Parallel()
+	m, sink := newTestManager(t, Config{FreezeAfter: -1, IdleTimeout: time.Hour})
+	opt := t.TempDir()
+	if err := os.Chmod(opt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(opt, "extensions"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(opt, "extensions", "ext-logger"), []byte(extLogger), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "bootstrap")
+	if err := os.WriteFile(bin, []byte(answerThenExit), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fn := fnConfig("exit-while-idle", 1)
+	res, err := m.Invoke(context.Background(), &Request{Function: fn, CodeDir: codeDir(t, bin), OptDir: opt, Payload: []byte(`{}`)})
+	if err != nil || res.ErrorType != "" {
+		t.Fatalf("invoke: %v %+v", err, res)
+	}
+	if st := m.Stats(); st.Idle != 1 {
+		t.Fatalf("stats %+v after the invocation, want 1 idle", st)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for m.Stats().Idle != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the sandbox whose runtime exited is still idle: %+v\n%s", m.Stats(), strings.Join(sink.lines(fn.Name), "\n"))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -488,9 +488,9 @@ func (m *Manager) HasWarm(fn *rpc.FunctionConfig) bool {
 	return len(m.idle[sandboxKey(fn)]) > 0
 }
 
-// reap destroys sandboxes idle for longer than IdleTimeout, and idle ones
-// holding far more memory than they used while running (checked every 5 s
-// at least).
+// reap destroys sandboxes idle for longer than IdleTimeout, idle ones
+// holding far more memory than they used while running, and idle or
+// pooled ones that can no longer serve (checked every 5 s at least).
 func (m *Manager) reap() {
 	defer m.wg.Done()
 	every := m.cfg.IdleTimeout / 4
@@ -511,7 +511,10 @@ func (m *Manager) reap() {
 		cutoff := time.Now().Add(-m.cfg.IdleTimeout)
 		m.mu.Lock()
 		pruneStacks(m.idle, func(sb *sandbox) bool {
-			if last, idle := sb.idleSince(); idle && last.Before(cutoff) || sb.idleMemoryOver() {
+			// Also those whose runtime ended while idle, or whose external
+			// extension crashed: PID 1 would hold the extensions left (frozen
+			// with it) until the next acquire found it dead.
+			if last, idle := sb.idleSince(); idle && last.Before(cutoff) || sb.idleMemoryOver() || sb.broken() {
 				delete(m.all, sb)
 				m.retire(sb)
 				return true
@@ -521,7 +524,7 @@ func (m *Manager) reap() {
 		// Shells pooled that long: a runtime no longer used gives back what
 		// its shells hold.
 		pruneStacks(m.pool, func(sb *sandbox) bool {
-			if sb.lastUsed.Before(cutoff) {
+			if sb.lastUsed.Before(cutoff) || sb.broken() {
 				m.retire(sb)
 				return true
 			}

@@ -548,6 +548,17 @@ func (sb *sandbox) exitDescription() string {
 
 func killPid(pid int) error { return unix.Kill(pid, unix.SIGKILL) }
 
+// broken reports whether the sandbox can no longer serve: its runtime (or
+// PID 1) has ended, or an external extension crashed after the init.
+func (sb *sandbox) broken() bool {
+	select {
+	case <-sb.exited:
+		return true
+	default:
+	}
+	return sb.extFailed.Load() != nil
+}
+
 // extensionFailed handles an external extension's failure that PID 1
 // reported: during the init it fails the init with Lambda's error; after
 // it, the sandbox is not used again once the invocation in flight, if any,
