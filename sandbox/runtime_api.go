@@ -171,7 +171,10 @@ type runtimeAPI struct {
 	primeAsked bool
 
 	bodyTimeout time.Duration // apiBodyTimeout; shorter in tests
-	conns       *apiConns     // the manager's counts (nil: none kept)
+	// streamUncapped and streamRate: a streamed response's bandwidth
+	// (runtime_http.go); smaller in tests.
+	streamUncapped, streamRate int64
+	conns                      *apiConns // the manager's counts (nil: none kept)
 }
 
 // apiConns counts the Runtime API connections of a manager's sandboxes.
@@ -188,7 +191,9 @@ func newRuntimeAPI() *runtimeAPI {
 		closed: make(chan struct{}),
 		open:   make(map[*apiConn]struct{}),
 
-		bodyTimeout: apiBodyTimeout,
+		bodyTimeout:    apiBodyTimeout,
+		streamUncapped: streamUncapped,
+		streamRate:     streamRate,
 	}
 }
 

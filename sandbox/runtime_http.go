@@ -693,6 +693,14 @@ const maxStreamedResponse = rpc.MaxStreamedResponse
 // streamChunk is the most of a streamed response read and passed on at once.
 const streamChunk = 32 << 10
 
+// Lambda's bandwidth for a streamed response: the first 6 MB as fast as
+// the runtime writes them, then at most 2 MB/s (runtimeAPI's
+// streamUncapped and streamRate; smaller in tests).
+const (
+	streamUncapped = 6 << 20
+	streamRate     = 2 << 20 // bytes a second
+)
+
 // streamResponse passes a /response body to the invocation's stream as it
 // arrives, chunked or not, until it ends or the function's time is up; its
 // trailer may report an error met midway. The stream's Start and Write run
@@ -732,9 +740,26 @@ func (c *apiConn) streamResponse(req *apiRequest, inv *invocation) bool {
 	live := inv.stream.Start(string(req.contentType)) == nil
 	buf := make([]byte, streamChunk)
 	var total int64
+	var capped time.Time // when the response passed the uncapped part
 	for {
 		n, err := body.Read(buf)
 		total += int64(n)
+		if over := total - c.a.streamUncapped; over > 0 && n > 0 {
+			// Lambda's bandwidth: past the first 6 MB, 2 MB/s. The runtime's
+			// writes wait meanwhile, as the connection stops being read.
+			if capped.IsZero() {
+				capped = time.Now()
+			}
+			due := capped.Add(time.Duration(float64(over) / float64(c.a.streamRate) * float64(time.Second)))
+			if d := time.Until(due); d > 0 {
+				t := time.NewTimer(d)
+				select {
+				case <-t.C:
+				case <-inv.done: // timed out meanwhile: endStream closes the connection
+				}
+				t.Stop()
+			}
+		}
 		if total > maxStreamedResponse {
 			inv.finish(functionError(rpc.ErrTypeResponseTooLarge,
 				"Response payload size exceeded maximum allowed payload size ("+strconv.Itoa(maxStreamedResponse)+" bytes)."))

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"encoding/base64"
 	"errors"
+	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -222,5 +223,42 @@ func TestRuntimeAPIStreamTimeout(t *testing.T) {
 	}
 	if !r.closed() {
 		t.Fatal("the streaming connection was left open")
+	}
+}
+
+// TestRuntimeAPIStreamBandwidth: past its uncapped part a streamed
+// response is passed on no faster than the rate (Lambda's 6 MB, then 2
+// MB/s; here 64 KB, then 256 KB/s), and all of it arrives.
+func TestRuntimeAPIStreamBandwidth(t *testing.T) {
+	a := newRuntimeAPI()
+	a.streamUncapped, a.streamRate = 64<<10, 256<<10
+	addr := serveAPI(t, a)
+	r := dialRaw(t, addr)
+	st := newRecordStream()
+	inv := startStream(t, a, r, "bw-1", st)
+	const size = 64<<10 + 256<<10 // the uncapped part, then a second's worth
+	body := strings.Repeat("x", size)
+	start := time.Now()
+	sent := make(chan error, 1)
+	go func() {
+		_, err := io.WriteString(r.c, "POST "+testInv+"bw-1/response HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.Itoa(size)+"\r\n\r\n"+body)
+		sent <- err
+	}()
+	if resp, _ := r.answer(); resp.StatusCode != 202 {
+		t.Fatalf("response: %d", resp.StatusCode)
+	}
+	took := time.Since(start)
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	<-inv.done
+	a.endStream(inv)
+	if _, data, _ := st.got(); len(data) != size || !inv.out.streamed {
+		t.Fatalf("stream got %d bytes, outcome %+v", len(data), inv.out)
+	}
+	// A floor the pacing sets, not a measure of speed: 256 KB past the
+	// uncapped part at 256 KB/s cannot be passed on in much less than 1 s.
+	if took < 900*time.Millisecond {
+		t.Errorf("%d bytes past the uncapped part passed on in %v, faster than %d bytes/s", size-a.streamUncapped, took, a.streamRate)
 	}
 }
