@@ -16,7 +16,9 @@ go build -o bin/nimbus ./cmd/nimbus
 CGO_ENABLED=0 go build -o examples/hello/build/bootstrap ./examples/hello
 data=$(mktemp -d /tmp/nimbus-bench.XXXXXX)
 export NIMBUS_ADDR=127.0.0.1:${BENCH_PORT:-8790}
-bin/nimbus agent --dev --data-dir "$data" --rpc-addr "$NIMBUS_ADDR" --http-addr off --log-level warn >"$data/agent.log" 2>&1 &
+# The /tmp budget counts each sandbox's 512 MB disk in full (they are
+# sparse): the 100 idle sandboxes below need 51 GB of it.
+bin/nimbus agent --dev --data-dir "$data" --rpc-addr "$NIMBUS_ADDR" --http-addr off --log-level warn --sandbox-tmp-budget 60000 >"$data/agent.log" 2>&1 &
 agent=$!
 trap 'kill $agent 2>/dev/null; wait $agent 2>/dev/null; rm -rf "$data"' EXIT
 until bin/nimbus fn list >/dev/null 2>&1; do sleep 0.1; done
