@@ -132,7 +132,17 @@ func (a *runtimeAPI) extRegister(c *apiConn, req *apiRequest) bool {
 	a.exts = append(a.exts, ext)
 	a.anyExtensions.Store(true)
 	info := a.fnInfo
+	var registered func()
+	if a.unregistered[ext.name] {
+		delete(a.unregistered, ext.name)
+		if len(a.unregistered) == 0 {
+			registered, a.onRegistered = a.onRegistered, nil
+		}
+	}
 	a.mu.Unlock()
+	if registered != nil {
+		registered() // the runtime starts
+	}
 	if info == nil {
 		info = []byte("{}")
 	}

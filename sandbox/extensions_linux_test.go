@@ -270,3 +270,60 @@ func TestIdleSandboxWhoseRuntimeEndedIsReaped(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// lateRegistrar waits, leaves a mark in /tmp, then registers and waits
+// for events.
+const lateRegistrar = `#!/bin/sh
+sleep 0.3
+touch /tmp/ext-registering
+API="http://${AWS_LAMBDA_RUNTIME_API}/2020-01-01/extension"
+H=$(mktemp)
+curl -sS -D "$H" -o /dev/null -X POST "$API/register" -H "Lambda-Extension-Name: late" -d '{"events":["SHUTDOWN"]}'
+ID=$(grep -i Lambda-Extension-Identifier "$H" | tr -d '[:space:]' | cut -d: -f2)
+while true; do
+  curl -sS -o /dev/null -H "Lambda-Extension-Identifier: $ID" "$API/event/next" || exit 0
+done
+`
+
+// whenStarted answers every event with whether the extension's mark was
+// in /tmp when the runtime started.
+const whenStarted = `#!/bin/sh
+set -eu
+if [ -e /tmp/ext-registering ]; then WHEN=after; else WHEN=before; fi
+API="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime"
+while true; do
+  H="$(mktemp)"
+  curl -sS -o /dev/null -LD "$H" "$API/invocation/next"
+  ID=$(grep -Fi Lambda-Runtime-Aws-Request-Id "$H" | tr -d '[:space:]' | cut -d: -f2)
+  curl -sS -o /dev/null -X POST "$API/invocation/$ID/response" -d "\"$WHEN\""
+done
+`
+
+// As on Lambda, the runtime starts once the external extensions have
+// registered, not beside them.
+func TestRuntimeStartsAfterExtensionsRegister(t *testing.T) {
+	t.Parallel()
+	m, sink := newTestManager(t, Config{})
+	opt := t.TempDir()
+	if err := os.Chmod(opt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(opt, "extensions"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(opt, "extensions", "late"), []byte(lateRegistrar), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "bootstrap")
+	if err := os.WriteFile(bin, []byte(whenStarted), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fn := fnConfig("ext-order", 1)
+	res, err := m.Invoke(context.Background(), &Request{Function: fn, CodeDir: codeDir(t, bin), OptDir: opt, Payload: []byte(`{}`)})
+	if err != nil || res.ErrorType != "" {
+		t.Fatalf("invoke: %v %+v", err, res)
+	}
+	if string(res.Payload) != `"after"` {
+		t.Errorf("the runtime started %s the extension began to register, want after\n%s", res.Payload, strings.Join(sink.lines(fn.Name), "\n"))
+	}
+}

@@ -37,6 +37,8 @@ package sandbox
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <sys/types.h>
@@ -142,6 +144,70 @@ static void nimbus_report_ext(const char *kind, int n, const char *name) {
 	nimbus_report(msg);
 }
 
+// nimbus_reap_ext reaps the extensions that have ended, reporting each
+// (they ended before the runtime: Extension.Crash).
+static void nimbus_reap_ext(void) {
+	for (;;) {
+		int ws;
+		pid_t pid = waitpid(-1, &ws, WNOHANG);
+		if (pid < 0 && errno == EINTR) {
+			continue;
+		}
+		if (pid <= 0) {
+			return;
+		}
+		for (int e = 0; e < nimbus_ext_count; e++) {
+			if (nimbus_ext_pids[e] != pid) {
+				continue;
+			}
+			nimbus_ext_pids[e] = 0;
+			if (WIFSIGNALED(ws)) {
+				nimbus_report_ext("signal", WTERMSIG(ws), nimbus_strings[nimbus_ext_names[e]]);
+			} else {
+				nimbus_report_ext("exit", WEXITSTATUS(ws), nimbus_strings[nimbus_ext_names[e]]);
+			}
+		}
+	}
+}
+
+// nimbus_await_go waits, with the external extensions started, for the
+// agent's byte on the start pipe: every extension has registered, and the
+// runtime may start (Lambda's init starts the runtime after the
+// extensions' registration). An extension that ends meanwhile is reported;
+// the pipe's end without the byte (the agent gave up) ends PID 1.
+static void nimbus_await_go(const sigset_t *handled) {
+	int sfd = signalfd(-1, handled, SFD_CLOEXEC);
+	if (sfd < 0) {
+		nimbus_report_exit("error signalfd", 127);
+	}
+	for (;;) {
+		struct pollfd fds[2] = {{.fd = NIMBUS_START_FD, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+		if (poll(fds, 2, -1) < 0) {
+			continue; // EINTR
+		}
+		if (fds[1].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			if (read(sfd, &si, sizeof si) == (ssize_t)sizeof si && si.ssi_signo == SIGCHLD) {
+				nimbus_reap_ext();
+			}
+			// Any other signal has no runtime to go to yet: dropped.
+		}
+		if (fds[0].revents & (POLLIN | POLLHUP)) {
+			char go;
+			ssize_t n = read(NIMBUS_START_FD, &go, 1);
+			if (n < 0 && errno == EINTR) {
+				continue;
+			}
+			close(NIMBUS_START_FD);
+			close(sfd);
+			if (n != 1) {
+				_exit(127);
+			}
+			return;
+		}
+	}
+}
+
 // nimbus_exts is the index in nimbus_strings of the first external
 // extension's name (a NULL-ended list), or -1 for none.
 static int nimbus_exts = -1;
@@ -153,6 +219,7 @@ static int nimbus_exts = -1;
 // over a bound, or no arguments).
 static int nimbus_read_start(void) {
 	size_t got = 0;
+	int empties = 0; // empty strings read so far: the third ends the blob
 	for (;;) {
 		ssize_t n = read(NIMBUS_START_FD, nimbus_start + got, NIMBUS_START_MAX - got);
 		if (n < 0 && errno == EINTR) {
@@ -162,14 +229,25 @@ static int nimbus_read_start(void) {
 			return -1;
 		}
 		if (n == 0) {
+			close(NIMBUS_START_FD); // no extensions: the blob ends with the pipe
 			break;
 		}
+		for (size_t i = got; i < got + (size_t)n; i++) {
+			if (nimbus_start[i] == 0 && (i == 0 || nimbus_start[i - 1] == 0)) {
+				empties++;
+			}
+		}
 		got += (size_t)n;
+		if (empties >= 3) {
+			// With extensions the pipe stays open: the agent writes one byte
+			// more once they have registered (nimbus_await_go).
+			got--; // the terminator
+			break;
+		}
 		if (got == NIMBUS_START_MAX) {
 			return -1;
 		}
 	}
-	close(NIMBUS_START_FD);
 	if (got == 0 || nimbus_start[got - 1] != 0) {
 		return -1;
 	}
@@ -299,6 +377,7 @@ __attribute__((constructor)) static void nimbus_sandbox_init(int argc, char **ar
 			if (ext == 0) {
 				close(ep[0]);
 				close(NIMBUS_STATUS_FD);
+				close(NIMBUS_START_FD);
 				nimbus_start_runtime(ep[1], filter_len, &old, ext_argv, nimbus_strings + env);
 			}
 			close(ep[1]);
@@ -323,6 +402,7 @@ __attribute__((constructor)) static void nimbus_sandbox_init(int argc, char **ar
 			nimbus_ext_names[nimbus_ext_count] = i;
 			nimbus_ext_count++;
 		}
+		nimbus_await_go(&handled);
 	}
 	int errp[2];
 	if (pipe2(errp, O_CLOEXEC) != 0) {

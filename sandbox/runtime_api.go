@@ -155,6 +155,8 @@ type runtimeAPI struct {
 	// and each of them has (endInit), and until then extensions may
 	// register. runtimeReady: the runtime has called its first /next.
 	expected     map[string]bool
+	unregistered map[string]bool // of expected, those yet to register
+	onRegistered func()          // called once unregistered empties
 	runtimeReady bool
 	initOver     bool
 
@@ -309,17 +311,21 @@ func (a *runtimeAPI) close() {
 	})
 }
 
-// expectExtensions names the external extensions started with the
-// runtime (before it calls /next).
-func (a *runtimeAPI) expectExtensions(names []string) {
+// expectExtensions names the external extensions started before the
+// runtime: registered calls once they all have registered (PID 1 then
+// starts the runtime), and init ends once each has called /event/next.
+func (a *runtimeAPI) expectExtensions(names []string, registered func()) {
 	if len(names) == 0 {
 		return
 	}
 	a.mu.Lock()
 	a.expected = make(map[string]bool, len(names))
+	a.unregistered = make(map[string]bool, len(names))
 	for _, n := range names {
 		a.expected[n] = true
+		a.unregistered[n] = true
 	}
+	a.onRegistered = registered
 	a.mu.Unlock()
 }
 

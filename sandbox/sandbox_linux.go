@@ -67,7 +67,8 @@ type sandbox struct {
 	pid1Report  []byte      // what PID 1 wrote about the runtime's end; set before exited is closed
 	argv0       string      // the runtime's program, set when the sandbox is claimed
 	memoryMB    int         // its memory limit now
-	start       *os.File    // PID 1's start pipe, until the sandbox is claimed (or primed)
+	start       *os.File    // PID 1's start pipe, closed once (startOnce): at the claim, at the go, or at its end
+	startOnce   sync.Once
 	primed      bool        // its shim was started before its function was known (shell_linux.go)
 	refill      func()      // makes its runtime's pool whole again, once its first invocation is over
 	mntns       *os.File    // its mount namespace, held from its start (claims join it)
@@ -435,9 +436,7 @@ func (sb *sandbox) destroy() {
 	if sb.mntns != nil {
 		sb.mntns.Close()
 	}
-	if sb.start != nil { // never claimed
-		sb.start.Close()
-	}
+	sb.closeStart() // never claimed, or its extensions never all registered
 	if !sb.logsRunning { // its reader, which closes the pipe, never started
 		sb.logs.r.Close()
 	}

@@ -253,13 +253,15 @@ func (m *Manager) claim(sb *sandbox, req *Request, rt *Runtime) error {
 		argv = []string{bootstrapPath}
 	}
 	var blob []byte
+	var exts []string
 	if sb.primed {
 		// Its shim runs already and waits for the environment.
 		blob, err = envBlob(m.environment(fn, rt, sb.id))
 	} else {
-		exts := externalExtensions(req.OptDir)
+		exts = externalExtensions(req.OptDir)
 		blob, err = startBlob(argv, m.environment(fn, rt, sb.id), exts)
-		sb.api.expectExtensions(exts)
+		// PID 1 starts them, then the runtime once they have registered.
+		sb.api.expectExtensions(exts, sb.startRuntime)
 	}
 	if err != nil {
 		return err
@@ -281,9 +283,29 @@ func (m *Manager) claim(sb *sandbox, req *Request, rt *Runtime) error {
 		return nil
 	}
 	_, err = sb.start.Write(blob) // PID 1 reads it whole; a pipe holds 64 KB, PID 1 drains the rest
-	sb.start.Close()
-	sb.start = nil
+	if len(exts) == 0 || err != nil {
+		sb.closeStart()
+	}
 	return err
+}
+
+// startRuntime tells PID 1, which has started the external extensions and
+// waits, that they have all registered: it starts the runtime.
+func (sb *sandbox) startRuntime() {
+	sb.startOnce.Do(func() {
+		_, _ = sb.start.Write([]byte{'g'})
+		sb.start.Close()
+	})
+}
+
+// closeStart closes PID 1's start pipe if the claim or startRuntime has
+// not (without the go byte, PID 1 then ends).
+func (sb *sandbox) closeStart() {
+	sb.startOnce.Do(func() {
+		if sb.start != nil {
+			sb.start.Close()
+		}
+	})
 }
 
 // Primed shells. A managed runtime's interpreter starting and loading its
@@ -367,8 +389,7 @@ func (m *Manager) prime(sb *sandbox, rt *Runtime) error {
 	sb.api.expectPrime()
 	sb.primed = true
 	_, err = sb.start.Write(blob)
-	sb.start.Close()
-	sb.start = nil
+	sb.closeStart()
 	return err
 }
 
@@ -461,8 +482,8 @@ const (
 
 // startBlob is what PID 1 reads on its start pipe: argv's strings, an empty
 // one, then env's, each NUL-terminated, and when there are external
-// extensions to start before the runtime, another empty string and their
-// names (executables in /opt/extensions). A string holding a NUL (it would
+// extensions to start before the runtime, another empty string, their
+// names (executables in /opt/extensions) and a last empty string. A string holding a NUL (it would
 // split into two, the second past the reserved-key check), an empty
 // argument, or more than PID 1 reads is refused; empty environment strings
 // are dropped.
@@ -491,6 +512,7 @@ func startBlob(argv, env, exts []string) ([]byte, error) {
 			b.WriteString(e)
 			b.WriteByte(0)
 		}
+		b.WriteByte(0) // the end: the pipe stays open for the go (startRuntime)
 	}
 	if b.Len() >= startMax {
 		return nil, fmt.Errorf("the runtime's arguments and environment: %d bytes, at most %d", b.Len(), startMax-1)

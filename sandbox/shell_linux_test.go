@@ -118,7 +118,7 @@ func TestStartBlob(t *testing.T) {
 		t.Errorf("got %q (%v), want %q", got, err, want)
 	}
 	got, err = startBlob([]string{"/var/task/bootstrap"}, []string{"A=1"}, []string{"ext-a", "ext-b"})
-	if want := "/var/task/bootstrap\x00\x00A=1\x00\x00ext-a\x00ext-b\x00"; err != nil || string(got) != want {
+	if want := "/var/task/bootstrap\x00\x00A=1\x00\x00ext-a\x00ext-b\x00\x00"; err != nil || string(got) != want {
 		t.Errorf("with extensions: got %q (%v), want %q", got, err, want)
 	}
 	if _, err := startBlob([]string{"/b"}, nil, []string{"../escape"}); err == nil {
