@@ -64,10 +64,10 @@ type sandbox struct {
 	waitMu      sync.Mutex
 	exitState   *os.ProcessState // PID 1's; under waitMu
 	exitErr     error
-	pid1Report  []byte      // what PID 1 wrote about the runtime's end; set before exited is closed
-	argv0       string      // the runtime's program, set when the sandbox is claimed
-	memoryMB    int         // its memory limit now
-	start       *os.File    // PID 1's start pipe, closed once (startOnce): at the claim, at the go, or at its end
+	pid1Report  []byte   // what PID 1 wrote about the runtime's end; set before exited is closed
+	argv0       string   // the runtime's program, set when the sandbox is claimed
+	memoryMB    int      // its memory limit now
+	start       *os.File // PID 1's start pipe, closed once (startOnce): at the claim, at the go, or at its end
 	startOnce   sync.Once
 	primed      bool        // its shim was started before its function was known (shell_linux.go)
 	refill      func()      // makes its runtime's pool whole again, once its first invocation is over
@@ -436,7 +436,7 @@ func (sb *sandbox) destroy() {
 	if sb.mntns != nil {
 		sb.mntns.Close()
 	}
-	sb.closeStart() // never claimed, or its extensions never all registered
+	sb.closeStart()      // never claimed, or its extensions never all registered
 	if !sb.logsRunning { // its reader, which closes the pipe, never started
 		sb.logs.r.Close()
 	}
