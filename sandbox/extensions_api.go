@@ -58,6 +58,22 @@ type extension struct {
 	exited           bool     // it posted /exit/error
 }
 
+// extensionsBusy reports whether an extension that gets INVOKE events has
+// not yet asked for its next one: it is still working on the last.
+func (a *runtimeAPI) extensionsBusy() bool {
+	if !a.anyExtensions.Load() {
+		return false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, e := range a.exts {
+		if e.invoke && !e.exited && (e.waiter == nil || len(e.pending) > 0) {
+			return true
+		}
+	}
+	return false
+}
+
 // functionInfo is what a registration answers with.
 type functionInfo struct {
 	FunctionName    string `json:"functionName"`

@@ -327,3 +327,55 @@ func TestRuntimeStartsAfterExtensionsRegister(t *testing.T) {
 		t.Errorf("the runtime started %s the extension began to register, want after\n%s", res.Payload, strings.Join(sink.lines(fn.Name), "\n"))
 	}
 }
+
+// flusher takes a while after each INVOKE before it asks for the next
+// event, as an extension that flushes telemetry does.
+const flusher = `#!/bin/sh
+API="http://${AWS_LAMBDA_RUNTIME_API}/2020-01-01/extension"
+H=$(mktemp)
+curl -sS -D "$H" -o /dev/null -X POST "$API/register" -H "Lambda-Extension-Name: flusher" -d '{"events":["INVOKE"]}'
+ID=$(grep -i Lambda-Extension-Identifier "$H" | tr -d '[:space:]' | cut -d: -f2)
+curl -sS -o /dev/null -H "Lambda-Extension-Identifier: $ID" "$API/event/next"
+while true; do
+  sleep 0.3
+  echo "flusher flushed"
+  curl -sS -o /dev/null -H "Lambda-Extension-Identifier: $ID" "$API/event/next"
+done
+`
+
+// An idle sandbox is frozen only once its extensions are done with the
+// last INVOKE: their work after the response is not put off to the next
+// invocation.
+func TestFreezeWaitsForExtensions(t *testing.T) {
+	t.Parallel()
+	m, sink := newTestManager(t, Config{FreezeAfter: 20 * time.Millisecond})
+	opt := t.TempDir()
+	if err := os.Chmod(opt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(opt, "extensions"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(opt, "extensions", "flusher"), []byte(flusher), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fn := fnConfig("ext-flush", 1)
+	res, err := m.Invoke(context.Background(), &Request{Function: fn, CodeDir: codeDir(t, script("echo.sh")), OptDir: opt, Payload: []byte(`{}`)})
+	if err != nil || res.ErrorType != "" {
+		t.Fatalf("invoke: %v %+v", err, res)
+	}
+	waitFor(t, "the extension's flush after the response, before the freeze", func() bool {
+		return strings.Contains(strings.Join(sink.lines(fn.Name), "\n"), "flusher flushed")
+	})
+	waitFor(t, "the sandbox frozen once the extension is done", func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		idle := m.idle[sandboxKey(fn)]
+		if len(idle) != 1 {
+			return false
+		}
+		idle[0].mu.Lock()
+		defer idle[0].mu.Unlock()
+		return idle[0].state == stateFrozen
+	})
+}

@@ -358,10 +358,22 @@ func (sb *sandbox) release(freezeAfter time.Duration) bool {
 	return true
 }
 
+// extensionPoll is how often a freeze that waits for extensions looks
+// again.
+const extensionPoll = 20 * time.Millisecond
+
+// freeze freezes an idle sandbox, once the extensions that had its last
+// INVOKE are back in /event/next (their work after the response, a flush
+// say, is part of the invocation, as on Lambda), or the function's timeout
+// after it went idle.
 func (sb *sandbox) freeze() {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
 	if sb.state != stateIdle {
+		return
+	}
+	if sb.api.extensionsBusy() && sb.fn != nil && time.Since(sb.lastUsed) < time.Duration(sb.fn.TimeoutSec)*time.Second {
+		sb.freezeTimer.Reset(extensionPoll)
 		return
 	}
 	if sb.cgroups.write(sb.cgroups.freezer, "freezer.state", "FROZEN") == nil {
