@@ -379,3 +379,36 @@ func TestFreezeWaitsForExtensions(t *testing.T) {
 		return idle[0].state == stateFrozen
 	})
 }
+
+// The next invocation starts once the extensions are done with the last
+// one, as on Lambda.
+func TestNextInvocationWaitsForExtensions(t *testing.T) {
+	t.Parallel()
+	m, sink := newTestManager(t, Config{FreezeAfter: -1})
+	opt := t.TempDir()
+	if err := os.Chmod(opt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(opt, "extensions"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(opt, "extensions", "flusher"), []byte(flusher), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fn := fnConfig("ext-next", 1)
+	fn.MemoryMB = 1792 // a whole CPU: at 128 MB the runtime's own way back to /next is slower than the flush
+	code := codeDir(t, script("echo.sh"))
+	var ids []string
+	for i := range 2 {
+		res, err := m.Invoke(context.Background(), &Request{Function: fn, CodeDir: code, OptDir: opt, Payload: []byte(`{}`)})
+		if err != nil || res.ErrorType != "" || res.Cold != (i == 0) {
+			t.Fatalf("invoke %d: %v %+v", i, err, res)
+		}
+		ids = append(ids, res.RequestID)
+	}
+	lines := strings.Join(sink.lines(fn.Name), "\n")
+	flushed, second := strings.Index(lines, "flusher flushed"), strings.Index(lines, "START RequestId: "+ids[1])
+	if flushed < 0 || second < 0 || flushed > second {
+		t.Errorf("the second invocation started before the extension was done with the first:\n%s", lines)
+	}
+}

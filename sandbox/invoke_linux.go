@@ -77,6 +77,9 @@ func (sb *sandbox) run(m *Manager, req *Request, cold bool, initLimit time.Durat
 		// failed init's lines are in the invocation's tail.
 		sb.logs.sync()
 	}
+	if !cold {
+		sb.awaitExtensions()
+	}
 	sb.logs.collectTail(req.Tail)
 
 	sb.logs.begin(req.RequestID, startLine(req.RequestID, fn.VersionName()))
@@ -195,6 +198,26 @@ func (sb *sandbox) awaitInit(limit time.Duration, reqID string, retried bool, ti
 			return outcome{}, initTimedOut
 		}
 		return functionError(rpc.ErrTypeTimedout, "RequestId: "+reqID+" Error: "+timeoutMessage(timeoutSec)), initTimedOut
+	}
+}
+
+// awaitExtensions waits, as Lambda does before the next invocation, until
+// the extensions that got the last INVOKE have asked for their next event,
+// for at most the function's timeout after the sandbox went idle. Nothing
+// to wait for without extensions.
+func (sb *sandbox) awaitExtensions() {
+	if !sb.api.extensionsBusy() {
+		return
+	}
+	sb.mu.Lock()
+	until := sb.lastUsed.Add(time.Duration(sb.fn.TimeoutSec) * time.Second)
+	sb.mu.Unlock()
+	for sb.api.extensionsBusy() && time.Now().Before(until) {
+		select {
+		case <-sb.exited:
+			return
+		case <-time.After(2 * time.Millisecond):
+		}
 	}
 }
 
