@@ -263,6 +263,16 @@ func (a *runtimeAPI) dropExtensionWaiter(c *apiConn) {
 // extensionEvent gives event to the extensions for which want is true:
 // written into the /event/next of those that wait, kept for the others.
 func (a *runtimeAPI) extensionEvent(want func(*extension) bool, event []byte) {
+	for _, c := range a.handEvent(want, event) {
+		c.answerExtension(event)
+	}
+}
+
+// handEvent gives event to the extensions want picks: it returns the
+// connections waiting in /event/next to write it to, and queues it for the
+// others. From its return on, each of them counts as busy with it
+// (extensionsBusy).
+func (a *runtimeAPI) handEvent(want func(*extension) bool, event []byte) []*apiConn {
 	var out []*apiConn
 	a.mu.Lock()
 	for _, e := range a.exts {
@@ -280,22 +290,29 @@ func (a *runtimeAPI) extensionEvent(want func(*extension) bool, event []byte) {
 		e.pending = append(e.pending, event)
 	}
 	a.mu.Unlock()
-	for _, c := range out {
-		c.answerExtension(event)
-	}
+	return out
 }
 
-// invokeEvent tells the extensions that asked for INVOKE of inv, on a
-// goroutine of its own: neither the invoker nor the runtime's connection
-// waits for their writes. Call after inv is handed out (its deadline is
-// set).
+// invokeEvent tells the extensions that asked for INVOKE of inv. The
+// event is theirs at once (they are busy with it from here: a freeze or the
+// next invocation waits for them), and written on a goroutine of its own:
+// neither the invoker nor the runtime's connection waits for the writes.
+// Call after inv is handed out (its deadline is set).
 func (a *runtimeAPI) invokeEvent(inv *invocation) {
-	if a.anyExtensions.Load() {
-		go a.sendInvokeEvent(inv)
+	if !a.anyExtensions.Load() {
+		return
+	}
+	ev := invokeEventBody(inv)
+	if out := a.handEvent(func(e *extension) bool { return e.invoke }, ev); len(out) > 0 {
+		go func() {
+			for _, c := range out {
+				c.answerExtension(ev)
+			}
+		}()
 	}
 }
 
-func (a *runtimeAPI) sendInvokeEvent(inv *invocation) {
+func invokeEventBody(inv *invocation) []byte {
 	ev, _ := json.Marshal(struct {
 		EventType          string `json:"eventType"`
 		DeadlineMs         int64  `json:"deadlineMs"`
@@ -310,7 +327,7 @@ func (a *runtimeAPI) sendInvokeEvent(inv *invocation) {
 			Type  string `json:"type"`
 			Value string `json:"value"`
 		}{"X-Amzn-Trace-Id", inv.traceID}})
-	a.extensionEvent(func(e *extension) bool { return e.invoke }, ev)
+	return ev
 }
 
 // shutdownEvent tells the extensions that asked for SHUTDOWN that the

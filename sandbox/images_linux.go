@@ -250,7 +250,11 @@ func imageLayout(root string) error {
 	if err := os.RemoveAll(filepath.Join(root, "dev")); err != nil {
 		return err
 	}
-	for _, d := range []string{"var/task", "var/runtime", "opt", "tmp", "proc", "dev", "sys/fs/cgroup", "home/" + sandboxUser, filepath.Dir(strings.TrimPrefix(initPath, "/"))} {
+	// var/task/lib and opt/lib are on LD_LIBRARY_PATH: a primed shell's
+	// interpreter starts before the code and layers are mounted over them,
+	// and the dynamic loader stops looking in a folder of LD_LIBRARY_PATH
+	// that did not exist when the process started.
+	for _, d := range []string{"var/task/lib", "var/runtime", "opt/lib", "tmp", "proc", "dev", "sys/fs/cgroup", "home/" + sandboxUser, filepath.Dir(strings.TrimPrefix(initPath, "/"))} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			return err
 		}

@@ -203,8 +203,10 @@ func (sb *sandbox) awaitInit(limit time.Duration, reqID string, retried bool, ti
 
 // awaitExtensions waits, as Lambda does before the next invocation, until
 // the extensions that got the last INVOKE have asked for their next event,
-// for at most the function's timeout after the sandbox went idle. Nothing
-// to wait for without extensions.
+// for at most the function's timeout after the sandbox went idle. An
+// extension still at it then is stuck: this invocation goes on, and the
+// sandbox is not used again after it (Lambda resets such an environment).
+// Nothing to wait for without extensions.
 func (sb *sandbox) awaitExtensions() {
 	if !sb.api.extensionsBusy() {
 		return
@@ -212,7 +214,12 @@ func (sb *sandbox) awaitExtensions() {
 	sb.mu.Lock()
 	until := sb.lastUsed.Add(time.Duration(sb.fn.TimeoutSec) * time.Second)
 	sb.mu.Unlock()
-	for sb.api.extensionsBusy() && time.Now().Before(until) {
+	for sb.api.extensionsBusy() {
+		if !time.Now().Before(until) {
+			sb.extStuck.Store(true)
+			sb.logs.emit("EXTENSION\tState: Timeout\tError: an extension did not ask for its next event within the function's timeout after the last invocation; this sandbox is not used again")
+			return
+		}
 		select {
 		case <-sb.exited:
 			return

@@ -269,7 +269,7 @@ func (m *Manager) startCold(req *Request) (*sandbox, error) {
 		}
 	}
 	primeMB := 0
-	if primeable(req.Function, rt, req.OptDir) {
+	if primeable(req.Function, rt, req.CodeDir, req.OptDir) {
 		primeMB = req.Function.MemoryMB
 	}
 	sb := m.takeShell(poolKey(rt, primeMB))

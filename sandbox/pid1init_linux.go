@@ -192,6 +192,9 @@ static void nimbus_await_go(const sigset_t *handled) {
 			}
 			// Any other signal has no runtime to go to yet: dropped.
 		}
+		if (fds[0].revents & (POLLERR | POLLNVAL)) {
+			_exit(127);
+		}
 		if (fds[0].revents & (POLLIN | POLLHUP)) {
 			char go;
 			ssize_t n = read(NIMBUS_START_FD, &go, 1);
@@ -217,6 +220,10 @@ static int nimbus_exts = -1;
 // follows the environment, the external extensions' names, NULL. It
 // returns the index of the environment's first string, or -1 (nothing,
 // over a bound, or no arguments).
+// nimbus_start_open: fd 5 is still open after the blob (it has external
+// extensions, and the agent writes the go byte there).
+static int nimbus_start_open = 1;
+
 static int nimbus_read_start(void) {
 	size_t got = 0;
 	int empties = 0; // empty strings read so far: the third ends the blob
@@ -230,6 +237,7 @@ static int nimbus_read_start(void) {
 		}
 		if (n == 0) {
 			close(NIMBUS_START_FD); // no extensions: the blob ends with the pipe
+			nimbus_start_open = 0;
 			break;
 		}
 		for (size_t i = got; i < got + (size_t)n; i++) {
@@ -402,7 +410,11 @@ __attribute__((constructor)) static void nimbus_sandbox_init(int argc, char **ar
 			nimbus_ext_names[nimbus_ext_count] = i;
 			nimbus_ext_count++;
 		}
-		nimbus_await_go(&handled);
+		if (nimbus_ext_count > 0 && nimbus_start_open) {
+			nimbus_await_go(&handled);
+		} else if (nimbus_start_open) {
+			close(NIMBUS_START_FD);
+		}
 	}
 	int errp[2];
 	if (pipe2(errp, O_CLOEXEC) != 0) {

@@ -79,6 +79,9 @@ func TestPrimedShells(t *testing.T) {
 			type environ struct {
 				Value, Prime, TZ, Function *string
 				Relative                   bool // a file of the code found by a relative path
+				// Java's: the zone property, and the variable as a child
+				// process started without an environment sees it.
+				UserTimezone, Child *string
 			}
 			call := func(fn *rpc.FunctionConfig, opt, name string) environ {
 				t.Helper()
@@ -120,6 +123,9 @@ func TestPrimedShells(t *testing.T) {
 			if str(e.Value) != "bar" || e.Prime != nil || str(e.TZ) != c.wantTZ || str(e.Function) != "primed" || !e.Relative {
 				t.Errorf("in a primed shell: FOO %s, _NIMBUS_PRIME %s, TZ %s, AWS_LAMBDA_FUNCTION_NAME %s, code found from the working directory %v; want bar, <unset>, %s, primed, true",
 					str(e.Value), str(e.Prime), str(e.TZ), str(e.Function), e.Relative, c.wantTZ)
+			}
+			if c.runtime == rpc.RuntimeJava21 && (str(e.Child) != "bar" || str(e.UserTimezone) != c.wantTZ) {
+				t.Errorf("in a primed JVM: a child process sees FOO=%s, user.timezone %s; want bar, %s", str(e.Child), str(e.UserTimezone), c.wantTZ)
 			}
 			if sb := ranIn(fn); !sb.primed || !strings.Contains(sb.id, "-pool-") {
 				t.Errorf("%s ran in %s (primed %v), want a primed shell of the pool", fn.Name, sb.id, sb.primed)
@@ -168,6 +174,40 @@ func TestPrimedShells(t *testing.T) {
 			if sb := ranIn(layered); !sb.primed {
 				t.Errorf("%s ran in %s, not primed", layered.Name, sb.id)
 			}
+			if c.runtime != rpc.RuntimePython313 {
+				return
+			}
+
+			// A native library of a layer's /opt/lib, on LD_LIBRARY_PATH,
+			// loads: the folder was there when the interpreter started
+			// (the loader drops one that was not).
+			primedNext()
+			root, _, err := m.images.Lookup(c.runtime)
+			if err != nil {
+				t.Fatal(err)
+			}
+			libOpt := t.TempDir()
+			if err := os.MkdirAll(filepath.Join(libOpt, "lib"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := copyFile(filepath.Join(root, "usr/lib/x86_64-linux-gnu/libz.so.1"), filepath.Join(libOpt, "lib", "libnimbustest.so"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(libOpt, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			native := managedFn("native", c.runtime, "app.loadlib")
+			native.MemoryMB = memoryMB
+			res, err = m.Invoke(context.Background(), &Request{Function: native, CodeDir: dir, OptDir: libOpt, Payload: []byte(`{"lib":"libnimbustest.so"}`), Tail: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.ErrorType != "" || string(res.Payload) != `"loaded"` {
+				t.Errorf("a layer's native library in a primed shell: %s %s\n%s", res.ErrorType, res.Payload, res.LogTail)
+			}
+			if sb := ranIn(native); !sb.primed {
+				t.Errorf("%s ran in %s, not primed", native.Name, sb.id)
+			}
 		})
 	}
 }
@@ -177,12 +217,12 @@ func TestPrimedShells(t *testing.T) {
 func TestPrimeable(t *testing.T) {
 	rt, _ := LookupRuntime(rpc.RuntimePython313)
 	fn := &rpc.FunctionConfig{Env: map[string]string{"FOO": "1", "PYTHONUNBUFFERED": "1", "TZ": "EST+5", "PATH": "/x:/usr/bin"}}
-	if !primeable(fn, rt, "") {
+	if !primeable(fn, rt, "", "") {
 		t.Errorf("%v: not primeable", fn.Env)
 	}
 	for k, v := range map[string]string{"PYTHONUNBUFFERED": "0", "PYTHONHASHSEED": "1", "LD_PRELOAD": "/x.so", "LANG": "C", "LC_ALL": "C", "AWS_LAMBDA_EXEC_WRAPPER": "/opt/w"} {
 		fn := &rpc.FunctionConfig{Env: map[string]string{k: v}}
-		if primeable(fn, rt, "") {
+		if primeable(fn, rt, "", "") {
 			t.Errorf("%s=%s: primeable", k, v)
 		}
 	}
@@ -193,11 +233,23 @@ func TestPrimeable(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(opt, "extensions", "ext"), []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if primeable(&rpc.FunctionConfig{}, rt, opt) {
+	if primeable(&rpc.FunctionConfig{}, rt, "", opt) {
 		t.Error("a function with an external extension: primeable")
 	}
+	// Ruby with gems of the function's own: plain.
+	ruby, _ := LookupRuntime(rpc.RuntimeRuby33)
+	code := t.TempDir()
+	if !primeable(&rpc.FunctionConfig{}, ruby, code, "") {
+		t.Error("a Ruby function without gems of its own: not primeable")
+	}
+	if err := os.MkdirAll(filepath.Join(code, "vendor", "bundle", "ruby", "3.3.0"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if primeable(&rpc.FunctionConfig{}, ruby, code, "") {
+		t.Error("a Ruby function with vendor/bundle: primeable")
+	}
 	provided, _ := LookupRuntime(rpc.RuntimeProvided)
-	if primeable(&rpc.FunctionConfig{}, provided, "") {
+	if primeable(&rpc.FunctionConfig{}, provided, "", "") {
 		t.Error("provided: primeable")
 	}
 }

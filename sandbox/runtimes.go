@@ -44,6 +44,10 @@ type Runtime struct {
 	// sets one to other than its primed value starts its runtime the
 	// plain way, with its own environment from the first instruction.
 	StartEnv []string
+	// PlainIfCode and PlainIfOpt are paths in the function's code and in
+	// its layers whose presence makes its start plain: what the shim's own
+	// start would have settled before they were mounted.
+	PlainIfCode, PlainIfOpt []string
 }
 
 // startEnvCommon are the variables read when any process starts: the
@@ -92,7 +96,7 @@ const imageSuite = "trixie"
 // recipeVersion covers what every managed image gets besides its recipe:
 // the sandbox user, /etc/hosts, the mount points, no device nodes
 // (imageLayout), and the builder's own steps.
-const recipeVersion = 2
+const recipeVersion = 3
 
 // Key is the recipe's digest: the sha256 of everything that makes the
 // image, the embedded files' contents included.
@@ -193,6 +197,12 @@ var runtimeTable = map[string]*Runtime{
 		// RUBYOPT and RUBYLIB as the interpreter starts, RubyGems' paths
 		// as it loads.
 		StartEnv: []string{"RUBY*", "GEM_*"},
+		// The shim's own requires (json, net/http) activate the default
+		// gems' versions; with gems of the function's own (vendored by
+		// Bundler, or a layer's), a newer one must win, as it does when
+		// GEM_PATH is there from the start.
+		PlainIfCode: []string{"vendor/bundle"},
+		PlainIfOpt:  []string{"ruby/gems"},
 	},
 	rpc.RuntimeJava21: {
 		Name: rpc.RuntimeJava21,

@@ -78,6 +78,7 @@ type sandbox struct {
 	// extFailed is an external extension's failure after the init: the
 	// sandbox is not used again (Lambda resets such an environment).
 	extFailed atomic.Pointer[extensionFailure]
+	extStuck  atomic.Bool // an extension outlived the wait for it (awaitExtensions)
 
 	initDone     bool          // only the caller holding the sandbox touches it
 	initDuration time.Duration // reported on the first invocation only
@@ -260,7 +261,8 @@ func preadInt(f *os.File) int64 {
 func (m *Manager) environment(fn *rpc.FunctionConfig, rt *Runtime, id string) []string {
 	env := make([]string, 0, len(fn.Env)+24)
 	for k, v := range fn.Env {
-		if !rpc.IsReservedEnvKey(k) {
+		// _NIMBUS_* are the platform's own with its shims (primeVar).
+		if !rpc.IsReservedEnvKey(k) && !strings.HasPrefix(k, "_NIMBUS_") {
 			env = append(env, k+"="+v)
 		}
 	}
@@ -348,7 +350,7 @@ func (sb *sandbox) release(freezeAfter time.Duration) bool {
 		sb.logs.emit(extensionCrashLine(*e))
 		return false
 	}
-	if sb.retiring || sb.cgroups.pidsCurrent() > idlePidsLimit || !sb.to(stateIdle) {
+	if sb.retiring || sb.extStuck.Load() || sb.cgroups.pidsCurrent() > idlePidsLimit || !sb.to(stateIdle) {
 		return false
 	}
 	sb.lastUsed = time.Now()
@@ -424,6 +426,7 @@ func (sb *sandbox) markDead() bool {
 // thaw that failed (descriptors exhausted) must not leave a frozen sandbox
 // with its SIGKILL pending forever.
 func (sb *sandbox) destroy() {
+	sb.closeStart() // a PID 1 still waiting for its extensions to register exits at once
 	sb.shutdown()
 	sb.api.close()
 	var err error
@@ -448,7 +451,6 @@ func (sb *sandbox) destroy() {
 	if sb.mntns != nil {
 		sb.mntns.Close()
 	}
-	sb.closeStart()      // never claimed, or its extensions never all registered
 	if !sb.logsRunning { // its reader, which closes the pipe, never started
 		sb.logs.r.Close()
 	}

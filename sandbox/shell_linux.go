@@ -324,10 +324,23 @@ func (sb *sandbox) closeStart() {
 // runtime and memory size.
 
 // primeable reports whether fn can run in a primed shell of rt, with its
-// layers at optDir.
-func primeable(fn *rpc.FunctionConfig, rt *Runtime, optDir string) bool {
+// code at codeDir and its layers at optDir.
+func primeable(fn *rpc.FunctionConfig, rt *Runtime, codeDir, optDir string) bool {
 	if !rt.Primed || len(externalExtensions(optDir)) > 0 {
 		return false
+	}
+	for _, paths := range []struct {
+		dir   string
+		names []string
+	}{{codeDir, rt.PlainIfCode}, {optDir, rt.PlainIfOpt}} {
+		for _, p := range paths.names {
+			if paths.dir == "" {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(paths.dir, p)); err == nil {
+				return false
+			}
+		}
 	}
 	for k, v := range fn.Env {
 		if rpc.IsReservedEnvKey(k) || !rt.startVar(k) {
@@ -461,8 +474,9 @@ func externalExtensions(optDir string) []string {
 	var names []string
 	for _, e := range ents {
 		info, err := e.Info()
-		if err != nil || !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0 {
-			continue
+		if err != nil || !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0 ||
+			strings.ContainsFunc(e.Name(), func(r rune) bool { return r < ' ' || r == 0x7f }) {
+			continue // (a control character would break PID 1's status records)
 		}
 		names = append(names, e.Name())
 		if len(names) == maxExtensions {

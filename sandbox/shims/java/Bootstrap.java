@@ -170,6 +170,10 @@ public final class Bootstrap {
         warm();
         java.lang.invoke.MethodHandle chdir = chdirHandle();
         chdir(chdir, "."); // its first call links it
+        java.lang.invoke.MethodHandle clearenv = libc("clearenv", java.lang.foreign.FunctionDescriptor.of(java.lang.foreign.ValueLayout.JAVA_INT));
+        java.lang.invoke.MethodHandle setenv = libc("setenv", java.lang.foreign.FunctionDescriptor.of(java.lang.foreign.ValueLayout.JAVA_INT,
+                java.lang.foreign.ValueLayout.ADDRESS, java.lang.foreign.ValueLayout.ADDRESS, java.lang.foreign.ValueLayout.JAVA_INT));
+        setenv(setenv, "_NIMBUS_PRIME", "1"); // links it
         Map<String, String> live = environmentMap();
         Response r = call("GET", "/nimbus/prime", null);
         if (r.status() != 200) {
@@ -181,6 +185,11 @@ public final class Bootstrap {
             int i = kv.indexOf('=');
             if (i > 0) env.put(kv.substring(0, i), kv.substring(i + 1));
         }
+        // The C library's environment too: a child process that
+        // ProcessBuilder or Runtime.exec starts without an environment of
+        // its own gets it, and native code (JNI, the AWS CRT) reads it.
+        if ((int) clearenv.invokeExact() != 0) throw new IOException("clearenv failed");
+        for (Map.Entry<String, String> kv : env.entrySet()) setenv(setenv, kv.getKey(), kv.getValue());
         live.clear();
         live.putAll(env);
         chdir(chdir, env.getOrDefault("LAMBDA_TASK_ROOT", "/var/task"));
@@ -188,7 +197,22 @@ public final class Bootstrap {
         // function's (the C library's environment is still the first one).
         String tz = env.get("TZ");
         if (tz != null) {
-            java.util.TimeZone.setDefault(java.util.TimeZone.getTimeZone(tz.startsWith(":") ? tz.substring(1) : tz));
+            java.util.TimeZone zone = java.util.TimeZone.getTimeZone(tz.startsWith(":") ? tz.substring(1) : tz);
+            java.util.TimeZone.setDefault(zone);
+            System.setProperty("user.timezone", zone.getID()); // as a JVM started with this TZ has it
+        }
+    }
+
+    /** A function of the C library, through the foreign function API. */
+    private static java.lang.invoke.MethodHandle libc(String name, java.lang.foreign.FunctionDescriptor fd) {
+        java.lang.foreign.Linker linker = java.lang.foreign.Linker.nativeLinker();
+        return linker.downcallHandle(linker.defaultLookup().find(name).orElseThrow(), fd);
+    }
+
+    private static void setenv(java.lang.invoke.MethodHandle h, String k, String v) throws Throwable {
+        try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofConfined()) {
+            int rc = (int) h.invokeExact(arena.allocateUtf8String(k), arena.allocateUtf8String(v), 1);
+            if (rc != 0) throw new IOException("setenv " + k + " failed");
         }
     }
 

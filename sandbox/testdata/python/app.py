@@ -55,3 +55,9 @@ def environ(event, context):
         "function": os.environ.get("AWS_LAMBDA_FUNCTION_NAME"),
         "relative": os.path.exists("app.py"),
     }
+
+
+def loadlib(event, context):
+    import ctypes
+    ctypes.CDLL(event["lib"])
+    return "loaded"

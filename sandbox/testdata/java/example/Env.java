@@ -16,6 +16,15 @@ public class Env implements RequestHandler<Map<String, Object>, Map<String, Obje
         out.put("tz", java.util.TimeZone.getDefault().getID());
         out.put("function", System.getenv("AWS_LAMBDA_FUNCTION_NAME"));
         out.put("relative", new java.io.File("example/Env.class").exists());
+        out.put("userTimezone", System.getProperty("user.timezone"));
+        // A child process started without an environment of its own.
+        try {
+            Process p = new ProcessBuilder("/bin/sh", "-c", "printf %s \"$" + event.get("name") + "\"").start();
+            out.put("child", new String(p.getInputStream().readAllBytes()));
+            p.waitFor();
+        } catch (Exception e) {
+            out.put("child", "error: " + e);
+        }
         return out;
     }
 }
