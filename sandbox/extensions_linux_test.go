@@ -79,16 +79,7 @@ done
 func TestExternalExtensions(t *testing.T) {
 	t.Parallel()
 	m, sink := newTestManager(t, Config{})
-	opt := t.TempDir()
-	if err := os.Chmod(opt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Join(opt, "extensions"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(opt, "extensions", "ext-logger"), []byte(extLogger), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	opt := extensionLayer(t, "ext-logger", extLogger)
 	if err := os.WriteFile(filepath.Join(opt, "extensions", "notes.txt"), []byte("not executable"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -165,19 +156,6 @@ exit 1
 func TestExternalExtensionFailures(t *testing.T) {
 	t.Parallel()
 	m, sink := newTestManager(t, Config{})
-	layer := func(name, script string) string {
-		opt := t.TempDir()
-		if err := os.Chmod(opt, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Join(opt, "extensions"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(opt, "extensions", name), []byte(script), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		return opt
-	}
 	code := codeDir(t, script("echo.sh"))
 	for _, c := range []struct {
 		name, script, errType, msg string
@@ -186,7 +164,7 @@ func TestExternalExtensionFailures(t *testing.T) {
 		{"quitter", "#!/bin/sh\nexit 3\n", "Extension.Crash", "Extension quitter exited: exit status 3"},
 	} {
 		fn := fnConfig("ext-"+c.name, 1)
-		res, err := m.Invoke(context.Background(), &Request{Function: fn, CodeDir: code, OptDir: layer(c.name, c.script), Payload: []byte(`{}`), Tail: true})
+		res, err := m.Invoke(context.Background(), &Request{Function: fn, CodeDir: code, OptDir: extensionLayer(t, c.name, c.script), Payload: []byte(`{}`), Tail: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,12 +178,8 @@ func TestExternalExtensionFailures(t *testing.T) {
 	}
 
 	fn := fnConfig("ext-crasher", 1)
-	opt := layer("crasher", crashOnInvoke)
-	slow := filepath.Join(t.TempDir(), "slow.sh")
-	if err := os.WriteFile(slow, []byte(slowEcho), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	slowCode := codeDir(t, slow)
+	opt := extensionLayer(t, "crasher", crashOnInvoke)
+	slowCode := scriptCode(t, slowEcho)
 	for i, wantCold := range []bool{true, true} {
 		res, err := m.Invoke(context.Background(), &Request{Function: fn, CodeDir: slowCode, OptDir: opt, Payload: []byte(`{}`)})
 		if err != nil || res.ErrorType != "" || string(res.Payload) != `"ok"` {
@@ -240,22 +214,9 @@ exit 0
 func TestIdleSandboxWhoseRuntimeEndedIsReaped(t *testing.T) {
 	t.Parallel()
 	m, sink := newTestManager(t, Config{FreezeAfter: -1, IdleTimeout: time.Hour})
-	opt := t.TempDir()
-	if err := os.Chmod(opt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Join(opt, "extensions"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(opt, "extensions", "ext-logger"), []byte(extLogger), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), "bootstrap")
-	if err := os.WriteFile(bin, []byte(answerThenExit), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	opt := extensionLayer(t, "ext-logger", extLogger)
 	fn := fnConfig("exit-while-idle", 1)
-	res, err := m.Invoke(context.Background(), &Request{Function: fn, CodeDir: codeDir(t, bin), OptDir: opt, Payload: []byte(`{}`)})
+	res, err := m.Invoke(context.Background(), &Request{Function: fn, CodeDir: scriptCode(t, answerThenExit), OptDir: opt, Payload: []byte(`{}`)})
 	if err != nil || res.ErrorType != "" {
 		t.Fatalf("invoke: %v %+v", err, res)
 	}
@@ -304,22 +265,9 @@ done
 func TestRuntimeStartsAfterExtensionsRegister(t *testing.T) {
 	t.Parallel()
 	m, sink := newTestManager(t, Config{})
-	opt := t.TempDir()
-	if err := os.Chmod(opt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Join(opt, "extensions"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(opt, "extensions", "late"), []byte(lateRegistrar), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), "bootstrap")
-	if err := os.WriteFile(bin, []byte(whenStarted), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	opt := extensionLayer(t, "late", lateRegistrar)
 	fn := fnConfig("ext-order", 1)
-	res, err := m.Invoke(context.Background(), &Request{Function: fn, CodeDir: codeDir(t, bin), OptDir: opt, Payload: []byte(`{}`)})
+	res, err := m.Invoke(context.Background(), &Request{Function: fn, CodeDir: scriptCode(t, whenStarted), OptDir: opt, Payload: []byte(`{}`)})
 	if err != nil || res.ErrorType != "" {
 		t.Fatalf("invoke: %v %+v", err, res)
 	}
@@ -349,16 +297,7 @@ done
 func TestFreezeWaitsForExtensions(t *testing.T) {
 	t.Parallel()
 	m, sink := newTestManager(t, Config{FreezeAfter: 20 * time.Millisecond})
-	opt := t.TempDir()
-	if err := os.Chmod(opt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Join(opt, "extensions"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(opt, "extensions", "flusher"), []byte(flusher), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	opt := extensionLayer(t, "flusher", flusher)
 	fn := fnConfig("ext-flush", 1)
 	res, err := m.Invoke(context.Background(), &Request{Function: fn, CodeDir: codeDir(t, script("echo.sh")), OptDir: opt, Payload: []byte(`{}`)})
 	if err != nil || res.ErrorType != "" {
@@ -385,16 +324,7 @@ func TestFreezeWaitsForExtensions(t *testing.T) {
 func TestNextInvocationWaitsForExtensions(t *testing.T) {
 	t.Parallel()
 	m, sink := newTestManager(t, Config{FreezeAfter: -1})
-	opt := t.TempDir()
-	if err := os.Chmod(opt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Join(opt, "extensions"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(opt, "extensions", "flusher"), []byte(flusher), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	opt := extensionLayer(t, "flusher", flusher)
 	fn := fnConfig("ext-next", 1)
 	fn.MemoryMB = 1792 // a whole CPU: at 128 MB the runtime's own way back to /next is slower than the flush
 	code := codeDir(t, script("echo.sh"))
@@ -411,4 +341,31 @@ func TestNextInvocationWaitsForExtensions(t *testing.T) {
 	if flushed < 0 || second < 0 || flushed > second {
 		t.Errorf("the second invocation started before the extension was done with the first:\n%s", lines)
 	}
+}
+
+// extensionLayer makes a layer folder whose /opt/extensions holds one
+// executable, name, with content.
+func extensionLayer(t *testing.T, name, content string) string {
+	t.Helper()
+	opt := t.TempDir()
+	if err := os.Chmod(opt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(opt, "extensions"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(opt, "extensions", name), []byte(content), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return opt
+}
+
+// scriptCode makes a code folder whose bootstrap is the script content.
+func scriptCode(t *testing.T, content string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "bootstrap")
+	if err := os.WriteFile(bin, []byte(content), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return codeDir(t, bin)
 }

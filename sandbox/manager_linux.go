@@ -269,12 +269,13 @@ func (m *Manager) startCold(req *Request) (*sandbox, error) {
 		}
 	}
 	primeMB := 0
-	if primeable(req.Function, rt, req.CodeDir, req.OptDir) {
+	exts := externalExtensions(req.OptDir)
+	if primeable(req.Function, rt, req.CodeDir, req.OptDir, exts) {
 		primeMB = req.Function.MemoryMB
 	}
 	sb := m.takeShell(poolKey(rt, primeMB))
 	if sb != nil {
-		if err := m.claim(sb, req, rt); err != nil {
+		if err := m.claim(sb, req, rt, exts); err != nil {
 			// A pooled shell that cannot be claimed (its PID 1 died
 			// since it was taken, say): retire it and make one.
 			m.log.Warn("a pooled sandbox shell could not be claimed; starting another", "function", req.Function.Name, "err", err)
@@ -284,7 +285,7 @@ func (m *Manager) startCold(req *Request) (*sandbox, error) {
 	}
 	if sb == nil {
 		if sb, err = m.newShellWithTmp(rt, root, req.Function.Name, req.Function.MemoryMB, req.Function.TmpSizeMB()); err == nil {
-			err = m.claim(sb, req, rt)
+			err = m.claim(sb, req, rt, exts)
 			if err != nil {
 				m.retire(sb)
 			}

@@ -217,39 +217,32 @@ func TestPrimedShells(t *testing.T) {
 func TestPrimeable(t *testing.T) {
 	rt, _ := LookupRuntime(rpc.RuntimePython313)
 	fn := &rpc.FunctionConfig{Env: map[string]string{"FOO": "1", "PYTHONUNBUFFERED": "1", "TZ": "EST+5", "PATH": "/x:/usr/bin"}}
-	if !primeable(fn, rt, "", "") {
+	if !primeable(fn, rt, "", "", nil) {
 		t.Errorf("%v: not primeable", fn.Env)
 	}
 	for k, v := range map[string]string{"PYTHONUNBUFFERED": "0", "PYTHONHASHSEED": "1", "LD_PRELOAD": "/x.so", "LANG": "C", "LC_ALL": "C", "AWS_LAMBDA_EXEC_WRAPPER": "/opt/w"} {
 		fn := &rpc.FunctionConfig{Env: map[string]string{k: v}}
-		if primeable(fn, rt, "", "") {
+		if primeable(fn, rt, "", "", nil) {
 			t.Errorf("%s=%s: primeable", k, v)
 		}
 	}
-	opt := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(opt, "extensions"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(opt, "extensions", "ext"), []byte("#!/bin/sh\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if primeable(&rpc.FunctionConfig{}, rt, "", opt) {
+	if primeable(&rpc.FunctionConfig{}, rt, "", "", externalExtensions(extensionLayer(t, "ext", "#!/bin/sh\n"))) {
 		t.Error("a function with an external extension: primeable")
 	}
 	// Ruby with gems of the function's own: plain.
 	ruby, _ := LookupRuntime(rpc.RuntimeRuby33)
 	code := t.TempDir()
-	if !primeable(&rpc.FunctionConfig{}, ruby, code, "") {
+	if !primeable(&rpc.FunctionConfig{}, ruby, code, "", nil) {
 		t.Error("a Ruby function without gems of its own: not primeable")
 	}
 	if err := os.MkdirAll(filepath.Join(code, "vendor", "bundle", "ruby", "3.3.0"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if primeable(&rpc.FunctionConfig{}, ruby, code, "") {
+	if primeable(&rpc.FunctionConfig{}, ruby, code, "", nil) {
 		t.Error("a Ruby function with vendor/bundle: primeable")
 	}
 	provided, _ := LookupRuntime(rpc.RuntimeProvided)
-	if primeable(&rpc.FunctionConfig{}, provided, "", "") {
+	if primeable(&rpc.FunctionConfig{}, provided, "", "", nil) {
 		t.Error("provided: primeable")
 	}
 }

@@ -213,8 +213,10 @@ func (m *Manager) makeShell(rt *Runtime, root, id string, hostUID, memoryMB int)
 }
 
 // claim gives shell sb to req's function: its code and layers, its memory,
-// and its runtime started. On error the shell is of no further use.
-func (m *Manager) claim(sb *sandbox, req *Request, rt *Runtime) error {
+// and its runtime started, with the external extensions exts (of
+// req.OptDir) unless the shell is primed. On error the shell is of no
+// further use.
+func (m *Manager) claim(sb *sandbox, req *Request, rt *Runtime, exts []string) error {
 	fn := req.Function
 	binds := []bindMount{{src: req.CodeDir, dst: "/var/task"}}
 	if req.OptDir != "" {
@@ -253,12 +255,11 @@ func (m *Manager) claim(sb *sandbox, req *Request, rt *Runtime) error {
 		argv = []string{bootstrapPath}
 	}
 	var blob []byte
-	var exts []string
 	if sb.primed {
 		// Its shim runs already and waits for the environment.
+		exts = nil
 		blob, err = envBlob(m.environment(fn, rt, sb.id))
 	} else {
-		exts = externalExtensions(req.OptDir)
 		blob, err = startBlob(argv, m.environment(fn, rt, sb.id), exts)
 		// PID 1 starts them, then the runtime once they have registered.
 		sb.api.expectExtensions(exts, sb.startRuntime)
@@ -324,9 +325,10 @@ func (sb *sandbox) closeStart() {
 // runtime and memory size.
 
 // primeable reports whether fn can run in a primed shell of rt, with its
-// code at codeDir and its layers at optDir.
-func primeable(fn *rpc.FunctionConfig, rt *Runtime, codeDir, optDir string) bool {
-	if !rt.Primed || len(externalExtensions(optDir)) > 0 {
+// code at codeDir and its layers at optDir, whose external extensions are
+// exts.
+func primeable(fn *rpc.FunctionConfig, rt *Runtime, codeDir, optDir string, exts []string) bool {
+	if !rt.Primed || len(exts) > 0 {
 		return false
 	}
 	for _, paths := range []struct {
