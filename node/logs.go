@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -293,11 +294,17 @@ func (n *Node) connectLogs() (*nats.Conn, error) {
 // logPin is where a new R1 log group goes: a cluster server's own
 // JetStream, which is alive while it writes (JetStream's own choice may be
 // a server that has just left, see leaveLogs), but not once this node is
-// stopping (its server has left placement); a worker-only node or a dev
-// node lets JetStream choose.
+// stopping (its server has left placement). A worker-only node has no
+// server of its own: it pins to a server that gossip shows alive, so a
+// server that has announced its leave gets no new group from it either
+// (JetStream alone may place one there before it learns of the leave). A
+// dev node lets JetStream choose.
 func (n *Node) logPin() string {
-	if !n.cfg.Server || n.cfg.Dev {
+	if n.cfg.Dev {
 		return ""
+	}
+	if !n.cfg.Server {
+		return n.aliveLogServer()
 	}
 	select {
 	case <-n.stopping:
@@ -305,6 +312,25 @@ func (n *Node) logPin() string {
 	default:
 		return n.name
 	}
+}
+
+// aliveLogServer picks, at random to spread the groups, a server that
+// gossip shows alive (not suspect) and that serves the log store; "" if
+// there is none.
+func (n *Node) aliveLogServer() string {
+	if n.members == nil {
+		return ""
+	}
+	var names []string
+	for name, st := range n.members.snapshot() {
+		if st.status == rpc.MemberAlive && st.meta.LogsClient != "" && st.meta.has(rpc.RoleServer) {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return names[rand.IntN(len(names))]
 }
 
 // logReplicas is the replication of a new log group: 3 once three servers

@@ -16,12 +16,19 @@ import (
 // to a server as soon as it announced its leave, before its JetStream
 // stopped: its shutdown notice never reached them, they counted it online
 // for minutes and placed some of the new groups on it, whose lines then
-// timed out for ever.)
+// timed out for ever.) A worker-only node creates groups too: it has no
+// server of its own to pin them to, so it pins them to a server gossip
+// shows alive.
 func TestLogsGroupsAfterGracefulStop(t *testing.T) {
 	cfgs := make([]Config, 3)
 	tc := startCluster(t, 3, func(i int, c *Config) {
 		c.FastTimings = false
 		cfgs[i] = *c
+	})
+	tc.start(3, Config{
+		Name: "w1", Worker: true, MemoryMB: 4096, GossipAddr: "127.0.0.1:0",
+		Join:              []string{tc.nodes[1].members.ml.LocalNode().Address()},
+		HeartbeatInterval: 200 * time.Millisecond,
 	})
 	for _, nd := range tc.nodes {
 		if err := nd.logs.WaitReady(ctxT(t)); err != nil {
@@ -29,11 +36,13 @@ func TestLogsGroupsAfterGracefulStop(t *testing.T) {
 		}
 	}
 	t.Log(tc.nodes[1].logRole.server().ClusterState())
-	var want [3]uint64
+	var want [4]uint64
+	var last [4]string
 	groups := 0
 	newGroup := func() {
-		nd := 1 + groups%2
+		nd := 1 + groups%3
 		fn := fmt.Sprintf("leave-%d", groups)
+		last[nd] = fn
 		groups++
 		if err := tc.nodes[nd].logs.Append(fn, rpc.LogEvent{TimeMs: time.Now().UnixMilli(), Line: "hello " + fn}); err != nil {
 			t.Fatal(err)
@@ -57,16 +66,21 @@ func TestLogsGroupsAfterGracefulStop(t *testing.T) {
 		newGroup()
 	}
 	t.Logf("%d new groups", groups)
-	last := time.Now()
+	logged := time.Now()
 	waitLong(t, 2*time.Minute, "every new group's line acknowledged", func() bool {
-		if time.Since(last) > 10*time.Second {
-			last = time.Now()
-			for i := 1; i < 3; i++ {
+		if time.Since(logged) > 10*time.Second {
+			logged = time.Now()
+			for i := 1; i < 4; i++ {
 				nd := tc.nodes[i]
-				t.Logf("%s: %d of %d acknowledged; %s", nd.Name(), nd.logs.Stats().Published, want[i], nd.logRole.server().ClusterState())
+				t.Logf("%s: %d of %d acknowledged; %s", nd.Name(), nd.logs.Stats().Published, want[i], tc.nodes[1].logRole.server().ClusterState())
 			}
 		}
-		return tc.nodes[1].logs.Stats().Published == want[1] && tc.nodes[2].logs.Stats().Published == want[2]
+		for i := 1; i < 4; i++ {
+			if tc.nodes[i].logs.Stats().Published != want[i] {
+				return false
+			}
+		}
+		return true
 	})
 
 	// The stopped server returns: a group created R1 meanwhile (placed on
@@ -75,7 +89,7 @@ func TestLogsGroupsAfterGracefulStop(t *testing.T) {
 	cfg := cfgs[0]
 	cfg.Join = []string{tc.nodes[1].members.ml.LocalNode().Address()}
 	tc.start(0, cfg)
-	fn := fmt.Sprintf("leave-%d", groups-2) // n2's last new group
+	fn := last[1] // n2's last new group
 	waitLong(t, 2*time.Minute, fn+" scaled to three replicas", func() bool {
 		if err := tc.nodes[1].logs.Append(fn, rpc.LogEvent{TimeMs: time.Now().UnixMilli(), Line: "again"}); err != nil {
 			t.Fatal(err)
