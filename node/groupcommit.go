@@ -41,6 +41,10 @@ type groupCommit[T any] struct {
 
 const groupCommitInFlight = 4
 
+// groupItemOverhead is about what an item's encoding adds to its size (the
+// field names and the fields size does not count), for the entry's buffer.
+const groupItemOverhead = 128
+
 type groupItem[T any] struct {
 	item  T
 	reply chan groupResult
@@ -178,8 +182,10 @@ func runBatches[I any](in <-chan I, stop <-chan struct{}, inFlight, maxItems, ma
 
 func (g *groupCommit[T]) commit(batch []groupItem[T]) {
 	items := make([]T, len(batch))
+	hint := 0
 	for i, it := range batch {
 		items[i] = it.item
+		hint += g.size(it.item) + groupItemOverhead
 	}
 	cmd := g.build(items)
 	fail := func(err error) {
@@ -191,7 +197,7 @@ func (g *groupCommit[T]) commit(batch []groupItem[T]) {
 		fail(err)
 		return
 	}
-	data, err := scheduler.EncodeCommand(cmd)
+	data, err := scheduler.EncodeCommandSized(cmd, hint)
 	if err != nil {
 		fail(rpc.Errorf(rpc.CodeService, "%v", err))
 		return

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }
 command -v go >/dev/null 2>&1 || export PATH=$PATH:/usr/local/go/bin
 DURATION=${DURATION:-10s}
-CONCURRENCY=${CONCURRENCY:-96}
+CONCURRENCY=${CONCURRENCY:-192}
 COUNT=${COUNT:-200}
 
 go build -o bin/nimbus ./cmd/nimbus
