@@ -160,16 +160,32 @@ func (s *Store) Delete(ctx context.Context, fn string) error {
 
 // StreamLeader names the server leading fn's stream ("" when unknown).
 func (s *Store) StreamLeader(ctx context.Context, fn string) string {
+	info := s.streamInfoOf(ctx, fn)
+	if info == nil || info.Cluster == nil {
+		return ""
+	}
+	return info.Cluster.Leader
+}
+
+// StreamPlacement returns the placement tags of fn's stream (the pin of an
+// R1 group, see Options.Pin), or nil.
+func (s *Store) StreamPlacement(ctx context.Context, fn string) []string {
+	info := s.streamInfoOf(ctx, fn)
+	if info == nil || info.Config.Placement == nil {
+		return nil
+	}
+	return info.Config.Placement.Tags
+}
+
+// streamInfoOf returns fn's stream's information, or nil.
+func (s *Store) streamInfoOf(ctx context.Context, fn string) *jetstream.StreamInfo {
 	js, err := s.jetStream()
 	if err != nil {
-		return ""
+		return nil
 	}
 	st, err := streamInfo(ctx, js, fn)
 	if err != nil {
-		return ""
+		return nil
 	}
-	if c := st.CachedInfo().Cluster; c != nil {
-		return c.Leader
-	}
-	return ""
+	return st.CachedInfo()
 }

@@ -43,7 +43,7 @@ const groupCommitInFlight = 4
 
 // groupItemOverhead is about what an item's encoding adds to its size (the
 // field names and the fields size does not count), for the entry's buffer.
-const groupItemOverhead = 128
+const groupItemOverhead = 64
 
 type groupItem[T any] struct {
 	item  T

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"nimbus/logstore"
 	"nimbus/rpc"
 )
 
@@ -62,8 +63,13 @@ func TestLogsGroupsAfterGracefulStop(t *testing.T) {
 			newGroup()
 		}
 	}
+	var workerAfter []string // w1's groups made once n1 had left
 	for i := 0; i < 6; i++ {
+		nd := 1 + groups%3
 		newGroup()
+		if nd == 3 {
+			workerAfter = append(workerAfter, last[3])
+		}
 	}
 	t.Logf("%d new groups", groups)
 	logged := time.Now()
@@ -82,6 +88,28 @@ func TestLogsGroupsAfterGracefulStop(t *testing.T) {
 		}
 		return true
 	})
+
+	// w1 has no server of its own: its R1 groups are pinned to a server
+	// gossip shows alive, never left to JetStream's choice.
+	pinned := map[string]bool{logstore.PinTag(tc.nodes[1].Name()): true, logstore.PinTag(tc.nodes[2].Name()): true}
+	r1 := 0
+	for _, fn := range workerAfter {
+		g, err := tc.nodes[1].logs.Group(ctxT(t), fn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.Replicas != 1 {
+			continue
+		}
+		r1++
+		tags := tc.nodes[1].logs.StreamPlacement(ctxT(t), fn)
+		if len(tags) != 1 || !pinned[tags[0]] {
+			t.Errorf("w1's R1 group %s: placement tags %q, want one of n2's or n3's", fn, tags)
+		}
+	}
+	if r1 == 0 {
+		t.Fatalf("none of w1's groups after the stop (%v) is R1", workerAfter)
+	}
 
 	// The stopped server returns: a group created R1 meanwhile (placed on
 	// the server that created it) is scaled to R3 when its publisher next
