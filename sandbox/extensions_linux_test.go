@@ -139,12 +139,19 @@ while true; do
 done
 `
 
+// registerExtension is the shell function the test extensions below
+// register with: `register NAME EVENTS` sets API and the extension's ID.
+const registerExtension = `API="http://${AWS_LAMBDA_RUNTIME_API}/2020-01-01/extension"
+register() {
+  H=$(mktemp)
+  curl -sS -D "$H" -o /dev/null -X POST "$API/register" -H "Lambda-Extension-Name: $1" -d "$2"
+  ID=$(grep -i Lambda-Extension-Identifier "$H" | tr -d '[:space:]' | cut -d: -f2)
+}
+`
+
 // crashOnInvoke registers, and exits when it gets its first INVOKE.
 const crashOnInvoke = `#!/bin/sh
-API="http://${AWS_LAMBDA_RUNTIME_API}/2020-01-01/extension"
-H=$(mktemp)
-curl -sS -D "$H" -o /dev/null -X POST "$API/register" -H "Lambda-Extension-Name: crasher" -d '{"events":["INVOKE"]}'
-ID=$(grep -i Lambda-Extension-Identifier "$H" | tr -d '[:space:]' | cut -d: -f2)
+` + registerExtension + `register crasher '{"events":["INVOKE"]}'
 curl -sS -o /dev/null -H "Lambda-Extension-Identifier: $ID" "$API/event/next"
 exit 1
 `
@@ -237,10 +244,7 @@ func TestIdleSandboxWhoseRuntimeEndedIsReaped(t *testing.T) {
 const lateRegistrar = `#!/bin/sh
 sleep 0.3
 touch /tmp/ext-registering
-API="http://${AWS_LAMBDA_RUNTIME_API}/2020-01-01/extension"
-H=$(mktemp)
-curl -sS -D "$H" -o /dev/null -X POST "$API/register" -H "Lambda-Extension-Name: late" -d '{"events":["SHUTDOWN"]}'
-ID=$(grep -i Lambda-Extension-Identifier "$H" | tr -d '[:space:]' | cut -d: -f2)
+` + registerExtension + `register late '{"events":["SHUTDOWN"]}'
 while true; do
   curl -sS -o /dev/null -H "Lambda-Extension-Identifier: $ID" "$API/event/next" || exit 0
 done
@@ -279,10 +283,7 @@ func TestRuntimeStartsAfterExtensionsRegister(t *testing.T) {
 // flusher takes a while after each INVOKE before it asks for the next
 // event, as an extension that flushes telemetry does.
 const flusher = `#!/bin/sh
-API="http://${AWS_LAMBDA_RUNTIME_API}/2020-01-01/extension"
-H=$(mktemp)
-curl -sS -D "$H" -o /dev/null -X POST "$API/register" -H "Lambda-Extension-Name: flusher" -d '{"events":["INVOKE"]}'
-ID=$(grep -i Lambda-Extension-Identifier "$H" | tr -d '[:space:]' | cut -d: -f2)
+` + registerExtension + `register flusher '{"events":["INVOKE"]}'
 curl -sS -o /dev/null -H "Lambda-Extension-Identifier: $ID" "$API/event/next"
 while true; do
   sleep 0.3
