@@ -508,3 +508,36 @@ func TestConcurrentInvocations(t *testing.T) {
 		t.Errorf("stats %+v: want between 1 and 4 idle sandboxes", st)
 	}
 }
+
+// TestPreadInt reads the number of an open file whole, again after it
+// changed (as a cgroup's counters do), and 0 for what is not a number or no
+// file.
+func TestPreadInt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "counter")
+	if err := os.WriteFile(path, []byte("123456789\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if got := preadInt(f); got != 123456789 {
+		t.Fatalf("preadInt = %d, want 123456789", got)
+	}
+	if err := os.WriteFile(path, []byte("42\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := preadInt(f); got != 42 {
+		t.Fatalf("after a change, preadInt = %d, want 42", got)
+	}
+	if err := os.WriteFile(path, []byte("max\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := preadInt(f); got != 0 {
+		t.Fatalf("preadInt of %q = %d, want 0", "max", got)
+	}
+	if got := preadInt(nil); got != 0 {
+		t.Fatalf("preadInt(nil) = %d, want 0", got)
+	}
+}

@@ -8,7 +8,7 @@
 # PROFILE=DIR also serves pprof on each agent (port 6060) and saves, during
 # the accept run, a CPU profile of the leader and of one follower and an
 # execution trace of the leader in DIR. SKIP_START=1 skips the
-# accept-to-start run.
+# accept-to-start run. AGENT_FLAGS adds flags to every agent (--gomaxprocs 2, say).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }
@@ -21,7 +21,7 @@ go build -o bin/nimbus ./cmd/nimbus
 CGO_ENABLED=0 go build -o examples/hello/build/bootstrap ./examples/hello
 NIMBUS_CLUSTER_DIR=$(mktemp -d /tmp/nimbus-bench-async.XXXXXX)
 export NIMBUS_CLUSTER_DIR NIMBUS_CLUSTER_PREFIX=${NIMBUS_CLUSTER_PREFIX:-nbasync} NIMBUS_CLUSTER_NET=${NIMBUS_CLUSTER_NET:-10.213.61}
-flags="--log-level warn"
+flags="--log-level warn ${AGENT_FLAGS:-}"
 [ -z "${PROFILE:-}" ] || { mkdir -p "$PROFILE"; flags="$flags --debug-addr 0.0.0.0:6060"; }
 export NIMBUS_BIN=$PWD/bin/nimbus NIMBUS_AGENT_FLAGS="$flags"
 trap 'scripts/cluster down >/dev/null 2>&1 || true; rm -rf "$NIMBUS_CLUSTER_DIR"' EXIT

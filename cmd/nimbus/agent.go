@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -49,6 +50,7 @@ func (c *cli) agentCmd() *cobra.Command {
 		httpAddr            string
 		urlDomain           string // function URLs (versions.go)
 		imageDir            string // issue 10
+		procs               int
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -73,6 +75,10 @@ func (c *cli) agentCmd() *cobra.Command {
 					log.Warn("the agent's binary is copied at every sandbox start", "err", err)
 				}
 			}
+			if procs < 0 {
+				return fmt.Errorf("--gomaxprocs: %d is negative", procs)
+			}
+			runtime.GOMAXPROCS(agentProcs(procs, runtime.GOMAXPROCS(0), dev || worker))
 			arns, err := rpc.NewARNScope(region, account)
 			if err != nil {
 				return fmt.Errorf("--region, --account-id: %w", err)
@@ -198,6 +204,7 @@ func (c *cli) agentCmd() *cobra.Command {
 	f.IntVar(&accountLimit, "account-concurrency", 1000, "invocations running at once in the cluster (read by the leader)")
 	f.IntVar(&memoryMB, "memory", 0, "memory in MB this worker offers sandboxes (default: the host's less 1 GiB)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.IntVar(&procs, "gomaxprocs", 0, "threads running the agent's Go code at once (0: on a worker, half the CPUs the agent may use, at least 1; else all of them)")
 	f.StringVar(&debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (off when empty)")
 	f.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (off when empty; "+defaultDevMetricsAddr+" with --dev)")
 	f.DurationVar(&idleTimeout, "sandbox-idle-timeout", 10*time.Minute, "how long an unused warm sandbox is kept")
@@ -206,6 +213,26 @@ func (c *cli) agentCmd() *cobra.Command {
 	f.DurationVar(&asyncRetryBase, "async-retry-base", time.Minute, "an async event's function error is retried after this, then after twice it")
 	f.DurationVar(&asyncLeaseMargin, "async-lease-margin", 30*time.Second, "a dispatched async event's lease is the function's timeout plus this")
 	return cmd
+}
+
+// agentProcs is the agent's GOMAXPROCS: the --gomaxprocs given, or by
+// default, on a worker, half of cpus (the CPUs the Go runtime found it may
+// use), at least 1. A worker's own work per invocation is mostly system
+// calls and goroutine hand-offs; with a P for every CPU, each hand-off to
+// a goroutine while a P is idle wakes a thread that then finds little to
+// do, and the sandboxes' functions need those CPUs. On the 2-core machine
+// of docs/BENCHMARKS.md one P instead of two cut the agent's CPU per warm
+// invocation by 16-51% and one caller's p50 by 7-45%, and left 16 callers'
+// throughput within the noise (-6% to +22%) (docs/ARCHITECTURE.md,
+// Sandboxes). A server-only node keeps them all.
+func agentProcs(flag, cpus int, worker bool) int {
+	if flag > 0 {
+		return flag
+	}
+	if !worker {
+		return cpus
+	}
+	return max(1, cpus/2)
 }
 
 // withPort adds the default port to an address given as a bare IP.
