@@ -81,6 +81,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	initOneProc()
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, err
 	}
@@ -591,4 +592,19 @@ func (m *Manager) invokedARN(name, qualifier string) string {
 
 func newTraceID() string {
 	return fmt.Sprintf("Root=1-%08x-%s;Parent=%s;Sampled=0", time.Now().Unix(), randomHex(12), randomHex(8))
+}
+
+// initOneProc starts libcontainer's container init with one P.
+// libcontainer gives its init (this binary, re-executed in the sandbox's
+// namespaces) no environment but the agent's GOMAXPROCS variable, and the
+// init's first act is runtime.GOMAXPROCS(1): started with a P for every
+// CPU, the Go runtime made each P's caches and threads only to stop the
+// world and drop them again, a cost that grows with the machine's cores
+// and is paid at every shell's start. An operator's own GOMAXPROCS is
+// left as it is. The agent's own procs are set by then (the variable is
+// read once, at the process's start).
+func initOneProc() {
+	if os.Getenv("GOMAXPROCS") == "" {
+		_ = os.Setenv("GOMAXPROCS", "1")
+	}
 }

@@ -541,3 +541,18 @@ func TestPreadInt(t *testing.T) {
 		t.Fatalf("preadInt(nil) = %d, want 0", got)
 	}
 }
+
+// TestInitOneProc: libcontainer's init is started with one P unless the
+// operator set GOMAXPROCS, which is then left as it is.
+func TestInitOneProc(t *testing.T) {
+	t.Setenv("GOMAXPROCS", "3")
+	initOneProc()
+	if got := os.Getenv("GOMAXPROCS"); got != "3" {
+		t.Fatalf("GOMAXPROCS=%q after initOneProc, want the operator's 3", got)
+	}
+	os.Unsetenv("GOMAXPROCS") // t.Setenv restores it after
+	initOneProc()
+	if got := os.Getenv("GOMAXPROCS"); got != "1" {
+		t.Fatalf("GOMAXPROCS=%q after initOneProc, want 1", got)
+	}
+}
