@@ -78,7 +78,9 @@ func (c *cli) agentCmd() *cobra.Command {
 			if procs < 0 {
 				return fmt.Errorf("--gomaxprocs: %d is negative", procs)
 			}
-			runtime.GOMAXPROCS(agentProcs(procs, runtime.GOMAXPROCS(0), dev || worker))
+			if procs > 0 || os.Getenv("GOMAXPROCS") == "" { // an operator's GOMAXPROCS stands unless the flag overrides it
+				runtime.GOMAXPROCS(agentProcs(procs, runtime.GOMAXPROCS(0), dev || worker))
+			}
 			arns, err := rpc.NewARNScope(region, account)
 			if err != nil {
 				return fmt.Errorf("--region, --account-id: %w", err)
@@ -204,7 +206,7 @@ func (c *cli) agentCmd() *cobra.Command {
 	f.IntVar(&accountLimit, "account-concurrency", 1000, "invocations running at once in the cluster (read by the leader)")
 	f.IntVar(&memoryMB, "memory", 0, "memory in MB this worker offers sandboxes (default: the host's less 1 GiB)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	f.IntVar(&procs, "gomaxprocs", 0, "threads running the agent's Go code at once (0: on a worker, half the CPUs the agent may use, at least 1; else all of them)")
+	f.IntVar(&procs, "gomaxprocs", 0, "threads running the agent's Go code at once (0: the GOMAXPROCS variable if set; else on a worker half the CPUs the agent may use, at least 1, and all of them on a server-only node)")
 	f.StringVar(&debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (off when empty)")
 	f.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (off when empty; "+defaultDevMetricsAddr+" with --dev)")
 	f.DurationVar(&idleTimeout, "sandbox-idle-timeout", 10*time.Minute, "how long an unused warm sandbox is kept")
