@@ -2,9 +2,10 @@
 # Provisions one nimbus node of the Vagrant cluster (see Vagrantfile), as
 # root on Debian 12:  deploy/provision.sh IP CLUSTER_KEY
 #
-# The binary is built on the host (go build -o bin/nimbus ./cmd/nimbus) and
+# The binary is built on the host (go build -o bin/ ./cmd/...) and
 # reaches the VM through the synced folder /vagrant; nothing is compiled
-# here. Installs the runtime dependencies, /usr/local/bin/nimbus,
+# here. Installs the runtime dependencies, /usr/local/bin/nimbus (and
+# nimbus-init beside it),
 # /etc/nimbus/nimbus.env and the systemd unit, and starts the agent. Safe to
 # run again (vagrant provision): it installs the current binary and restarts.
 #
@@ -23,7 +24,7 @@ src=${NIMBUS_SRC:-/vagrant}
 
 if [ ! -x "$src/bin/nimbus" ]; then
   echo "provision: $src/bin/nimbus is missing. On the host, in the repo:" >&2
-  echo "  go build -o bin/nimbus ./cmd/nimbus && vagrant rsync && vagrant provision" >&2
+  echo "  go build -o bin/ ./cmd/... && vagrant rsync && vagrant provision" >&2
   exit 1
 fi
 if ! "$src/bin/nimbus" --help >/dev/null 2>&1; then
@@ -44,6 +45,13 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 install -m 0755 "$src/bin/nimbus" /usr/local/bin/nimbus
+# The sandboxes' container init, found beside the agent's binary (without
+# it the agent is its own, at about twice the CPU per sandbox start).
+if [ -x "$src/bin/nimbus-init" ]; then
+  install -m 0755 "$src/bin/nimbus-init" /usr/local/bin/nimbus-init
+else
+  echo "provision: $src/bin/nimbus-init is missing (go build -o bin/ ./cmd/... builds it): each sandbox start will cost more CPU" >&2
+fi
 install -d -m 0700 /var/lib/nimbus
 install -d -m 0755 /etc/nimbus
 umask 077

@@ -170,7 +170,8 @@ func (c *cluster) setup() error {
 		}
 		return nil
 	}
-	if err := build(nil, "build", "-o", c.bin, "./cmd/nimbus"); err != nil {
+	// nimbus and, beside it, the sandboxes' container init nimbus-init.
+	if err := build(nil, "build", "-o", filepath.Dir(c.bin)+"/", "./cmd/..."); err != nil {
 		return err
 	}
 	helloDir := filepath.Join(c.work, "hello")

@@ -69,6 +69,10 @@ type Config struct {
 	// SandboxTmpBudgetMB is the most disk all sandboxes' /tmp together may
 	// take (sandbox.Config.ScratchMaxMB; 0: half the data disk's free space).
 	SandboxTmpBudgetMB int
+	// SandboxInit is the nimbus-init binary the sandboxes' container init
+	// runs from (sandbox.Config.InitHelper: "" beside this program, "off"
+	// this program itself).
+	SandboxInit string
 	// SandboxStateDir holds container state (default DataDir/containers).
 	SandboxStateDir string
 	// RuntimeImageDir is the store of managed runtimes' images, built by

@@ -125,6 +125,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			RuntimeImageDir: cfg.RuntimeImageDir,
 			IdleTimeout:     cfg.SandboxIdleTimeout,
 			ShellPool:       shellPool(cfg.SandboxShellPool),
+			InitHelper:      cfg.SandboxInit,
 			ARNs:            cfg.ARNs,
 			Logs:            n.logs,
 			Logger:          n.log.With("component", "sandbox"),

@@ -27,6 +27,7 @@ type Manager struct {
 	images     *ImageStore
 	shimDir    string     // the embedded shims, written out: shimDir/<Runtime.Shim>
 	initBinary string     // this program, mounted as every sandbox's PID 1
+	initHelper *os.File   // nimbus-init, sealed; nil: this program is the container init
 	procViews  *procViews // lxcfs for the sandboxes' /proc views (nil: none)
 	id         string     // unique per manager: container ids and cgroups never clash
 	uids       *uidPool
@@ -129,8 +130,9 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	m := &Manager{
 		cfg: cfg, image: image, images: images, shimDir: shimDir, initBinary: self, id: id, log: cfg.Logger,
-		procViews: startProcViews(cfg.StateDir, cfg.Logger),
-		uids:      newUIDPool(cfg.SandboxUIDFirst, cfg.SandboxUIDCount), overlays: ovl, scratch: scratch,
+		initHelper: openInitHelper(cfg.InitHelper, self, cfg.StateDir, cfg.Logger),
+		procViews:  startProcViews(cfg.StateDir, cfg.Logger),
+		uids:       newUIDPool(cfg.SandboxUIDFirst, cfg.SandboxUIDCount), overlays: ovl, scratch: scratch,
 		idle: map[string][]*sandbox{},
 		all:  map[*sandbox]struct{}{},
 		pool: map[string][]*sandbox{}, filling: map[string]int{},
@@ -578,6 +580,9 @@ func (m *Manager) Close() error {
 	m.mu.Unlock()
 	m.wg.Wait()
 	m.procViews.close()
+	if m.initHelper != nil {
+		m.initHelper.Close()
+	}
 	return m.scratch.remove()
 }
 

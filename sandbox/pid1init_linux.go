@@ -48,6 +48,7 @@ package sandbox
 #define NIMBUS_STATUS_FD 3
 #define NIMBUS_FILTER_FD 4
 #define NIMBUS_START_FD 5
+#define NIMBUS_HELPER_FD 6
 #define NIMBUS_MAX_FILTER 4096
 #define NIMBUS_START_MAX (256 << 10)
 #define NIMBUS_START_STRINGS 4096
@@ -335,6 +336,9 @@ __attribute__((constructor)) static void nimbus_sandbox_init(int argc, char **ar
 	fcntl(NIMBUS_STATUS_FD, F_SETFD, FD_CLOEXEC);
 	fcntl(NIMBUS_FILTER_FD, F_SETFD, FD_CLOEXEC);
 	fcntl(NIMBUS_START_FD, F_SETFD, FD_CLOEXEC);
+	// The container init's helper, when there is one (inithelper_linux.go),
+	// has no business in the sandbox.
+	close(NIMBUS_HELPER_FD);
 	// Whatever PID 1 inherited, SIGCHLD must not be ignored: the runtime's
 	// end would then never be seen.
 	struct sigaction dfl;

@@ -26,6 +26,9 @@ var (
 	helloBin string
 	gofnBin  string // testdata/gofn: aws-lambda-go, does what the event says
 	imageDir string
+	// cmd/nimbus-init, the container init every test manager uses unless
+	// its Config names another.
+	initHelperBin string
 )
 
 func TestMain(m *testing.M) {
@@ -59,6 +62,14 @@ func TestMain(m *testing.M) {
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 			if out, err := cmd.CombinedOutput(); err != nil {
 				fmt.Fprintf(os.Stderr, "build testdata/gofn: %v\n%s", err, out)
+				return 1
+			}
+			// The sandboxes' container init, as an agent finds it
+			// installed beside itself.
+			initHelperBin = filepath.Join(dir, InitHelperName)
+			cmd = exec.Command("go", "build", "-o", initHelperBin, "../cmd/nimbus-init")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "build cmd/nimbus-init: %v\n%s", err, out)
 				return 1
 			}
 			imageDir = filepath.Join(dir, "images")
@@ -116,6 +127,9 @@ func newTestManager(t testing.TB, cfg Config) (*Manager, *memSink) {
 	}
 	if cfg.ImageDir == "" {
 		cfg.ImageDir = imageDir // built once by TestMain
+	}
+	if cfg.InitHelper == "" {
+		cfg.InitHelper = initHelperBin // built once by TestMain
 	}
 	if cfg.SandboxUIDFirst == 0 {
 		// A range of its own, as each agent on a host has.

@@ -125,11 +125,15 @@ func (m *Manager) makeShell(rt *Runtime, root, id string, hostUID, memoryMB int)
 		start:    startW,
 	}
 	sb.api.conns = &m.apiConns
+	extra := []*os.File{statusW, filter, startR} // fds 3, 4 and 5 in PID 1
+	if m.initHelper != nil {
+		extra = append(extra, m.initHelper) // fd 6, initHelperFD
+	}
 	sb.proc = &libcontainer.Process{
 		Args:       []string{initPath, initArg},
-		ExtraFiles: []*os.File{statusW, filter, startR}, // fds 3, 4 and 5 in PID 1
-		Env:        []string{"PATH=/usr/bin:/bin"},      // the runtime's own comes on the start pipe
-		UID:        hostUID,                             // 993 to the runtime, in its user namespace
+		ExtraFiles: extra,
+		Env:        []string{"PATH=/usr/bin:/bin"}, // the runtime's own comes on the start pipe
+		UID:        hostUID,                        // 993 to the runtime, in its user namespace
 		GID:        hostUID,
 		Cwd:        "/",
 		Stdout:     logs.w,

@@ -56,6 +56,10 @@ type Config struct {
 	// given (default: half the free space of ScratchDir's filesystem when
 	// the manager starts). A cold start beyond it fails.
 	ScratchMaxMB int
+	// InitHelper is the nimbus-init binary every sandbox's container init
+	// runs from (inithelper_linux.go): "" looks for it beside this
+	// program, "off" makes this program its own container init.
+	InitHelper string
 	// ARNs is the region and account of function ARNs and AWS_REGION
 	// (the zero value: the default scope).
 	ARNs rpc.ARNScope

@@ -29,10 +29,10 @@ trap cleanup EXIT
 
 build() { # REV DIR
   if [ -z "$1" ]; then
-    go build -o "$2/nimbus" ./cmd/nimbus
+    go build -o "$2/" ./cmd/...
   else
     git worktree add -q --detach "$work/src-$(basename "$2")" "$1"
-    (cd "$work/src-$(basename "$2")" && go build -o "$2/nimbus" ./cmd/nimbus)
+    (cd "$work/src-$(basename "$2")" && go build -o "$2/" ./cmd/...)
   fi
 }
 mkdir -p "$work/a" "$work/b"

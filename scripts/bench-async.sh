@@ -17,7 +17,7 @@ DURATION=${DURATION:-10s}
 CONCURRENCY=${CONCURRENCY:-192}
 COUNT=${COUNT:-200}
 
-go build -o bin/nimbus ./cmd/nimbus
+go build -o bin/ ./cmd/...
 CGO_ENABLED=0 go build -o examples/hello/build/bootstrap ./examples/hello
 NIMBUS_CLUSTER_DIR=$(mktemp -d /tmp/nimbus-bench-async.XXXXXX)
 export NIMBUS_CLUSTER_DIR NIMBUS_CLUSTER_PREFIX=${NIMBUS_CLUSTER_PREFIX:-nbasync} NIMBUS_CLUSTER_NET=${NIMBUS_CLUSTER_NET:-10.213.61}

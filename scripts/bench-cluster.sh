@@ -12,7 +12,7 @@ command -v go >/dev/null 2>&1 || export PATH=$PATH:/usr/local/go/bin
 DURATION=${DURATION:-10s}
 KILLS=${KILLS:-10}
 
-go build -o bin/nimbus ./cmd/nimbus
+go build -o bin/ ./cmd/...
 CGO_ENABLED=0 go build -o examples/hello/build/bootstrap ./examples/hello
 NIMBUS_CLUSTER_DIR=$(mktemp -d /tmp/nimbus-bench-cluster.XXXXXX)
 export NIMBUS_CLUSTER_DIR NIMBUS_CLUSTER_PREFIX=${NIMBUS_CLUSTER_PREFIX:-nbbench} NIMBUS_CLUSTER_NET=${NIMBUS_CLUSTER_NET:-10.213.60}

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Compares two sets of agent flags on one build, one dev node at a time,
 # alternating ROUNDS times (default 4), so that the machine's drift falls on
-# both alike. Each run: hello at 1792 MB, 30 cold starts back to back, one
+# both alike. Each run: hello at 1792 MB, 30 cold starts back to back and 30
+# 300 ms apart, each with the agent's and the sandboxes' CPU per start (the
+# sandboxes' includes their container init, PID 1 and the function's
+# start; the agent's the revision change before each start), one
 # caller warm for DURATION (default 8s) with the agent's CPU (from /proc)
 # and the sandboxes' (the cpuacct cgroup above them) per invocation, then
 # 16 callers at 1024 MB (16 sandboxes fit the dev node's memory offer)
@@ -16,7 +19,7 @@ command -v go >/dev/null 2>&1 || export PATH=$PATH:/usr/local/go/bin
 ROUNDS=${ROUNDS:-4} DURATION=${DURATION:-8s}
 export NIMBUS_ADDR=127.0.0.1:${BENCH_PORT:-8796}
 
-go build -o bin/nimbus ./cmd/nimbus
+go build -o bin/ ./cmd/...
 CGO_ENABLED=0 go build -o examples/hello/build/bootstrap ./examples/hello
 agent=
 data=
@@ -36,8 +39,13 @@ run() { # LABEL FLAGS
   agent=$!
   until bin/nimbus fn list >/dev/null 2>&1; do sleep 0.1; done
   bin/nimbus fn create hello --dir examples/hello/build --memory 1792 >/dev/null
-  echo "$1 $(bin/nimbus bench cold --count 30)"
-  local a0 s0 a1 s1 out n
+  local a0 s0 a1 s1 out n gap
+  for gap in 0s 300ms; do
+    a0=$(agent_cpu); s0=$(sandbox_cpu)
+    out=$(bin/nimbus bench cold --count 30 --interval "$gap")
+    a1=$(agent_cpu); s1=$(sandbox_cpu)
+    echo "$1 $gap apart: $out; CPU per cold start: agent $(( (a1-a0)/30/1000000 )) ms, sandboxes $(( (s1-s0)/30/1000000 )) ms"
+  done
   a0=$(agent_cpu); s0=$(sandbox_cpu)
   out=$(bin/nimbus bench warm --concurrency 1 --duration "$DURATION")
   a1=$(agent_cpu); s1=$(sandbox_cpu); n=$(echo "$out" | count)

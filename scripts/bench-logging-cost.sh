@@ -17,7 +17,7 @@ trap '[ -z "$agent" ] || { kill "$agent" 2>/dev/null; wait "$agent" 2>/dev/null;
 awk '{ print } /^func \(s \*Store\) Append\(/ { print "\tif true { // nimbus-noship\n\t\treturn nil\n\t}" }' logstore/store.go >"$scratch/store.go"
 [ "$(grep -c 'nimbus-noship' "$scratch/store.go")" = 1 ] || { echo "Store.Append not found once in logstore/store.go" >&2; exit 1; }
 printf '{"Replace":{"%s":"%s"}}\n' "$PWD/logstore/store.go" "$scratch/store.go" >"$scratch/overlay.json"
-go build -o bin/nimbus ./cmd/nimbus
+go build -o bin/ ./cmd/...
 go build -overlay "$scratch/overlay.json" -o "$scratch/nimbus-noship" ./cmd/nimbus
 CGO_ENABLED=0 go build -o examples/hello/build/bootstrap ./examples/hello
 export NIMBUS_ADDR=127.0.0.1:${BENCH_PORT:-8795}

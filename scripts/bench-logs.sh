@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 command -v go >/dev/null 2>&1 || export PATH=$PATH:/usr/local/go/bin
 LINES=${LINES:-1000000} FUNCTIONS=${FUNCTIONS:-4} FOLLOWS=${FOLLOWS:-200} WINDOW=${WINDOW:-0}
 
-go build -o bin/nimbus ./cmd/nimbus
+go build -o bin/ ./cmd/...
 CGO_ENABLED=0 go build -o examples/hello/build/bootstrap ./examples/hello
 NIMBUS_CLUSTER_DIR=$(mktemp -d /tmp/nblogs-bench.XXXXXX)
 key=$(bin/nimbus keygen)

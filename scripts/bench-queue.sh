@@ -14,7 +14,7 @@ CONCURRENCY=${CONCURRENCY:-64}
 MESSAGES=${MESSAGES:-100000}
 MAX_CONCURRENCY=${MAX_CONCURRENCY:-16}
 
-go build -o bin/nimbus ./cmd/nimbus
+go build -o bin/ ./cmd/...
 CGO_ENABLED=0 go build -o examples/hello/build/bootstrap ./examples/hello
 data=$(mktemp -d /tmp/nimbus-bench-queue.XXXXXX)
 export NIMBUS_ADDR=127.0.0.1:${BENCH_PORT:-8791}

@@ -12,7 +12,7 @@ command -v go >/dev/null 2>&1 || export PATH=$PATH:/usr/local/go/bin
 COUNT=${COUNT:-30}
 RUNTIMES=${RUNTIMES:-provided python3.13 nodejs20.x ruby3.3 java21}
 
-go build -o bin/nimbus ./cmd/nimbus
+go build -o bin/ ./cmd/...
 CGO_ENABLED=0 go build -o examples/hello/build/bootstrap ./examples/hello
 data=$(mktemp -d /tmp/nimbus-bench-rt.XXXXXX)
 export NIMBUS_ADDR=127.0.0.1:${BENCH_PORT:-8791}

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 command -v go >/dev/null 2>&1 || export PATH=$PATH:/usr/local/go/bin
 DURATION=${DURATION:-10s}
 
-go build -o bin/nimbus ./cmd/nimbus
+go build -o bin/ ./cmd/...
 CGO_ENABLED=0 go build -o examples/hello/build/bootstrap ./examples/hello
 data=$(mktemp -d /tmp/nimbus-bench.XXXXXX)
 export NIMBUS_ADDR=127.0.0.1:${BENCH_PORT:-8790}

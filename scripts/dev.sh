@@ -13,7 +13,7 @@ scripts/install-deps.sh
 command -v go >/dev/null 2>&1 || export PATH=$PATH:/usr/local/go/bin
 
 echo "==> building nimbus and examples/hello"
-go build -o bin/nimbus ./cmd/nimbus
+go build -o bin/ ./cmd/...
 CGO_ENABLED=0 go build -o examples/hello/build/bootstrap ./examples/hello
 
 data=${NIMBUS_DATA_DIR:-/var/lib/nimbus-dev}

@@ -40,6 +40,7 @@ func (c *cli) agentCmd() *cobra.Command {
 		logLevel            string
 		idleTimeout         time.Duration
 		shellPool           int
+		sandboxInit         string
 		tmpBudgetMB         int
 		asyncRetryBase      time.Duration
 		asyncLeaseMargin    time.Duration
@@ -98,6 +99,7 @@ func (c *cli) agentCmd() *cobra.Command {
 				SandboxIdleTimeout: idleTimeout,
 				SandboxShellPool:   noneIfZero(shellPool),
 				SandboxTmpBudgetMB: tmpBudgetMB,
+				SandboxInit:        sandboxInit,
 				AsyncRetryBase:     asyncRetryBase,
 				AsyncLeaseMargin:   asyncLeaseMargin,
 				Logger:             log,
@@ -212,6 +214,7 @@ func (c *cli) agentCmd() *cobra.Command {
 	f.DurationVar(&idleTimeout, "sandbox-idle-timeout", 10*time.Minute, "how long an unused warm sandbox is kept")
 	f.IntVar(&tmpBudgetMB, "sandbox-tmp-budget", 0, "MB of the data directory's disk all sandboxes' /tmp together may take (default: half its free space at start)")
 	f.IntVar(&shellPool, "sandbox-pool", 2, "sandboxes without a function kept ready per runtime in use, so that a cold start only mounts the code and starts the runtime (0: none)")
+	f.StringVar(&sandboxInit, "sandbox-init", "", "the nimbus-init binary that sets each sandbox up (default: the one beside this binary; off: this binary itself, about twice the CPU per sandbox start)")
 	f.DurationVar(&asyncRetryBase, "async-retry-base", time.Minute, "an async event's function error is retried after this, then after twice it")
 	f.DurationVar(&asyncLeaseMargin, "async-lease-margin", 30*time.Second, "a dispatched async event's lease is the function's timeout plus this")
 	return cmd

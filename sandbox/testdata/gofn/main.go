@@ -216,6 +216,17 @@ func handler(ctx context.Context, ev event) (any, error) {
 			}
 		}
 		return map[string]any{"uid": os.Getuid(), "gid": os.Getgid(), "uid_map": strings.TrimSpace(string(uidMap)), "cap_eff": capEff}, nil
+	case "fds":
+		// What each open descriptor of the runtime is.
+		entries, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			return nil, err
+		}
+		fds := map[string]string{}
+		for _, e := range entries {
+			fds[e.Name()], _ = os.Readlink("/proc/self/fd/" + e.Name())
+		}
+		return map[string]any{"fds": fds}, nil
 	case "mountinfo":
 		b, _ := os.ReadFile("/proc/self/mountinfo")
 		return map[string]any{"mountinfo": string(b)}, nil
