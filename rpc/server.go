@@ -14,8 +14,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"nimbus/internal/rawio"
 )
 
 const (
@@ -348,7 +346,6 @@ func (s *Server) newConn(conn net.Conn, auth *PeerAuth) *serverConn {
 	if auth != nil {
 		inflight = peerMaxInflight
 	}
-	conn = rawio.Wrap(conn) // reads and writes the scheduler need not see
 	sc := &serverConn{
 		s:      s,
 		conn:   conn,

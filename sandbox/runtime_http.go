@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"time"
 
-	"nimbus/internal/rawio"
 	"nimbus/rpc"
 )
 
@@ -87,7 +86,6 @@ var (
 )
 
 func newAPIConn(a *runtimeAPI, nc net.Conn) *apiConn {
-	nc = rawio.Wrap(nc) // reads and writes the scheduler need not see
 	return &apiConn{a: a, nc: nc, br: bufio.NewReaderSize(nc, apiReadBuffer)}
 }
 

@@ -17,7 +17,6 @@ import (
 	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
 
-	"nimbus/internal/rawio"
 	"nimbus/rpc"
 )
 
@@ -248,12 +247,19 @@ func preadInt(f *os.File) int64 {
 	if f == nil {
 		return 0
 	}
-	// One pread reads a cgroup file's value whole (os.File.ReadAt would
-	// read again to meet the end of the file), two of which are made
-	// after every invocation; a raw one, since it never blocks.
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	// One pread reads a cgroup file's value whole; os.File.ReadAt would
+	// read again to fill the buffer and meet the end of the file, a second
+	// system call per read, two of which are made after every invocation.
 	var buf [32]byte
-	n, err := rawio.Pread(f, buf[:], 0)
-	if err != nil || n <= 0 {
+	n, perr := 0, error(nil)
+	if err := rc.Read(func(fd uintptr) bool {
+		n, perr = unix.Pread(int(fd), buf[:], 0)
+		return true
+	}); err != nil || perr != nil || n <= 0 {
 		return 0
 	}
 	v, _ := strconv.ParseInt(strings.TrimSpace(string(buf[:n])), 10, 64)
