@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"nimbus/internal/rawio"
 )
 
 const defaultDialTimeout = 5 * time.Second
@@ -201,6 +203,7 @@ func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 			return nil, &connError{msg: "rpc: peer handshake with " + c.addr, cause: err}
 		}
 	}
+	conn = rawio.Wrap(conn) // reads and writes the scheduler need not see
 	cc := &clientConn{
 		addr:     c.addr,
 		conn:     conn,
@@ -390,7 +393,7 @@ func (cc *clientConn) fail(cause error) {
 	// whose caller is told here that it failed could still reach the node
 	// later, for instance when a partition heals, and run after newer
 	// requests.
-	if tc, ok := cc.conn.(*net.TCPConn); ok {
+	if tc, ok := unwrapConn(cc.conn).(*net.TCPConn); ok {
 		_ = tc.SetLinger(0)
 	}
 	cc.conn.Close()

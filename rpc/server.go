@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"nimbus/internal/rawio"
 )
 
 const (
@@ -346,6 +348,7 @@ func (s *Server) newConn(conn net.Conn, auth *PeerAuth) *serverConn {
 	if auth != nil {
 		inflight = peerMaxInflight
 	}
+	conn = rawio.Wrap(conn) // reads and writes the scheduler need not see
 	sc := &serverConn{
 		s:      s,
 		conn:   conn,

@@ -207,8 +207,13 @@ func (w *connWriter) write(batch []*frameBuf) error {
 	if w.timeout > 0 {
 		w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
 	}
-	w.wbufs = w.bufs // WriteTo consumes its receiver
-	_, err := w.wbufs.WriteTo(w.conn)
+	var err error
+	if bw, ok := w.conn.(buffersWriter); ok {
+		_, err = bw.WriteBuffers(w.bufs)
+	} else {
+		w.wbufs = w.bufs // WriteTo consumes its receiver
+		_, err = w.wbufs.WriteTo(w.conn)
+	}
 	w.lastWrite.Store(int64(time.Since(w.epoch)))
 	var n int64
 	for i, f := range batch {
@@ -221,6 +226,12 @@ func (w *connWriter) write(batch []*frameBuf) error {
 	}
 	clear(w.bufs)
 	return err
+}
+
+// buffersWriter writes several buffers in one writev (rawio.Conn; the
+// net package's own conns do it for net.Buffers, but not once wrapped).
+type buffersWriter interface {
+	WriteBuffers(bufs [][]byte) (int64, error)
 }
 
 // dropped pools a frame that will not be written, and counts it.

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"nimbus/internal/rawio"
 	"nimbus/rpc"
 )
 
@@ -119,7 +120,7 @@ func (p *logPipe) readLocked(fd uintptr) bool {
 		if reads == readsPerTurn {
 			return true // let sync and end in; the reader comes back
 		}
-		n, err := unix.Read(int(fd), p.buf)
+		n, err := rawio.Read(fd, p.buf) // a non-blocking pipe
 		switch {
 		case n > 0:
 			if p.admit(n) {

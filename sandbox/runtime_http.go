@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"nimbus/internal/rawio"
 	"nimbus/rpc"
 )
 
@@ -86,6 +87,7 @@ var (
 )
 
 func newAPIConn(a *runtimeAPI, nc net.Conn) *apiConn {
+	nc = rawio.Wrap(nc) // reads and writes the scheduler need not see
 	return &apiConn{a: a, nc: nc, br: bufio.NewReaderSize(nc, apiReadBuffer)}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
 
+	"nimbus/internal/rawio"
 	"nimbus/rpc"
 )
 
@@ -247,19 +248,12 @@ func preadInt(f *os.File) int64 {
 	if f == nil {
 		return 0
 	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return 0
-	}
-	// One pread reads a cgroup file's value whole; os.File.ReadAt would
-	// read again to fill the buffer and meet the end of the file, a second
-	// system call per read, two of which are made after every invocation.
+	// One pread reads a cgroup file's value whole (os.File.ReadAt would
+	// read again to meet the end of the file), two of which are made
+	// after every invocation; a raw one, since it never blocks.
 	var buf [32]byte
-	n, perr := 0, error(nil)
-	if err := rc.Read(func(fd uintptr) bool {
-		n, perr = unix.Pread(int(fd), buf[:], 0)
-		return true
-	}); err != nil || perr != nil || n <= 0 {
+	n, err := rawio.Pread(f, buf[:], 0)
+	if err != nil || n <= 0 {
 		return 0
 	}
 	v, _ := strconv.ParseInt(strings.TrimSpace(string(buf[:n])), 10, 64)
