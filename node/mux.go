@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"nimbus/internal/rawio"
 	"nimbus/rpc"
 )
 
@@ -69,6 +70,7 @@ func (m *portMux) serve() {
 			}
 			return
 		}
+		c = rawio.Wrap(c) // reads and writes the scheduler need not see
 		if c = m.limiter.Admit(c); c == nil {
 			continue // refused, and told why
 		}
@@ -114,6 +116,11 @@ type prefixConn struct {
 
 // NetConn returns the connection under the mux's wrapper.
 func (c *prefixConn) NetConn() net.Conn { return c.Conn }
+
+// WriteBuffers passes a writev through to the connection.
+func (c *prefixConn) WriteBuffers(bufs [][]byte) (int64, error) {
+	return rawio.WriteBuffers(c.Conn, bufs)
+}
 
 func (c *prefixConn) Read(p []byte) (int, error) {
 	c.mu.Lock()

@@ -197,13 +197,13 @@ func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 	if err != nil {
 		return nil, &connError{msg: "rpc: dial " + c.addr, cause: err}
 	}
+	conn = rawio.Wrap(conn) // reads and writes the scheduler need not see
 	if c.opts.Peer != nil {
 		if _, err := c.opts.Peer.dialHandshake(ctx, conn); err != nil {
 			conn.Close()
 			return nil, &connError{msg: "rpc: peer handshake with " + c.addr, cause: err}
 		}
 	}
-	conn = rawio.Wrap(conn) // reads and writes the scheduler need not see
 	cc := &clientConn{
 		addr:     c.addr,
 		conn:     conn,

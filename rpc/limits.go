@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"nimbus/internal/rawio"
 )
 
 // Limits on what untrusted callers may make a server hold. Every one of
@@ -189,6 +191,11 @@ func (c *limitedConn) Close() error {
 
 // NetConn returns the connection under the limiter's wrapper.
 func (c *limitedConn) NetConn() net.Conn { return c.Conn }
+
+// WriteBuffers passes a writev through to the connection.
+func (c *limitedConn) WriteBuffers(bufs [][]byte) (int64, error) {
+	return rawio.WriteBuffers(c.Conn, bufs)
+}
 
 // budget is a count of bytes with a limit that takers may wait on. give
 // wakes every waiter; each then tries again. It is safe for concurrent use.

@@ -273,6 +273,7 @@ func (s *Server) serve(ln net.Listener, auth *PeerAuth) error {
 			continue
 		}
 		backoff = 0
+		conn = rawio.Wrap(conn) // reads and writes the scheduler need not see
 		if !s.opts.Admitted {
 			if conn = s.limiter.Admit(conn); conn == nil {
 				continue // refused, and told why
@@ -348,7 +349,6 @@ func (s *Server) newConn(conn net.Conn, auth *PeerAuth) *serverConn {
 	if auth != nil {
 		inflight = peerMaxInflight
 	}
-	conn = rawio.Wrap(conn) // reads and writes the scheduler need not see
 	sc := &serverConn{
 		s:      s,
 		conn:   conn,

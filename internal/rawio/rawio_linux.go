@@ -36,22 +36,13 @@ type Conn struct {
 	writeFn func(uintptr) bool
 }
 
-// Wrap returns c with raw reads and writes when c is, or wraps through
-// NetConn, a *net.TCPConn; otherwise c itself. The result's NetConn
-// returns c.
+// Wrap returns c with raw reads and writes when c is a *net.TCPConn;
+// otherwise c itself. Only the socket itself: a wrapper may hold bytes of
+// its own (a peeked prefix, a TLS record), which reads from its socket
+// would skip. Wrap a connection first, then put wrappers around it. The
+// result's NetConn returns c.
 func Wrap(c net.Conn) net.Conn {
-	inner := c
-	for i := 0; i < 8; i++ {
-		if _, ok := inner.(*net.TCPConn); ok {
-			break
-		}
-		u, ok := inner.(interface{ NetConn() net.Conn })
-		if !ok {
-			return c
-		}
-		inner = u.NetConn()
-	}
-	tc, ok := inner.(*net.TCPConn)
+	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return c
 	}
@@ -234,4 +225,16 @@ func Read(fd uintptr, b []byte) (int, error) {
 		return -1, e
 	}
 	return int(n), nil
+}
+
+// WriteBuffers writes bufs to c: with c's own WriteBuffers when it has one
+// (a Conn, or a wrapper that passes writes through), else as net.Buffers.
+func WriteBuffers(c net.Conn, bufs [][]byte) (int64, error) {
+	if bw, ok := c.(interface {
+		WriteBuffers([][]byte) (int64, error)
+	}); ok {
+		return bw.WriteBuffers(bufs)
+	}
+	nb := append(net.Buffers(nil), bufs...) // WriteTo consumes its receiver
+	return nb.WriteTo(c)
 }
