@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"nimbus/internal/rawio"
 )
 
 var (
@@ -55,8 +57,7 @@ type connWriter struct {
 	lastWrite atomic.Int64 // end of the last write, in ns since epoch
 
 	spare []*frameBuf
-	bufs  net.Buffers
-	wbufs net.Buffers
+	bufs  [][]byte
 }
 
 func newConnWriter(conn net.Conn, timeout time.Duration, direct bool) *connWriter {
@@ -207,13 +208,7 @@ func (w *connWriter) write(batch []*frameBuf) error {
 	if w.timeout > 0 {
 		w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
 	}
-	var err error
-	if bw, ok := w.conn.(buffersWriter); ok {
-		_, err = bw.WriteBuffers(w.bufs)
-	} else {
-		w.wbufs = w.bufs // WriteTo consumes its receiver
-		_, err = w.wbufs.WriteTo(w.conn)
-	}
+	_, err := rawio.WriteBuffers(w.conn, w.bufs) // one writev
 	w.lastWrite.Store(int64(time.Since(w.epoch)))
 	var n int64
 	for i, f := range batch {
@@ -226,12 +221,6 @@ func (w *connWriter) write(batch []*frameBuf) error {
 	}
 	clear(w.bufs)
 	return err
-}
-
-// buffersWriter writes several buffers in one writev (rawio.Conn; the
-// net package's own conns do it for net.Buffers, but not once wrapped).
-type buffersWriter interface {
-	WriteBuffers(bufs [][]byte) (int64, error)
 }
 
 // dropped pools a frame that will not be written, and counts it.
